@@ -1,0 +1,94 @@
+"""The root `seqgen` command: global options, the error boundary, and the command modules.
+
+Command modules import torch, numpy and music21 inside their functions, never at module level, so
+that `seqgen --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from seqgen import __version__
+from seqgen.cli.console import error, set_quiet
+from seqgen.errors import SeqgenError
+
+# Each module under seqgen/cli/ named here has `register(app)`.
+COMMAND_MODULES = ["tokenizer"]
+
+
+class SeqgenGroup(TyperGroup):
+    """Turns library errors into one red line and an exit code (2: usage/data, 1: other).
+
+    With --debug the original exception propagates with its traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except SeqgenError as e:
+            if _debug(ctx):
+                raise
+            error(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as e:  # an unexpected failure: still one line, unless --debug
+            if _debug(ctx):
+                raise
+            error(f"{type(e).__name__}: {e} (this is a bug in seqgen; rerun with --debug for the traceback)")
+            raise typer.Exit(1) from None
+
+
+def _debug(ctx: click.Context) -> bool:
+    obj = ctx.find_root().obj
+    return bool(obj and obj.get("debug"))
+
+
+app = typer.Typer(
+    name="seqgen",
+    cls=SeqgenGroup,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Train character-level sequence models (RNN, LSTM, GRU, transformer) on your own text or "
+    "tunes, sample from them, and turn sampled ABC tunes into MIDI.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seqgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only results (no logs or progress)."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    ctx.obj = {"debug": debug, "quiet": quiet}
+    set_quiet(quiet)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"seqgen.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app(prog_name="seqgen")

@@ -1,0 +1,36 @@
+"""The shared rich consoles. stdout carries only results; logs, progress and errors go to stderr."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+
+# Logs and progress: silenced by --quiet.
+console = Console(stderr=True, highlight=False)
+# Errors: always shown.
+err_console = Console(stderr=True, highlight=False)
+
+
+def set_quiet(quiet: bool) -> None:
+    console.quiet = quiet
+
+
+def error(message: str) -> None:
+    """One red line on stderr."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    console.print(escape(message), soft_wrap=True)
+
+
+def result(text: str) -> None:
+    """A result for stdout (a path written, a table meant for the user's pipe)."""
+    import sys
+
+    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    sys.stdout.flush()

@@ -1,0 +1,168 @@
+"""`seqgen tokenizer`: build, show, encode and decode character vocabularies; list bundled corpora."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from seqgen.cli.console import console, info, result
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Character vocabularies: build one from a corpus, show, encode and decode; list corpora.",
+)
+
+
+class Unknown(str, Enum):
+    strict = "strict"
+    replace = "replace"
+    skip = "skip"
+
+
+CORPUS_HELP = (
+    "A text or ABC file, a directory (see --glob), or a bundled corpus name "
+    "('seqgen tokenizer corpora' lists them)."
+)
+
+
+@app.command()
+def build(
+    corpus: str = typer.Argument("folk", help=CORPUS_HELP),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write the vocabulary JSON here (default: print it to stdout)."
+    ),
+    glob: Optional[str] = typer.Option(None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all)."),
+    split_docs: bool = typer.Option(False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate documents."),
+) -> None:
+    """Build a character vocabulary from every character of CORPUS."""
+    from seqgen.data import load_corpus
+    from seqgen.tokenizer import Tokenizer
+
+    c = load_corpus(corpus, glob=glob, split_docs=split_docs)
+    tok = Tokenizer.build(c.documents)
+    noun = "tunes" if c.kind == "abc" else "documents"
+    info(f"{c.name}: {len(c.documents):,} {noun}, {c.num_chars:,} characters, "
+         f"{len(tok.chars)} distinct characters + {len(tok.specials)} special tokens")
+    if output is None:
+        sys.stdout.write(tok.to_json())
+    else:
+        tok.save(output)
+        result(str(output))
+
+
+def _printable(ch: str) -> str:
+    names = {" ": "space", "\n": "\\n (newline)", "\t": "\\t (tab)"}
+    if ch in names:
+        return names[ch]
+    return ch if ch.isprintable() else repr(ch)[1:-1]
+
+
+@app.command()
+def show(vocab: Path = typer.Argument(..., help="A vocabulary JSON file.")) -> None:
+    """Show a vocabulary as a table: id, character, code point and count in its corpus."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from seqgen.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(vocab)
+    total = sum(tok.counts) if tok.counts else 0
+    table = Table(title=f"{vocab}: {tok.vocab_size} tokens", title_justify="left")
+    table.add_column("id", justify="right")
+    table.add_column("character")
+    table.add_column("code point")
+    table.add_column("count", justify="right")
+    table.add_column("share", justify="right")
+    for i, s in enumerate(tok.specials):
+        table.add_row(str(i), escape(s), "special", "", "")
+    for j, ch in enumerate(tok.chars):
+        n = tok.counts[j] if tok.counts else None
+        table.add_row(
+            str(j + len(tok.specials)),
+            escape(_printable(ch)),
+            f"U+{ord(ch):04X}",
+            f"{n:,}" if n is not None else "",
+            f"{100 * n / total:.2f}%" if n is not None and total else "",
+        )
+    Console(highlight=False).print(table)
+
+
+def _read_input(text: Optional[str], file: Optional[Path]) -> tuple[str, str]:
+    from seqgen.data import read_text_file
+
+    if file is not None:
+        return read_text_file(file), str(file)
+    if text is None or text == "-":
+        return sys.stdin.read(), "stdin"
+    return text, "text"
+
+
+@app.command()
+def encode(
+    vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
+    text: Optional[str] = typer.Argument(None, help="Text to encode (default, or '-': read stdin)."),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
+    unknown: Unknown = typer.Option(
+        Unknown.strict, help="Characters not in the vocabulary: strict (error), replace (<unk>), or skip."
+    ),
+    eos: bool = typer.Option(False, "--eos", help="End the ids with the end-of-document token."),
+) -> None:
+    """Print the token ids of TEXT, separated by spaces."""
+    from seqgen.tokenizer import EOS_ID, Tokenizer
+
+    tok = Tokenizer.load(vocab)
+    s, source = _read_input(text, file)
+    ids = tok.encode(s, errors=unknown.value, source=source)
+    if eos:
+        ids.append(EOS_ID)
+    result(" ".join(map(str, ids)))
+
+
+@app.command()
+def decode(
+    vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
+    ids: Optional[list[str]] = typer.Argument(None, help="Token ids (default: read them from stdin)."),
+) -> None:
+    """Print the text of token IDS (separated by spaces or commas)."""
+    from seqgen.errors import UsageError
+    from seqgen.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(vocab)
+    words = " ".join(ids) if ids else sys.stdin.read()
+    try:
+        nums = [int(w) for w in words.replace(",", " ").split()]
+    except ValueError:
+        bad = next(w for w in words.replace(",", " ").split() if not w.lstrip("-").isdigit())
+        raise UsageError(f"IDS: {bad!r} is not an integer token id") from None
+    sys.stdout.write(tok.decode(nums))
+    sys.stdout.flush()
+
+
+@app.command()
+def corpora() -> None:
+    """List the bundled corpora with their tune and character counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from seqgen.data import BUNDLED, DEFAULT_CORPUS, load_corpus
+
+    table = Table(title="Bundled corpora (use the name wherever a corpus is asked for)", title_justify="left")
+    for col, just in [("name", "left"), ("tunes", "right"), ("characters", "right"),
+                      ("distinct", "right"), ("description", "left")]:
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    with console.status("reading corpora..."):
+        for name, b in BUNDLED.items():
+            c = load_corpus(name)
+            label = f"{name} (default)" if name == DEFAULT_CORPUS else name
+            table.add_row(label, f"{len(c.documents):,}", f"{c.num_chars:,}",
+                          str(len(set("".join(c.documents)))), b.description)
+    Console(highlight=False).print(table)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="tokenizer")

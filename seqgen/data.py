@@ -1,0 +1,307 @@
+"""Corpora: reading text and ABC files, bundled corpora, the train/validation split, encoded caches.
+
+A corpus argument is one of:
+- a text or ABC file;
+- a directory, with a glob (default ``*``) choosing its files;
+- the name of a corpus bundled in an installed package (``folk``, ``ryans``, ... see BUNDLED).
+
+A corpus is a list of documents. ABC files are split into tunes at ``X:`` headers; a text file is one
+document, or one per blank-line separated block when asked (``split_docs``). The validation split
+holds out whole documents (deterministic for a seed); a single-document corpus is split by position,
+the last part held out, as nanoGPT does with tinyshakespeare.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from seqgen.errors import DataError, UsageError
+from seqgen.music.abc import looks_like_abc, split_tunes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from seqgen.tokenizer import Tokenizer
+
+DEFAULT_CORPUS = "folk"
+MAX_FILE_BYTES = 4 << 30  # refuse to read a single file larger than 4 GiB
+
+
+@dataclass(frozen=True)
+class BundledCorpus:
+    name: str
+    description: str
+    package: str
+    paths: tuple[str, ...]  # files or directories inside the package
+    glob: str = "*.abc"
+
+
+BUNDLED: dict[str, BundledCorpus] = {
+    c.name: c
+    for c in [
+        BundledCorpus("folk", "O'Neill's Music of Ireland (1850): Irish dance tunes and airs",
+                      "music21", ("corpus/oneills1850",)),
+        BundledCorpus("ryans", "Ryan's Mammoth Collection (1883): reels, jigs, hornpipes",
+                      "music21", ("corpus/ryansMammoth",)),
+        BundledCorpus("aird", "Aird's Selection of Scotch, English, Irish and Foreign Airs (1782-97)",
+                      "music21", ("corpus/airdsAirs",)),
+        BundledCorpus("folk-plus", "folk + ryans + aird: O'Neill, Ryan's Mammoth and Aird's Airs",
+                      "music21", ("corpus/oneills1850", "corpus/ryansMammoth", "corpus/airdsAirs")),
+        BundledCorpus("essen", "Essen folk song collection (German and other European songs)",
+                      "music21", ("corpus/essenFolksong",)),
+        BundledCorpus("fife", "American fife tunes and Northumbrian minstrelsy",
+                      "music21", ("corpus/miscFolk",)),
+    ]
+}
+
+
+@dataclass
+class Corpus:
+    """Documents read from one corpus argument."""
+
+    name: str  # the bundled name, or the path as given
+    documents: list[str]
+    kind: str  # "abc" (documents are tunes) or "text"
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def num_chars(self) -> int:
+        return sum(len(d) for d in self.documents)
+
+    def content_hash(self) -> str:
+        h = hashlib.sha256()
+        for d in self.documents:
+            b = d.encode("utf-8")
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+        return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------- reading
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of `path`, with line ends normalised; DataError for anything unusable."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: file is {size / 2**30:.1f} GiB, larger than the 4 GiB limit")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file or directory") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    if b"\x00" in raw:
+        raise DataError(f"{path}: looks like a binary file (it contains NUL bytes); expected UTF-8 text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}: line {line}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            "convert the file to UTF-8"
+        ) from None
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    return text
+
+
+def _documents_of(path: Path, text: str, split_docs: bool) -> tuple[list[str], str]:
+    if path.suffix.lower() == ".abc" or looks_like_abc(text):
+        tunes = split_tunes(text)
+        if not tunes:
+            raise DataError(f"{path}: no tunes found (an ABC tune starts with an 'X:' line)")
+        return tunes, "abc"
+    if split_docs:
+        docs = [d.strip("\n") for d in re.split(r"\n[ \t]*\n", text)]
+        return [d for d in docs if d.strip()], "text"
+    return [text], "text"
+
+
+def package_dir(package: str) -> Path:
+    """Where an installed package lives, found without importing it (music21 is slow to import)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(f"package {package!r} is not installed; install it with pip install {package}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def bundled_files(corpus: BundledCorpus) -> list[Path]:
+    base = package_dir(corpus.package)
+    files: list[Path] = []
+    for rel in corpus.paths:
+        p = base / rel
+        if p.is_dir():
+            files += sorted(q for q in p.glob(corpus.glob) if q.is_file())
+        elif p.is_file():
+            files.append(p)
+    if not files:
+        raise DataError(
+            f"bundled corpus {corpus.name!r}: no files under {base}; is {corpus.package} complete?"
+        )
+    return files
+
+
+def _looks_like_name(spec: str) -> bool:
+    return re.fullmatch(r"[A-Za-z][\w-]*", spec) is not None
+
+
+def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False) -> Corpus:
+    """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk)."""
+    spec = DEFAULT_CORPUS if spec is None else spec
+    path = Path(spec).expanduser()
+    if path.exists():
+        if path.is_dir():
+            pattern = glob or "*"
+            files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise DataError(f"{path}: no files match {pattern!r} in this directory; try --glob")
+        else:
+            files = [path]
+        name = spec
+    elif spec in BUNDLED:
+        files = bundled_files(BUNDLED[spec])
+        name = spec
+    elif _looks_like_name(spec) and not path.suffix:
+        raise DataError(
+            f"{spec!r} is neither a file nor a bundled corpus; bundled corpora: "
+            f"{', '.join(BUNDLED)} (see 'seqgen tokenizer corpora')"
+        )
+    else:
+        raise DataError(f"{path}: no such file or directory")
+
+    documents: list[str] = []
+    kinds = set()
+    for f in files:
+        docs, kind = _documents_of(f, read_text_file(f), split_docs)
+        documents += docs
+        kinds.add(kind)
+    if not documents:
+        raise DataError(f"{spec}: the corpus has no documents")
+    return Corpus(name=name, documents=documents, kind="abc" if kinds == {"abc"} else "text",
+                  files=files)
+
+
+# --------------------------------------------------------------------------------- splitting
+@dataclass
+class Split:
+    train: list[str]
+    val: list[str]
+    by: str  # "document" (whole documents held out) or "position" (the last part held out)
+
+
+def split_corpus(corpus: Corpus, val_fraction: float = 0.1, seed: int = 1337) -> Split:
+    """Hold out `val_fraction` of the documents (chosen with `seed`), or of the text by position
+    when the corpus is a single document."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise UsageError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+    docs = corpus.documents
+    if len(docs) == 1:
+        text = docs[0]
+        cut = len(text) - int(round(len(text) * val_fraction))
+        return Split([text[:cut]], [text[cut:]] if cut < len(text) else [], "position")
+    n_val = 0 if val_fraction == 0 else min(len(docs) - 1, max(1, round(len(docs) * val_fraction)))
+    order = list(range(len(docs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_val])
+    return Split(
+        [d for i, d in enumerate(docs) if i not in held],
+        [d for i, d in enumerate(docs) if i in held],
+        "document",
+    )
+
+
+# --------------------------------------------------------------------------------- encoding
+def default_cache_dir() -> Path:
+    if os.environ.get("SEQGEN_CACHE_DIR"):
+        return Path(os.environ["SEQGEN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "seqgen"
+
+
+def encode_cached(
+    docs: list[str], tokenizer: Tokenizer, add_eos: bool = True, cache_dir: Path | None = None
+) -> np.ndarray:
+    """Encode `docs` (each followed by <eos> when `add_eos`), reusing a cached array when the same
+    documents were encoded with the same vocabulary before. The cache entry (a .npy file under
+    `cache_dir`, default: default_cache_dir()) is keyed by a hash of the vocabulary and the text, and
+    returned memory-mapped, so a corpus larger than memory can be trained on.
+    """
+    import numpy as np
+
+    from seqgen.fileio import atomic_path
+
+    h = hashlib.sha256(tokenizer.to_json().encode("utf-8"))
+    h.update(b"eos" if add_eos else b"noeos")
+    for d in docs:
+        b = d.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    path = cache_dir / "encoded" / f"{h.hexdigest()[:40]}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError):
+            pass  # a damaged cache entry is rebuilt below
+    ids = tokenizer.encode_documents(docs) if add_eos else tokenizer.encode_array("".join(docs))
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, ids, allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        return ids  # an unwritable cache only costs speed
+
+
+@dataclass
+class PreparedData:
+    """A corpus split and encoded, ready for training."""
+
+    corpus: Corpus
+    split: Split
+    tokenizer: Tokenizer
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+
+
+def prepare_data(
+    corpus: Corpus,
+    tokenizer: Tokenizer | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 1337,
+    cache: bool = True,
+) -> PreparedData:
+    """Split `corpus`, build a vocabulary from all of it (unless `tokenizer` is given) and encode
+    both halves. Documents end with <eos>; a position split adds none."""
+    from seqgen.tokenizer import Tokenizer
+
+    split = split_corpus(corpus, val_fraction, seed)
+    if tokenizer is None:
+        tokenizer = Tokenizer.build(corpus.documents)
+    add_eos = split.by == "document"
+    cache_dir = default_cache_dir() if cache else None
+
+    def enc(docs: list[str]) -> np.ndarray:
+        if cache:
+            return encode_cached(docs, tokenizer, add_eos, cache_dir)
+        return tokenizer.encode_documents(docs) if add_eos else tokenizer.encode_array("".join(docs))
+
+    return PreparedData(corpus, split, tokenizer, enc(split.train), enc(split.val))
+
+
+def check_window(ids_len: int, seq_len: int, what: str) -> None:
+    """DataError when a split is too short to hold one training window of `seq_len` tokens."""
+    if ids_len < seq_len + 1:
+        raise DataError(
+            f"{what} has {ids_len} tokens, fewer than one training window ({seq_len + 1}); "
+            "use a smaller --seq-len or a larger corpus"
+        )

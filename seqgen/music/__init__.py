@@ -1,0 +1,1 @@
+"""Music: ABC text handling (abc.py, no music21) and conversion through music21 (imported lazily)."""
