@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -27,11 +26,11 @@ class SeqgenGroup(TyperGroup):
     With --debug the original exception propagates with its traceback.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # Typer's own exits and usage errors (exit code 2) keep their handling
         except SeqgenError as e:
             if _debug(ctx):
                 raise
@@ -49,7 +48,7 @@ class SeqgenGroup(TyperGroup):
             raise typer.Exit(1) from None
 
 
-def _debug(ctx: click.Context) -> bool:
+def _debug(ctx: typer.Context) -> bool:
     obj = ctx.find_root().obj
     return bool(obj and obj.get("debug"))
 

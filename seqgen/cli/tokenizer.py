@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -32,10 +31,10 @@ CORPUS_HELP = (
 @app.command()
 def build(
     corpus: str = typer.Argument("folk", help=CORPUS_HELP),
-    output: Optional[Path] = typer.Option(
+    output: Path | None = typer.Option(
         None, "--output", "-o", help="Write the vocabulary JSON here (default: print it to stdout)."
     ),
-    glob: Optional[str] = typer.Option(None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all)."),
+    glob: str | None = typer.Option(None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all)."),
     split_docs: bool = typer.Option(False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate documents."),
 ) -> None:
     """Build a character vocabulary from every character of CORPUS."""
@@ -92,7 +91,7 @@ def show(vocab: Path = typer.Argument(..., help="A vocabulary JSON file.")) -> N
     Console(highlight=False).print(table)
 
 
-def _read_input(text: Optional[str], file: Optional[Path]) -> tuple[str, str]:
+def _read_input(text: str | None, file: Path | None) -> tuple[str, str]:
     from seqgen.data import read_text_file
 
     if file is not None:
@@ -105,8 +104,8 @@ def _read_input(text: Optional[str], file: Optional[Path]) -> tuple[str, str]:
 @app.command()
 def encode(
     vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
-    text: Optional[str] = typer.Argument(None, help="Text to encode (default, or '-': read stdin)."),
-    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
+    text: str | None = typer.Argument(None, help="Text to encode (default, or '-': read stdin)."),
+    file: Path | None = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
     unknown: Unknown = typer.Option(
         Unknown.strict, help="Characters not in the vocabulary: strict (error), replace (<unk>), or skip."
     ),
@@ -126,7 +125,7 @@ def encode(
 @app.command()
 def decode(
     vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
-    ids: Optional[list[str]] = typer.Argument(None, help="Token ids (default: read them from stdin)."),
+    ids: list[str] | None = typer.Argument(None, help="Token ids (default: read them from stdin)."),
 ) -> None:
     """Print the text of token IDS (separated by spaces or commas)."""
     from seqgen.errors import UsageError

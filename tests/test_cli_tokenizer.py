@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from seqgen import __version__
+from seqgen.cli.app import app
+
+runner = CliRunner()
+
+
+def run(*args, input=None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def test_version():
+    r = run("--version")
+    assert r.exit_code == 0 and r.stdout.strip() == f"seqgen {__version__}"
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys; from typer.testing import CliRunner; from seqgen.cli.app import app;"
+        "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
+        "heavy = [m for m in ('torch', 'music21', 'numpy', 'matplotlib') if m in sys.modules];"
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_build_show_encode_decode_on_the_default_corpus(tmp_path):
+    vocab = tmp_path / "v.json"
+    r = run("tokenizer", "build", "folk", "-o", str(vocab))
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == str(vocab)  # stdout: only the path written
+    assert "2,009 tunes" in r.stderr
+    d = json.loads(vocab.read_text())
+    assert d["format"] == "seqgen-vocab" and "K" in d["chars"]
+
+    r = run("tokenizer", "show", str(vocab))
+    assert r.exit_code == 0 and "<eos>" in r.stdout and "newline" in r.stdout
+
+    r = run("tokenizer", "encode", str(vocab), "K:D\n|abc|")
+    ids = r.stdout.split()
+    assert r.exit_code == 0 and len(ids) == 9
+    r = run("tokenizer", "decode", str(vocab), *ids)
+    assert r.exit_code == 0 and r.stdout == "K:D\n|abc|"
+
+
+def test_quiet_silences_logs_but_not_results(tmp_path):
+    vocab = tmp_path / "v.json"
+    r = run("--quiet", "tokenizer", "build", "folk", "-o", str(vocab))
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout.strip() == str(vocab)
+
+
+def test_encode_unknown_characters(tmp_path):
+    vocab = tmp_path / "v.json"
+    run("tokenizer", "build", "folk", "-o", str(vocab))
+    r = run("tokenizer", "encode", str(vocab), "K:D €")
+    assert r.exit_code == 2 and "'€'" in r.stderr and "Traceback" not in r.output
+    r = run("tokenizer", "encode", str(vocab), "K:D €", "--unknown", "skip")
+    assert r.exit_code == 0
+    assert run("tokenizer", "decode", str(vocab), *r.stdout.split()).stdout == "K:D "
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: d / "missing.txt", "no such file"),
+        (lambda d: _w(d / "empty.txt", b""), "empty"),
+        (lambda d: _w(d / "a.bin", b"\x00\x01\x02"), "binary"),
+        (lambda d: _w(d / "bad.txt", b"\xff\xfe"), "invalid UTF-8"),
+        (lambda d: (d / "dir").mkdir() or d / "dir", "no files match"),
+        (lambda d: "nosuchcorpus", "neither a file nor a bundled corpus"),
+    ],
+)
+def test_build_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, setup, message):
+    corpus = setup(tmp_path)
+    out = tmp_path / "out" / "v.json"
+    r = run("tokenizer", "build", str(corpus), "-o", str(out))
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr and str(corpus) in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
+    assert r.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("content", ["{oops", '{"format": "seqgen-vocab"}'])
+def test_show_bad_vocabulary_file(tmp_path, content):
+    vocab = tmp_path / "v.json"
+    vocab.write_text(content)
+    r = run("tokenizer", "show", str(vocab))
+    assert r.exit_code == 2 and str(vocab) in r.stderr and "Traceback" not in r.output
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    r = run("--debug", "tokenizer", "show", str(tmp_path / "none.json"))
+    assert r.exit_code != 0 and r.exception is not None  # re-raised for the traceback
+
+
+def test_corpora_lists_bundled_collections():
+    r = run("tokenizer", "corpora")
+    assert r.exit_code == 0
+    assert "folk (default)" in r.stdout and "ryans" in r.stdout and "2,009" in r.stdout
+
+
+def _w(path, data):
+    path.write_bytes(data)
+    return path
