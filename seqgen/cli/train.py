@@ -1,0 +1,243 @@
+"""`seqgen train`: train a model on a corpus, with a progress bar, checkpoints and a summary."""
+
+from __future__ import annotations
+
+import os
+
+import click
+import typer
+
+from seqgen.cli.console import console, info, result
+
+CORPUS_HELP = (
+    "A text or ABC file, a directory (see --glob), or a bundled corpus name "
+    "('seqgen tokenizer corpora' lists them). Default: folk."
+)
+PM = "Model (default: from --preset)"
+PO = "Optimisation"
+PB = "Budget and checkpoints"
+
+
+def train(
+    ctx: typer.Context,
+    corpus: str = typer.Argument("folk", help=CORPUS_HELP, show_default=False),
+    kind: str = typer.Option("lstm", "--model", "--kind", "-m",
+                             help="Model kind: rnn, lstm, gru or transformer.", rich_help_panel=PM),
+    preset: str = typer.Option(
+        "auto", "--preset", "-p",
+        help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
+        "corpus size and the budget). Individual options below override it.", rich_help_panel=PM),
+    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot.",
+                                            rich_help_panel=PM),
+    embed_dim: int | None = typer.Option(None, help="Learned-embedding size (RNN kinds), in units.",
+                                            rich_help_panel=PM),
+    hidden_size: int | None = typer.Option(
+        None, help="Hidden units per layer (RNN kinds) or transformer width.", rich_help_panel=PM),
+    num_layers: int | None = typer.Option(None, help="Number of stacked layers.",
+                                             rich_help_panel=PM),
+    dropout: float | None = typer.Option(None, help="Dropout probability, in [0, 1).",
+                                            rich_help_panel=PM),
+    activation: str | None = typer.Option(None, help="Vanilla rnn only: tanh or relu.",
+                                             rich_help_panel=PM),
+    init: str | None = typer.Option(
+        None, help="Vanilla rnn only: default or identity (IRNN).", rich_help_panel=PM),
+    num_heads: int | None = typer.Option(None, help="Transformer attention heads.",
+                                            rich_help_panel=PM),
+    context_length: int | None = typer.Option(
+        None, help="Transformer attention window, in tokens.", rich_help_panel=PM),
+    positional: str | None = typer.Option(
+        None, help="Transformer positions: learned or sinusoidal.", rich_help_panel=PM),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", "-b", help="Sequences per optimizer step (over all processes).",
+        rich_help_panel=PO),
+    seq_len: int | None = typer.Option(
+        None, help="Tokens per training window (the truncated-BPTT length for RNN kinds).",
+        rich_help_panel=PO),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate.", rich_help_panel=PO),
+    min_lr_ratio: float = typer.Option(0.1, help="The cosine decays to lr times this.",
+                                       rich_help_panel=PO),
+    warmup_steps: int = typer.Option(50, "--warmup-steps", "--warmup",
+                                     help="Linear learning-rate warmup, in steps.",
+                                     rich_help_panel=PO),
+    schedule: str = typer.Option("cosine", help="After warmup: cosine (decay over the run's steps "
+                                 "or minutes) or constant.", rich_help_panel=PO),
+    weight_decay: float | None = typer.Option(
+        None, help="AdamW decoupled weight decay on weight matrices.", rich_help_panel=PO),
+    grad_clip: float = typer.Option(
+        1.0, help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO),
+    seed: int = typer.Option(1337, help="Random seed (initialisation, data order, split).",
+                             rich_help_panel=PO),
+    val_fraction: float = typer.Option(
+        0.1, help="Share of the documents (of the text, for one document) held out, in [0, 1).",
+        rich_help_panel=PO),
+    glob: str | None = typer.Option(
+        None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",
+        rich_help_panel=PO),
+    split_docs: bool = typer.Option(
+        False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate "
+        "documents.", rich_help_panel=PO),
+    steps: int | None = typer.Option(
+        None, "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
+        "first).", rich_help_panel=PB),
+    minutes: float | None = typer.Option(
+        None, "--minutes", "-t", help="Wall-clock training budget in minutes, evaluation included "
+        "(default 5 when --steps is not given).", rich_help_panel=PB),
+    eval_every: int = typer.Option(100, help="Validate and save a checkpoint every this many steps.",
+                                   rich_help_panel=PB),
+    eval_tokens: int = typer.Option(262144, help="Validate on at most this many held-out tokens.",
+                                    rich_help_panel=PB),
+    patience: int = typer.Option(
+        0, help="Stop after this many validations without a new best (0: never).",
+        rich_help_panel=PB),
+    log_every: int = typer.Option(10, help="Steps between train-loss points in metrics.jsonl.",
+                                  rich_help_panel=PB),
+    out: str | None = typer.Option(
+        None, "--out", "-o", help="Run directory (default: checkpoints/<corpus name>, numbered if "
+        "taken).", rich_help_panel=PB),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Let --out replace a checkpoint already there.",
+                                   rich_help_panel=PB),
+    resume: str | None = typer.Option(
+        None, "--resume", "-r", help="Continue the run in this directory exactly where it stopped "
+        "(give a larger --steps or --minutes to train longer).", rich_help_panel=PB),
+    init_from: str | None = typer.Option(
+        None, help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).",
+        rich_help_panel=PB),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or mps.", rich_help_panel=PB),
+    precision: str = typer.Option(
+        "auto", help="fp32, bf16 (autocast) or auto (what the benchmarks found fastest).",
+        rich_help_panel=PB),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the model.",
+                                 rich_help_panel=PB),
+    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png at the end.",
+                              rich_help_panel=PB),
+) -> None:
+    """Train a character-level model on CORPUS and write a checkpoint directory.
+
+    Prints the run directory on stdout; progress, a summary table and errors go to stderr.
+    Ctrl-C saves a checkpoint that --resume continues. Under `torchrun --nproc_per_node=N -m
+    seqgen train ...` it trains with DistributedDataParallel.
+    """
+    from seqgen.training import TrainConfig, Trainer, plot_loss_curve
+
+    params = dict(ctx.params)
+    params.pop("resume")
+    params.pop("plot")
+    config = TrainConfig(**params)
+    overrides = None
+    if resume is not None:
+        overrides = {k: v for k, v in params.items()
+                     if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if not rank0:
+        console.quiet = True
+    with _ProgressView(enabled=rank0) as view:
+        trainer = Trainer(config, view.update, resume=resume, overrides=overrides)
+        res = trainer.run()
+    if not rank0:
+        return
+    if plot and res.history:
+        plot_loss_curve(res.history, res.out / "loss.png", title=f"{res.corpus_name}: "
+                        f"{res.model_summary}")
+    _summary(res)
+    result(str(res.out))
+
+
+class _ProgressView:
+    """A rich progress bar on stderr fed by the training callback."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and not console.quiet
+        self.progress = None
+        self.task = None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]step {task.fields[step]}"),
+                BarColumn(bar_width=30),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+                TextColumn("{task.fields[rate]} tok/s"),
+                TextColumn("ETA {task.fields[eta]}"),
+                console=console, transient=False, refresh_per_second=4,
+            )
+            self.progress.__enter__()
+            self.task = self.progress.add_task("train", total=1000, step="0", loss="-", val="-",
+                                               rate="-", eta="-")
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+        return False
+
+    def update(self, ev) -> None:
+        if self.progress is None:
+            return
+        if ev.kind == "start":
+            self.progress.console.print(ev.message, highlight=False, soft_wrap=True)
+            return
+        frac = ev.fraction_done
+        fields = {"step": f"{ev.step}" + (f"/{ev.total_steps}" if ev.total_steps else "")}
+        if ev.train_loss is not None:
+            fields["loss"] = f"{ev.train_loss:.3f}"
+        if ev.val_loss is not None:
+            fields["val"] = f"{ev.val_loss:.3f}"
+        if ev.tokens_per_s:
+            fields["rate"] = f"{ev.tokens_per_s:,.0f}"
+        if frac:
+            remaining = ev.elapsed_s * (1 - frac) / frac
+            fields["eta"] = _fmt_time(remaining)
+        self.progress.update(self.task, completed=int(1000 * (frac or 0)), **fields)
+        if ev.kind == "eval" and ev.val_loss is not None:
+            best = " (best)" if ev.best_val_loss == ev.val_loss else ""
+            self.progress.console.print(
+                f"step {ev.step}: val {ev.val_loss:.4f} nats/char, {ev.val_bpc:.3f} bits/char"
+                f"{best}", highlight=False)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _summary(res) -> None:
+    from rich.table import Table
+
+    t = Table(title="training summary", title_justify="left", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    cfg = res.config
+
+    def f(v, fmt=".4f"):
+        return "-" if v is None else format(v, fmt)
+
+    rows = [
+        ("model", f"{res.model_summary}"),
+        ("corpus", f"{res.corpus_name} ({res.corpus_kind}): {res.train_tokens:,} train / "
+                   f"{res.val_tokens:,} validation tokens"),
+        ("batches", f"{cfg.batch_size} x {cfg.seq_len} tokens, lr {cfg.lr:g}, "
+                    f"{cfg.schedule} schedule, clip {cfg.grad_clip:g}, preset {cfg.preset}"),
+        ("device", f"{res.device}, {res.precision}"
+                   + (f", {res.world_size} processes" if res.world_size > 1 else "")),
+        ("steps", f"{res.step:,} ({'stopped by ' + res.stop_reason})"),
+        ("time", f"{res.elapsed_s:.1f} s, {res.tokens_per_s:,.0f} tokens/s"),
+        ("train loss", f(res.train_loss)),
+        ("validation loss", "-" if res.val_loss is None else
+         f"{res.val_loss:.4f} nats/char ({res.val_loss / 0.6931471805599453:.3f} bits/char)"),
+        ("best validation", "-" if res.best_val_loss is None else
+         f"{res.best_val_loss:.4f} nats/char at step {res.best_step}"),
+        ("checkpoint", f"{res.out}" + (f" (best: {res.best})" if res.best else "")),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    if res.best is not None:
+        info(f"sample with: seqgen sample {res.out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", no_args_is_help=False)(train)

@@ -1,0 +1,1033 @@
+"""Training: TrainConfig, presets, batching, and the loop (AdamW, warmup + cosine, clipping).
+
+    config = TrainConfig(corpus="folk", minutes=5)
+    result = train(config, callback=print)          # -> TrainResult(out=Path(...), ...)
+
+RNN kinds train with truncated backpropagation through time on *stateful* batches, as char-rnn
+does: the training id stream is cut into B parallel rows, window t of each row continues window
+t-1, and the hidden state is carried from one window to the next (detached, so gradients stop at
+the window edge). The transformer trains on B windows drawn at random positions.
+
+Validation loss is the mean cross-entropy in nats per token on the held-out documents (every
+character and each end-of-document token is a token); bits per character = nats / ln 2.
+
+Distributed: under `torchrun --nproc_per_node=N` (WORLD_SIZE > 1) the model is wrapped in
+DistributedDataParallel (gloo on CPU, nccl on CUDA); the global batch is split across ranks so that
+N processes compute the same update as one process with the same --batch-size. Only rank 0 writes
+files and reports progress.
+
+The library never prints: progress reaches the caller through `callback(ProgressEvent)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from seqgen.models import ModelConfig
+
+PRESET_NAMES = ("tiny", "small", "medium")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
+SCHEDULES = ("cosine", "constant")
+
+# Model sizes per preset. RNN kinds share one table; the transformer has its own.
+# Chosen by bench/bench_train.py (see docs/benchmarks.md, "Training").
+MODEL_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "rnn": dict(embed_dim=32, hidden_size=128, num_layers=1),
+        "transformer": dict(hidden_size=64, num_layers=2, num_heads=4, context_length=64),
+    },
+    "small": {
+        "rnn": dict(embed_dim=64, hidden_size=512, num_layers=1),
+        "transformer": dict(hidden_size=128, num_layers=4, num_heads=4, context_length=64),
+    },
+    "medium": {
+        "rnn": dict(embed_dim=64, hidden_size=512, num_layers=2),
+        "transformer": dict(hidden_size=384, num_layers=6, num_heads=6, context_length=256),
+    },
+}
+# Optimisation settings per preset (batch in sequences, seq_len in tokens).
+TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "rnn": dict(batch_size=32, seq_len=64, lr=5e-3, dropout=0.0, weight_decay=0.0),
+        "transformer": dict(batch_size=16, seq_len=64, lr=3e-3, dropout=0.0, weight_decay=0.1),
+    },
+    "small": {
+        "rnn": dict(batch_size=64, seq_len=64, lr=4e-3, dropout=0.1, weight_decay=0.0),
+        "transformer": dict(batch_size=32, seq_len=64, lr=2e-3, dropout=0.1, weight_decay=0.1),
+    },
+    "medium": {
+        "rnn": dict(batch_size=64, seq_len=100, lr=3e-3, dropout=0.2, weight_decay=0.0),
+        "transformer": dict(batch_size=8, seq_len=256, lr=1e-3, dropout=0.2, weight_decay=0.1),
+    },
+}
+DEFAULT_MINUTES = 5.0  # the budget when neither --steps nor --minutes is given
+
+
+def family(kind: str) -> str:
+    return "transformer" if kind == "transformer" else "rnn"
+
+
+# --------------------------------------------------------------------------------- config
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. Each field is one `seqgen train` option
+    (``batch_size`` -> ``--batch-size``; ``kind`` -> ``--model``). None means "from the preset"."""
+
+    corpus: str = "folk"  # file, directory or bundled corpus name
+    glob: str | None = None  # which files of a directory corpus
+    split_docs: bool = False  # blank-line separated blocks of a text file are documents
+    val_fraction: float = 0.1  # share of documents (or of the text) held out for validation
+    kind: str = "lstm"  # rnn | lstm | gru | transformer
+    preset: str = "auto"  # auto | tiny | small | medium
+    embedding: str | None = None
+    embed_dim: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    dropout: float | None = None
+    activation: str | None = None
+    init: str | None = None
+    num_heads: int | None = None
+    context_length: int | None = None
+    positional: str | None = None
+    batch_size: int | None = None  # sequences per step (global, over all processes)
+    seq_len: int | None = None  # tokens per window (truncated-BPTT length for RNNs)
+    lr: float | None = None  # peak learning rate
+    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
+    warmup_steps: int = 50  # linear warmup from 0
+    schedule: str = "cosine"  # cosine | constant (after warmup)
+    weight_decay: float | None = None  # AdamW decoupled weight decay (matrices only)
+    grad_clip: float = 1.0  # clip the gradient norm to this; 0 turns clipping off
+    seed: int = 1337
+    steps: int | None = None  # optimizer steps; with --minutes, whichever ends first
+    minutes: float | None = None  # wall-clock budget for training (including evaluation)
+    eval_every: int = 100  # steps between validation runs (and checkpoint saves)
+    eval_tokens: int = 262144  # at most this many validation tokens per evaluation
+    patience: int = 0  # stop after this many evaluations without improvement; 0: never
+    log_every: int = 10  # steps between train-loss points in metrics.jsonl
+    out: str | None = None  # run directory; default checkpoints/<corpus name>
+    overwrite: bool = False  # allow --out to replace an existing checkpoint
+    device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
+    compile: bool = False  # torch.compile the model
+    init_from: str | None = None  # fine-tune the model of this checkpoint directory
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
+        if not isinstance(d, dict):
+            raise CheckpointError(f"{source}: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise CheckpointError(f"{source}: unknown keys {', '.join(unknown)}")
+        return cls(**d)
+
+    def validate(self) -> None:
+        """UsageError naming the option of the first bad value."""
+        from seqgen.models import KINDS
+
+        if self.kind not in KINDS:
+            raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.preset not in ("auto", *PRESET_NAMES):
+            raise UsageError(
+                f"--preset must be one of auto, {', '.join(PRESET_NAMES)}, not {self.preset!r}"
+            )
+        for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "context_length",
+                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every"):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise UsageError(f"{_opt(name)} must be > 0, not {v}")
+        for name in ("lr", "minutes"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise UsageError(f"{_opt(name)} must be > 0, not {v}")
+        for name in ("warmup_steps", "patience"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"{_opt(name)} must be >= 0, not {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise UsageError(f"{_opt(name)} must be >= 0, not {v}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise UsageError(f"--dropout must be in [0, 1), not {self.dropout}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UsageError(f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
+            )
+
+
+def _opt(name: str) -> str:
+    return "--model" if name == "kind" else "--" + name.replace("_", "-")
+
+
+def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: int | None) -> str:
+    """The preset `--preset auto` picks: small corpora or short budgets get smaller models.
+
+    The thresholds come from bench/bench_train.py on a 2-core CPU (docs/benchmarks.md): a 1-layer
+    LSTM of 512 learns the most in a few minutes; a second layer only pays off with a budget of
+    well over 10 minutes or on corpora of several million characters.
+    """
+    if corpus_chars < 20_000:
+        return "tiny"
+    long_budget = (budget_s is not None and budget_s > 20 * 60) or (
+        budget_s is None and steps is not None and steps >= 20_000
+    )
+    if long_budget and corpus_chars >= 2_000_000:
+        return "medium"
+    return "small"
+
+
+def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int) -> tuple[TrainConfig, ModelConfig]:
+    """`config` with the preset and every None field filled in, and the model config."""
+    from seqgen.models import ModelConfig
+
+    config.validate()
+    fam = family(config.kind)
+    budget_s = config.minutes * 60 if config.minutes else None
+    if config.steps is None and config.minutes is None:
+        budget_s = DEFAULT_MINUTES * 60
+    preset = config.preset
+    if preset == "auto":
+        preset = choose_preset(config.kind, corpus_chars, budget_s, config.steps)
+    model_fields = {f.name for f in fields(ModelConfig)}
+    values: dict[str, Any] = {**MODEL_PRESETS[preset][fam], **TRAIN_PRESETS[preset][fam]}
+    resolved = replace(config, preset=preset)
+    for name, v in values.items():
+        if getattr(resolved, name) is None:
+            setattr(resolved, name, v)
+    if fam == "transformer":
+        if config.context_length is None and config.seq_len is not None:
+            resolved.context_length = max(config.seq_len, 2)
+        if config.seq_len is None:
+            resolved.seq_len = resolved.context_length
+        if resolved.seq_len > resolved.context_length:
+            raise UsageError(
+                f"--seq-len ({resolved.seq_len}) must not exceed --context-length "
+                f"({resolved.context_length}) for the transformer"
+            )
+    mc = ModelConfig(kind=config.kind, vocab_size=vocab_size)
+    for name in model_fields - {"kind", "vocab_size"}:
+        v = getattr(resolved, name, None)
+        if v is None:
+            setattr(resolved, name, getattr(mc, name))
+        else:
+            setattr(mc, name, v)
+    if resolved.steps is None and resolved.minutes is None:
+        resolved.minutes = DEFAULT_MINUTES
+    mc.validate()
+    return resolved, mc
+
+
+# --------------------------------------------------------------------------------- events
+@dataclass
+class ProgressEvent:
+    """What the training loop reports. `kind`: start, step, eval, save, end."""
+
+    kind: str
+    step: int
+    total_steps: int | None  # when --steps is set
+    elapsed_s: float
+    budget_s: float | None  # when --minutes is set
+    train_loss: float | None = None  # mean over the steps since the last report
+    val_loss: float | None = None  # nats per token
+    val_bpc: float | None = None  # bits per character
+    best_val_loss: float | None = None
+    lr: float | None = None
+    tokens_per_s: float | None = None
+    grad_norm: float | None = None  # before clipping
+    message: str = ""
+
+    @property
+    def fraction_done(self) -> float | None:
+        parts = []
+        if self.total_steps:
+            parts.append(self.step / self.total_steps)
+        if self.budget_s:
+            parts.append(self.elapsed_s / self.budget_s)
+        return min(1.0, max(parts)) if parts else None
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best: Path | None
+    step: int
+    stop_reason: str  # "steps", "time", "patience"
+    elapsed_s: float
+    tokens_per_s: float
+    train_loss: float | None
+    val_loss: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    config: TrainConfig
+    model_config: ModelConfig
+    model_summary: str
+    num_params: int
+    corpus_name: str
+    corpus_kind: str
+    train_tokens: int
+    val_tokens: int
+    device: str
+    precision: str
+    world_size: int
+    history: list[dict] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------- batching
+def _to_tensor(a: np.ndarray) -> torch.Tensor:
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+
+class StreamBatches:
+    """char-rnn batching: the id stream cut into `batch_size` rows of equal length; each call
+    returns the next window of `seq_len` tokens of every row, so a row's windows follow each other
+    and the hidden state can be carried across them. Each epoch starts at an offset in [0, seq_len)
+    drawn from the seed, so window edges move between epochs. This process gets rows
+    [rank * B / world, (rank + 1) * B / world).
+    """
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int,
+                 rank: int = 0, world: int = 1):
+        n = len(ids)
+        self.T = seq_len
+        self.B = batch_size
+        self.L = (n - 1) // batch_size  # tokens per row
+        if self.L < seq_len:
+            raise DataError(
+                f"the training split has {n:,} tokens, too few for {batch_size} rows of one "
+                f"{seq_len}-token window; use a smaller --batch-size or --seq-len"
+            )
+        lo, hi = rank * batch_size // world, (rank + 1) * batch_size // world
+        span = batch_size * self.L
+        self.x = ids[:span].reshape(batch_size, self.L)[lo:hi]  # (B_local, L), views of the memmap
+        self.y = ids[1 : span + 1].reshape(batch_size, self.L)[lo:hi]
+        self.seed = seed
+        self.epoch = 0
+        self.window = 0
+        self._start_epoch()
+
+    def _start_epoch(self) -> None:
+        import numpy as np
+
+        room = self.L - self.T  # the offset must leave at least one window
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.offset = int(rng.integers(0, min(self.T, room + 1))) if self.epoch else 0
+        self.windows = (self.L - self.offset) // self.T
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(x, y, fresh): x, y (B_local, T) ids; fresh means "start from a zero state"."""
+        if self.window >= self.windows:
+            self.epoch += 1
+            self.window = 0
+            self._start_epoch()
+        fresh = self.window == 0
+        a = self.offset + self.window * self.T
+        self.window += 1
+        return _to_tensor(self.x[:, a : a + self.T]), _to_tensor(self.y[:, a : a + self.T]), fresh
+
+    def state_dict(self) -> dict:
+        return {"kind": "stream", "epoch": self.epoch, "window": self.window}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.epoch, self.window = int(d["epoch"]), int(d["window"])
+        self._start_epoch()
+
+
+class RandomWindows:
+    """B windows of `seq_len` tokens starting at random positions (numpy PCG64 from the seed).
+    All processes draw the same global batch and keep their own slice of it."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int,
+                 rank: int = 0, world: int = 1):
+        import numpy as np
+
+        self.ids, self.B, self.T = ids, batch_size, seq_len
+        self.high = len(ids) - seq_len  # exclusive bound of a start (the target needs T + 1)
+        if self.high < 1:
+            raise DataError(
+                f"the training split has {len(ids):,} tokens, fewer than one {seq_len + 1}-token "
+                "window; use a smaller --seq-len or a larger corpus"
+            )
+        self.lo, self.hi = rank * batch_size // world, (rank + 1) * batch_size // world
+        self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+        self.offsets = np.arange(seq_len + 1)
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        starts = self.rng.integers(0, self.high, size=self.B)[self.lo : self.hi]
+        w = self.ids[starts[:, None] + self.offsets]  # (B_local, T + 1)
+        return _to_tensor(w[:, :-1]), _to_tensor(w[:, 1:]), True
+
+    def state_dict(self) -> dict:
+        return {"kind": "random", "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.rng.bit_generator.state = d["rng"]
+
+
+# --------------------------------------------------------------------------------- devices
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: CUDA is not available here (this torch has no CUDA or "
+                         "there is no GPU); use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+    return name
+
+
+def resolve_precision(name: str, device: str, kind: str) -> str:
+    """fp32 or bf16. `auto`: bf16 on CUDA with bf16 support; on CPU bf16 for the transformer when
+    the processor has native bf16 (AMX/AVX-512 BF16), fp32 otherwise (the benchmark shows bf16
+    autocast slows torch's CPU LSTM/GRU kernels down)."""
+    import torch
+
+    if name != "auto":
+        return name
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device == "cpu" and kind == "transformer" and _cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read(1 << 16)
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+# --------------------------------------------------------------------------------- distributed
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    enabled: bool = False
+    owns_group: bool = False
+
+
+def _dist_setup(device_name: str) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch
+    import torch.distributed as dist
+
+    owns = False
+    if not dist.is_initialized():
+        cuda = device_name in ("cuda", "auto") and torch.cuda.is_available()
+        dist.init_process_group("nccl" if cuda else "gloo")
+        owns = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
+                 True, owns)
+
+
+# --------------------------------------------------------------------------------- the trainer
+def _state_tensors(state: Any) -> tuple[Any, dict]:
+    """An RNN state (None, a tensor or a tuple of tensors) split for the training-state files."""
+    from seqgen.checkpoint import pack_state
+
+    tensors: dict = {}
+    return pack_state(state, tensors, "rnn_state"), tensors
+
+
+def default_out(corpus_name: str, root: str = "checkpoints") -> Path:
+    """checkpoints/<name>, or <name>-2, -3... when that already holds a checkpoint."""
+    stem = Path(corpus_name).stem if Path(corpus_name).suffix else Path(corpus_name).name
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-") or "run"
+    base = Path(root) / stem
+    p, i = base, 2
+    while (p / "checkpoint.json").exists():
+        p, i = base.with_name(f"{stem}-{i}"), i + 1
+    return p
+
+
+class Trainer:
+    """One training run. `run()` returns a TrainResult or raises a SeqgenError.
+
+    `resume`: a run directory to continue exactly where it stopped; `overrides`: TrainConfig
+    fields to change on resume (budget, evaluation, device and precision only).
+    """
+
+    RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
+                           "log_every", "device", "precision", "compile")
+
+    def __init__(self, config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None]
+                 | None = None, resume: str | os.PathLike | None = None,
+                 overrides: dict | None = None, handle_signals: bool = True):
+        self.config = config or TrainConfig()
+        self.callback = callback
+        self.resume = resume
+        self.overrides = overrides or {}
+        self.handle_signals = handle_signals
+        self._stop: str | None = None
+
+    def request_stop(self, reason: str = "interrupt") -> None:
+        """Stop after the current step, save, and raise Interrupted (safe from a signal handler)."""
+        self._stop = reason
+
+    # ------------------------------------------------------------------ setup
+    def _emit(self, ev: ProgressEvent) -> None:
+        if self.callback is not None and self.dist.rank == 0:
+            self.callback(ev)
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {}
+
+        def handler(signum, frame):
+            self.request_stop("interrupt" if signum == signal.SIGINT else "terminated")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, handler)
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    def run(self) -> TrainResult:
+        self.dist = _Dist()
+        device_name = self.overrides.get("device", self.config.device)
+        self.dist = _dist_setup(device_name)
+        try:
+            with self._signals():
+                return self._run()
+        finally:
+            if self.dist.owns_group:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+
+    def _run(self) -> TrainResult:
+        import torch
+
+        from seqgen import checkpoint as ck
+        from seqgen.data import check_window, load_corpus, prepare_data
+        from seqgen.models import build_model
+
+        # -- config: fresh, or the saved one on resume
+        resume_state = None
+        if self.resume is not None:
+            run_dir, meta, resume_state = ck.load_train_state(self.resume)
+            cfg = TrainConfig.from_dict(meta["train_config"], source=str(run_dir / ck.META))
+            for k, v in self.overrides.items():
+                if k not in self.RESUMABLE_OVERRIDES:
+                    raise UsageError(f"{_opt(k)} cannot change when resuming (the run was "
+                                     f"trained with {getattr(cfg, k)!r}); start a new run instead")
+                setattr(cfg, k, v)
+            cfg.out = str(run_dir)
+            cfg.validate()
+        else:
+            cfg = self.config
+            cfg.validate()
+        device = resolve_device(cfg.device)
+        if self.dist.enabled and device == "cuda":
+            device = f"cuda:{self.dist.local_rank}"
+            torch.cuda.set_device(device)
+        dev_type = device.split(":")[0]
+
+        # -- data and vocabulary
+        corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs)
+        tokenizer, init_ckpt = None, None
+        if resume_state is not None:
+            from seqgen.tokenizer import Tokenizer
+
+            tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+        elif cfg.init_from:
+            init_ckpt = ck.load_checkpoint(cfg.init_from)
+            tokenizer = init_ckpt.tokenizer
+        if tokenizer is not None:
+            new = sorted(set().union(*map(set, corpus.documents)) - set(tokenizer.chars), key=ord)
+            if new:
+                shown = ", ".join(repr(c) for c in new[:20]) + (" ..." if len(new) > 20 else "")
+                src = cfg.init_from if init_ckpt else str(cfg.out)
+                raise DataError(
+                    f"{corpus.name}: {len(new)} character(s) not in the vocabulary of {src}: "
+                    f"{shown}; fine-tuning needs a corpus written with the same characters"
+                )
+        data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed)
+        tokenizer = data.tokenizer
+
+        # -- model
+        if resume_state is not None:
+            from seqgen.models import ModelConfig
+
+            rcfg = cfg
+            mcfg = ModelConfig.from_dict(meta["model_config"])
+        elif init_ckpt is not None:
+            mcfg = replace(init_ckpt.model_config)
+            if cfg.dropout is not None:
+                mcfg.dropout = cfg.dropout
+            rcfg, _ = resolve_config(replace(cfg, kind=mcfg.kind), tokenizer.vocab_size,
+                                     corpus.num_chars)
+            for name in ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout",
+                         "activation", "init", "num_heads", "context_length", "positional"):
+                setattr(rcfg, name, getattr(mcfg, name))
+            rcfg.kind = mcfg.kind
+            if family(mcfg.kind) == "transformer" and rcfg.seq_len > mcfg.context_length:
+                rcfg.seq_len = mcfg.context_length
+        else:
+            rcfg, mcfg = resolve_config(cfg, tokenizer.vocab_size, corpus.num_chars)
+        fam = family(mcfg.kind)
+        if rcfg.batch_size % self.dist.world:
+            raise UsageError(f"--batch-size ({rcfg.batch_size}) must be a multiple of the number "
+                             f"of processes ({self.dist.world})")
+        check_window(len(data.train_ids), rcfg.seq_len, f"{corpus.name}: the training split")
+        if fam == "rnn" and (len(data.train_ids) - 1) // rcfg.batch_size < rcfg.seq_len:
+            if cfg.batch_size is not None and resume_state is None:
+                raise DataError(
+                    f"{corpus.name}: the training split has {len(data.train_ids):,} tokens, too "
+                    f"few for --batch-size {rcfg.batch_size} rows of --seq-len {rcfg.seq_len}; "
+                    "use a smaller --batch-size or --seq-len"
+                )
+            fit = (len(data.train_ids) - 1) // rcfg.seq_len
+            rcfg.batch_size = max(self.dist.world, fit - fit % self.dist.world)
+        precision = resolve_precision(rcfg.precision, device, mcfg.kind)
+
+        torch.manual_seed(rcfg.seed)
+        model = build_model(mcfg)
+        if resume_state is not None:
+            weights = ck._load_tensors(ck._check_file(run_dir, ck.WEIGHTS, meta))
+            model.load_state_dict(weights, strict=True)
+        elif init_ckpt is not None:
+            model.load_state_dict(init_ckpt.model.state_dict(), strict=True)
+        model.to(device)
+        model.train()
+        torch.manual_seed(rcfg.seed + 7919 * (self.dist.rank + 1))  # dropout masks per process
+
+        # -- optimizer and schedule
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": rcfg.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=rcfg.lr, betas=(0.9, 0.99))
+        self._cfg = rcfg
+        self.step = 0
+        self.elapsed = 0.0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+
+        # -- batches
+        Batches = StreamBatches if fam == "rnn" else RandomWindows
+        batches = Batches(data.train_ids, rcfg.batch_size, rcfg.seq_len, rcfg.seed,
+                          self.dist.rank, self.dist.world)
+
+        # -- output directory
+        out = Path(rcfg.out) if rcfg.out else default_out(corpus.name)
+        if resume_state is None and rcfg.out and (out / ck.META).exists() and not rcfg.overwrite:
+            raise UsageError(f"--out {out}: already holds a checkpoint; continue it with "
+                             f"--resume {out}, pass --overwrite, or choose another --out")
+        rcfg.out = str(out)
+
+        # -- restore the training state
+        history: list[dict] = []
+        best_val, best_step, evals_since_best = None, None, 0
+        state = None
+        if resume_state is not None:
+            sm, st = resume_state.meta, resume_state.tensors
+            try:
+                optimizer.load_state_dict(ck.unpack_state(sm["optimizer"], st))
+                scheduler.load_state_dict(sm["scheduler"])
+                batches.load_state_dict(sm["data"])
+                self.step = int(sm["step"])
+                self.elapsed = float(sm["elapsed_s"])
+                best_val, best_step = sm.get("best_val_loss"), sm.get("best_step")
+                evals_since_best = int(sm.get("evals_since_best", 0))
+                if self.dist.world == 1 and "torch_rng" in st:
+                    torch.set_rng_state(st["torch_rng"])
+                state = ck.unpack_state(sm.get("rnn_state"), st)
+                if state is not None and self.dist.world > 1:
+                    state = None  # rows are split differently: restart the carried state
+                if state is not None:
+                    state = tuple(t.to(device) for t in state) if isinstance(state, tuple) \
+                        else state.to(device)
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{out / ck.STATE_META}: unusable training state ({e})") from None
+            history = _read_history(out / "metrics.jsonl", self.step)
+            if self.step >= (rcfg.steps or math.inf):
+                raise UsageError(f"{out} already trained {self.step} steps (--steps "
+                                 f"{rcfg.steps}); pass a larger --steps to train on")
+
+        fwd_model = model
+        if rcfg.compile:
+            fwd_model = torch.compile(model)
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            fwd_model = DDP(fwd_model, device_ids=[self.dist.local_rank] if dev_type == "cuda"
+                            else None)
+
+        autocast = (lambda: torch.autocast(dev_type, dtype=torch.bfloat16)) if precision == "bf16" \
+            else contextlib.nullcontext
+        budget_s = rcfg.minutes * 60 if rcfg.minutes else None
+        V = mcfg.vocab_size
+        val_ids = data.val_ids[: rcfg.eval_tokens + 1] if len(data.val_ids) > 1 else None
+
+        def evaluate() -> float | None:
+            if val_ids is None:
+                return None
+            return _evaluate(model, val_ids, fam, rcfg, autocast, device, self.dist)
+
+        def save(final_metrics: dict, best: bool) -> None:
+            if self.dist.rank != 0:
+                return
+            packed_state, state_t = _state_tensors(state)
+            tensors = dict(state_t)
+            opt_meta = ck.pack_state(optimizer.state_dict(), tensors, "optimizer")
+            tensors["torch_rng"] = torch.get_rng_state()
+            tmeta = {
+                "step": self.step, "elapsed_s": self.elapsed,
+                "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
+                "data": batches.state_dict(), "rnn_state": packed_state,
+                "best_val_loss": best_val, "best_step": best_step,
+                "evals_since_best": evals_since_best,
+            }
+            common = dict(tokenizer=tokenizer, train_config=rcfg.to_dict(),
+                          corpus_name=corpus.name, corpus_kind=corpus.kind, step=self.step,
+                          metrics=final_metrics)
+            _write_history(out / "metrics.jsonl", history)
+            if best:
+                ck.save_checkpoint(out / ck.BEST, model, **common)
+            ck.save_checkpoint(out, model, train_state=ck.TrainState(tensors, tmeta), **common)
+
+        info = dict(total_steps=rcfg.steps, budget_s=budget_s)
+        self._emit(ProgressEvent("start", self.step, elapsed_s=self.elapsed, message=(
+            f"{model.summary()} | {corpus.name}: {len(data.train_ids):,} train / "
+            f"{len(data.val_ids):,} val tokens | batch {rcfg.batch_size} x {rcfg.seq_len} | "
+            f"{device} {precision}" + (f" x{self.dist.world} processes" if self.dist.enabled
+                                       else "")), **info))
+
+        # -- the loop
+        sync = self.dist.enabled
+        tokens_per_step = rcfg.batch_size * rcfg.seq_len
+        last_eval_s = 0.0
+        loss_acc, loss_n, grad_norm = 0.0, 0, None
+        rate_t, rate_steps = time.perf_counter(), 0
+        tok_s = None
+        last_val, last_train = None, None
+        stop_reason = None
+        t_prev = time.perf_counter()
+        while True:
+            x, y, fresh = batches.next()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if fam == "rnn" and fresh:
+                state = None
+            with autocast():
+                logits, new_state = fwd_model(x, state if fam == "rnn" else None)  # (B, T, V)
+            loss = torch.nn.functional.cross_entropy(logits.float().view(-1, V), y.view(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if rcfg.grad_clip > 0:
+                gn = torch.nn.utils.clip_grad_norm_(model.parameters(), rcfg.grad_clip)
+            else:
+                gn = torch.linalg.vector_norm(torch.stack(
+                    [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]))
+            now = time.perf_counter()
+            self.elapsed += now - t_prev
+            t_prev = now
+            local_stop = self._stop is not None
+            if budget_s is not None and self.elapsed + last_eval_s >= budget_s:
+                local_stop = True
+            if sync:
+                import torch.distributed as dist
+
+                flags = torch.tensor([loss.item(), float(local_stop),
+                                      self.elapsed if self.dist.rank == 0 else 0.0,
+                                      1.0 if self._stop else 0.0], dtype=torch.float64)
+                dist.all_reduce(flags)
+                loss_v = flags[0].item() / self.dist.world
+                want_stop, self.elapsed = flags[1].item() > 0, flags[2].item()
+                if flags[3].item() > 0 and self._stop is None:
+                    self._stop = "interrupt"
+            else:
+                loss_v, want_stop = loss.item(), local_stop
+            gn_v = float(gn)
+            if not math.isfinite(loss_v) or not math.isfinite(gn_v):
+                what = "loss" if not math.isfinite(loss_v) else "gradient norm"
+                last = f"the last good checkpoint is {out} (step {_saved_step(out)})" \
+                    if (out / ck.META).exists() else "no checkpoint was saved yet"
+                raise TrainingError(
+                    f"the {what} became {loss_v if what == 'loss' else gn_v} at step "
+                    f"{self.step + 1}; {last}; try a lower --lr (now {rcfg.lr:g}) or --grad-clip"
+                )
+            optimizer.step()
+            self.step += 1
+            scheduler.step()
+            if fam == "rnn":
+                state = model.detach_state(new_state)
+            loss_acc += loss_v
+            loss_n += 1
+            grad_norm = gn_v
+            rate_steps += 1
+            if rate_steps >= 5:
+                t = time.perf_counter()
+                tok_s = rate_steps * tokens_per_step / max(t - rate_t, 1e-9)
+                rate_t, rate_steps = t, 0
+            lr_now = scheduler.get_last_lr()[0]
+            if self.step % rcfg.log_every == 0:
+                history.append({"step": self.step, "time_s": round(self.elapsed, 3),
+                                "train_loss": loss_acc / loss_n, "lr": lr_now,
+                                "grad_norm": grad_norm, "tokens_per_s": tok_s})
+            self._emit(ProgressEvent("step", self.step, train_loss=loss_v, lr=lr_now,
+                                     tokens_per_s=tok_s, grad_norm=gn_v, elapsed_s=self.elapsed,
+                                     best_val_loss=best_val, val_loss=last_val, **info))
+            if self.step % rcfg.log_every == 0:
+                last_train = loss_acc / loss_n
+                loss_acc, loss_n = 0.0, 0
+            if self.step >= (rcfg.steps or math.inf):
+                stop_reason = "steps"
+            elif want_stop and self._stop is None:
+                stop_reason = "time"
+            if self._stop is not None:
+                break
+            at_eval = self.step % rcfg.eval_every == 0 or stop_reason is not None
+            if not at_eval:
+                continue
+            # -- evaluate and save
+            t0 = time.perf_counter()
+            last_val = evaluate()
+            if loss_n:
+                last_train = loss_acc / loss_n
+            improved = last_val is not None and (best_val is None or last_val < best_val)
+            if improved:
+                best_val, best_step, evals_since_best = last_val, self.step, 0
+            elif last_val is not None:
+                evals_since_best += 1
+            point = {"step": self.step, "time_s": round(self.elapsed, 3), "train_loss": last_train,
+                     "val_loss": last_val, "val_bpc": _bpc(last_val), "lr": lr_now,
+                     "tokens_per_s": tok_s}
+            history.append(point)
+            metrics = dict(point, best_val_loss=best_val, best_step=best_step,
+                           num_params=model.num_params())
+            save(metrics, improved)
+            t1 = time.perf_counter()
+            last_eval_s = t1 - t0
+            self.elapsed += last_eval_s
+            t_prev = t1
+            self._emit(ProgressEvent("eval", self.step, val_loss=last_val, val_bpc=_bpc(last_val),
+                                     best_val_loss=best_val, train_loss=last_train, lr=lr_now,
+                                     tokens_per_s=tok_s, elapsed_s=self.elapsed, **info))
+            if (stop_reason is None and rcfg.patience and last_val is not None
+                    and evals_since_best >= rcfg.patience):
+                stop_reason = "patience"
+            if stop_reason is not None:
+                break
+
+        if self._stop is not None:
+            metrics = {"step": self.step, "train_loss": last_train, "val_loss": last_val,
+                       "best_val_loss": best_val, "best_step": best_step,
+                       "num_params": model.num_params(), "interrupted": True}
+            save(metrics, False)
+            verb = "interrupted" if self._stop == "interrupt" else "stopped"
+            raise Interrupted(f"{verb} at step {self.step}; saved {out}; resume with: "
+                              f"seqgen train --resume {out}")
+        self._emit(ProgressEvent("end", self.step, val_loss=last_val, val_bpc=_bpc(last_val),
+                                 best_val_loss=best_val, train_loss=last_train,
+                                 tokens_per_s=tok_s, elapsed_s=self.elapsed,
+                                 message=stop_reason or "", **info))
+        return TrainResult(
+            out=out, best=(out / ck.BEST) if best_step is not None else None, step=self.step,
+            stop_reason=stop_reason or "steps", elapsed_s=self.elapsed,
+            tokens_per_s=_mean_rate(history) or (tok_s or 0.0), train_loss=last_train,
+            val_loss=last_val, best_val_loss=best_val, best_step=best_step, config=rcfg,
+            model_config=mcfg, model_summary=model.summary(), num_params=model.num_params(),
+            corpus_name=corpus.name, corpus_kind=corpus.kind,
+            train_tokens=len(data.train_ids), val_tokens=len(data.val_ids), device=device,
+            precision=precision, world_size=self.dist.world, history=history,
+        )
+
+    def _lr_factor(self, step: int) -> float:
+        """LambdaLR's multiplier: linear warmup over warmup_steps, then cosine to min_lr_ratio
+        over the run (its progress by steps, or by time under --minutes, whichever is further)."""
+        cfg = self._cfg
+        if step < cfg.warmup_steps:
+            return (step + 1) / (cfg.warmup_steps + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = 0.0
+        if cfg.steps:
+            progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        if cfg.minutes:
+            progress = max(progress, self.elapsed / (cfg.minutes * 60))
+        progress = min(1.0, max(0.0, progress))
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _bpc(nats: float | None) -> float | None:
+    return None if nats is None else nats / math.log(2)
+
+
+def _mean_rate(history: list[dict]) -> float | None:
+    rates = [h["tokens_per_s"] for h in history if h.get("tokens_per_s")]
+    if not rates:
+        return None
+    rates.sort()
+    return rates[len(rates) // 2]
+
+
+def _saved_step(out: Path) -> int | str:
+    try:
+        return json.loads((out / "checkpoint.json").read_text())["step"]
+    except Exception:
+        return "?"
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    from seqgen.fileio import atomic_write_text
+
+    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
+
+
+def _read_history(path: Path, up_to: int) -> list[dict]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            h = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(h, dict) and isinstance(h.get("step"), int) and h["step"] <= up_to:
+            out.append(h)
+    return out
+
+
+def _evaluate(model, val_ids, fam: str, cfg: TrainConfig, autocast, device: str, d: _Dist) -> float:
+    """Mean cross-entropy (nats per token) over `val_ids`.
+
+    RNN kinds read the split as up to `batch_size` parallel rows, carrying the state across
+    windows (as in training); the transformer scores non-overlapping windows of seq_len. Windows
+    are shared out between processes and the sums all-reduced.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    was_training = model.training
+    model.eval()
+    n = len(val_ids) - 1
+    T = cfg.seq_len
+    total = torch.zeros(2, dtype=torch.float64)
+    with torch.no_grad():
+        if fam == "rnn":
+            rows = max(1, min(cfg.batch_size, n // T))
+            L = n // rows
+            x_all = _to_tensor(val_ids[: rows * L]).view(rows, L)
+            y_all = _to_tensor(val_ids[1 : rows * L + 1]).view(rows, L)
+            mine = list(range(d.rank, rows, d.world))
+            if mine:
+                x_all, y_all = x_all[mine].to(device), y_all[mine].to(device)
+                state = None
+                for a in range(0, L, T):
+                    x, y = x_all[:, a : a + T], y_all[:, a : a + T]
+                    with autocast():
+                        logits, state = model(x, state)
+                    total[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
+                                                reduction="sum").item()
+                    total[1] += y.numel()
+        else:
+            T = min(T, n)
+            windows = n // T
+            starts = list(range(d.rank * T, windows * T, d.world * T))
+            for i in range(0, len(starts), cfg.batch_size):
+                idx = torch.tensor(starts[i : i + cfg.batch_size])[:, None] + torch.arange(T + 1)
+                w = _to_tensor(val_ids[idx.numpy()]).to(device)  # (b, T + 1)
+                with autocast():
+                    logits, _ = model(w[:, :-1], None)
+                total[0] += F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(),
+                                            reduction="sum").item()
+                total[1] += w[:, 1:].numel()
+    if d.enabled:
+        import torch.distributed as dist
+
+        dist.all_reduce(total)
+    model.train(was_training)
+    return (total[0] / total[1]).item()
+
+
+def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None] | None = None,
+          resume: str | os.PathLike | None = None, overrides: dict | None = None) -> TrainResult:
+    """Train a model as `config` says (or continue the run in `resume`) and return the result."""
+    return Trainer(config, callback, resume, overrides).run()
+
+
+# --------------------------------------------------------------------------------- plotting
+def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
+    """A PNG of train and validation loss (nats per token) against step; returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqgen.fileio import atomic_path
+
+    tr = [(h["step"], h["train_loss"]) for h in history
+          if h.get("train_loss") is not None and "val_loss" not in h]
+    va = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    if tr:
+        ax.plot(*zip(*tr, strict=True), label="train", linewidth=1, alpha=0.8)
+    if va:
+        ax.plot(*zip(*va, strict=True), label="validation", marker="o", markersize=3)
+        best = min(va, key=lambda p: p[1])
+        ax.axhline(best[1], color="gray", linestyle=":", linewidth=1)
+        ax.annotate(f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points",
+                    xytext=(5, 8), fontsize=8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats per character)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
