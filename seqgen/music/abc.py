@@ -1,10 +1,25 @@
-"""ABC notation as text: splitting files into tunes and reading headers. No music21 here."""
+"""ABC notation as text: splitting files into tunes, reading headers, finding bars, tidying samples.
+
+No music21 here: everything in this module works on the text alone and is fast. Line numbers are
+1-based and count from the tune's ``X:`` line (``split_tunes_with_lines`` gives each tune's first
+line in its file, to turn them into file line numbers).
+"""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 _X_LINE = re.compile(r"^X:", re.MULTILINE)
+_FIELD = re.compile(r"^([A-Za-z+]):(.*)$")
+_INLINE_FIELD = re.compile(r"\[[A-Za-z]:[^\]\n]*\]")
+
+# Barline tokens, longest first (the same set music21's ABC reader splits bars at, less the rare
+# single ':' dotted bar). '[1', '|1', ':|2' and friends also open first/second endings.
+BAR_TOKENS = (":|1", ":|2", "|]", "||", "[|", "[1", "[2", "|1", "|2", ":|", "|:", "::", "|")
+_NOTE_LETTERS = set("ABCDEFGabcdefgzZx")
+# Barlines that may end a tune's last line (a trailing '!' is the old ABC line-break mark).
+_ENDS_WITH_BAR = re.compile(r"(\|\]|\|\||:\||::|\||\[\|)\s*[12]?\s*!?\s*\\?$")
 
 
 def split_tunes(text: str) -> list[str]:
@@ -28,3 +43,270 @@ def looks_like_abc(text: str) -> bool:
     """True when `text` has at least one ``X:`` header followed later by a ``K:`` header."""
     m = _X_LINE.search(text)
     return m is not None and re.search(r"^K:", text[m.start():], re.MULTILINE) is not None
+
+
+def split_tunes_with_lines(text: str) -> list[tuple[int, str]]:
+    """Like ``split_tunes``, with the 1-based line number of each tune's ``X:`` line in `text`."""
+    out = []
+    for m in _X_LINE.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        out.append(line)
+    tunes = split_tunes(text)
+    # split_tunes drops nothing that starts with 'X:', so the lists line up one to one.
+    return list(zip(out, tunes, strict=True))
+
+
+# ----------------------------------------------------------------------------------- headers
+@dataclass
+class TuneHeader:
+    """The header fields of one tune (``X:`` up to and including the first ``K:``).
+
+    ``fields`` maps each field letter to its values in order (``T`` may repeat); the named
+    attributes are the first value of their field, or None when absent. ``body_line`` is the line
+    number of the first line after ``K:`` (1 = the tune's first line).
+    """
+
+    number: int | None = None
+    title: str | None = None
+    meter: str | None = None
+    unit_length: str | None = None
+    key: str | None = None
+    tempo: str | None = None
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    field_lines: dict[str, int] = field(default_factory=dict)  # letter -> line of its first use
+    body_line: int = 1
+
+    @property
+    def titles(self) -> list[str]:
+        return self.fields.get("T", [])
+
+    def missing(self, letters: str = "XMLK") -> list[str]:
+        """The required header fields (default X, M, L, K) this tune lacks."""
+        return [c for c in letters if c not in self.fields]
+
+
+def parse_header(tune: str) -> TuneHeader:
+    """Read the header fields of one tune's text (no music21 involved)."""
+    h = TuneHeader()
+    lines = tune.split("\n")
+    i = 0
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        m = _FIELD.match(line)
+        if not m:
+            # Music before any K: line ends the header too (music21 accepts a tune without K:).
+            i -= 1
+            break
+        letter, value = m.group(1), m.group(2).split("%", 1)[0].strip()
+        h.fields.setdefault(letter, []).append(value)
+        h.field_lines.setdefault(letter, i + 1)
+        if letter == "K":
+            break
+    h.body_line = i + 2
+    first = {k: v[0] for k, v in h.fields.items()}
+    if "X" in first:
+        m = re.match(r"\s*(\d+)", first["X"])
+        h.number = int(m.group(1)) if m else None
+    h.title = first.get("T") or None
+    h.meter = first.get("M") or None
+    h.unit_length = first.get("L") or None
+    h.key = first.get("K") or None
+    h.tempo = first.get("Q") or None
+    return h
+
+
+def slugify(title: str | None, max_len: int = 60) -> str:
+    """A file-name friendly form of a title: 'The Enchanted Valley!' -> 'the-enchanted-valley'."""
+    import unicodedata
+
+    if not title:
+        return "untitled"
+    s = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii").lower()
+    s = re.sub(r"[^a-z0-9]+", "-", s.replace("'", "")).strip("-")
+    return s[:max_len].rstrip("-") or "untitled"
+
+
+def tune_stem(tune: str, index: int) -> str:
+    """The file name stem of a tune: its ``X:`` number (else its 1-based index) and slugged title.
+
+    >>> tune_stem("X:1\\nT:The Enchanted Valley\\nK:G\\nGAB|", 1)
+    '0001-the-enchanted-valley'
+    """
+    h = parse_header(tune)
+    n = h.number if h.number is not None else index
+    return f"{n:04d}-{slugify(h.title)}"
+
+
+# -------------------------------------------------------------------------------------- bars
+@dataclass(frozen=True)
+class TextBar:
+    """One bar of a tune's body as written: its line (1 = the tune's first line), its text, and
+    whether it holds a note or rest (bars without notes are not bars to music21 either)."""
+
+    line: int
+    text: str
+    has_notes: bool
+
+
+def _strip_comment(line: str) -> str:
+    # '%' starts a comment unless escaped ('\%').
+    m = re.search(r"(?<!\\)%", line)
+    return line[: m.start()] if m else line
+
+
+def body_lines(tune: str) -> list[tuple[int, str]]:
+    """The music lines of a tune (after the header, no field or comment lines), with line numbers.
+
+    Comments are removed; inline fields such as ``[K:D]`` are kept.
+    """
+    h = parse_header(tune)
+    out = []
+    for i, raw in enumerate(tune.split("\n")[h.body_line - 1:], start=h.body_line):
+        line = _strip_comment(raw).rstrip()
+        if not line.strip() or _FIELD.match(line.strip()):
+            continue
+        out.append((i, line))
+    return out
+
+
+def text_bars(tune: str) -> list[TextBar]:
+    """Split a tune's body into bars at barline tokens, skipping quoted text (chord symbols,
+    annotations), ``!decorations!`` and inline fields. A bar that spans a line break is reported
+    at the line where it starts."""
+    bars: list[TextBar] = []
+    cur: list[str] = []
+    cur_line: int | None = None
+    has_notes = False
+
+    def close() -> None:
+        nonlocal cur, cur_line, has_notes
+        if cur_line is not None and "".join(cur).strip():
+            bars.append(TextBar(cur_line, "".join(cur).strip(), has_notes))
+        cur, cur_line, has_notes = [], None, False
+
+    for lineno, line in body_lines(tune):
+        i, n = 0, len(line)
+        while i < n:
+            c = line[i]
+            if c in "\"!+":  # skip "text", !decoration!, +decoration+ (to the closing mark)
+                j = line.find(c, i + 1)
+                j = n - 1 if j < 0 else j
+                cur.append(line[i:j + 1])
+                cur_line = cur_line or lineno
+                i = j + 1
+                continue
+            if c == "[":
+                m = _INLINE_FIELD.match(line, i)
+                if m:
+                    cur.append(m.group(0))
+                    cur_line = cur_line or lineno
+                    i = m.end()
+                    continue
+            tok = next((t for t in BAR_TOKENS if line.startswith(t, i)), None)
+            if tok is not None:
+                close()
+                i += len(tok)
+                continue
+            if c in _NOTE_LETTERS:
+                has_notes = True
+            if not c.isspace() or cur:
+                cur.append(c)
+                if not c.isspace():
+                    cur_line = cur_line or lineno
+            i += 1
+        if cur:
+            cur.append(" ")
+    close()
+    return bars
+
+
+def count_bars(tune: str) -> int:
+    """The number of bars with notes in a tune, counted from the text (fast; no music21)."""
+    return sum(1 for b in text_bars(tune) if b.has_notes)
+
+
+def ends_with_barline(tune: str) -> tuple[bool, int | None]:
+    """Whether the tune's last music line ends with a barline, and that line's number."""
+    lines = body_lines(tune)
+    if not lines:
+        return False, None
+    lineno, last = lines[-1]
+    return _ENDS_WITH_BAR.search(last.rstrip()) is not None, lineno
+
+
+# ------------------------------------------------------------------------------------ tidying
+def tidy_tune(tune: str, number: int | None = None) -> str:
+    """Tidy one sampled tune so that ABC tools read it as the model meant it.
+
+    - trailing white space and blank lines inside the tune are removed (a blank line ends a tune
+      for most ABC tools);
+    - header lines are put in order: ``X:`` first (numbered `number`, else kept, else 1), then the
+      other header fields in their sampled order, ``K:`` last; repeated single-valued fields
+      (``X M L Q K``) keep their first value;
+    - a last music line cut off in the middle of a bar (sampling stopped there) is cut back to its
+      last barline, or gets a final ``|]`` when it has none.
+    """
+    lines = [ln.rstrip() for ln in tune.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    header: list[tuple[str, str]] = []
+    body: list[str] = []
+    in_body = False
+    for line in lines:
+        if not line.strip():
+            continue
+        m = _FIELD.match(line.strip())
+        if not in_body and m:
+            header.append((m.group(1), m.group(2).strip()))
+            if m.group(1) == "K":
+                in_body = True
+            continue
+        if not in_body and line.lstrip().startswith("%"):
+            continue
+        in_body = True
+        body.append(line)
+    seen: set[str] = set()
+    fields: list[tuple[str, str]] = []
+    for letter, value in header:
+        if letter in "XMLQK" and letter in seen:
+            continue
+        seen.add(letter)
+        fields.append((letter, value))
+    x = next((v for k, v in fields if k == "X"), None)
+    if number is not None:
+        x = str(number)
+    elif not x or not re.match(r"\s*\d+", x):
+        x = "1"
+    key = next((v for k, v in fields if k == "K"), None)
+    out = [f"X:{x}"] + [f"{k}:{v}" for k, v in fields if k not in "XK"]
+    if key is not None:
+        out.append(f"K:{key}")
+    # Cut a bar left unfinished at the end of the last music line.
+    while body and (_FIELD.match(body[-1].strip()) or body[-1].lstrip().startswith("%")):
+        out_tail = body.pop()
+        del out_tail
+    if body:
+        last = _strip_comment(body[-1]).rstrip()
+        if _ENDS_WITH_BAR.search(last) is None:
+            cut = max(last.rfind(t) + len(t) if last.rfind(t) >= 0 else -1
+                      for t in ("|]", "||", ":|", "::", "|"))
+            if cut > 0 and last[:cut].strip(" |:[]"):
+                body[-1] = last[:cut].rstrip()
+            elif last.strip():
+                body[-1] = last + " |]"
+            else:
+                body.pop()
+    return "\n".join(out + body)
+
+
+def tidy_abc(text: str, renumber: bool = True) -> str:
+    """Tidy every tune of sampled ABC text (see ``tidy_tune``); text before the first ``X:`` and
+    tunes without any music are dropped. With `renumber`, tunes are numbered 1, 2, 3... so that
+    each gets its own ``X:``. Tunes are separated by one blank line; the result ends with a
+    newline (or is empty when no tune was found)."""
+    tunes = []
+    for tune in split_tunes(text.replace("\r\n", "\n").replace("\r", "\n")):
+        t = tidy_tune(tune, number=len(tunes) + 1 if renumber else None)
+        if body_lines(t):
+            tunes.append(t)
+    return "\n\n".join(tunes) + ("\n" if tunes else "")

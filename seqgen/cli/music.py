@@ -1,0 +1,281 @@
+"""`seqgen abc2midi` and `seqgen convert`: ABC tunes to MIDI, MusicXML or WAV, and ABC checks."""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from seqgen.cli.console import console, info, result, warn
+
+
+class Format(str, Enum):
+    midi = "midi"
+    musicxml = "musicxml"
+    wav = "wav"
+
+
+IN_HELP = "An ABC file with one or many tunes, or '-' to read ABC from stdin."
+OUT_HELP = (
+    "Where to write: a file (with a suffix, e.g. tune.mid) for a single tune; a directory for "
+    "many tunes (one file per tune, "
+    "named from X: and T:, e.g. 0001-the-enchanted-valley.mid). Default: beside IN, as IN.mid "
+    "for a single tune or the directory IN-midi/ for many (stdin: the current directory)."
+)
+TUNE_HELP = "Only the tune with this X: number."
+TIMEOUT_HELP = "Stop converting a tune after this many seconds (each tune runs in a worker)."
+MAX_CHARS_HELP = "Refuse tunes longer than this many characters."
+MAX_BARS_HELP = "Refuse tunes with more than this many bars."
+JOBS_HELP = "Convert this many tunes at once (worker processes)."
+TEMPO_HELP = "Tempo in quarter notes per minute for tunes without a Q: field."
+
+
+def _read(spec: str) -> tuple[str, str, Path | None]:
+    """(text, name for messages, path or None for stdin)."""
+    from seqgen.data import read_text_file
+    from seqgen.errors import DataError
+
+    if spec == "-":
+        text = sys.stdin.read().removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        if not text.strip():
+            raise DataError("stdin: no ABC text (an ABC tune starts with an 'X:' line)")
+        return text, "stdin", None
+    path = Path(spec)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory; give an ABC file")
+    return read_text_file(path), str(path), path
+
+
+def _select(text: str, name: str, tune: int | None) -> list[tuple[int, str]]:
+    """(first line in the file, tune text) for the tunes to convert."""
+    from seqgen.errors import DataError, UsageError
+    from seqgen.music.abc import parse_header, split_tunes_with_lines
+
+    tunes = split_tunes_with_lines(text)
+    if not tunes:
+        if re.search(r"^K:", text, re.MULTILINE):  # one tune without X: (a pasted sample)
+            tunes = [(1, text.strip())]
+        else:
+            raise DataError(f"{name}: no tunes found (an ABC tune starts with an 'X:' line "
+                            "and has a 'K:' line before its music)")
+    if tune is not None:
+        picked = [(ln, t) for ln, t in tunes if parse_header(t).number == tune]
+        if not picked:
+            nums = [n for n in (parse_header(t).number for _, t in tunes) if n is not None]
+            have = f"X: numbers run from {min(nums)} to {max(nums)}" if nums else "no X: numbers"
+            raise UsageError(f"--tune {tune}: {name} has no tune with X:{tune} ({have})")
+        tunes = picked[:1]
+    return tunes
+
+
+def _targets(stems: list[str], src: Path | None, out: Path | None, suffix: str,
+             fmt: str) -> list[Path]:
+    """The output path of each tune (one file for one tune, a directory of files for many)."""
+    from seqgen.errors import UsageError
+
+    if len(stems) == 1:
+        if out is None:
+            return [src.with_suffix(suffix) if src is not None else Path(stems[0] + suffix)]
+        if out.is_dir() or not out.suffix:  # a directory (a file name needs a suffix: x.mid)
+            return [out / (stems[0] + suffix)]
+        return [out]
+    if out is None:
+        out = src.with_name(src.stem + f"-{fmt}") if src is not None else Path(".")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: is a file, but {len(stems)} tunes need a directory")
+    seen: dict[str, int] = {}
+    paths = []
+    for s in stems:
+        seen[s] = seen.get(s, 0) + 1
+        paths.append(out / (s + (f"-{seen[s]}" if seen[s] > 1 else "") + suffix))
+    return paths
+
+
+def _file_lines(reason: str, first_line: int) -> str:
+    """Tune-relative 'line N' -> the line in the input file."""
+    return re.sub(r"\bline (\d+)", lambda m: f"line {first_line + int(m.group(1)) - 1}", reason)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def _run(
+    input: str, output: Path | None, to: str, tune: int | None, check: bool,
+    timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float, bar_check: bool,
+    soundfont: Path | None,
+) -> None:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from seqgen.errors import SeqgenError, UsageError
+    from seqgen.music.abc import tune_stem
+    from seqgen.music.convert import SUFFIX, Limits, convert_tunes, render_wav, require_synth
+
+    if jobs < 1:
+        raise UsageError("--jobs must be >= 1")
+    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, default_qpm=tempo)
+    limits.validate()
+    if to == "wav" and not check:
+        require_synth()  # fail before converting anything, naming the package to install
+    text, name, src = _read(input)
+    tunes = _select(text, name, tune)
+    suffix = SUFFIX[to]
+    stems = [tune_stem(t, i + 1) for i, (_, t) in enumerate(tunes)]
+    targets = [] if check else _targets(stems, src, output, suffix, to)
+
+    table = Table(title=f"{name}: {len(tunes)} tune{'s' if len(tunes) != 1 else ''}",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                  collapse_padding=True)
+    cols = ["tune", "title", "meter", "key", "bars"]
+    cols += ["A", "B", "C", "D", "status"] if check else ["notes", "duration", "status"]
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("tune", "bars", "notes", "duration", "C")
+                         else "left", overflow="ellipsis", no_wrap=True,
+                         min_width={"title": None, "key": None, "C": 4, "status": 7}.get(c, max(len(c), 2)),
+                         max_width={"title": 22, "key": 11}.get(c))
+    failed = invalid = 0
+    notes_out: list[str] = []
+    t0 = time.perf_counter()
+    with console.status(f"converting {len(tunes)} tunes...") as status:
+        results = convert_tunes([t for _, t in tunes], to=to, limits=limits, jobs=jobs,
+                                check=check, bar_checks=bar_check)
+        for r in results:
+            first = tunes[r.index][0]
+            inf = r.info
+            label = str(inf.number) if inf and inf.number is not None else str(r.index + 1)
+            row = [label, escape((inf.title or "") if inf else ""), escape((inf and inf.meter) or ""),
+                   escape((inf and inf.key) or "")]
+            row.append(str(inf.bars) if inf is not None and inf.bars else "")
+            if not check:
+                ok = r.ok and inf is not None
+                row += [str(inf.notes), _duration(inf.seconds)] if ok else ["", ""]  # type: ignore[union-attr]
+            if check:
+                cr = r.check
+                assert cr is not None
+                mark = {True: "ok", False: "[red]no[/]"}
+                share = "" if cr.metrical_share is None else f"{100 * cr.metrical_share:.0f}%"
+                if cr.metrical_share is not None and not cr.metrical_ok:
+                    share = f"[red]{share}[/]"
+                row += [mark[cr.converts], mark[cr.headers_ok], share, mark[cr.ends_with_barline],
+                        "[green]VALID[/]" if cr.valid else "[red]INVALID[/]"]
+                reasons = [_file_lines(x, first) for x in cr.reasons]
+                if not cr.valid:
+                    invalid += 1
+                for x in reasons:
+                    notes_out.append(f"tune {label} (line {first}): {x}")
+                result("\t".join([label, "VALID" if cr.valid else "INVALID",
+                                  (inf.title or "") if inf else "", reasons[0] if reasons and
+                                  not cr.valid else ""]).rstrip("\t"))
+            else:
+                if r.ok and r.data is not None:
+                    path = targets[r.index]
+                    try:
+                        if to == "wav":
+                            render_wav(r.data, path, soundfont=soundfont)
+                        else:
+                            from seqgen.fileio import atomic_write_bytes
+
+                            atomic_write_bytes(path, r.data)
+                    except SeqgenError as e:
+                        if len(tunes) == 1:
+                            raise
+                        r.error = str(e)
+                if r.ok:
+                    row.append("[green]ok[/]")
+                    result(str(targets[r.index]))
+                else:
+                    failed += 1
+                    row.append(f"[red]{escape(_file_lines(r.error or '', first))}[/]")
+            table.add_row(*row)
+            status.update(f"converted {r.index + 1} of {len(tunes)} tunes...")
+    elapsed = time.perf_counter() - t0
+    console.print(table)
+    for line in notes_out:
+        info(line)
+    n = len(tunes)
+    if check:
+        info(f"{n - invalid} of {n} tunes VALID ({100 * (n - invalid) / n:.1f}%) "
+             f"in {elapsed:.1f} s")
+        if invalid:
+            raise SeqgenError(f"{invalid} of {n} tunes are not VALID (reasons above)")
+        return
+    if n > 1 and not failed:
+        info(f"wrote {n} {to} files to {targets[0].parent} in {elapsed:.1f} s")
+    if failed:
+        if n == 1:
+            from seqgen.music.convert import ConversionError
+
+            raise ConversionError(f"{name}: {_file_lines(r.error or '', tunes[0][0])}")
+        warn(f"{failed} of {n} tunes could not be converted (see the table)")
+        raise SeqgenError(f"{failed} of {n} tunes could not be converted; the other "
+                          f"{n - failed} were written")
+
+
+def abc2midi(
+    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP),
+    tune: int | None = typer.Option(None, "--tune", help=TUNE_HELP),
+    check: bool = typer.Option(
+        False, "--check",
+        help="Validate only, write nothing: per tune (A) converts with notes and no pitch "
+        "warnings, (B) has X, M, L and K headers, (C) share of bars with the meter's length, "
+        "(D) ends with a barline; VALID = A and B and C >= 90% and D. Exit code 1 when any tune "
+        "is not VALID.",
+    ),
+    bar_check: bool = typer.Option(
+        True, "--bar-check/--no-bar-check",
+        help="Measure bar lengths for --check (switch off for tunes that use line ends as bars).",
+    ),
+    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
+    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
+    max_bars: int = typer.Option(200, "--max-bars", help=MAX_BARS_HELP),
+    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
+    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+) -> None:
+    """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
+
+    A summary table (tune, title, meter, key, bars, notes, duration in minutes:seconds, status)
+    goes to stderr; the paths written (or, with --check, one VALID/INVALID line per tune) go to
+    stdout.
+    """
+    _run(input, output, "midi", tune, check, timeout, max_chars, max_bars, jobs, tempo,
+         bar_check, None)
+
+
+def convert(
+    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    to: Format = typer.Option(..., "--to", help="Output format: midi, musicxml (notation, repeats "
+                              "as written) or wav (audio; needs fluidsynth or timidity)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP.replace(
+        "IN.mid", "IN.mid/.musicxml/.wav").replace("IN-midi/", "IN-FORMAT/")),
+    tune: int | None = typer.Option(None, "--tune", help=TUNE_HELP),
+    soundfont: Path | None = typer.Option(
+        None, "--soundfont", help="General MIDI soundfont (.sf2) for fluidsynth (default: "
+        "$SEQGEN_SOUNDFONT or the first one in /usr/share/sounds/sf2 and similar)."),
+    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
+    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
+    max_bars: int = typer.Option(200, "--max-bars", help=MAX_BARS_HELP),
+    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
+    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+) -> None:
+    """Convert ABC tunes to MIDI, MusicXML or WAV (one file per tune).
+
+    WAV renders the MIDI with fluidsynth (and a General MIDI soundfont) or timidity, whichever
+    is installed, normalised to a peak of -1 dBFS. The summary table goes to stderr, the paths
+    written to stdout.
+    """
+    _run(input, output, to.value, tune, False, timeout, max_chars, max_bars, jobs, tempo, True,
+         soundfont)
+
+
+def register(root: Any) -> None:
+    root.command("abc2midi")(abc2midi)
+    root.command("convert")(convert)

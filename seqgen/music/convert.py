@@ -1,0 +1,863 @@
+"""Turning ABC tunes into MIDI, MusicXML and WAV with music21, and checking that they are sound.
+
+Public functions (each works on ONE tune's text, as ``seqgen.music.abc.split_tunes`` gives them):
+
+- ``abc_to_midi(text, path, limits=None) -> TuneInfo``: write one tune as a MIDI file (atomically),
+  repeats played as written; DataError naming the problem when the tune cannot be converted.
+- ``check_tune(text, limits=None, bar_checks=True) -> CheckResult``: the A-D checks and VALID.
+- ``convert_tune(text, to="midi", limits=None) -> TuneResult``: the bytes of one converted tune.
+- ``convert_tunes(texts, to, limits, jobs, check)``: many tunes, results in input order.
+- ``render_wav(midi_bytes, path, soundfont=None)``: MIDI to WAV with fluidsynth or timidity.
+
+Every tune is parsed and converted in a child process under a time limit (and refused up front
+when it is over the size limits), so pathological input fails fast and one bad tune never stops
+the others; the child never writes the user's files, so nothing half-written is left behind.
+
+Repeats. music21's own MIDI writer expands repeats, but a ``:|`` without a matching ``|:`` sends it
+back to the start of the tune, so playback doubles with every such section. Here the MIDI is built
+from music21's parsed notes with our own expansion (``play_order``): each repeated section is
+played once more from its own start (the previous ``|:``, ``:|``, ``::``, ``||``, ``|]`` or the start
+of the tune), and first and second endings are honoured. Grace notes are not played (they have no
+written duration) and chord symbols are not sounded: the MIDI holds the melody.
+
+music21 is imported inside functions only; importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from seqgen.errors import DataError, SeqgenError, UsageError
+from seqgen.fileio import atomic_path, atomic_write_bytes
+from seqgen.music.abc import (
+    count_bars,
+    ends_with_barline,
+    parse_header,
+    text_bars,
+)
+
+FORMATS = ("midi", "musicxml", "wav")
+SUFFIX = {"midi": ".mid", "musicxml": ".musicxml", "wav": ".wav"}
+DEFAULT_QPM = 120.0  # quarter notes per minute when a tune has no Q: field
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-tune limits: a tune over a size limit is refused before parsing; one that takes longer
+    than `timeout_s` seconds is stopped. None switches a limit off (timeout None: run in-process)."""
+
+    timeout_s: float | None = 10.0
+    max_chars: int | None = 8000
+    max_bars: int | None = 200
+    default_qpm: float = DEFAULT_QPM
+
+    def validate(self) -> None:
+        if self.timeout_s is not None and not self.timeout_s > 0:
+            raise UsageError("--timeout must be > 0 seconds")
+        if self.max_chars is not None and self.max_chars <= 0:
+            raise UsageError("--max-chars must be > 0")
+        if self.max_bars is not None and self.max_bars <= 0:
+            raise UsageError("--max-bars must be > 0")
+        if not 1 <= self.default_qpm <= 1000:
+            raise UsageError("--tempo must be between 1 and 1000 quarter notes per minute")
+
+
+@dataclass
+class TuneInfo:
+    """What a tune holds. Lengths in quarter notes; `seconds` is the playback time with repeats."""
+
+    number: int | None = None
+    title: str | None = None
+    meter: str | None = None
+    key: str | None = None
+    bars: int = 0
+    notes: int = 0  # notes and chords as written (grace notes and chord symbols not counted)
+    played_notes: int = 0  # notes sounded with repeats expanded (tied notes counted once)
+    written_ql: float = 0.0
+    played_ql: float = 0.0
+    seconds: float = 0.0
+    qpm: float = DEFAULT_QPM  # the tempo at the start
+
+
+@dataclass
+class CheckResult:
+    """The checks of one tune.
+
+    (A) `converts`: parses and converts to MIDI, at least one note, no pitch warnings.
+    (B) `headers_ok`: X, M, L and K present (a missing T is only noted in `reasons`).
+    (C) `metrical_share`: the share of bars as long as the meter says (a short first or last bar,
+        a short bar at a section edge and two short bars adding up to one are fine; an over-full
+        bar never is); None when not measured (no meter, free meter, or bar checks switched off).
+    (D) `ends_with_barline`: the last music line ends with a barline.
+    VALID = A and B and C >= 0.9 (or not measured) and D. `reasons` point at tune lines.
+    """
+
+    converts: bool = False
+    headers_ok: bool = False
+    metrical_share: float | None = None
+    ends_with_barline: bool = False
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def metrical_ok(self) -> bool:
+        return self.metrical_share is None or self.metrical_share >= 0.9
+
+    @property
+    def valid(self) -> bool:
+        return self.converts and self.headers_ok and self.metrical_ok and self.ends_with_barline
+
+
+@dataclass
+class TuneResult:
+    """One tune's conversion: `data` (the file's bytes) or `error` (one line), and timings."""
+
+    index: int  # 0-based position in the input
+    info: TuneInfo | None = None
+    check: CheckResult | None = None
+    data: bytes | None = None
+    error: str | None = None
+    seconds: float = 0.0  # time spent converting in the worker
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class ConversionError(DataError):
+    """A tune music21 cannot read or convert (the message says why, with a line when known)."""
+
+
+# ------------------------------------------------------------------------------------ parsing
+@contextlib.contextmanager
+def _music21_quiet(warnings_out: list[str], beams: bool = True) -> Iterator[None]:
+    """Collect music21's ABC warnings instead of printing them, and switch off its re-barring of
+    over-full bars (which hides bad bar lengths and invents time signatures); without `beams`,
+    skip beaming (only notation needs it, and it is a third of the parsing time)."""
+    import warnings
+
+    from music21 import abcFormat
+    from music21.abcFormat import translate
+    from music21.stream import base as stream_base
+
+    def collect(msg: Any, header: Any = None) -> None:
+        warnings_out.append(" ".join(map(str, msg)) if isinstance(msg, list | tuple) else str(msg))
+
+    envs = [abcFormat.environLocal, translate.environLocal]
+    saved = [e.__dict__.get("warn") for e in envs]
+    saved_rebar = translate.reBar
+    saved_beams = stream_base.Stream.makeBeams
+    try:
+        for e in envs:
+            e.warn = collect
+        translate.reBar = lambda part, inPlace=False: None
+        if not beams:
+            stream_base.Stream.makeBeams = lambda self, *a, **k: None  # type: ignore[method-assign]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        translate.reBar = saved_rebar
+        stream_base.Stream.makeBeams = saved_beams  # type: ignore[method-assign]
+        for e, w in zip(envs, saved, strict=True):
+            if w is None:
+                e.__dict__.pop("warn", None)
+            else:
+                e.warn = w
+
+
+def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
+    """Parse one tune with music21: (a music21 Score, music21's warnings). ConversionError when it
+    cannot be read. Runs in the calling process with no time limit: prefer the functions below.
+    Over-full bars are kept as written (music21 would split them); `beams` False skips beaming."""
+    from music21 import abcFormat
+    from music21.abcFormat import translate
+
+    if not text.strip():
+        raise ConversionError("the tune is empty")
+    warns: list[str] = []
+    try:
+        with _music21_quiet(warns, beams):
+            handler = abcFormat.ABCFile().readstr(text)
+            score = translate.abcToStreamScore(handler)
+    except RecursionError:
+        raise ConversionError("music21 cannot parse this tune (too deeply nested)") from None
+    except Exception as e:  # music21 raises a dozen unrelated types for bad ABC
+        raise ConversionError(f"music21 cannot parse this tune: {_one_line(e)}") from None
+    return score, warns
+
+
+def _one_line(e: BaseException) -> str:
+    s = " ".join(str(e).split()) or type(e).__name__
+    return s[:200]
+
+
+# ----------------------------------------------------------------------------------- repeats
+def _is_repeat(b: Any, direction: str) -> bool:
+    from music21 import bar
+
+    return isinstance(b, bar.Repeat) and b.direction == direction
+
+
+def _ends_section(b: Any) -> bool:
+    """A right barline that closes a section: ||, |], [| and the like (not a plain bar)."""
+    from music21 import bar
+
+    return b is not None and isinstance(b, bar.Barline) and not isinstance(b, bar.Repeat) and (
+        b.type not in ("regular", "dotted", "dashed", "tick", "short", "none")
+    )
+
+
+def _brackets(part: Any, measures: list[Any]) -> dict[int, set[int]]:
+    """Measure index -> the passes (1, 2, ...) on which that measure plays, for first/second
+    endings."""
+    from music21 import spanner
+
+    index = {id(m): i for i, m in enumerate(measures)}
+    out: dict[int, set[int]] = {}
+    for rb in part.recurse().getElementsByClass(spanner.RepeatBracket):
+        try:
+            nums = {int(k) for k in rb.numberRange}
+        except Exception:
+            continue
+        for m in rb.getSpannedElements():
+            if id(m) in index and nums:
+                out.setdefault(index[id(m)], set()).update(nums)
+    return out
+
+
+def play_order(measures: list[Any], brackets: dict[int, set[int]]) -> list[int]:
+    """The order in which measures (indices) are played, repeats expanded.
+
+    A ``:|`` sends playback back to the start of its own section (the last ``|:``, or the measure
+    after the last ``:|``/``::``/``||``/``|]``, or the tune's start) once; a measure in an ending
+    bracket plays only on the passes its bracket names; endings numbered beyond 2 add passes.
+    """
+    n = len(measures)
+    order: list[int] = []
+    start, passno, i = 0, 1, 0
+    limit = 20 * n + 20
+    while i < n and len(order) < limit:
+        m = measures[i]
+        if _is_repeat(m.leftBarline, "start") and i != start:
+            start, passno = i, 1
+        nums = brackets.get(i)
+        if nums is not None and passno not in nums:
+            i += 1
+            continue
+        order.append(i)
+        if _is_repeat(m.rightBarline, "end"):
+            # this section's endings: brackets from its start through the run of bracketed
+            # measures that follows this one
+            j = i + 1
+            while j < n and j in brackets:
+                j += 1
+            total = max([2] + [max(brackets[k]) for k in range(start, j) if k in brackets])
+            if passno < total:
+                passno += 1
+                i = start
+                continue
+            start, passno = i + 1, 1
+        elif _ends_section(m.rightBarline) or (
+            nums is not None and passno > 1 and (i + 1 >= n or (i + 1) not in brackets)
+        ):
+            start, passno = i + 1, 1
+        elif _is_repeat(m.rightBarline, "start"):
+            start, passno = i + 1, 1
+        i += 1
+    return order
+
+
+# --------------------------------------------------------------------------------- expansion
+def _sounding(m: Any) -> list[tuple[Fraction, Any]]:
+    """(offset in the measure, element) for the notes, chords and rests of a measure."""
+    from music21 import harmony
+
+    out = []
+    for el in m.flatten().notesAndRests:
+        if isinstance(el, harmony.ChordSymbol) or el.duration.isGrace:
+            continue
+        out.append((Fraction(el.offset), el))
+    return out
+
+
+def _measure_length(m: Any) -> Fraction:
+    end = Fraction(0)
+    for off, el in _sounding(m):
+        end = max(end, off + Fraction(el.duration.quarterLength))
+    return end
+
+
+@dataclass
+class _Expanded:
+    score: Any
+    written_ql: Fraction
+    played_ql: Fraction
+    written_notes: int
+    played_notes: int
+    seconds: float
+    qpm: float
+
+
+def expand(score: Any, default_qpm: float = DEFAULT_QPM) -> _Expanded:
+    """A new flat Score holding the tune's notes as played (repeats expanded), with tempo marks
+    and time signatures at their played positions, ready for music21's MIDI writer."""
+    from music21 import chord, meter, note, stream, tempo
+
+    out = stream.Score()
+    written = played = Fraction(0)
+    written_notes = played_notes = 0
+    tempo_marks: list[tuple[Fraction, float]] = []
+    for part in score.parts if score.parts else [score]:
+        measures = list(part.getElementsByClass(stream.Measure))
+        if not measures:  # a tune without barlines: one long "measure"
+            measures = [part]
+        order = play_order(measures, _brackets(part, measures))
+        lengths = [_measure_length(m) for m in measures]
+        contents = [_sounding(m) for m in measures]
+        part_written = sum(lengths, Fraction(0))
+        written = max(written, part_written)
+        written_notes += sum(1 for c in contents for _, el in c if not el.isRest)
+        p = stream.Part()
+        pos = Fraction(0)
+        last_ts = None
+        pending: dict[float, Any] = {}  # pitch -> a tied note still sounding
+        for idx in order:
+            m = measures[idx]
+            ts = m.timeSignature if hasattr(m, "timeSignature") else None
+            if ts is not None and (last_ts is None or ts.ratioString != last_ts):
+                p.insert(float(pos), meter.TimeSignature(ts.ratioString))
+                last_ts = ts.ratioString
+            for mm in m.flatten().getElementsByClass(tempo.MetronomeMark):
+                qpm = mm.getQuarterBPM()
+                if qpm:
+                    at = pos + Fraction(mm.offset)
+                    p.insert(float(at), tempo.MetronomeMark(number=qpm))
+                    tempo_marks.append((at, float(qpm)))
+            for off, el in contents[idx]:
+                if el.isRest:
+                    continue
+                at = pos + off
+                ql = Fraction(el.duration.quarterLength)
+                if isinstance(el, chord.Chord):
+                    new: Any = chord.Chord([x.nameWithOctave for x in el.pitches])
+                    new.duration.quarterLength = ql
+                    p.insert(float(at), new)
+                    played_notes += 1
+                    continue
+                tie = el.tie.type if el.tie is not None else None
+                prev = pending.get(el.pitch.ps)
+                if tie in ("stop", "continue") and prev is not None and prev[1] == at:
+                    prev[0].duration.quarterLength = Fraction(prev[0].duration.quarterLength) + ql
+                    pending[el.pitch.ps] = (prev[0], at + ql)
+                else:
+                    new = note.Note(el.pitch.nameWithOctave)
+                    new.duration.quarterLength = ql
+                    p.insert(float(at), new)
+                    played_notes += 1
+                    pending[el.pitch.ps] = (new, at + ql)
+                if tie in (None, "stop"):
+                    pending.pop(el.pitch.ps, None)
+            pos += lengths[idx]
+        played = max(played, pos)
+        out.insert(0, p)
+    # tempo: the marks of the first part, a default before the first one
+    tempo_marks.sort()
+    first_parts = out.parts[0] if out.parts else None
+    if first_parts is not None and not any(at == 0 for at, _ in tempo_marks):
+        first_parts.insert(0, tempo.MetronomeMark(number=default_qpm))
+        tempo_marks.insert(0, (Fraction(0), default_qpm))
+    seconds = 0.0
+    for k, (at, qpm) in enumerate(tempo_marks):
+        end = tempo_marks[k + 1][0] if k + 1 < len(tempo_marks) else played
+        seconds += float(max(Fraction(0), min(end, played) - at)) * 60.0 / qpm
+    return _Expanded(out, written, played, written_notes, played_notes, seconds,
+                     tempo_marks[0][1] if tempo_marks else default_qpm)
+
+
+def midi_bytes(expanded_score: Any) -> bytes:
+    """The standard MIDI file of an expanded score."""
+    from music21.midi import translate as mt
+
+    mf = mt.streamToMidiFile(expanded_score)
+    return mf.writestr()
+
+
+# ------------------------------------------------------------------------------------ checking
+_PITCH_WARNING = re.compile(r"Could not get pitch information from note:\s*(.*?),\s*assuming C")
+
+
+def _frac_str(ql: Fraction) -> str:
+    """A length in quarter notes as a fraction of a whole note: 1.5 -> '3/8'."""
+    f = Fraction(ql) / 4
+    return f"{f.numerator}/{f.denominator}"
+
+
+def _metrical(score: Any, tune: str) -> tuple[float | None, list[str]]:
+    """The share of bars with the meter's length, and reasons for the bad ones (see CheckResult)."""
+    from music21 import stream
+
+    part = score.parts[0] if score.parts else score
+    measures = list(part.getElementsByClass(stream.Measure))
+    if not measures:
+        return None, []
+    lengths = [_measure_length(m) for m in measures]
+    bar_len: list[Fraction | None] = []
+    cur: Fraction | None = None
+    for m in measures:
+        ts = m.timeSignature
+        if ts is not None:
+            cur = Fraction(ts.barDuration.quarterLength)
+        bar_len.append(cur)
+    if all(b is None for b in bar_len):
+        return None, []
+    n = len(measures)
+
+    def edge_before(i: int) -> bool:
+        return (i == 0 or measures[i].leftBarline is not None
+                or measures[i - 1].rightBarline is not None)
+
+    def edge_after(i: int) -> bool:
+        return (i == n - 1 or measures[i].rightBarline is not None
+                or measures[i + 1].leftBarline is not None)
+
+    ok = [False] * n
+    for i in range(n):
+        b = bar_len[i]
+        if b is None or lengths[i] == b:
+            ok[i] = True
+        elif lengths[i] < b and (edge_before(i) or edge_after(i)):
+            ok[i] = True
+    for i in range(n - 1):  # two short bars that add up to one
+        b = bar_len[i]
+        if (b is not None and lengths[i] < b and lengths[i + 1] < b
+                and lengths[i] + lengths[i + 1] == b):
+            ok[i] = ok[i + 1] = True
+    tbars = [t for t in text_bars(tune) if t.has_notes]
+    lines = [t.line for t in tbars] if len(tbars) == n else None
+    reasons = []
+    bad = [i for i in range(n) if not ok[i]]
+    for i in bad[:5]:
+        where = f"line {lines[i]}: bar {i + 1}" if lines else f"bar {i + 1}"
+        what = "is over-full" if lengths[i] > bar_len[i] else "is short"  # type: ignore[operator]
+        text = f" '{tbars[i].text[:30]}'" if lines else ""
+        reasons.append(f"{where}{text} {what}: {_frac_str(lengths[i])} where the meter "
+                       f"wants {_frac_str(bar_len[i])}")  # type: ignore[arg-type]
+    if len(bad) > 5:
+        reasons.append(f"... and {len(bad) - 5} more bars of the wrong length")
+    return (n - len(bad)) / n, reasons
+
+
+def _pitch_reasons(warns: list[str], tune: str) -> list[str]:
+    out = []
+    tune_lines = tune.split("\n")
+    for w in warns:
+        m = _PITCH_WARNING.search(w)
+        if not m:
+            continue
+        tok = m.group(1).strip()
+        line = next((i + 1 for i, ln in enumerate(tune_lines)
+                     if tok and tok in ln and not re.match(r"^[A-Za-z]:", ln)), None)
+        where = f"line {line}: " if line else ""
+        out.append(f"{where}{tok!r} is not a note (music21 would play it as C)")
+    return out
+
+
+def _size_error(text: str, limits: Limits) -> str | None:
+    if limits.max_chars is not None and len(text) > limits.max_chars:
+        return (f"the tune is {len(text):,} characters long, over the limit of "
+                f"{limits.max_chars:,} (raise it with --max-chars)")
+    if limits.max_bars is not None:
+        bars = count_bars(text)
+        if bars > limits.max_bars:
+            return (f"the tune has {bars:,} bars, over the limit of {limits.max_bars:,} "
+                    f"(raise it with --max-bars)")
+    return None
+
+
+# ------------------------------------------------------------------------- one tune, in-process
+def _info(text: str, ex: _Expanded | None, bars: int) -> TuneInfo:
+    h = parse_header(text)
+    info = TuneInfo(number=h.number, title=h.title, meter=h.meter, key=h.key, bars=bars)
+    if ex is not None:
+        info.notes, info.played_notes = ex.written_notes, ex.played_notes
+        info.written_ql, info.played_ql = float(ex.written_ql), float(ex.played_ql)
+        info.seconds, info.qpm = ex.seconds, ex.qpm
+    return info
+
+
+def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float) -> dict:
+    """Everything music21 does for one tune; runs in a worker. Returns a dict for TuneResult."""
+    from music21 import stream
+
+    t0 = time.perf_counter()
+    res: dict[str, Any] = {}
+    h = parse_header(text)
+    cr = CheckResult() if check else None
+    if cr is not None:
+        missing = h.missing("XMLK")
+        cr.headers_ok = not missing
+        if missing:
+            cr.reasons.append("missing header field" + ("s " if len(missing) > 1 else " ")
+                              + ", ".join(f"{c}:" for c in missing)
+                              + (" (add them before the music)"))
+        if "T" not in h.fields:
+            cr.reasons.append("no T: (title) field (recommended)")
+        ends, line = ends_with_barline(text)
+        cr.ends_with_barline = ends
+        if not ends:
+            cr.reasons.append(f"line {line}: the tune does not end with a barline" if line
+                              else "the tune has no music lines")
+        res["check"] = cr
+    try:
+        score, warns = parse_tune(text, beams=(to == "musicxml"))
+        bars = max((len(p.getElementsByClass(stream.Measure)) for p in score.parts), default=0)
+        ex = expand(score, default_qpm)
+        res["info"] = _info(text, ex, bars)
+        if ex.written_notes == 0:
+            raise ConversionError("the tune has no notes")
+        if cr is not None:
+            pitch = _pitch_reasons(warns, text)
+            cr.reasons.extend(pitch)
+            if bar_checks:
+                share, why = _metrical(score, text)
+                cr.metrical_share = share
+                if share is not None and share < 0.9:
+                    cr.reasons.append(f"only {100 * share:.0f}% of bars have the meter's length "
+                                      "(90% needed)")
+                cr.reasons.extend(why)
+        try:
+            data = midi_bytes(ex.score)
+        except Exception as e:
+            raise ConversionError(f"music21 cannot write MIDI for this tune: {_one_line(e)}") from None
+        if cr is not None:
+            cr.converts = not pitch
+        if to == "midi":
+            res["data"] = data
+        elif to == "wav":
+            res["data"] = data  # the parent renders MIDI to WAV (a synthesizer process)
+        elif to == "musicxml":
+            res["data"] = _musicxml_bytes(score)
+    except ConversionError as e:
+        res["error"] = str(e)
+        res.setdefault("info", _info(text, None, count_bars(text)))
+        if cr is not None:
+            cr.converts = False
+            cr.reasons.insert(0, str(e))
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def _musicxml_bytes(score: Any) -> bytes:
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    try:
+        return GeneralObjectExporter(score).parse()
+    except Exception as e:
+        raise ConversionError(f"music21 cannot write MusicXML for this tune: {_one_line(e)}") from None
+
+
+# ------------------------------------------------------------------------------------ workers
+def _child(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+    # A worker: its output is not the user's, and music21 may print; silence both streams.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    sys.stdout = sys.stderr = io.StringIO()
+    try:
+        value = ("ok", fn(*args))
+    except BaseException as e:  # report, never raise: the parent shows one line
+        value = ("error", f"{type(e).__name__}: {_one_line(e)}")
+    try:
+        conn.send(value)
+    finally:
+        conn.close()
+
+
+def _context() -> Any:
+    import multiprocessing as mp
+
+    methods = mp.get_all_start_methods()
+    return mp.get_context("fork" if "fork" in methods else "spawn")
+
+
+_WARM_TUNE = "X:1\nT:warm\nM:2/4\nL:1/8\nQ:1/4=100\nK:D\n|:\"D\"A>B (3cde|[1 f2 {g}f2:|[2 [df]2 z2|]\n"
+_warm = False
+
+
+def _warm_up() -> None:
+    """Convert a tiny tune once in the parent, so that music21's modules and lazily built tables
+    are ready in every forked worker, and freeze the heap so forked workers share its pages."""
+    global _warm
+    if _warm:
+        return
+    import gc
+
+    import music21.midi.translate  # noqa: F401
+
+    _work(_WARM_TUNE, "midi", True, True, DEFAULT_QPM)
+    gc.collect()
+    gc.freeze()
+    _warm = True
+
+
+def run_limited(
+    fn: Callable[..., Any], arg_list: Iterable[tuple], timeout_s: float | None, jobs: int = 1
+) -> Iterator[tuple[int, str, Any]]:
+    """Run ``fn(*args)`` for each args in a child process each, at most `jobs` at once, stopping any
+    that runs over `timeout_s` seconds. Yields (index, "ok" | "error" | "timeout", value or
+    message) in input order. timeout None: run in this process, one after another."""
+    args_list = list(arg_list)
+    if timeout_s is None:
+        for i, args in enumerate(args_list):
+            try:
+                yield i, "ok", fn(*args)
+            except SeqgenError:
+                raise
+            except Exception as e:
+                yield i, "error", f"{type(e).__name__}: {_one_line(e)}"
+        return
+    from multiprocessing.connection import wait
+
+    _warm_up()
+    ctx = _context()
+    jobs = max(1, jobs)
+    done: dict[int, tuple[str, Any]] = {}
+    running: dict[Any, tuple[int, Any, float]] = {}  # conn -> (index, process, deadline)
+    next_i = 0
+    emit = 0
+    try:
+        while emit < len(args_list):
+            while len(running) < jobs and next_i < len(args_list):
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i]), daemon=True)
+                proc.start()
+                send.close()
+                running[recv] = (next_i, proc, time.monotonic() + timeout_s)
+                next_i += 1
+            if running:
+                now = time.monotonic()
+                soonest = min(d for _, _, d in running.values())
+                ready = wait(list(running), timeout=max(0.0, soonest - now))
+                for conn in ready:
+                    i, proc, _ = running.pop(conn)
+                    try:
+                        done[i] = conn.recv()
+                    except (EOFError, OSError):
+                        proc.join(5)
+                        done[i] = ("error", f"the converter process died (exit code {proc.exitcode})")
+                    conn.close()
+                    proc.join(5)
+                    if proc.is_alive():
+                        proc.kill()
+                        proc.join()
+                now = time.monotonic()
+                for conn in [c for c, (_, _, d) in running.items() if d <= now]:
+                    i, proc, _ = running.pop(conn)
+                    proc.kill()
+                    proc.join()
+                    conn.close()
+                    done[i] = ("timeout", f"took longer than {timeout_s:g} s (raise the limit "
+                                          "with --timeout)")
+            while emit in done:
+                status, value = done.pop(emit)
+                yield emit, status, value
+                emit += 1
+    finally:
+        for conn, (_, proc, _) in running.items():
+            proc.kill()
+            proc.join()
+            conn.close()
+
+
+# ------------------------------------------------------------------------------ public helpers
+def convert_tunes(
+    texts: list[str],
+    to: str = "midi",
+    limits: Limits | None = None,
+    jobs: int = 1,
+    check: bool = False,
+    bar_checks: bool = True,
+) -> Iterator[TuneResult]:
+    """Convert (and with `check`, check) many tunes, each in a worker under `limits`; yields one
+    TuneResult per tune in input order. A failing tune gets `error`; the others go on."""
+    limits = limits or Limits()
+    limits.validate()
+    if to not in FORMATS:
+        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+    work: list[tuple] = []
+    pre: dict[int, TuneResult] = {}
+    for i, text in enumerate(texts):
+        err = _size_error(text, limits)
+        if err:
+            h = parse_header(text)
+            cr = None
+            if check:
+                cr = CheckResult(reasons=[err])
+                cr.headers_ok = not h.missing()
+                cr.ends_with_barline = ends_with_barline(text)[0]
+            pre[i] = TuneResult(i, TuneInfo(number=h.number, title=h.title, meter=h.meter,
+                                            key=h.key), cr, None, err)
+        else:
+            work.append((i, (text, to, check, bar_checks, limits.default_qpm)))
+    results = run_limited(_work, [a for _, a in work], limits.timeout_s, jobs)
+    k = 0
+    for i in range(len(texts)):
+        if i in pre:
+            yield pre[i]
+            continue
+        j, status, value = next(results)
+        assert work[j][0] == i and j == k
+        k += 1
+        if status == "ok":
+            yield TuneResult(i, value.get("info"), value.get("check"), value.get("data"),
+                             value.get("error"), value.get("seconds", 0.0))
+        else:
+            h = parse_header(texts[i])
+            cr = None
+            if check:
+                cr = CheckResult(reasons=[value])
+                cr.headers_ok = not h.missing()
+                cr.ends_with_barline = ends_with_barline(texts[i])[0]
+            yield TuneResult(i, TuneInfo(number=h.number, title=h.title, meter=h.meter,
+                                         key=h.key), cr, None, value,
+                             limits.timeout_s or 0.0 if status == "timeout" else 0.0)
+
+
+def convert_tune(text: str, to: str = "midi", limits: Limits | None = None) -> TuneResult:
+    """Convert one tune (in a worker under `limits`); the result has `data` or `error`."""
+    return next(convert_tunes([text], to=to, limits=limits))
+
+
+def check_tune(text: str, limits: Limits | None = None, bar_checks: bool = True) -> CheckResult:
+    """Check one tune (see CheckResult): never raises for bad ABC, the reasons say what is wrong."""
+    r = next(convert_tunes([text], to="midi", limits=limits, check=True, bar_checks=bar_checks))
+    assert r.check is not None
+    return r.check
+
+
+def abc_to_midi(text: str, path: str | os.PathLike, limits: Limits | None = None) -> TuneInfo:
+    """Write one ABC tune as a MIDI file at `path` (atomically), repeats played as written.
+
+    Returns what the tune holds (TuneInfo); raises ConversionError (a DataError) with a one-line
+    reason when the tune cannot be converted, leaving `path` untouched."""
+    r = convert_tune(text, "midi", limits)
+    if r.error is not None or r.data is None:
+        raise ConversionError(r.error or "conversion produced no data")
+    atomic_write_bytes(path, r.data)
+    assert r.info is not None
+    return r.info
+
+
+# ----------------------------------------------------------------------------------------- WAV
+SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/soundfonts", "/usr/share/sounds/sf3",
+                  "/usr/local/share/soundfonts", "~/.local/share/soundfonts")
+
+
+def find_synth() -> tuple[str, str] | None:
+    """('fluidsynth' | 'timidity', path) for the first synthesizer on PATH, or None."""
+    for name in ("fluidsynth", "timidity"):
+        p = shutil.which(name)
+        if p:
+            return name, p
+    return None
+
+
+def require_synth() -> tuple[str, str]:
+    """Like ``find_synth``, but a SeqgenError naming the packages to install when none is found."""
+    synth = find_synth()
+    if synth is None:
+        raise SeqgenError("no synthesizer for --to wav: install fluidsynth and a General MIDI "
+                          "soundfont (apt-get install fluidsynth fluid-soundfont-gm) or timidity "
+                          "(apt-get install timidity)")
+    return synth
+
+
+def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
+    """A General MIDI soundfont: `explicit`, else $SEQGEN_SOUNDFONT, else the first .sf2/.sf3 in
+    the usual directories (FluidR3_GM, TimGM6mb, ...)."""
+    for cand in (explicit, os.environ.get("SEQGEN_SOUNDFONT")):
+        if cand:
+            p = Path(cand).expanduser()
+            if not p.is_file():
+                raise UsageError(f"--soundfont: {p} is not a file")
+            return p
+    for d in SOUNDFONT_DIRS:
+        dp = Path(d).expanduser()
+        if dp.is_dir():
+            fonts = sorted(q for q in dp.iterdir() if q.suffix.lower() in (".sf2", ".sf3"))
+            if fonts:
+                return fonts[0]
+    return None
+
+
+def render_wav(midi: bytes, path: str | os.PathLike, soundfont: str | os.PathLike | None = None,
+               sample_rate: int = 44100, peak_dbfs: float = -1.0, timeout_s: float = 120.0) -> None:
+    """Render MIDI bytes to a 16-bit WAV at `path` with fluidsynth (and a General MIDI soundfont)
+    or timidity, whichever is on PATH, normalised to a peak of `peak_dbfs` dBFS (synthesizers'
+    raw output peaks near -22 dBFS). SeqgenError naming the package to install when neither is."""
+    name, exe = require_synth()
+    with tempfile.TemporaryDirectory(prefix="seqgen-wav-") as tmpdir:
+        mid = Path(tmpdir) / "in.mid"
+        raw = Path(tmpdir) / "raw.wav"
+        mid.write_bytes(midi)
+        if name == "fluidsynth":
+            sf = find_soundfont(soundfont)
+            if sf is None:
+                raise SeqgenError("fluidsynth needs a General MIDI soundfont: install one "
+                                  "(apt-get install fluid-soundfont-gm) or pass --soundfont FILE.sf2")
+            cmd = [exe, "-ni", "-q", "-F", str(raw), "-T", "wav", "-r", str(sample_rate),
+                   str(sf), str(mid)]
+        else:
+            cmd = [exe, "-Ow", "-s", str(sample_rate), "-o", str(raw), str(mid)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise SeqgenError(f"{name} took longer than {timeout_s:g} s to render") from None
+        if proc.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
+            msg = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip().splitlines()
+            raise SeqgenError(f"{name} failed (exit code {proc.returncode})"
+                              + (f": {msg[-1]}" if msg else ""))
+        with atomic_path(path) as tmp:
+            normalise_wav(raw, tmp, peak_dbfs)
+
+
+def normalise_wav(src: Path, dst: Path, peak_dbfs: float = -1.0) -> float:
+    """Copy a PCM WAV from `src` to `dst` as 16-bit with its peak scaled to `peak_dbfs` dBFS.
+    Returns the gain applied (silence is copied unchanged)."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(src), "rb") as w:
+        ch, width, rate, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+        frames = w.readframes(n)
+    if width == 2:
+        x = np.frombuffer(frames, dtype="<i2").astype(np.float64) / 32768.0
+    elif width == 4:
+        x = np.frombuffer(frames, dtype="<i4").astype(np.float64) / 2147483648.0
+    elif width == 1:
+        x = (np.frombuffer(frames, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
+    else:
+        raise SeqgenError(f"unexpected {8 * width}-bit WAV from the synthesizer")
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    gain = (10 ** (peak_dbfs / 20.0)) / peak if peak > 0 else 1.0
+    y = np.clip(np.round(x * gain * 32767.0), -32768, 32767).astype("<i2")
+    with wave.open(str(dst), "wb") as w:
+        w.setnchannels(ch)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(y.tobytes())
+    return gain
