@@ -1,0 +1,271 @@
+"""The training loop: presets, batching, exact resume, best checkpoint, early stopping, NaN."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from seqgen import checkpoint as ck
+from seqgen import training
+from seqgen.errors import DataError, Interrupted, TrainingError, UsageError
+from seqgen.training import RandomWindows, StreamBatches, TrainConfig, resolve_config, train
+
+WORDS = ("the quick brown fox jumps over a lazy dog while seven wise kings sing of "
+         "rivers and stone under pale moons").split()
+
+
+def make_text(path, n_chars=12_000, seed=0, extra=""):
+    rng = random.Random(seed)
+    words, size = [], 0
+    while size < n_chars:
+        w = rng.choice(WORDS)
+        words.append(w)
+        size += len(w) + 1
+        if rng.random() < 0.1:
+            words.append(".\n")
+    path.write_text(" ".join(words) + extra + "\n")
+    return path
+
+
+def tiny(tmp_path, **kw) -> TrainConfig:
+    corpus = kw.pop("corpus", None) or str(make_text(tmp_path / "corpus.txt"))
+    base = dict(corpus=corpus, preset="tiny", embed_dim=8, hidden_size=24, num_layers=1,
+                num_heads=2, context_length=16, batch_size=4, seq_len=16, steps=12,
+                eval_every=4, warmup_steps=2, out=str(tmp_path / "run"), device="cpu",
+                eval_tokens=512)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(path):
+    return ck.load_checkpoint(path).model.state_dict()
+
+
+# --------------------------------------------------------------------------------- config
+def test_presets_fill_fields_and_explicit_options_win():
+    cfg, mc = resolve_config(TrainConfig(preset="small", hidden_size=100, lr=0.5), 40, 10**6)
+    assert mc.hidden_size == 100 and cfg.hidden_size == 100 and cfg.lr == 0.5
+    assert mc.embed_dim == training.MODEL_PRESETS["small"]["rnn"]["embed_dim"]
+    assert cfg.batch_size == training.TRAIN_PRESETS["small"]["rnn"]["batch_size"]
+    assert mc.vocab_size == 40 and cfg.minutes == training.DEFAULT_MINUTES  # default budget
+    t, tm = resolve_config(TrainConfig(kind="transformer", preset="tiny"), 40, 10**6)
+    assert t.seq_len == tm.context_length
+
+
+def test_auto_preset_depends_on_corpus_size():
+    small, _ = resolve_config(TrainConfig(), 40, 5_000)
+    assert small.preset == "tiny"
+    normal, _ = resolve_config(TrainConfig(), 40, 1_000_000)
+    assert normal.preset != "tiny"
+
+
+@pytest.mark.parametrize("kw, option", [
+    (dict(kind="cnn"), "--model"), (dict(preset="huge"), "--preset"),
+    (dict(hidden_size=0), "--hidden-size"), (dict(batch_size=-1), "--batch-size"),
+    (dict(seq_len=0), "--seq-len"), (dict(lr=0.0), "--lr"), (dict(steps=0), "--steps"),
+    (dict(minutes=-1.0), "--minutes"), (dict(dropout=1.0), "--dropout"),
+    (dict(device="tpu"), "--device"), (dict(precision="fp8"), "--precision"),
+    (dict(kind="transformer", seq_len=64, context_length=32), "--seq-len"),
+    (dict(num_layers=0), "--num-layers"),
+])
+def test_bad_config_names_the_option(kw, option):
+    with pytest.raises(UsageError, match=option):
+        resolve_config(TrainConfig(**kw), 40, 10**6)
+
+
+def test_cuda_without_cuda_is_a_usage_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(UsageError, match="CUDA is not available"):
+        training.resolve_device("cuda")
+
+
+# --------------------------------------------------------------------------------- batching
+def test_stream_batches_carry_on_where_the_last_window_ended():
+    ids = np.arange(1000, dtype=np.uint16)
+    b = StreamBatches(ids, batch_size=4, seq_len=10, seed=0)
+    x1, y1, fresh1 = b.next()
+    x2, _, fresh2 = b.next()
+    assert fresh1 and not fresh2
+    assert x1.shape == (4, 10) and x1.dtype == torch.int64
+    assert torch.equal(y1, x1 + 1)  # targets are the next token
+    assert torch.equal(x2[:, 0], x1[:, -1] + 1)  # row r's window 2 follows window 1
+    assert torch.equal(x1[:, 0], torch.arange(4) * (999 // 4))  # rows are equal parts
+    for _ in range(b.windows - 2):  # finish the epoch
+        assert not b.next()[2]
+    x3, _, fresh = b.next()  # the next epoch starts fresh, at a new offset in [0, seq_len)
+    assert fresh and b.epoch == 1 and 0 <= int(x3[0, 0]) < 10
+
+
+def test_stream_batches_resume_and_split_across_ranks():
+    ids = np.arange(2000, dtype=np.uint16)
+    a = StreamBatches(ids, 4, 8, seed=3)
+    for _ in range(70):
+        a.next()
+    b = StreamBatches(ids, 4, 8, seed=3)
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))
+    full = a.next()[0]
+    assert torch.equal(b.next()[0], full)
+    parts = []
+    for rank in range(2):
+        r = StreamBatches(ids, 4, 8, seed=3, rank=rank, world=2)
+        r.load_state_dict(a.state_dict())
+        r.window -= 1
+        parts.append(r.next()[0])
+    assert torch.equal(torch.cat(parts), full)
+
+
+def test_random_windows_resume_and_split_across_ranks():
+    ids = np.arange(500, dtype=np.uint16)
+    a = RandomWindows(ids, 6, 12, seed=1)
+    a.next()
+    state = json.loads(json.dumps(a.state_dict()))
+    x, y, _ = a.next()
+    assert torch.equal(y, x + 1) and int(x.max()) + 1 < 500
+    b = RandomWindows(ids, 6, 12, seed=1)
+    b.load_state_dict(state)
+    assert torch.equal(b.next()[0], x)
+    halves = []
+    for rank in range(3):
+        r = RandomWindows(ids, 6, 12, seed=1, rank=rank, world=3)
+        r.load_state_dict(state)
+        halves.append(r.next()[0])
+    assert torch.equal(torch.cat(halves), x)
+
+
+# --------------------------------------------------------------------------------- training
+@pytest.mark.parametrize("kind, dropout", [("lstm", 0.2), ("transformer", 0.1)])
+def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout):
+    """N steps straight == stop at N/2 (as Ctrl-C does), resume, N/2 more: same weights."""
+    corpus = str(make_text(tmp_path / "c.txt"))
+    straight = train(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout,
+                          out=str(tmp_path / "a")))
+    assert straight.step == 12
+
+    trainer = training.Trainer(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout,
+                                    out=str(tmp_path / "b")))
+    trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
+    with pytest.raises(Interrupted, match=r"--resume .*b"):
+        trainer.run()
+    assert ck.load_checkpoint(tmp_path / "b").step == 6
+    resumed = train(resume=tmp_path / "b")
+    assert resumed.step == 12
+    wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert resumed.val_loss == straight.val_loss
+    hist = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in hist if "val_loss" in h] == [4, 8, 12]
+
+
+def test_resume_with_more_steps_continues_counting(tmp_path):
+    first = train(tiny(tmp_path, steps=6))
+    more = train(resume=first.out, overrides={"steps": 10})
+    assert more.step == 10
+    with pytest.raises(UsageError, match="already trained 10 steps"):
+        train(resume=first.out)
+    with pytest.raises(UsageError, match="--hidden-size cannot change"):
+        train(resume=first.out, overrides={"steps": 20, "hidden_size": 8})
+
+
+def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
+    losses = iter([3.0, 2.0, 2.5])
+    monkeypatch.setattr(training, "_evaluate", lambda *a, **k: next(losses))
+    res = train(tiny(tmp_path))
+    assert (res.best_val_loss, res.best_step, res.val_loss) == (2.0, 8, 2.5)
+    best = ck.load_checkpoint(res.out / "best")
+    assert best.step == 8 and best.metrics["val_loss"] == 2.0
+    assert ck.load_checkpoint(res.out).step == 12
+    assert best.metrics["val_bpc"] == pytest.approx(2.0 / math.log(2))
+
+
+def test_patience_stops_early(tmp_path, monkeypatch):
+    losses = iter([2.0, 2.1, 2.2, 2.3, 2.4])
+    monkeypatch.setattr(training, "_evaluate", lambda *a, **k: next(losses))
+    res = train(tiny(tmp_path, steps=100, patience=2))
+    assert res.stop_reason == "patience" and res.step == 12 and res.best_step == 4
+
+
+def test_time_budget_ends_cleanly(tmp_path):
+    res = train(tiny(tmp_path, steps=None, minutes=0.02, eval_every=1000))
+    assert res.stop_reason == "time" and res.step > 0
+    assert ck.load_checkpoint(res.out).step == res.step  # saved at the end
+    assert res.val_loss is not None
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = torch.nn.functional.cross_entropy
+    calls = {"train": 0}
+
+    def poisoned(logits, target, reduction="mean", **kw):
+        loss = real(logits, target, reduction=reduction, **kw)
+        if reduction == "mean":  # the training loss, not validation sums
+            calls["train"] += 1
+            if calls["train"] > 6:
+                return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", poisoned)
+    with pytest.raises(TrainingError, match=r"loss became nan at step 7.*last good checkpoint.*step 4"):
+        train(tiny(tmp_path))
+    good = ck.load_checkpoint(tmp_path / "run")
+    assert good.step == 4
+    assert all(torch.isfinite(v).all() for v in good.model.state_dict().values())
+
+
+def test_init_from_fine_tunes_and_refuses_new_characters(tmp_path):
+    base = train(tiny(tmp_path, steps=4))
+    other = make_text(tmp_path / "other.txt", seed=5)
+    tuned = train(tiny(tmp_path, corpus=str(other), steps=4, init_from=str(base.out),
+                       hidden_size=None, out=str(tmp_path / "tuned")))
+    assert tuned.model_config == ck.load_checkpoint(base.out).model_config
+    new = make_text(tmp_path / "new.txt", extra=" Zebra ~")
+    with pytest.raises(DataError, match=r"2 character\(s\) not in the vocabulary.*'Z'.*'~'"):
+        train(tiny(tmp_path, corpus=str(new), init_from=str(base.out), out=str(tmp_path / "x")))
+
+
+def test_bad_data_and_outputs(tmp_path):
+    with pytest.raises(DataError, match="--seq-len"):
+        train(tiny(tmp_path, corpus=str(make_text(tmp_path / "s.txt", n_chars=40)), seq_len=64,
+                   batch_size=None))
+    train(tiny(tmp_path, steps=2))
+    with pytest.raises(UsageError, match="already holds a checkpoint"):
+        train(tiny(tmp_path, steps=2))
+    assert train(tiny(tmp_path, steps=2, overwrite=True)).step == 2
+
+
+def test_default_out_is_numbered_when_taken(tmp_path):
+    first = training.default_out("some/dir/songs.abc", root=str(tmp_path))
+    assert first == tmp_path / "songs"
+    first.mkdir()
+    (first / "checkpoint.json").write_text("{}")
+    assert training.default_out("songs.abc", root=str(tmp_path)) == tmp_path / "songs-2"
+
+
+def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
+    tunes = "".join(f"X:{i}\nT:Tune {i}\nK:G\n|:GABc dBAG|FGAB cAFD:|\n\n" for i in range(1, 30))
+    (tmp_path / "tunes.abc").write_text(tunes)
+    res = train(tiny(tmp_path, corpus=str(tmp_path / "tunes.abc"), kind="gru", steps=8))
+    assert res.corpus_kind == "abc"
+    assert ck.load_checkpoint(res.out).corpus_kind == "abc"
+    hist = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
+    evals = [h for h in hist if "val_loss" in h]
+    assert evals and all(h["val_bpc"] == pytest.approx(h["val_loss"] / math.log(2)) for h in evals)
+    assert evals[-1]["val_loss"] < math.log(res.model_config.vocab_size)  # learned something
+
+
+def test_bf16_autocast_trains(tmp_path):
+    res = train(tiny(tmp_path, precision="bf16", steps=6, kind="lstm"))
+    assert res.precision == "bf16" and math.isfinite(res.val_loss)
+
+
+def test_loss_curve_png(tmp_path):
+    hist = [{"step": 10, "train_loss": 3.0}, {"step": 20, "train_loss": 2.5},
+            {"step": 20, "val_loss": 2.6, "train_loss": 2.5}]
+    p = training.plot_loss_curve(hist, tmp_path / "loss.png", title="t")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
