@@ -187,6 +187,8 @@ def text_bars(tune: str) -> list[TextBar]:
         cur, cur_line, has_notes = [], None, False
 
     for lineno, line in body_lines(tune):
+        if line.endswith("!") and line.count("!") % 2 == 1:  # the old ABC line-break mark
+            line = line[:-1]
         i, n = 0, len(line)
         while i < n:
             c = line[i]

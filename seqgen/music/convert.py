@@ -190,13 +190,51 @@ def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
     warns: list[str] = []
     try:
         with _music21_quiet(warns, beams):
-            handler = abcFormat.ABCFile().readstr(text)
+            handler = _handler_class()(abcVersion=abcFormat.ABCFile().abcVersion)
+            handler.process(text)
             score = translate.abcToStreamScore(handler)
     except RecursionError:
         raise ConversionError("music21 cannot parse this tune (too deeply nested)") from None
     except Exception as e:  # music21 raises a dozen unrelated types for bad ABC
         raise ConversionError(f"music21 cannot parse this tune: {_one_line(e)}") from None
     return score, warns
+
+
+_INLINE_FIELD = re.compile(r"^\[([A-Za-z]):(.*)\]$", re.DOTALL)
+_HANDLER: Any = None
+
+
+def _handler_class() -> Any:
+    """music21's ABCHandler with two fixes to its token list (music21 10.5.1):
+
+    - an inline field such as ``[M:3/4]`` or ``[K:D]`` is read as a chord (and lost); it becomes
+      the field it is;
+    - a field right after a barline (an ``M:`` line after ``:|``, say) is dropped when the tune is
+      split into measures (music21 clips the first token of a measure that starts with a field);
+      it is given a copy to clip, so that meter, key and tempo changes take effect.
+    """
+    global _HANDLER
+    if _HANDLER is not None:
+        return _HANDLER
+    from music21 import abcFormat
+
+    class FixedHandler(abcFormat.ABCHandler):
+        def tokenize(self, strSrc: str) -> None:
+            super().tokenize(strSrc)
+            fixed: list[Any] = []
+            for t in self.tokens:
+                if isinstance(t, abcFormat.ABCChord):
+                    m = _INLINE_FIELD.match(t.src.strip())
+                    if m:
+                        t = abcFormat.ABCMetadata(f"{m.group(1)}:{m.group(2).strip()}")
+                if (isinstance(t, abcFormat.ABCMetadata) and fixed
+                        and isinstance(fixed[-1], abcFormat.ABCBar)):
+                    fixed.append(abcFormat.ABCMetadata(t.src))
+                fixed.append(t)
+            self.tokens = fixed
+
+    _HANDLER = FixedHandler
+    return _HANDLER
 
 
 def _one_line(e: BaseException) -> str:
@@ -251,14 +289,15 @@ def play_order(measures: list[Any], brackets: dict[int, set[int]]) -> list[int]:
     limit = 20 * n + 20
     while i < n and len(order) < limit:
         m = measures[i]
-        if _is_repeat(m.leftBarline, "start") and i != start:
+        left, right = getattr(m, "leftBarline", None), getattr(m, "rightBarline", None)
+        if _is_repeat(left, "start") and i != start:
             start, passno = i, 1
         nums = brackets.get(i)
         if nums is not None and passno not in nums:
             i += 1
             continue
         order.append(i)
-        if _is_repeat(m.rightBarline, "end"):
+        if _is_repeat(right, "end"):
             # this section's endings: brackets from its start through the run of bracketed
             # measures that follows this one
             j = i + 1
@@ -270,11 +309,11 @@ def play_order(measures: list[Any], brackets: dict[int, set[int]]) -> list[int]:
                 i = start
                 continue
             start, passno = i + 1, 1
-        elif _ends_section(m.rightBarline) or (
+        elif _ends_section(right) or (
             nums is not None and passno > 1 and (i + 1 >= n or (i + 1) not in brackets)
         ):
             start, passno = i + 1, 1
-        elif _is_repeat(m.rightBarline, "start"):
+        elif _is_repeat(right, "start"):
             start, passno = i + 1, 1
         i += 1
     return order
@@ -342,8 +381,8 @@ def expand(score: Any, default_qpm: float = DEFAULT_QPM) -> _Expanded:
                 last_ts = ts.ratioString
             for mm in m.flatten().getElementsByClass(tempo.MetronomeMark):
                 qpm = mm.getQuarterBPM()
-                if qpm:
-                    at = pos + Fraction(mm.offset)
+                at = pos + Fraction(mm.offset)
+                if qpm and (at, float(qpm)) not in tempo_marks[-1:]:
                     p.insert(float(at), tempo.MetronomeMark(number=qpm))
                     tempo_marks.append((at, float(qpm)))
             for off, el in contents[idx]:
