@@ -193,7 +193,9 @@ def _run(
                     result(str(targets[r.index]))
                 else:
                     failed += 1
-                    row.append(f"[red]{escape(_file_lines(r.error or '', first))}[/]")
+                    row.append("[red]failed[/]")
+                    notes_out.append(f"tune {label} (line {first}): "
+                                     f"{_file_lines(r.error or '', first)}")
             table.add_row(*row)
             status.update(f"converted {r.index + 1} of {len(tunes)} tunes...")
     elapsed = time.perf_counter() - t0

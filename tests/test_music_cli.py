@@ -1,0 +1,156 @@
+"""`seqgen abc2midi` and `seqgen convert` end to end (in-process CliRunner, files in tmp_path)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from seqgen.cli.app import app
+
+TUNES = """% two tunes and a broken one
+X:1
+T:The Enchanted Valley
+M:6/8
+L:1/8
+K:G
+
+GAB c2d|e3 d2B|GAB c2d|B3 G3:|
+
+X:2
+T:Broken
+M:6/8
+L:1/8
+K:G
+
+X:3
+T:Reel
+M:C
+L:1/8
+K:D
+|:A2FA dAFA|B2GB dBGB|[1 ABAF GFEF:|[2 ABcd e4||
+"""
+GOOD = TUNES.split("X:2")[0] + "X:3" + TUNES.split("X:3")[1]
+
+
+def run(*args, input=None):
+    return CliRunner().invoke(app, list(args), input=input)
+
+
+def no_traceback(r) -> bool:
+    return "Traceback" not in (r.output or "") and r.exception is None or isinstance(
+        r.exception, SystemExit)
+
+
+def test_many_tunes_one_file_each_named_from_x_and_t(tmp_path):
+    src = tmp_path / "set.abc"
+    src.write_text(GOOD)
+    r = run("abc2midi", str(src))
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "set-midi"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["0001-the-enchanted-valley.mid", "0003-reel.mid"]
+    assert r.stdout.split() == [str(out / "0001-the-enchanted-valley.mid"), str(out / "0003-reel.mid")]
+    assert "The Enchanted Valley" in r.stderr and "6/8" in r.stderr  # the summary table
+    assert (out / "0003-reel.mid").read_bytes()[:4] == b"MThd"
+
+
+def test_one_bad_tune_others_written_exit_1(tmp_path):
+    src = tmp_path / "set.abc"
+    src.write_text(TUNES)
+    r = run("abc2midi", str(src), "-o", str(tmp_path / "out"))
+    assert r.exit_code == 1 and no_traceback(r)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "0001-the-enchanted-valley.mid", "0003-reel.mid"]  # no temp files, nothing for X:2
+    assert "1 of 3 tunes could not be converted" in r.stderr
+    assert "no notes" in r.stderr
+
+
+def test_tune_option_and_single_output_file(tmp_path):
+    src = tmp_path / "set.abc"
+    src.write_text(GOOD)
+    r = run("abc2midi", str(src), "--tune", "3", "-o", str(tmp_path / "reel.mid"))
+    assert r.exit_code == 0 and r.stdout.strip() == str(tmp_path / "reel.mid")
+    assert (tmp_path / "reel.mid").is_file()
+    r = run("abc2midi", str(src), "--tune", "9")
+    assert r.exit_code == 2 and "--tune 9" in r.stderr and "X:9" in r.stderr
+
+
+def test_stdin_single_tune_into_a_directory(tmp_path):
+    r = run("abc2midi", "-", "-o", str(tmp_path / "d"), input=GOOD.split("X:3")[0])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d" / "0001-the-enchanted-valley.mid").is_file()
+
+
+def test_check_reports_valid_and_reasons_with_file_lines(tmp_path):
+    src = tmp_path / "set.abc"
+    src.write_text(GOOD + "\nX:4\nT:Over-full\nM:2/4\nL:1/8\nK:G\nGABc|dedBA|GABc|d4\n")
+    r = run("abc2midi", "--check", str(src))
+    assert r.exit_code == 1 and no_traceback(r)
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("1\tVALID") and lines[1].startswith("3\tVALID")
+    assert lines[2].startswith("4\tINVALID")
+    music = src.read_text().splitlines().index("GABc|dedBA|GABc|d4") + 1  # line in the file
+    assert f"line {music}: bar 2 'dedBA' is over-full: 5/8 where the meter wants 1/2" in r.stderr
+    assert f"line {music}: the tune does not end with a barline" in r.stderr
+    assert "2 of 3 tunes VALID" in r.stderr
+    assert list(tmp_path.iterdir()) == [src]  # --check writes nothing
+    ok = tmp_path / "ok.abc"
+    ok.write_text(GOOD)
+    assert run("abc2midi", "--check", str(ok)).exit_code == 0
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    r = run("abc2midi", str(tmp_path / "missing.abc"))
+    assert r.exit_code == 2 and "missing.abc" in r.stderr and no_traceback(r)
+    (tmp_path / "text.abc").write_text("no tunes in here\n")
+    r = run("abc2midi", str(tmp_path / "text.abc"))
+    assert r.exit_code == 2 and "no tunes found" in r.stderr
+    r = run("abc2midi", str(tmp_path / "text.abc"), "--timeout", "0")
+    assert r.exit_code == 2 and "--timeout" in r.stderr
+    single = tmp_path / "one.abc"
+    single.write_text("X:1\nT:t\nK:G\n")
+    r = run("abc2midi", str(single))
+    assert r.exit_code == 2 and "no notes" in r.stderr and not (tmp_path / "one.mid").exists()
+
+
+def test_convert_musicxml(tmp_path):
+    src = tmp_path / "reel.abc"
+    src.write_text("X:3" + TUNES.split("X:3")[1])
+    r = run("convert", str(src), "--to", "musicxml")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "reel.musicxml"
+    assert r.stdout.strip() == str(out)
+    assert "<score-partwise" in out.read_text()
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") or shutil.which("timidity"),
+                    reason="a synthesizer is installed")
+def test_convert_wav_without_synthesizer_names_the_package(tmp_path):
+    src = tmp_path / "reel.abc"
+    src.write_text(GOOD)
+    r = run("convert", str(src), "--to", "wav")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert "fluidsynth" in r.stderr and "apt-get install" in r.stderr
+    assert list(tmp_path.iterdir()) == [src]
+
+
+@pytest.mark.skipif(not (shutil.which("fluidsynth") or shutil.which("timidity")),
+                    reason="no synthesizer installed")
+def test_convert_wav_renders_and_normalises(tmp_path):
+    import wave
+
+    import numpy as np
+
+    src = tmp_path / "reel.abc"
+    src.write_text("X:3" + TUNES.split("X:3")[1])
+    r = run("convert", str(src), "--to", "wav")
+    if r.exit_code != 0 and "soundfont" in r.stderr:
+        pytest.skip("fluidsynth without a soundfont")
+    assert r.exit_code == 0, r.output
+    with wave.open(str(tmp_path / "reel.wav")) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        seconds = w.getnframes() / w.getframerate()
+    assert seconds >= 10  # 6 bars of 4/4 at 120 quarter notes per minute = 12 s
+    assert 0.8 < np.abs(x).max() / 32768 < 0.95  # peak near -1 dBFS
