@@ -67,7 +67,8 @@ class ModelConfig:
         if self.kind != "rnn":
             for name in ("activation", "init"):
                 if getattr(self, name) != getattr(ModelConfig, name):
-                    raise UsageError(f"{option(name)} applies to --kind rnn only (this is {self.kind})")
+                    raise UsageError(f"{option(name)} applies to the vanilla rnn only "
+                                     f"(--model rnn), not to {self.kind}")
         if self.kind == "transformer":
             if self.hidden_size % self.num_heads:
                 raise UsageError(f"--hidden-size ({self.hidden_size}) must be a multiple of "

@@ -3,7 +3,7 @@
     x = wte[token] + pos[position]                 (B, T, D)
     for each of L blocks:
         x = x + proj(attention(ln_1(x)))           causal multi-head self-attention (SDPA)
-        x = x + mlp(ln_2(x))                       D -> 4D -> GELU -> D
+        x = x + proj(gelu(fc(ln_2(x))))            D -> 4D -> GELU (tanh form) -> D
     logits = ln_f(x) @ wte.T                       output layer tied to the token embedding
 
 Shapes: B batch, T time, V vocab_size, D hidden_size, nh num_heads, hd = D / nh, C context_length,
@@ -15,6 +15,7 @@ when a token would make it longer than C, the window is first cut to its last `k
 (keep = max(1, C // 2)), positions restart at 0, and the keys/values of the cut window are
 recomputed in one forward pass together with the new tokens. So every C - keep + 1 tokens cost one
 extra forward over keep tokens: O(1) amortised per token, and no token ever sees more than C.
+Decoding with a cache is for inference: it runs under torch.no_grad() and updates the cache in place.
 """
 
 from __future__ import annotations
@@ -48,15 +49,17 @@ class KVCache:
         self.tokens = torch.zeros(batch_size, c.context_length, dtype=torch.long, device=device)  # (B, C)
         self.length = 0  # tokens held, the same for every batch row
 
-    def _storage(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def layer(self, i: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """Keys and values of layer i: 2 x (B, nh, C, hd), in the dtype attention runs in."""
         if self.k is None or self.k.dtype != dtype:
-            # First use, or autocast switched on/off: (re)allocate in the dtype attention runs in.
+            # First use, or autocast switched on/off: (re)allocate and keep per-layer views.
             if self.k is None:
                 self.k = torch.zeros(self.shape, dtype=dtype, device=self.device)
                 self.v = torch.zeros(self.shape, dtype=dtype, device=self.device)
             else:
                 self.k, self.v = self.k.to(dtype), self.v.to(dtype)
-        return self.k, self.v
+            self._layers = [(self.k[i], self.v[i]) for i in range(self.shape[0])]
+        return self._layers[i]
 
     def window(self) -> Tensor:
         """The tokens the cache holds, oldest first: (B, length)."""
@@ -74,34 +77,29 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(D, 3 * D, bias=False)
         self.proj = nn.Linear(D, D, bias=False)
         self.dropout = config.dropout
-        self.resid_drop = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None, layer: int, start: int) -> Tensor:
         # x (B, T, D); with a cache, x holds positions start..start+T-1 and the cache 0..start-1
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, T, D)
-        q = q.view(B, T, self.nh, D // self.nh).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, self.nh, D // self.nh).transpose(1, 2)  # (B, nh, T, hd)
-        v = v.view(B, T, self.nh, D // self.nh).transpose(1, 2)  # (B, nh, T, hd)
+        qkv = self.qkv(x).view(B, T, 3, self.nh, D // self.nh)  # (B, T, 3, nh, hd)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, nh, T, hd)
         mask, causal = None, True
         if cache is not None:
             end = start + T
-            ck, cv = cache._storage(k.dtype)
-            ck[layer, :, :, start:end] = k
-            cv[layer, :, :, start:end] = v
-            k, v = ck[layer, :, :, :end], cv[layer, :, :, :end]  # (B, nh, end, hd)
+            ck, cv = cache.layer(layer, k.dtype)  # 2 x (B, nh, C, hd)
+            ck.narrow(2, start, T).copy_(k)
+            cv.narrow(2, start, T).copy_(v)
+            k, v = ck.narrow(2, 0, end), cv.narrow(2, 0, end)  # (B, nh, end, hd)
             if T == 1:
                 causal = False  # one query sees every cached key
             elif start > 0:
                 # query i is at position start + i: it sees keys 0..start+i
                 causal = False
                 mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal,
-            dropout_p=self.dropout if self.training else 0.0,
-        )  # (B, nh, T, hd)
-        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
-        return self.resid_drop(self.proj(y))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=p)
+        y = self.proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
+        return F.dropout(y, p, True) if p else y
 
 
 class Block(nn.Module):
@@ -111,14 +109,15 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(D)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(D)
-        self.mlp = nn.Sequential(
-            nn.Linear(D, 4 * D, bias=False), nn.GELU(), nn.Linear(4 * D, D, bias=False),
-            nn.Dropout(config.dropout),
-        )
+        self.fc = nn.Linear(D, 4 * D, bias=False)
+        self.proj = nn.Linear(4 * D, D, bias=False)
+        self.dropout = config.dropout
 
     def forward(self, x: Tensor, cache: KVCache | None, layer: int, start: int) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer, start)  # (B, T, D)
-        return x + self.mlp(self.ln_2(x))  # (B, T, D)
+        h = self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))  # (B, T, D)
+        p = self.dropout if self.training else 0.0
+        return x + (F.dropout(h, p, True) if p else h)
 
 
 def sinusoidal_table(C: int, D: int) -> Tensor:
@@ -150,13 +149,12 @@ class TransformerLanguageModel(nn.Module):
             self.wpe = nn.Parameter(torch.zeros(C, D))  # (C, D)
         else:
             self.register_buffer("wpe", sinusoidal_table(C, D), persistent=False)  # (C, D)
-        self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
         self.ln_f = nn.LayerNorm(D)
         # nanoGPT initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L)
         for name, p in self.named_parameters():
             if p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * config.num_layers) if name.endswith(("proj.weight", "mlp.2.weight")) else 0.02
+                std = 0.02 / math.sqrt(2 * config.num_layers) if name.endswith("proj.weight") else 0.02
                 nn.init.normal_(p, mean=0.0, std=std)
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> KVCache:
@@ -167,7 +165,9 @@ class TransformerLanguageModel(nn.Module):
         # tokens (B, T) at positions start..start+T-1 -> logits (B, T, V)
         T = tokens.shape[1]
         x = self.wte(tokens) if self.wte is not None else F.embedding(tokens, self.onehot)  # (B, T, D)
-        x = self.drop(x + self.wpe[start : start + T])  # (B, T, D)
+        x = x + self.wpe[start : start + T]  # (B, T, D)
+        if self.training and self.config.dropout:
+            x = F.dropout(x, self.config.dropout, True)
         for i, block in enumerate(self.blocks):
             x = block(x, cache, i, start)
         x = self.ln_f(x)  # (B, T, D)
@@ -182,33 +182,33 @@ class TransformerLanguageModel(nn.Module):
                 raise UsageError(f"a window of {tokens.shape[1]} tokens is longer than the "
                                  f"transformer's --context-length ({self.config.context_length})")
             return self._run(tokens, None, 0), None
-        cache, C = state, state.context_length
+        with torch.no_grad():  # the cache is for inference: its logits carry no gradient
+            return self._decode(tokens, state), state
+
+    def _decode(self, tokens: Tensor, cache: KVCache) -> Tensor:
+        # tokens (B, T) appended to the cache's window -> logits (B, T, V)
+        C = cache.context_length
         T = tokens.shape[1]
         if cache.length + T <= C:  # the fast path: append to the cache
             start = cache.length
             cache.tokens[:, start : start + T] = tokens
             cache.length = start + T
-            return self._run(tokens, cache, start), cache
+            return self._run(tokens, cache, start)
         pieces = []
         i = 0
         while i < T:
-            if cache.length < C:  # room left: append as many as fit
-                n = min(C - cache.length, T - i)
-                start = cache.length
-            else:  # full: cut to the last keep-1 tokens and recompute them with the new ones
-                kept = cache.tokens[:, C - (cache.keep - 1) :]  # (B, keep-1)
-                n = min(C - kept.shape[1], T - i)
-                chunk = torch.cat([kept, tokens[:, i : i + n]], dim=1)  # (B, keep-1+n), a copy
-                cache.tokens[:, : chunk.shape[1]] = chunk
-                cache.length = chunk.shape[1]
-                pieces.append(self._run(chunk, cache, 0)[:, kept.shape[1] :])
-                i += n
-                continue
-            cache.tokens[:, start : start + n] = tokens[:, i : i + n]
-            cache.length = start + n
-            pieces.append(self._run(tokens[:, i : i + n], cache, start))
+            prefix = tokens[:, :0]  # (B, 0)
+            if cache.length == C:  # full: restart the window from its last keep-1 tokens
+                prefix = cache.tokens[:, C - (cache.keep - 1) :]  # (B, keep-1)
+                cache.length = 0
+            n = min(C - cache.length - prefix.shape[1], T - i)
+            chunk = torch.cat([prefix, tokens[:, i : i + n]], dim=1)  # (B, p+n), a copy
+            start = cache.length
+            cache.tokens[:, start : start + chunk.shape[1]] = chunk
+            cache.length = start + chunk.shape[1]
+            pieces.append(self._run(chunk, cache, start)[:, prefix.shape[1] :])  # (B, n, V)
             i += n
-        return torch.cat(pieces, dim=1), cache
+        return torch.cat(pieces, dim=1)
 
     def detach_state(self, state: KVCache | None) -> KVCache | None:
         return state  # nothing is carried between training windows
@@ -218,8 +218,13 @@ class TransformerLanguageModel(nn.Module):
 
     def summary(self) -> str:
         c = self.config
-        emb = "one-hot input, untied output" if c.embedding == "onehot" else "tied embedding"
-        return (f"transformer {c.num_layers}x{c.hidden_size}, {c.num_heads} heads, context "
-                f"{c.context_length}, {c.positional} positions, {emb}"
-                + (f", dropout {c.dropout:g}" if c.dropout else "")
-                + f", {format_count(self.num_params())} params")
+        parts = [f"transformer {c.num_layers}x{c.hidden_size}", f"{c.num_heads} heads",
+                 f"context {c.context_length}"]
+        if c.positional != "learned":
+            parts.append(f"{c.positional} positions")
+        if c.embedding == "onehot":
+            parts.append("one-hot input, untied output")
+        if c.dropout:
+            parts.append(f"dropout {c.dropout:g}")
+        parts.append(f"{format_count(self.num_params())} params")
+        return ", ".join(parts)
