@@ -1,0 +1,312 @@
+"""`seqgen inspect`: look inside a model (gradient flow through time, attention maps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from seqgen.cli.console import info, result, warn
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Look inside a model: how far back the gradient reaches through time (RNN, LSTM, GRU), "
+    "and which earlier characters a transformer attends to.",
+)
+
+CORPUS_HELP = (
+    "Text to take the windows from: a text or ABC file, a directory, or a bundled corpus name "
+    "(default: the checkpoint's corpus, else folk)."
+)
+PM = "Fresh model (without CHECKPOINT)"
+MODIFIERS = {"relu": ("activation", "relu"), "tanh": ("activation", "tanh"),
+             "identity": ("init", "identity"), "default": ("init", "default")}
+
+
+def _steps_to_show(T: int, all_steps: bool) -> list[int]:
+    if all_steps:
+        return list(range(T))
+    s = [0] + [2**i for i in range(20) if 2**i < T]
+    if T - 1 not in s:
+        s.append(T - 1)
+    return s
+
+
+def _fresh(spec: str, vocab_size: int, base: dict, seed: int):
+    """A fresh model for a --model/--compare entry: KIND[+relu|+tanh][+identity|+default]."""
+    import torch
+
+    from seqgen.errors import UsageError
+    from seqgen.models import KINDS, ModelConfig, build_model
+
+    kind, *mods = spec.strip().lower().split("+")
+    if kind == "irnn":  # Le, Jaitly & Hinton: ReLU + identity initialisation
+        kind, mods = "rnn", ["relu", "identity", *mods]
+    if kind not in KINDS:
+        raise UsageError(f"--compare/--model: unknown model kind {kind!r} in {spec!r}; use "
+                         f"{', '.join(KINDS)} or irnn, optionally with +relu, +tanh, +identity "
+                         "(e.g. rnn+relu+identity), or a checkpoint directory")
+    cfg = dict(base)
+    if kind != "rnn":
+        if mods:
+            raise UsageError(f"--compare: {spec!r}: +{mods[0]} applies to rnn only")
+        cfg.pop("activation", None)
+        cfg.pop("init", None)
+    if kind != "transformer":
+        cfg.pop("num_heads", None)
+        cfg.pop("context_length", None)
+    for m in mods:
+        if m not in MODIFIERS:
+            raise UsageError(f"--compare: {spec!r}: unknown modifier +{m}; use "
+                             f"{', '.join('+' + k for k in MODIFIERS)}")
+        key, value = MODIFIERS[m]
+        cfg[key] = value
+    config = ModelConfig(kind=kind, vocab_size=vocab_size,
+                         **{k: v for k, v in cfg.items() if v is not None})
+    torch.manual_seed(seed)  # every fresh model of a comparison starts from the same seed
+    return build_model(config)
+
+
+def gradients(
+    checkpoint: str | None = typer.Argument(
+        None, help="A checkpoint directory (a run or its best/). Without it: a fresh model "
+        "(see --model).", show_default=False),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="Fresh model kind: rnn, lstm, gru, transformer or irnn "
+        "(rnn+relu+identity); modifiers as in --compare. Default lstm.", rich_help_panel=PM),
+    compare: str | None = typer.Option(
+        None, "--compare", "-c", help="Comma-separated models to overlay on the same windows: "
+        "kinds (fresh, the same size and seed), optionally with +relu, +tanh, +identity for the "
+        "rnn, or checkpoint directories; e.g. rnn,rnn+relu+identity,lstm,gru. CHECKPOINT, if "
+        "given, comes first."),
+    corpus: str | None = typer.Option(None, "--corpus", help=CORPUS_HELP, show_default=False),
+    length: int = typer.Option(100, "--length", "-T", min=1,
+                               help="Window length T, in characters (input steps)."),
+    batch: int = typer.Option(8, "--batch", "-b", min=1,
+                              help="Windows to average over (the median is shown)."),
+    seed: int = typer.Option(0, help="Random seed (window positions and fresh weights)."),
+    clip: float | None = typer.Option(
+        None, "--clip", min=0.0, help="Gradient-norm clipping threshold to show the effect of "
+        "(0: none; default: the checkpoint's --grad-clip, else 1.0, seqgen train's default)."),
+    recurrent_scale: float = typer.Option(
+        1.0, "--recurrent-scale", help="Multiply every W_hh by this before measuring (e.g. 2 to "
+        "see an exploding gradient); RNN kinds only."),
+    hidden_size: int | None = typer.Option(None, help="Hidden units per layer (default 256).",
+                                           rich_help_panel=PM),
+    num_layers: int | None = typer.Option(None, help="Stacked layers (default 2).",
+                                          rich_help_panel=PM),
+    embed_dim: int | None = typer.Option(None, help="Learned-embedding size, in units "
+                                         "(default 64).", rich_help_panel=PM),
+    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot.",
+                                         rich_help_panel=PM),
+    activation: str | None = typer.Option(None, help="Vanilla rnn: tanh (default) or relu.",
+                                          rich_help_panel=PM),
+    init: str | None = typer.Option(None, help="Vanilla rnn: default or identity (W_hh = I).",
+                                    rich_help_panel=PM),
+    num_heads: int | None = typer.Option(None, help="Transformer heads (default 4).",
+                                         rich_help_panel=PM),
+    context_length: int | None = typer.Option(
+        None, help="Transformer context, in tokens (default 256; must be >= --length).",
+        rich_help_panel=PM),
+    plot: Path = typer.Option(Path("gradients.png"), "--plot", "-o",
+                              help="Write the log-scale PNG plot here."),
+    all_steps: bool = typer.Option(False, "--all-steps",
+                                   help="Print every step back (default: 0, 1, 2, 4, 8, ... T-1)."),
+) -> None:
+    """How far back the gradient reaches: ||dL/dh_t|| per layer at each step back.
+
+    L is the loss of the prediction at the last step of a window of T characters; h_t is each
+    layer's hidden state t steps back (LSTM: h_t, and the cell state c_t as 'cell'; transformer:
+    the residual stream entering each block). Prints a table of medians over the windows on stdout
+    with the parameter gradient norm before and after clipping, and writes a log-scale PNG.
+    """
+    import torch
+
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.data import load_corpus
+    from seqgen.errors import SeqgenError, UsageError
+    from seqgen.inspect import (
+        encode_windows,
+        gradients_through_time,
+        plot_gradients,
+        sample_windows,
+        scale_recurrent,
+    )
+    from seqgen.tokenizer import Tokenizer
+
+    torch.set_num_threads(1)  # hundreds of tiny sequential ops: threads cost more than they give
+    if model is not None and compare is not None:
+        raise UsageError("give either --model (one fresh model) or --compare (several), not both")
+    if checkpoint is not None and model is not None:
+        raise UsageError("--model makes a fresh model; with a CHECKPOINT, use --compare to add "
+                         "fresh models beside it")
+    if recurrent_scale <= 0:
+        raise UsageError(f"--recurrent-scale must be > 0, not {recurrent_scale:g}")
+    entries: list[str] = [checkpoint] if checkpoint is not None else []
+    if compare is not None:
+        entries += [e.strip() for e in compare.split(",") if e.strip()]
+        if not entries:
+            raise UsageError("--compare lists no models")
+    elif checkpoint is None:
+        entries = [model or "lstm"]
+
+    loaded = {}  # entry -> Checkpoint, for the entries that are checkpoint directories
+    for e in entries:
+        if e == checkpoint or Path(e).expanduser().is_dir():
+            loaded[e] = load_checkpoint(e)
+    first = loaded.get(entries[0])
+    corpus_spec = corpus or (first.corpus_name if first is not None else "folk")
+    try:
+        c = load_corpus(corpus_spec)
+    except SeqgenError as ex:
+        if corpus is None and first is not None:
+            raise UsageError(f"cannot read the checkpoint's corpus {corpus_spec!r} ({ex}); "
+                             "give one with --corpus") from None
+        raise
+    windows = sample_windows(c.documents, length, batch, seed)
+    if clip is None:
+        clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0
+    base = dict(hidden_size=hidden_size, num_layers=num_layers, embed_dim=embed_dim,
+                embedding=embedding, activation=activation, init=init, num_heads=num_heads,
+                context_length=context_length)
+    tok = None
+    profiles, described = [], []
+    for e in entries:
+        if e in loaded:
+            ck = loaded[e]
+            m, t = ck.model, ck.tokenizer
+            label, summary = Path(e).name or e, f"{e}: {ck.model.summary()} (step {ck.step})"
+            if recurrent_scale != 1.0:
+                scale_recurrent(m, recurrent_scale)
+        else:
+            if tok is None:
+                tok = Tokenizer.build(c.documents)
+            t = tok
+            m = _fresh(e, t.vocab_size, base, seed)
+            if recurrent_scale != 1.0:
+                scale_recurrent(m, recurrent_scale)
+            label, summary = e, f"{e}: fresh {m.summary()}"
+        if recurrent_scale != 1.0:
+            summary += f", W_hh x{recurrent_scale:g}"
+        with torch.no_grad():
+            x = encode_windows(t, windows)
+        info(f"{summary}: {batch} windows of {length} characters from {c.name}")
+        profiles.append(gradients_through_time(m, x, clip=clip, label=label))
+        described.append(summary)
+
+    _print_table(profiles, described, _steps_to_show(length, all_steps))
+    title = (f"{c.name}: loss at the last of {length} steps, median of {batch} windows"
+             + (f", W_hh x{recurrent_scale:g}" if recurrent_scale != 1.0 else ""))
+    plot_gradients(profiles, plot, title=title)
+    result(str(plot))
+
+
+def _print_table(profiles, described: list[str], steps: list[int]) -> None:
+    cols = []  # (header, values)
+    for i, p in enumerate(profiles):
+        prefix = f"{i + 1}:" if len(profiles) > 1 else ""
+        for name, v in p.series.items():
+            short = name.replace("layer ", "L").replace("block ", "B").replace(" input", " in")
+            cols.append((prefix + short, v))
+    lines = [f"{i + 1}: {d}" if len(profiles) > 1 else d for i, d in enumerate(described)]
+    width = max(10, *(len(h) + 1 for h, _ in cols))
+    lines.append("steps back" + "".join(f"{h:>{width}}" for h, _ in cols))
+    for s in steps:
+        lines.append(f"{s:>10}" + "".join(f"{v[s]:>{width}.3e}" for _, v in cols))
+    lines.append("")
+    for i, p in enumerate(profiles):
+        prefix = f"{i + 1}: " if len(profiles) > 1 else ""
+        for name, v in p.series.items():
+            f = p.per_step_factor(name)
+            if f is None:
+                lines.append(f"{prefix}{name}: the gradient is exactly 0 at some step (it does "
+                             "not reach that far back at all)")
+                continue
+            ratio = v[-1] / v[0]
+            lines.append(f"{prefix}{name}: {ratio:.2e} of its s=0 norm at s={p.length - 1} "
+                         f"(x{f:.3f} per step back)")
+        clipped = (f"clipping at {p.clip:g} scales it (and every step's share) by "
+                   f"{p.clip_factor:.3g}" if p.clip_factor < 1 else
+                   (f"clipping at {p.clip:g} leaves it unchanged" if p.clip > 0
+                    else "no clipping"))
+        lines.append(f"{prefix}loss {p.loss:.3f} nats; parameter gradient norm "
+                     f"{p.grad_norm:.3g} before clipping; {clipped}")
+    result("\n".join(lines))
+
+
+def attention(
+    checkpoint: str = typer.Argument(..., help="A transformer checkpoint directory (a run or "
+                                     "its best/).", show_default=False),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The text to look at (write \\n for a "
+                               "newline); at most the model's context length in characters."),
+    output_dir: Path = typer.Option(Path("attention"), "--output-dir", "-o",
+                                    help="Write one PNG per layer here (layer1.png, ...)."),
+    top: int = typer.Option(1, "--top", min=1, max=5,
+                            help="In the text summary, show this many strongest keys per head."),
+    layer: int | None = typer.Option(None, "--layer", "-l",
+                                     help="Show only this layer (1 = first; default: all)."),
+) -> None:
+    """Attention weights of every layer and head over PROMPT, as heatmaps and a text summary.
+
+    For each position of the prompt and each head, the summary names the earlier character
+    (or the position itself) it attends to most, with its distance back and weight; then what
+    each head mostly does (attend to itself, the previous character, the first one, or further
+    back). Heatmap rows are query positions, columns the keys; each row sums to 1.
+    """
+    import torch
+
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.errors import UsageError
+    from seqgen.inspect import attention_maps, head_patterns, plot_attention, show_char
+
+    torch.set_num_threads(1)
+    ck = load_checkpoint(checkpoint)
+    text = prompt.replace("\\n", "\n")
+    if ck.model_config.kind == "transformer":
+        unknown = ck.tokenizer.unknown_chars(text)
+        if unknown:
+            warn(f"--prompt: {len(unknown)} character(s) not in the model's vocabulary, read as "
+                 f"<unk>: {' '.join(show_char(u) for u in unknown[:12])}")
+    ids = torch.tensor(ck.tokenizer.encode(text, errors="replace"), dtype=torch.long)
+    maps = attention_maps(ck.model, ids)  # (L, nh, T, T)
+    L, nh, T, _ = maps.shape
+    chars = list(text)
+    info(f"{ck.model.summary()}: {T} characters, {L} layers x {nh} heads")
+
+    if layer is not None and not 1 <= layer <= L:
+        raise UsageError(f"--layer must be between 1 and {L} (the model's layers), not {layer}")
+    layers = [layer - 1] if layer is not None else list(range(L))
+    heads = [(li, hi) for li in layers for hi in range(nh)]
+    cw = 14 * top
+    lines = ["position char" + "".join(f"{f'L{li + 1}H{hi + 1}':>{cw}}" for li, hi in heads)]
+    for q in range(T):
+        cells = []
+        for li, hi in heads:
+            row = maps[li, hi, q]  # (T,)
+            w, k = row.topk(min(top, q + 1))
+            cells.append(" ".join(f"{show_char(chars[j]) + '-' + str(q - j):>8} {float(v):.2f}"
+                                  for v, j in zip(w.tolist(), k.tolist(), strict=True)))
+        lines.append(f"{q:>8} {show_char(chars[q]):>4}" + "".join(f"{c:>{cw}}" for c in cells))
+    lines.append("(each cell: the key's character - its distance back, then its weight)")
+    lines.append("")
+    for p in head_patterns(maps):
+        if p.layer - 1 not in layers:
+            continue
+        parts = [(p.self_share, "itself"), (p.previous_share, "the previous character"),
+                 (p.first_share, "the first character"), (p.other_share, "further back")]
+        parts.sort(key=lambda x: -x[0])
+        desc = ", ".join(f"{share:.0%} {what}" for share, what in parts if share > 0)
+        lines.append(f"layer {p.layer} head {p.head}: strongest key is {desc}; mean distance "
+                     f"back {p.mean_distance:.1f} characters")
+    paths = []
+    for li in layers:
+        paths.append(plot_attention(maps[li], chars, Path(output_dir) / f"layer{li + 1}.png",
+                                    title=f"{checkpoint}: layer {li + 1} of {L}, "
+                                    f"attention over {T} characters"))
+    result("\n".join(lines + [str(p) for p in paths]))
+
+
+def register(root: typer.Typer) -> None:
+    app.command("gradients")(gradients)
+    app.command("attention")(attention)
+    root.add_typer(app, name="inspect")
