@@ -125,8 +125,10 @@ def test_convert_musicxml(tmp_path):
     assert "<score-partwise" in out.read_text()
 
 
-@pytest.mark.skipif(shutil.which("fluidsynth") or shutil.which("timidity"),
-                    reason="a synthesizer is installed")
+HAVE_SYNTH = bool(shutil.which("fluidsynth") or shutil.which("timidity"))
+
+
+@pytest.mark.skipif(HAVE_SYNTH, reason="a synthesizer is installed")
 def test_convert_wav_without_synthesizer_names_the_package(tmp_path):
     src = tmp_path / "reel.abc"
     src.write_text(GOOD)
@@ -136,8 +138,8 @@ def test_convert_wav_without_synthesizer_names_the_package(tmp_path):
     assert list(tmp_path.iterdir()) == [src]
 
 
-@pytest.mark.skipif(not (shutil.which("fluidsynth") or shutil.which("timidity")),
-                    reason="no synthesizer installed")
+@pytest.mark.slow  # loading a General MIDI soundfont takes seconds
+@pytest.mark.skipif(not HAVE_SYNTH, reason="no synthesizer installed")
 def test_convert_wav_renders_and_normalises(tmp_path):
     import wave
 

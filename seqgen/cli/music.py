@@ -238,7 +238,7 @@ def abc2midi(
     ),
     timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
     max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(200, "--max-bars", help=MAX_BARS_HELP),
+    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
     tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
 ) -> None:
@@ -264,7 +264,7 @@ def convert(
         "$SEQGEN_SOUNDFONT or the first one in /usr/share/sounds/sf2 and similar)."),
     timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
     max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(200, "--max-bars", help=MAX_BARS_HELP),
+    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
     tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
 ) -> None:

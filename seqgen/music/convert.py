@@ -61,7 +61,7 @@ class Limits:
 
     timeout_s: float | None = 10.0
     max_chars: int | None = 8000
-    max_bars: int | None = 200
+    max_bars: int | None = 150
     default_qpm: float = DEFAULT_QPM
 
     def validate(self) -> None:
