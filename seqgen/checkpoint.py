@@ -393,6 +393,7 @@ def load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
             f"{directory}: holds no training state, so it cannot be resumed (a best/ directory "
             "never does: resume its parent run directory)"
         )
+    _check_file(directory, WEIGHTS, meta)
     tensors = _load_tensors(_check_file(directory, STATE_TENSORS, meta))
     state_meta = _read_json(_check_file(directory, STATE_META, meta), "training state")
     return directory, meta, TrainState(tensors=tensors, meta=state_meta)

@@ -557,7 +557,7 @@ class Trainer:
             run_dir, meta, resume_state = ck.load_train_state(self.resume)
             cfg = TrainConfig.from_dict(meta["train_config"], source=str(run_dir / ck.META))
             for k, v in self.overrides.items():
-                if k not in self.RESUMABLE_OVERRIDES:
+                if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
                     raise UsageError(f"{_opt(k)} cannot change when resuming (the run was "
                                      f"trained with {getattr(cfg, k)!r}); start a new run instead")
                 setattr(cfg, k, v)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import click
 import typer
 
 from seqgen.cli.console import console, info, result
@@ -127,7 +126,7 @@ def train(
     overrides = None
     if resume is not None:
         overrides = {k: v for k, v in params.items()
-                     if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+                     if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if not rank0:
         console.quiet = True
@@ -152,7 +151,10 @@ class _ProgressView:
         self.task = None
 
     def __enter__(self):
-        if self.enabled:
+        return self
+
+    def _start(self) -> None:
+        if self.enabled and self.progress is None:
             from rich.progress import BarColumn, Progress, TextColumn
 
             self.progress = Progress(
@@ -167,7 +169,6 @@ class _ProgressView:
             self.progress.__enter__()
             self.task = self.progress.add_task("train", total=1000, step="0", loss="-", val="-",
                                                rate="-", eta="-")
-        return self
 
     def __exit__(self, *exc):
         if self.progress is not None:
@@ -175,10 +176,13 @@ class _ProgressView:
         return False
 
     def update(self, ev) -> None:
-        if self.progress is None:
+        if not self.enabled:
             return
         if ev.kind == "start":
-            self.progress.console.print(ev.message, highlight=False, soft_wrap=True)
+            console.print(ev.message, highlight=False, soft_wrap=True)
+            self._start()
+            return
+        if self.progress is None:
             return
         frac = ev.fraction_done
         fields = {"step": f"{ev.step}" + (f"/{ev.total_steps}" if ev.total_steps else "")}
