@@ -146,8 +146,10 @@ def test_parameter_counts_follow_the_equations():
     block = 2 * 2 * D + 3 * D * D + D * D + 8 * D * D
     assert tiny("transformer").num_params() == V * D + C * D + L * block + 2 * D
     assert tiny("transformer", positional="sinusoidal").num_params() == V * D + L * block + 2 * D
-    # one-hot input: nothing to tie, the output layer is a separate V x D matrix
-    assert tiny("transformer", embedding="onehot", hidden_size=V + 1, num_heads=1).num_params() > 0
+    # one-hot input: no token table, but nothing to tie either: a separate V x D output layer
+    assert tiny("transformer", embedding="onehot").num_params() == V * D + C * D + L * block + 2 * D
+    assert "head.weight" in tiny("transformer", embedding="onehot").state_dict()
+    assert "head.weight" not in tiny("transformer").state_dict()
 
 
 # ----------------------------------------------------------------------------- state carrying
