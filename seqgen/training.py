@@ -848,7 +848,8 @@ class Trainer:
             t1 = time.perf_counter()
             last_eval_s = t1 - t0
             self.elapsed += last_eval_s
-            t_prev = t1
+            t_prev = rate_t = t1  # tokens/s counts training steps only
+            rate_steps = 0
             self._emit(ProgressEvent("eval", self.step, val_loss=last_val, val_bpc=_bpc(last_val),
                                      best_val_loss=best_val, train_loss=last_train, lr=lr_now,
                                      tokens_per_s=tok_s, elapsed_s=self.elapsed, **info))
