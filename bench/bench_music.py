@@ -7,7 +7,7 @@ worker (median, p95, max) and the wall time; then every failing tune with its fi
 Finally it times a whole `seqgen abc2midi` process on a single tune (median of several runs).
 
     python bench/bench_music.py                       # every corpus, in full (minutes)
-    python bench/bench_music.py --sample 300 --jobs 2  # at most 300 tunes per corpus
+    python bench/bench_music.py --sample 300 --jobs 2  # at most 300 tunes per corpus (irish: all)
     python bench/bench_music.py --corpora irish,folk
 """
 
@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--corpora", default=",".join(CORPORA))
     ap.add_argument("--sample", type=int, default=0, help="at most this many tunes per corpus "
                     "(a seeded random sample; 0: all)")
+    ap.add_argument("--full", default="irish", help="corpora never sampled (comma-separated)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--stock", type=int, default=60, help="tunes per corpus for music21's stock "
                     "expansion (0: skip)")
@@ -116,7 +117,7 @@ def main() -> None:
             print(f"| {name} | absent, skipped | | | | | | |")
             continue
         total = len(tunes)
-        if args.sample and total > args.sample:
+        if args.sample and total > args.sample and name not in args.full.split(","):
             tunes = random.Random(0).sample(tunes, args.sample)
         t0 = time.perf_counter()
         res = list(convert_tunes(tunes, limits=limits, jobs=args.jobs, check=True,

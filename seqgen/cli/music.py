@@ -234,7 +234,8 @@ def abc2midi(
     ),
     bar_check: bool = typer.Option(
         True, "--bar-check/--no-bar-check",
-        help="Measure bar lengths for --check (switch off for tunes that use line ends as bars).",
+        help="Check bar lengths (C) and the final barline (D) with --check; switch off for "
+        "tunes that use line ends as barlines, such as the Essen collection.",
     ),
     timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
     max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),

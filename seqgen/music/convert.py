@@ -101,7 +101,8 @@ class CheckResult:
     (C) `metrical_share`: the share of bars as long as the meter says (a short first or last bar,
         a short bar at a section edge and two short bars adding up to one are fine; an over-full
         bar never is); None when not measured (no meter, free meter, or bar checks switched off).
-    (D) `ends_with_barline`: the last music line ends with a barline.
+    (D) `ends_with_barline`: the last music line ends with a barline (not checked, and True,
+        when bar checks are switched off: such tunes use line ends as barlines).
     VALID = A and B and C >= 0.9 (or not measured) and D. `reasons` point at tune lines.
     """
 
@@ -555,8 +556,8 @@ def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float)
         if "T" not in h.fields:
             cr.reasons.append("no T: (title) field (recommended)")
         ends, line = ends_with_barline(text)
-        cr.ends_with_barline = ends
-        if not ends:
+        cr.ends_with_barline = ends or not bar_checks  # without bar checks, line ends are bars
+        if not cr.ends_with_barline:
             cr.reasons.append(f"line {line}: the tune does not end with a barline" if line
                               else "the tune has no music lines")
         res["check"] = cr
@@ -670,7 +671,8 @@ def run_limited(
         return
     from multiprocessing.connection import wait
 
-    _warm_up()
+    if len(args_list) > 1:  # one task: the worker may as well import music21 itself
+        _warm_up()
     ctx = _context()
     jobs = max(1, jobs)
     done: dict[int, tuple[str, Any]] = {}
