@@ -1,0 +1,260 @@
+"""`seqgen sample`: generate text or tunes from a trained checkpoint, streaming to stdout."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from seqgen.cli.console import console, info, result, warn
+
+PS = "Sampling"
+PO = "Output"
+
+
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class Unknown(str, Enum):
+    strict = "strict"
+    skip = "skip"
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(s: str) -> str:
+    """Read \\n, \\t and \\\\ in a command-line string as newline, tab and backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], s)
+
+
+def _resolve_checkpoint(checkpoint: Path | None) -> Path:
+    from seqgen.checkpoint import find_latest_checkpoint
+    from seqgen.errors import UsageError
+
+    if checkpoint is not None:
+        return checkpoint
+    found = find_latest_checkpoint("checkpoints")
+    if found is None:
+        raise UsageError(
+            "no checkpoint given and none found under checkpoints/; train one first with "
+            "`seqgen train` (or pass a checkpoint directory)"
+        )
+    return found
+
+
+def sample(
+    checkpoint: Path | None = typer.Argument(
+        None, help="A checkpoint directory (a run directory or its best/). Default: the newest "
+        "under checkpoints/.", show_default=False),
+    prompt: str = typer.Option(
+        "", "--prompt", "-p", help="Text the samples continue; \\n and \\t mean newline and tab. "
+        "With --tunes, default 'X:'.", rich_help_panel=PS, show_default=False),
+    prompt_file: Path | None = typer.Option(
+        None, "--prompt-file", help="Read the prompt from this UTF-8 file (taken as it is).",
+        rich_help_panel=PS, show_default=False),
+    length: int | None = typer.Option(
+        None, "--length", "-n", help="Characters to generate per sample, at most (the prompt not "
+        "counted). Default: 500; 1500 per tune with --tunes.", rich_help_panel=PS,
+        show_default=False),
+    temperature: float = typer.Option(
+        1.0, "--temperature", "-t", help="Divides the logits: below 1 is safer, above 1 wilder; "
+        "0 = greedy (always the most likely character).", rich_help_panel=PS),
+    top_k: int = typer.Option(
+        0, "--top-k", help="Sample only among the k most likely characters (0 = all).",
+        rich_help_panel=PS),
+    top_p: float = typer.Option(
+        1.0, "--top-p", help="Sample only among the most likely characters whose probabilities "
+        "add up to p, in (0, 1] (1 = all).", rich_help_panel=PS),
+    seed: int | None = typer.Option(
+        None, "--seed", "-s", help="Random seed: the same seed gives the same text on the same "
+        "machine. Default: a random one, reported on stderr.", rich_help_panel=PS,
+        show_default=False),
+    num_samples: int = typer.Option(
+        1, "--num-samples", "-N", help="Samples to generate, together as one batch.",
+        rich_help_panel=PS),
+    stop: list[str] | None = typer.Option(
+        None, "--stop", help="End a sample just before this string (repeatable; \\n means "
+        "newline). Samples also end at the end-of-document token.", rich_help_panel=PS,
+        show_default=False),
+    unknown: Unknown = typer.Option(
+        Unknown.strict, "--unknown", help="Prompt characters the model does not know: strict "
+        "(error listing them) or skip (drop them, with a warning).", rich_help_panel=PS),
+    tunes: int | None = typer.Option(
+        None, "--tunes", help="ABC models: sample until this many complete tunes (each ended by "
+        "the end-of-document token or the next X:), numbered 1..N.", rich_help_panel=PO,
+        show_default=False),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="With --tunes: write each tune to this directory as "
+        "tune_NN.abc, and as tune_NN.mid when it converts.", rich_help_panel=PO,
+        show_default=False),
+    midi: bool = typer.Option(True, "--midi/--no-midi", help="With --out: also write MIDI files.",
+                              rich_help_panel=PO),
+    fmt: Format = typer.Option(
+        Format.text, "--format", "-f", help="text: the samples (one sample streams as it is "
+        "generated); json: one JSON object per line and sample, with prompt, text, tokens, stop "
+        "reason and timing in seconds.", rich_help_panel=PO),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads for torch (default: 1, the fastest for one small "
+        "model on CPU).", rich_help_panel=PO, show_default=False),
+    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, ...",
+                               rich_help_panel=PO),
+) -> None:
+    """Generate text (or ABC tunes with --tunes) from a trained checkpoint."""
+    t_start = time.perf_counter()
+    from seqgen.errors import UsageError
+
+    if prompt_file is not None:
+        if prompt:
+            raise UsageError("give --prompt or --prompt-file, not both")
+        from seqgen.data import read_text_file
+
+        prompt = read_text_file(prompt_file)
+    else:
+        prompt = unescape(prompt)
+    stops = tuple(unescape(s) for s in (stop or ()))
+    if out is not None and tunes is None:
+        raise UsageError("--out writes tunes: use it with --tunes N")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, not {threads}")
+    if tunes is not None and tunes < 1:
+        raise UsageError(f"--tunes must be >= 1, not {tunes}")
+
+    import torch
+
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.sampling import SampleConfig, generate
+
+    torch.set_num_threads(threads or 1)
+    path = _resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path, device=device)
+    tok = ckpt.tokenizer
+    info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
+    if tunes is not None and ckpt.corpus_kind != "abc":
+        raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was trained "
+                         f"on text ({ckpt.corpus_name})")
+    if tunes is not None and not prompt:
+        prompt = "X:"
+    source = str(prompt_file) if prompt_file is not None else "--prompt"
+    missing = tok.unknown_chars(prompt)
+    if missing:
+        from seqgen.tokenizer import _show
+
+        what = f"{source}: {len(missing)} character(s) the model does not know: {_show(missing)}"
+        if unknown is Unknown.strict:
+            from seqgen.errors import VocabularyError
+
+            raise VocabularyError(f"{what}; remove them or pass --unknown skip")
+        warn(f"{what}; skipped")
+        prompt = "".join(c for c in prompt if c not in set(missing))
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbelow(2**31)
+    info(f"seed {seed}")
+    config = SampleConfig(
+        length=length if length is not None else (1500 if tunes else 500),
+        temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
+        unknown="strict",
+    )
+    config.validate()
+    generator = torch.Generator(device=device).manual_seed(seed)
+
+    if tunes is not None:
+        _tunes(ckpt, prompt, tunes, config, generator, out, midi, fmt, seed)
+        return
+
+    stream = num_samples == 1 and fmt is Format.text
+    first: list[float] = []
+
+    def on_text(index: int, piece: str) -> None:
+        if not first:
+            first.append(time.perf_counter() - t_start)
+        if stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+
+    if stream:
+        sys.stdout.write(prompt)
+        sys.stdout.flush()
+    samples = generate(ckpt.model, tok, prompt, config, generator, on_text=on_text)
+    if stream:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    for s in samples:
+        if fmt is Format.json:
+            d = s.to_dict()
+            d.update(seed=seed, checkpoint=str(ckpt.path))
+            result(json.dumps(d, ensure_ascii=False))
+        elif not stream:
+            info(f"--- sample {s.index + 1} of {len(samples)} ({_why(s)}) ---")
+            result(s.prompt + s.text)
+    chars = sum(len(s.tokens) for s in samples)
+    secs = max((s.seconds for s in samples), default=0.0)
+    rate = f" ({chars / secs:,.0f} characters/s)" if secs > 0 else ""
+    lead = f"; first after {first[0]:.2f} s from start" if first else ""
+    ends = ", ".join(sorted({_why(s) for s in samples}))
+    info(f"{chars:,} characters in {secs:.2f} s{rate}{lead}; ended by {ends}")
+
+
+def _why(s) -> str:
+    if s.stop_reason == "stop":
+        return f"stop string {s.stop_string!r}"
+    return {"eos": "end of document", "length": "--length"}[s.stop_reason]
+
+
+def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
+    from seqgen.fileio import atomic_write_text
+    from seqgen.sampling import sample_tunes
+
+    convert = None
+    if out is not None and midi:
+        try:
+            from seqgen.music.convert import abc_to_midi as convert
+        except ImportError:
+            warn("MIDI conversion is not available; writing .abc files only")
+    width = max(2, len(str(count)))
+    done = [0]
+
+    def on_tune(tune) -> None:
+        files = []
+        if out is not None:
+            stem = out / f"tune_{tune.number:0{width}d}"
+            atomic_write_text(stem.with_suffix(".abc"), tune.text)
+            files.append(str(stem.with_suffix(".abc")))
+            if convert is not None:
+                from seqgen.errors import DataError
+
+                try:
+                    convert(tune.text, stem.with_suffix(".mid"))
+                    files.append(str(stem.with_suffix(".mid")))
+                except DataError as e:
+                    warn(f"tune {tune.number}: no MIDI ({e}); wrote the .abc only")
+        done[0] += 1
+        if fmt is Format.json:
+            d = tune.sample.to_dict()
+            d.update(number=tune.number, text=tune.text, end=tune.end, files=files, seed=seed,
+                     checkpoint=str(ckpt.path))
+            result(json.dumps(d, ensure_ascii=False))
+        elif out is not None:
+            for f in files:
+                result(f)
+        else:
+            result(tune.text + "\n")  # tunes separated by blank lines: a valid ABC file
+
+    t0 = time.perf_counter()
+    with console.status(f"sampling {count} tune(s)..."):
+        sample_tunes(ckpt.model, ckpt.tokenizer, count, prompt, config, generator,
+                     on_tune=on_tune)
+    info(f"{count} tune(s) in {time.perf_counter() - t0:.2f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sample")(sample)

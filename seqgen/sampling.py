@@ -1,0 +1,629 @@
+"""Sampling text from a trained model: token choice, fast incremental decoding, stop rules, tunes.
+
+    from seqgen.sampling import SampleConfig, generate
+    samples = generate(model, tokenizer, "ROMEO:", SampleConfig(length=200, temperature=0.8),
+                       generator=torch.Generator().manual_seed(1))
+    print(samples[0].text)
+
+How a sample is made (docs/sampling.md has the details):
+
+1. The prompt is read as the start of a document: ``<eos>`` (the token that ends the previous
+   document in training) followed by the prompt's characters, consumed in ONE forward pass.
+2. Then one step per character: the RNN kinds carry their hidden state, the transformer its KV
+   cache (which slides past the context length, see seqgen/models/transformer.py). The
+   ``--num-samples`` streams run together as one batch.
+3. Each step's logits go through the token choice (``choose_tokens``): temperature (0 = greedy),
+   top-k, top-p, then a draw with the Gumbel-max trick (argmax of logits + Gumbel noise is an exact
+   draw from softmax(logits)); the noise is drawn for many steps at once from the caller's
+   torch.Generator, so a seed gives the same text on the same machine.
+4. Tokens stay in a preallocated tensor; the Python side looks at them every few steps (a chunk
+   that doubles from 1 to 32 steps, so the first character comes at once), decodes them, checks
+   ``<eos>`` and the stop strings, and hands new text to the caller for streaming.
+
+Speed: at the sizes this project trains, a step costs a few dozen tiny tensor operations, so the
+cost is per-operation overhead, not arithmetic. The fast decoders below (``RNNDecoder``,
+``TransformerDecoder``) run the model's own weights with the fewest operations per step: weights
+pre-transposed once, the first RNN layer's input projection folded into a (V, gates) table, one
+fused SDPA call per layer over the preallocated KV cache, no allocations besides the ops' outputs.
+``ModelDecoder`` is the plain path through ``model.forward`` (any model with the interface);
+``UncachedDecoder`` re-reads the whole text every step (the reference the tests compare against).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from seqgen.errors import DataError, UsageError
+from seqgen.tokenizer import EOS_ID, UNK_ID
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+    from seqgen.tokenizer import Tokenizer
+
+STOP_REASONS = ("length", "eos", "stop")
+DECODERS = ("auto", "fast", "model", "uncached")
+MAX_CHUNK = 32  # tokens generated between two looks from Python (first chunk: 1 token)
+
+
+# ============================================================================== configuration
+@dataclass
+class SampleConfig:
+    """How to sample. Every field has a `seqgen sample` option of the same name with dashes."""
+
+    length: int = 500  # characters to generate per sample, at most (the prompt not counted)
+    temperature: float = 1.0  # divides the logits; 0 = greedy (always the most likely character)
+    top_k: int = 0  # keep only the k most likely characters (0 = all)
+    top_p: float = 1.0  # keep the smallest set of most likely characters whose mass reaches p
+    num_samples: int = 1  # streams sampled together as one batch
+    stop: tuple[str, ...] = ()  # a sample ends before the first of these strings it generates
+    stop_at_eos: bool = True  # a sample ends at the end-of-document token (else it is a newline)
+    unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
+    decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
+
+    def validate(self) -> None:
+        """UsageError naming the `seqgen sample` option of the first bad field."""
+        if self.length < 0:
+            raise UsageError(f"--length must be >= 0, not {self.length}")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise UsageError(f"--temperature must be a number >= 0, not {self.temperature}")
+        if self.top_k < 0:
+            raise UsageError(f"--top-k must be >= 0 (0 = off), not {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UsageError(f"--top-p must be in (0, 1] (1 = off), not {self.top_p}")
+        if self.num_samples < 1:
+            raise UsageError(f"--num-samples must be >= 1, not {self.num_samples}")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise UsageError("--stop must be a non-empty string")
+        if self.unknown not in ("strict", "skip"):
+            raise UsageError(f"--unknown must be strict or skip, not {self.unknown!r}")
+        if self.decoder not in DECODERS:
+            raise UsageError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
+
+
+@dataclass
+class Sample:
+    """One generated sample. `text` and `tokens` exclude the prompt, the stop string and <eos>."""
+
+    index: int
+    prompt: str
+    text: str
+    tokens: list[int]
+    stop_reason: str  # "length" | "eos" | "stop"
+    stop_string: str | None = None  # the stop string found, when stop_reason == "stop"
+    seconds: float = 0.0  # from the start of generate() to this sample's end
+    first_token_seconds: float = 0.0  # from the start of generate() to its first character
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["chars_per_second"] = round(len(self.tokens) / self.seconds, 1) if self.seconds > 0 else None
+        return d
+
+
+# ============================================================================== token choice
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Logits with everything outside the top-k and the top-p nucleus set to -inf (a new tensor).
+
+    logits (B, V). top_k=0 and top_p=1 keep everything. The top-p nucleus is the smallest set of
+    most likely tokens whose probability mass reaches p (the most likely token is always kept).
+    Ties at the k-th logit are all kept.
+    """
+    import torch
+
+    out = logits.clone()
+    if top_k and top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        out.masked_fill_(out < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)  # (B, V)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        before = torch.cumsum(probs, dim=-1) - probs  # mass of the tokens ranked above each one
+        drop = before >= top_p  # the set above already reached p: not needed
+        drop[..., 0] = False
+        out.scatter_(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    return out
+
+
+class TokenChooser:
+    """Chooses the next token of every stream from logits (B, V): greedy, or a draw.
+
+    A draw is argmax(logits / temperature + g) with Gumbel noise g = -log(Exp(1)), an exact sample
+    of softmax(logits / temperature) after top-k/top-p filtering. The noise for `chunk` steps is
+    drawn at once from `generator`, which makes the draw two tensor operations per step.
+    """
+
+    def __init__(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 generator: torch.Generator | None = None):
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.generator = generator
+        self.greedy = temperature == 0 or top_k == 1
+        self._noise: Tensor | None = None
+        self._next = 0
+
+    def prepare(self, steps: int, batch: int, vocab: int, device: torch.device | str = "cpu") -> None:
+        """Draw the noise for the next `steps` calls of `choose`."""
+        import torch
+
+        if self.greedy:
+            return
+        noise = torch.empty(steps, batch, vocab, device=device)
+        noise.exponential_(generator=self.generator).log_().neg_()  # Gumbel(0, 1)
+        self._noise, self._next = noise, 0
+
+    def choose(self, logits: Tensor, out: Tensor | None = None) -> Tensor:
+        """The chosen token ids (B,) for logits (B, V), written into `out` when given."""
+        import torch
+
+        if self.greedy:
+            return torch.argmax(logits, dim=-1, out=out) if out is not None else logits.argmax(-1)
+        if self._noise is None or self._next >= self._noise.shape[0]:
+            self.prepare(1, logits.shape[0], logits.shape[-1], logits.device)
+        g = self._noise[self._next]  # (B, V)
+        self._next += 1
+        if self.top_k or self.top_p < 1.0:
+            logits = filter_logits(logits, self.top_k, self.top_p)
+        scores = torch.add(g, logits.float(), alpha=1.0 / self.temperature)  # (B, V)
+        return torch.argmax(scores, dim=-1, out=out) if out is not None else scores.argmax(-1)
+
+
+def choose_tokens(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """The next token (B,) for logits (B, V): temperature 0 = greedy, else a draw after top-k/top-p."""
+    return TokenChooser(temperature, top_k, top_p, generator).choose(logits)
+
+
+# ============================================================================== decoders
+# Every decoder returns float32 logits (B, V) with <unk> at -inf: <unk> stands for characters the
+# vocabulary lacks, so it is never sampled.
+def _no_unk(logits: Tensor) -> Tensor:
+    logits = logits.float()
+    logits[:, UNK_ID] = float("-inf")
+    return logits
+
+
+def _unk_bias(vocab_size: int, like: Tensor) -> Tensor:
+    """(V,) zeros with -inf at <unk>: added to the output layer of the fast decoders."""
+    import torch
+
+    bias = torch.zeros(vocab_size, dtype=like.dtype, device=like.device)
+    bias[UNK_ID] = float("-inf")
+    return bias
+
+
+class ModelDecoder:
+    """Incremental decoding through ``model.forward`` with the model's own state (any kind)."""
+
+    def __init__(self, model, batch_size: int, device):
+        self.model = model
+        self.state = model.init_state(batch_size, device)
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        """Consume ids (B, T) in one forward pass; logits (B, V) of the last position."""
+        logits, self.state = self.model(ids, self.state)
+        return _no_unk(logits[:, -1])
+
+    def step(self, tok: Tensor) -> Tensor:
+        """Consume tok (B,); logits (B, V) for the next token."""
+        logits, self.state = self.model(tok.view(-1, 1), self.state)
+        return _no_unk(logits[:, -1])
+
+
+class UncachedDecoder:
+    """No cache: every step re-runs the model over the whole text (RNNs, from a zero state) or the
+    last context_length tokens (transformer, as nanoGPT's generate() does). Slow; the reference.
+
+    Same results as the cached decoders for RNNs at any length, and for the transformer while the
+    text fits in its context (past it, the KV cache's sliding window sees fewer tokens).
+    """
+
+    def __init__(self, model, batch_size: int, device):
+        self.model = model
+        self.window = getattr(model.config, "context_length", None)
+        self.transformer = model.config.kind == "transformer"
+        self.ids: Tensor | None = None
+
+    def _run(self) -> Tensor:
+        ids = self.ids[:, -self.window:] if self.transformer else self.ids
+        logits, _ = self.model(ids, None)
+        return _no_unk(logits[:, -1])
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        self.ids = ids
+        return self._run()
+
+    def step(self, tok: Tensor) -> Tensor:
+        import torch
+
+        self.ids = torch.cat([self.ids, tok.view(-1, 1)], dim=1)
+        return self._run()
+
+
+class RNNDecoder:
+    """One step of a stacked RNN, LSTM or GRU from the weights of torch's nn.RNN/LSTM/GRU.
+
+    Per layer k with input x (B, I) and state h, c (B, H), gates in torch's order:
+        lstm: i, f, g, o = x W_ih^T + b_ih + h W_hh^T + b_hh;  c = f*c + i*g;  h = o*tanh(c)
+        gru:  r, z = sigmoid(x W_ih^T + b_ih + h W_hh^T + b_hh)[r, z];
+              n = tanh((x W_ih^T + b_ih)[n] + r * (h W_hh^T + b_hh)[n]);  h = n + z * (h - n)
+        rnn:  h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
+    Layer 0's x W_ih^T + b_ih (+ b_hh except for GRU) is a row of a (V, G) table computed once,
+    since its input is an embedding (or one-hot) row.
+    """
+
+    def __init__(self, model, batch_size: int, device):
+        import torch
+        import torch.nn.functional as F
+
+        self.model = model
+        c = model.config
+        self.kind, self.L, self.H = c.kind, c.num_layers, c.hidden_size
+        rnn = model.rnn
+        self.act = torch.relu if c.kind == "rnn" and c.activation == "relu" else torch.tanh
+        gru = c.kind == "gru"
+        w_ih = [getattr(rnn, f"weight_ih_l{k}").detach() for k in range(self.L)]  # (G, I)
+        w_hh = [getattr(rnn, f"weight_hh_l{k}").detach() for k in range(self.L)]  # (G, H)
+        b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(self.L)]  # (G,)
+        b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(self.L)]  # (G,)
+        with torch.no_grad():
+            emb = model.embed.weight if model.embed is not None else model.onehot  # (V, E)
+            table = F.linear(emb.detach().float(), w_ih[0], b_ih[0])  # (V, G)
+            self.table = (table if gru else table + b_hh[0]).contiguous()
+        self.w_ih_t = [None] + [w.t().contiguous() for w in w_ih[1:]]  # (I, G)
+        self.w_hh_t = [w.t().contiguous() for w in w_hh]  # (H, G)
+        # the bias added to x W_ih^T for layers >= 1 (GRU keeps b_hh apart for its n gate)
+        self.b_in = [None] + [b_ih[k] if gru else b_ih[k] + b_hh[k] for k in range(1, self.L)]
+        self.b_hh = b_hh
+        self.head_t = model.head.weight.detach().t().contiguous()  # (H, V)
+        self.head_b = _unk_bias(c.vocab_size, self.head_t)  # (V,)
+        self.h: list[Tensor] = []
+        self.c: list[Tensor] = []
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        logits, state = self.model(ids, None)  # the fused nn.LSTM/GRU/RNN over the prompt
+        if isinstance(state, tuple):
+            self.h, self.c = list(state[0].unbind(0)), list(state[1].unbind(0))
+        else:
+            self.h = list(state.unbind(0))
+        return _no_unk(logits[:, -1])
+
+    def step(self, tok: Tensor) -> Tensor:
+        import torch
+
+        H, act = self.H, self.act
+        x = None
+        for k in range(self.L):
+            h = self.h[k]  # (B, H)
+            gi = self.table[tok] if k == 0 else torch.addmm(self.b_in[k], x, self.w_ih_t[k])  # (B, G)
+            if self.kind == "lstm":
+                gates = gi.addmm_(h, self.w_hh_t[k])  # (B, 4H): i, f, g, o
+                s = torch.sigmoid(gates)
+                g = torch.tanh(gates[:, 2 * H : 3 * H])
+                c = torch.addcmul(s[:, H : 2 * H] * self.c[k], s[:, :H], g)  # f*c + i*g
+                h = s[:, 3 * H :] * torch.tanh(c)
+                self.c[k] = c
+            elif self.kind == "gru":
+                gh = torch.addmm(self.b_hh[k], h, self.w_hh_t[k])  # (B, 3H): r, z, n
+                rz = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])
+                n = torch.tanh(torch.addcmul(gi[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
+                h = torch.addcmul(n, rz[:, H:], h - n)  # (1 - z) * n + z * h
+            else:
+                h = act(gi.addmm_(h, self.w_hh_t[k]))
+            self.h[k] = h
+            x = h
+        return torch.addmm(self.head_b, x, self.head_t)  # (B, V)
+
+
+class TransformerDecoder:
+    """One decode step of seqgen's transformer through its KV cache, with the fewest tensor ops.
+
+    Uses the model's own KVCache (so the sliding window behaves exactly as the model defines it):
+    the prompt and every window recompute go through ``model.forward``; a step that appends one
+    token to a cache with room left runs here, per layer:
+        h = ln_1(x); q, k, v = h Wqkv^T; cache[k, v] at position n; x += SDPA(q, K, V) Wproj^T
+        x += gelu_tanh(ln_2(x) Wfc^T) Wfc2^T
+    then logits = ln_f(x) Whead^T. Shapes: x (B, D), q (B, nh, 1, hd), K, V (B, nh, n+1, hd).
+    """
+
+    def __init__(self, model, batch_size: int, device):
+        self.model = model
+        c = model.config
+        self.D, self.nh, self.C = c.hidden_size, c.num_heads, c.context_length
+        self.hd = self.D // self.nh
+        self.cache = model.init_state(batch_size, device)
+        self.wte = model.wte.weight.detach() if model.wte is not None else model.onehot  # (V, D)
+        self.wpe = model.wpe.detach()  # (C, D)
+        head = model.head.weight if model.head is not None else model.wte.weight  # (V, D)
+        self.head_t = head.detach().t().contiguous()  # (D, V)
+        self.head_b = _unk_bias(c.vocab_size, self.head_t)  # (V,)
+        self.layers = []
+        for blk in model.blocks:
+            self.layers.append((
+                blk.ln_1.weight.detach(), blk.ln_1.bias.detach(), blk.ln_1.eps,
+                blk.attn.qkv.weight.detach().t().contiguous(),  # (D, 3D)
+                blk.attn.proj.weight.detach().t().contiguous(),  # (D, D)
+                blk.ln_2.weight.detach(), blk.ln_2.bias.detach(), blk.ln_2.eps,
+                blk.fc.weight.detach().t().contiguous(),  # (D, 4D)
+                blk.proj.weight.detach().t().contiguous(),  # (4D, D)
+            ))
+        ln_f = model.ln_f
+        self.ln_f = (ln_f.weight.detach(), ln_f.bias.detach(), ln_f.eps)
+
+    def prefill(self, ids: Tensor) -> Tensor:
+        logits, self.cache = self.model(ids, self.cache)
+        return _no_unk(logits[:, -1])
+
+    def step(self, tok: Tensor) -> Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        cache = self.cache
+        n = cache.length
+        if n >= self.C or cache.k is None or cache.k.dtype != torch.float32:
+            # the window is full (cut and recompute: the model does it) or not yet float32
+            logits, self.cache = self.model(tok.view(-1, 1), cache)
+            return _no_unk(logits[:, -1])
+        cache.tokens[:, n] = tok
+        cache.length = n + 1
+        D, nh, hd = self.D, self.nh, self.hd
+        B = tok.shape[0]
+        x = F.embedding(tok, self.wte).add_(self.wpe[n])  # (B, D)
+        K, V = cache.k, cache.v  # (L, B, nh, C, hd)
+        for i, (w1, b1, e1, wqkv, wproj, w2, b2, e2, wfc, wfc2) in enumerate(self.layers):
+            h = F.layer_norm(x, (D,), w1, b1, e1)  # (B, D)
+            qkv = torch.mm(h, wqkv).view(B, 3, nh, hd)  # (B, 3, nh, hd)
+            K[i, :, :, n] = qkv[:, 1]
+            V[i, :, :, n] = qkv[:, 2]
+            y = F.scaled_dot_product_attention(
+                qkv[:, 0].unsqueeze(2), K[i, :, :, : n + 1], V[i, :, :, : n + 1]
+            )  # (B, nh, 1, hd)
+            x = torch.addmm(x, y.view(B, D), wproj)  # (B, D)
+            h = F.layer_norm(x, (D,), w2, b2, e2)
+            x = torch.addmm(x, F.gelu(torch.mm(h, wfc), approximate="tanh"), wfc2)  # (B, D)
+        x = F.layer_norm(x, (D,), *self.ln_f)
+        return torch.addmm(self.head_b, x, self.head_t)  # (B, V)
+
+
+def _fast_decoder_class(model):
+    """The fast decoder for `model`, or None when it is not one of seqgen's models as expected."""
+    from seqgen.models.rnn import RNNLanguageModel
+    from seqgen.models.transformer import TransformerLanguageModel
+
+    if isinstance(model, TransformerLanguageModel):
+        return TransformerDecoder
+    if isinstance(model, RNNLanguageModel) and model.config.kind in ("rnn", "lstm", "gru"):
+        return RNNDecoder
+    return None
+
+
+def make_decoder(model, batch_size: int, device, kind: str = "auto"):
+    """A decoder (prefill/step) for `model`: see DECODERS and the module docstring."""
+    if kind == "uncached":
+        return UncachedDecoder(model, batch_size, device)
+    if kind in ("auto", "fast"):
+        cls = _fast_decoder_class(model)
+        if cls is not None:
+            try:
+                return cls(model, batch_size, device)
+            except (AttributeError, TypeError, IndexError):
+                if kind == "fast":
+                    raise
+        elif kind == "fast":
+            raise UsageError(f"no fast decoder for {type(model).__name__}")
+    return ModelDecoder(model, batch_size, device)
+
+
+# ============================================================================== generation
+def _device(model):
+    import itertools
+
+    import torch
+
+    t = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return t.device if t is not None else torch.device("cpu")
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "strict") -> list[int]:
+    """``<eos>`` (start of a document) then the prompt's ids; VocabularyError listing unknown
+    characters (unknown="strict") or dropping them ("skip")."""
+    return [EOS_ID] + tokenizer.encode(prompt, errors=unknown, source="prompt")
+
+
+class _Stream:
+    """Bookkeeping of one sample while it is generated: text, stop rules, what was streamed."""
+
+    def __init__(self, stops: Sequence[str], holdback: int):
+        self.stops = stops
+        self.holdback = holdback
+        self.ids: list[int] = []
+        self.text = ""
+        self.emitted = 0
+        self.reason: str | None = None
+        self.stop_string: str | None = None
+        self.seconds = 0.0
+        self.first = 0.0
+
+    def add(self, ids: list[int], decode: Callable[..., str], stop_at_eos: bool) -> None:
+        if stop_at_eos and EOS_ID in ids:
+            ids = ids[: ids.index(EOS_ID)]
+            reason = "eos"
+        else:
+            reason = None
+        start = len(self.text)
+        self.ids += ids
+        self.text += decode(ids, eos="\n")  # one character per id (<eos> kept: a line break)
+        if self.stops:
+            lo = max(0, start - self.holdback)
+            hits = [(self.text.find(s, lo), s) for s in self.stops]
+            hits = [(i, s) for i, s in hits if i >= 0]
+            if hits:
+                i, s = min(hits, key=lambda h: (h[0], -len(h[1])))
+                self.text, self.ids = self.text[:i], self.ids[:i]
+                self.reason, self.stop_string = "stop", s
+                return
+        if reason:
+            self.reason = reason
+
+    def pending(self) -> str:
+        """New text safe to stream (held back while it could still begin a stop string)."""
+        end = len(self.text) if self.reason else max(self.emitted, len(self.text) - self.holdback)
+        piece = self.text[self.emitted : end]
+        self.emitted = end
+        return piece
+
+
+class Sampler:
+    """Generates samples; iterate it for (sample index, new text) pieces as they are decided.
+
+    After the iteration ends, `samples` holds one Sample per stream, in order.
+    """
+
+    def __init__(self, model, tokenizer: Tokenizer, prompt: str = "",
+                 config: SampleConfig | None = None, generator: torch.Generator | None = None):
+        self.config = config = config or SampleConfig()
+        config.validate()
+        self.model, self.tokenizer, self.prompt = model, tokenizer, prompt
+        self.generator = generator
+        self.prompt_ids = encode_prompt(tokenizer, prompt, config.unknown)
+        self.samples: list[Sample] = []
+
+    def __iter__(self) -> Iterator[tuple[int, str]]:
+        import torch
+
+        cfg, model = self.config, self.model
+        t0 = time.perf_counter()
+        B, N = cfg.num_samples, cfg.length
+        device = _device(model)
+        holdback = max((len(s) - 1 for s in cfg.stop), default=0)
+        streams = [_Stream(cfg.stop, holdback) for _ in range(B)]
+        decode = self.tokenizer.decode
+        chooser = TokenChooser(cfg.temperature, cfg.top_k, cfg.top_p, self.generator)
+        if model.training:
+            raise UsageError("the model is in training mode; call model.eval() before sampling")
+        with torch.inference_mode():
+            decoder = make_decoder(model, B, device, cfg.decoder)
+            prompt = torch.tensor(self.prompt_ids, dtype=torch.long, device=device)
+            logits = decoder.prefill(prompt.expand(B, -1))  # (B, V)
+            out = torch.empty(max(N, 1), B, dtype=torch.long, device=device)  # (N, B)
+            t, chunk = 0, 1
+            while t < N:
+                n = min(chunk, N - t)
+                chooser.prepare(n, B, logits.shape[-1], device)
+                for j in range(t, t + n):
+                    tok = chooser.choose(logits, out=out[j])  # (B,)
+                    if j + 1 < N:
+                        logits = decoder.step(tok)
+                new = out[t : t + n].t().tolist()  # (B, n): the one look per chunk
+                t += n
+                chunk = min(2 * chunk, MAX_CHUNK)
+                now = time.perf_counter() - t0
+                for b, s in enumerate(streams):
+                    if s.reason:
+                        continue
+                    if not s.first:
+                        s.first = now
+                    s.add(new[b], decode, cfg.stop_at_eos)
+                    if t >= N and not s.reason:
+                        s.reason = "length"
+                    if s.reason:
+                        s.seconds = now
+                    piece = s.pending()
+                    if piece:
+                        yield b, piece
+                if all(s.reason for s in streams):
+                    break
+        now = time.perf_counter() - t0
+        for s in streams:
+            if not s.reason:  # length 0
+                s.reason, s.seconds = "length", now
+        self.samples = [
+            Sample(index=b, prompt=self.prompt, text=s.text, tokens=s.ids, stop_reason=s.reason,
+                   stop_string=s.stop_string, seconds=s.seconds, first_token_seconds=s.first)
+            for b, s in enumerate(streams)
+        ]
+
+
+def generate(model, tokenizer: Tokenizer, prompt: str = "", config: SampleConfig | None = None,
+             generator: torch.Generator | None = None,
+             on_text: Callable[[int, str], None] | None = None) -> list[Sample]:
+    """Sample `config.num_samples` continuations of `prompt` together; see the module docstring.
+
+    on_text(index, text) is called with each stream's new text as soon as it is decided (for
+    streaming). Raises VocabularyError for prompt characters the model does not know (unless
+    config.unknown == "skip") and UsageError for bad settings.
+    """
+    sampler = Sampler(model, tokenizer, prompt, config, generator)
+    for index, piece in sampler:
+        if on_text is not None:
+            on_text(index, piece)
+    return sampler.samples
+
+
+# ============================================================================== tunes
+TUNE_BREAK = "\nX:"  # the next tune's header: the current tune is over
+
+
+@dataclass
+class Tune:
+    """One complete sampled tune: ABC text numbered X:number, ending in a newline."""
+
+    number: int
+    text: str
+    end: str  # "eos" (end-of-document token) | "X:" (the next tune began) | "stop" (a --stop)
+    sample: Sample = field(repr=False)
+
+
+def number_tune(text: str, number: int) -> str:
+    """`text` with its first ``X:`` line replaced by ``X:number`` (added when missing)."""
+    lines = text.split("\n")
+    if lines and lines[0].startswith("X:"):
+        lines[0] = f"X:{number}"
+    else:
+        lines.insert(0, f"X:{number}")
+    return "\n".join(lines)
+
+
+def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
+                 config: SampleConfig | None = None, generator: torch.Generator | None = None,
+                 max_rounds: int = 10,
+                 on_tune: Callable[[Tune], None] | None = None) -> list[Tune]:
+    """Exactly `count` complete tunes, numbered 1..count.
+
+    Each round samples the missing tunes together as one batch (config.num_samples is ignored);
+    a stream ends at <eos> or where it starts the next tune ("\\nX:"). A tune counts when it ended
+    that way and has X: and K: headers; streams that ran out of --length are dropped and sampled
+    again. DataError after `max_rounds` rounds without enough tunes (the model does not end
+    tunes, or --length is too short).
+    """
+    from seqgen.music.abc import looks_like_abc
+
+    if count < 1:
+        raise UsageError(f"--tunes must be >= 1, not {count}")
+    base = config or SampleConfig(length=1500)
+    stops = tuple(dict.fromkeys((TUNE_BREAK, *base.stop)))
+    tunes: list[Tune] = []
+    for _ in range(max_rounds):
+        need = count - len(tunes)
+        cfg = SampleConfig(**{**asdict(base), "num_samples": need, "stop": stops,
+                              "stop_at_eos": True})
+        for s in generate(model, tokenizer, prompt, cfg, generator):
+            if s.stop_reason == "length":
+                continue
+            text = (prompt + s.text).strip()
+            if not looks_like_abc(text):
+                continue
+            end = "X:" if s.stop_string == TUNE_BREAK else s.stop_reason
+            tune = Tune(len(tunes) + 1, number_tune(text, len(tunes) + 1) + "\n", end, s)
+            tunes.append(tune)
+            if on_tune is not None:
+                on_tune(tune)
+        if len(tunes) == count:
+            return tunes
+    raise DataError(
+        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
+        f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"
+    )
