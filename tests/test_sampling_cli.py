@@ -1,0 +1,152 @@
+"""`seqgen sample`: options, streaming, JSON, tunes written to files, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_sampling import CHAIN, TOK, bigram_model, tiny_model
+from typer.testing import CliRunner
+
+from seqgen.checkpoint import save_checkpoint
+from seqgen.cli.app import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    r = runner.invoke(app, list(args))
+    assert "Traceback" not in r.stderr, r.stderr
+    return r
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """An ABC checkpoint whose model plays 'a b c d |' then <eos> after a newline."""
+    path = tmp_path_factory.mktemp("ck") / "run"
+    return save_checkpoint(path, bigram_model(CHAIN), TOK, {}, "test-tunes", "abc", step=3)
+
+
+@pytest.fixture(scope="module")
+def text_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "text"
+    return save_checkpoint(path, tiny_model("transformer"), TOK, {}, "test-text", "text", step=1)
+
+
+def test_prompt_is_continued_and_streamed_to_stdout_only(ckpt):
+    r = invoke("sample", str(ckpt), "--prompt", r"X:1\nK:D\n", "--seed", "1")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "X:1\nK:D\nabcd|\n"  # prompt, sample (ended by <eos>), newline
+    assert "end of document" in r.stderr and "seed 1" in r.stderr
+
+
+def test_same_seed_same_text_and_options_reach_the_sampler(text_ckpt):
+    args = ["sample", str(text_ckpt), "-p", "ab", "--length", "40", "--temperature", "0.9",
+            "--top-k", "10", "--top-p", "0.95"]
+    a = invoke(*args, "--seed", "5")
+    b = invoke(*args, "--seed", "5")
+    c = invoke(*args, "--seed", "6")
+    assert a.exit_code == b.exit_code == c.exit_code == 0, a.stderr
+    assert a.stdout == b.stdout != c.stdout
+    assert a.stdout.startswith("ab")
+    greedy = invoke("sample", str(text_ckpt), "-p", "ab", "-n", "10", "-t", "0", "--seed", "1")
+    greedy2 = invoke("sample", str(text_ckpt), "-p", "ab", "-n", "10", "-t", "0", "--seed", "2")
+    assert greedy.stdout == greedy2.stdout  # greedy ignores the seed
+
+
+def test_json_one_object_per_sample(text_ckpt):
+    r = invoke("sample", str(text_ckpt), "-p", "ab", "-n", "30", "--num-samples", "3",
+               "--format", "json", "--seed", "3", "--stop", "|")
+    assert r.exit_code == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row["index"] for row in rows] == [0, 1, 2]
+    for row in rows:
+        assert row["prompt"] == "ab" and len(row["tokens"]) == len(row["text"]) <= 30
+        assert row["stop_reason"] in ("length", "eos", "stop") and "|" not in row["text"]
+        assert row["seconds"] >= row["first_token_seconds"] >= 0 and row["seed"] == 3
+        assert (row["stop_string"] == "|") == (row["stop_reason"] == "stop")
+
+
+def test_stop_string_with_escape(ckpt):
+    r = invoke("sample", str(ckpt), "-p", r"K:D\n", "--stop", "c", "--format", "json",
+               "--seed", "0")
+    [row] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert (row["text"], row["stop_reason"], row["stop_string"]) == ("ab", "stop", "c")
+
+
+def test_prompt_file(ckpt, tmp_path):
+    f = tmp_path / "p.abc"
+    f.write_text("X:1\nK:D\n")
+    r = invoke("sample", str(ckpt), "--prompt-file", str(f), "--seed", "0")
+    assert r.exit_code == 0 and r.stdout == "X:1\nK:D\nabcd|\n"
+
+
+def test_tunes_to_stdout_and_files(ckpt, tmp_path):
+    r = invoke("sample", str(ckpt), "--tunes", "3", "-p", r"X:8\nK:D\n", "--seed", "0")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout == "".join(f"X:{i}\nK:D\nabcd|\n\n" for i in (1, 2, 3))
+    out = tmp_path / "tunes"
+    r = invoke("sample", str(ckpt), "--tunes", "2", "-p", r"X:1\nK:D\n", "--out", str(out),
+               "--no-midi", "--seed", "0")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.split() == [str(out / "tune_01.abc"), str(out / "tune_02.abc")]
+    assert (out / "tune_02.abc").read_text() == "X:2\nK:D\nabcd|\n"
+
+
+def test_tunes_also_written_as_midi(ckpt, tmp_path):
+    pytest.importorskip("seqgen.music.convert")
+    out = tmp_path / "tunes"
+    r = invoke("sample", str(ckpt), "--tunes", "1", "-p", r"X:1\nM:6/8\nK:D\n", "--out",
+               str(out), "--seed", "0")
+    assert r.exit_code == 0, r.stderr
+    assert (out / "tune_01.mid").read_bytes()[:4] == b"MThd"
+
+
+def test_tunes_need_an_abc_model(text_ckpt):
+    r = invoke("sample", str(text_ckpt), "--tunes", "2")
+    assert r.exit_code == 2 and "ABC" in r.stderr
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["-p", "abz€"], 2, "'z', '€'"),
+    (["--temperature", "-1"], 2, "--temperature"),
+    (["--top-p", "0"], 2, "--top-p"),
+    (["--num-samples", "0"], 2, "--num-samples"),
+    (["--out", "x"], 2, "--tunes"),
+    (["-p", "a", "--prompt-file", "f"], 2, "--prompt-file"),
+    (["--prompt-file", "/nonexistent/p.txt"], 2, "/nonexistent/p.txt"),
+])
+def test_bad_input_is_one_line_and_exit_2(ckpt, args, code, message):
+    r = invoke("sample", str(ckpt), *args)
+    assert r.exit_code == code, r.stdout
+    assert message in r.stderr and r.stderr.count("error:") == 1
+
+
+def test_unknown_skip_warns_and_samples(ckpt):
+    r = invoke("sample", str(ckpt), "-p", r"K:D\nz", "--unknown", "skip", "--seed", "0")
+    assert r.exit_code == 0 and "'z'" in r.stderr and "skipped" in r.stderr
+    assert r.stdout == "K:D\nabcd|\n"
+
+
+def test_default_checkpoint_is_the_newest_under_checkpoints(tmp_path, monkeypatch, ckpt):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sample")
+    assert r.exit_code == 2 and "seqgen train" in r.stderr
+    save_checkpoint(tmp_path / "checkpoints" / "run1", bigram_model(CHAIN), TOK, {}, "t", "abc", 1)
+    r = invoke("sample", "-p", r"K:D\n", "--seed", "0")
+    assert r.exit_code == 0 and r.stdout == "K:D\nabcd|\n"
+    assert "checkpoints/run1" in r.stderr
+
+
+def test_missing_checkpoint_is_a_one_line_error(tmp_path):
+    r = invoke("sample", str(tmp_path / "nope"))
+    assert r.exit_code == 2 and "nope" in r.stderr
+
+
+def test_cli_imports_no_torch_at_module_level():
+    import subprocess
+    import sys
+
+    code = "import sys, seqgen.cli.sample; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
