@@ -396,15 +396,15 @@ def plot_attention(layer_maps: Tensor, chars: list[str], path: str | os.PathLike
 
     plt = _pyplot()
     nh, T, _ = layer_maps.shape
-    cols = min(nh, 4)
+    cols = min(nh, 4 if T <= 24 else 2)  # long prompts: fewer, larger heatmaps per row
     rows = math.ceil(nh / cols)
-    cell = min(4.0, max(2.5, T * 0.12))
+    cell = min(6.0, max(2.5, T * 0.13))  # inches per heatmap
     fig, axes = plt.subplots(rows, cols, figsize=(cell * cols + 0.6, cell * rows + 1.0), dpi=90,
                              squeeze=False)
     labels = [show_char(c) for c in chars]
     step = max(1, math.ceil(T / 48))  # at most ~48 labels per axis
     ticks = np.arange(0, T, step)
-    fontsize = 7 if T <= 32 else 5
+    fontsize = 7 if T <= 40 else 6
     for h in range(rows * cols):
         ax = axes[h // cols][h % cols]
         if h >= nh:

@@ -253,6 +253,8 @@ def attention(
     each head mostly does (attend to itself, the previous character, the first one, or further
     back). Heatmap rows are query positions, columns the keys; each row sums to 1.
     """
+    from collections import Counter
+
     import torch
 
     from seqgen.checkpoint import load_checkpoint
@@ -296,8 +298,12 @@ def attention(
                  (p.first_share, "the first character"), (p.other_share, "further back")]
         parts.sort(key=lambda x: -x[0])
         desc = ", ".join(f"{share:.0%} {what}" for share, what in parts if share > 0)
+        # the character that is the strongest key most often
+        keys = [chars[j] for j in maps[p.layer - 1, p.head - 1].argmax(-1).tolist()]
+        common = Counter(keys).most_common(1)[0]
         lines.append(f"layer {p.layer} head {p.head}: strongest key is {desc}; mean distance "
-                     f"back {p.mean_distance:.1f} characters")
+                     f"back {p.mean_distance:.1f} characters; most often "
+                     f"'{show_char(common[0])}' ({common[1] / T:.0%} of positions)")
     paths = []
     for li in layers:
         paths.append(plot_attention(maps[li], chars, Path(output_dir) / f"layer{li + 1}.png",
