@@ -240,7 +240,9 @@ def test_cli_gradients_compare_with_a_checkpoint(tmp_path, corpus):
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "lstm", "--compare", "rnn"], "either --model"),
-    (["--compare", "rnn,banana"], "unknown model kind 'banana'"),
+    (["--compare", "rnn,banana"], "'banana' is neither a model kind"),
+    (["--compare", "gru+identity"], "rnn only"),
+    (["--model", "lstm", "--activation", "relu"], "--activation applies to the vanilla rnn"),
     (["--compare", "lstm+relu"], "rnn only"),
     (["--model", "transformer", "--context-length", 8, "-T", 20], "context length"),
     (["--model", "transformer", "--recurrent-scale", 2], "--recurrent-scale"),

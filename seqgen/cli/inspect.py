@@ -32,8 +32,18 @@ def _steps_to_show(T: int, all_steps: bool) -> list[int]:
     return s
 
 
-def _fresh(spec: str, vocab_size: int, base: dict, seed: int):
-    """A fresh model for a --model/--compare entry: KIND[+relu|+tanh][+identity|+default]."""
+def _is_kind_spec(spec: str) -> bool:
+    from seqgen.models import KINDS
+
+    return spec.strip().lower().split("+")[0] in (*KINDS, "irnn")
+
+
+def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = False):
+    """A fresh model for a --model/--compare entry: KIND[+relu|+tanh][+identity|+default].
+
+    --activation and --init apply to the vanilla rnn entries of a comparison; with one fresh
+    model (`single`) of another kind they are an error, as in seqgen train.
+    """
     import torch
 
     from seqgen.errors import UsageError
@@ -48,6 +58,10 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int):
                          "(e.g. rnn+relu+identity), or a checkpoint directory")
     cfg = dict(base)
     if kind != "rnn":
+        for name in ("activation", "init"):
+            if single and cfg.get(name) is not None:
+                raise UsageError(f"--{name} applies to the vanilla rnn only (--model rnn), "
+                                 f"not to {kind}")
         if mods:
             raise UsageError(f"--compare: {spec!r}: +{mods[0]} applies to rnn only")
         cfg.pop("activation", None)
@@ -150,9 +164,13 @@ def gradients(
     elif checkpoint is None:
         entries = [model or "lstm"]
 
-    loaded = {}  # entry -> Checkpoint, for the entries that are checkpoint directories
+    loaded = {}  # entry -> Checkpoint; other entries are fresh models of a kind
     for e in entries:
-        if e == checkpoint or Path(e).expanduser().is_dir():
+        if e == checkpoint or not _is_kind_spec(e):
+            if e != checkpoint and not Path(e).expanduser().exists():
+                raise UsageError(f"--compare: {e!r} is neither a model kind (rnn, lstm, gru, "
+                                 "transformer, irnn, with +relu, +tanh, +identity for the rnn) "
+                                 "nor a checkpoint directory")
             loaded[e] = load_checkpoint(e)
     first = loaded.get(entries[0])
     corpus_spec = corpus or (first.corpus_name if first is not None else "folk")
@@ -175,17 +193,19 @@ def gradients(
         if e in loaded:
             ck = loaded[e]
             m, t = ck.model, ck.tokenizer
-            label, summary = Path(e).name or e, f"{e}: {ck.model.summary()} (step {ck.step})"
+            label = f"{Path(e).name or e} (step {ck.step})"
+            summary = f"{e}: {ck.model.summary()} (step {ck.step})"
             if recurrent_scale != 1.0:
                 scale_recurrent(m, recurrent_scale)
         else:
             if tok is None:
                 tok = Tokenizer.build(c.documents)
             t = tok
-            m = _fresh(e, t.vocab_size, base, seed)
+            m = _fresh(e, t.vocab_size, base, seed, single=compare is None)
             if recurrent_scale != 1.0:
                 scale_recurrent(m, recurrent_scale)
-            label, summary = e, f"{e}: fresh {m.summary()}"
+            label = f"{e} (fresh)" if loaded else e
+            summary = f"{e}: fresh {m.summary()}"
         if recurrent_scale != 1.0:
             summary += f", W_hh x{recurrent_scale:g}"
         with torch.no_grad():
