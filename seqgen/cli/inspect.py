@@ -103,7 +103,7 @@ def gradients(
         None, "--clip", min=0.0, help="Gradient-norm clipping threshold to show the effect of "
         "(0: none; default: the checkpoint's --grad-clip, else 1.0, seqgen train's default)."),
     recurrent_scale: float = typer.Option(
-        1.0, "--recurrent-scale", help="Multiply every W_hh by this before measuring (e.g. 2 to "
+        1.0, "--recurrent-scale", help="Multiply every W_hh by this before measuring (e.g. 3 to "
         "see an exploding gradient); RNN kinds only."),
     hidden_size: int | None = typer.Option(None, help="Hidden units per layer (default 256).",
                                            rich_help_panel=PM),
