@@ -21,6 +21,12 @@ class WriteError(SeqgenError):
     exit_code = 1
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed over `path`.
@@ -32,6 +38,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
+        # mkstemp creates the file 0600; give it the mode an ordinary open() would (0666 - umask).
+        os.chmod(tmp_name, 0o666 & ~_umask())
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
     tmp = Path(tmp_name)
