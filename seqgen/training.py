@@ -45,6 +45,7 @@ PRESET_NAMES = ("tiny", "small", "medium")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 SCHEDULES = ("cosine", "constant")
+BATCHINGS = ("auto", "stateful", "random")
 
 # Model sizes per preset. RNN kinds share one table; the transformer has its own.
 # Chosen by bench/bench_train.py (see docs/benchmarks.md, "Training").
@@ -108,6 +109,7 @@ class TrainConfig:
     positional: str | None = None
     batch_size: int | None = None  # sequences per step (global, over all processes)
     seq_len: int | None = None  # tokens per window (truncated-BPTT length for RNNs)
+    batching: str = "auto"  # RNNs: stateful (auto) or random windows; transformer: random
     lr: float | None = None  # peak learning rate
     min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
     warmup_steps: int = 50  # linear warmup from 0
@@ -175,6 +177,11 @@ class TrainConfig:
             raise UsageError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
         if self.schedule not in SCHEDULES:
             raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.batching not in BATCHINGS:
+            raise UsageError(f"--batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
+        if self.kind == "transformer" and self.batching == "stateful":
+            raise UsageError("--batching stateful applies to RNN kinds; the transformer trains on "
+                             "random windows")
         if self.device not in DEVICES:
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -619,7 +626,8 @@ class Trainer:
             raise UsageError(f"--batch-size ({rcfg.batch_size}) must be a multiple of the number "
                              f"of processes ({self.dist.world})")
         check_window(len(data.train_ids), rcfg.seq_len, f"{corpus.name}: the training split")
-        if fam == "rnn" and (len(data.train_ids) - 1) // rcfg.batch_size < rcfg.seq_len:
+        if (fam == "rnn" and rcfg.batching != "random"
+                and (len(data.train_ids) - 1) // rcfg.batch_size < rcfg.seq_len):
             if cfg.batch_size is not None and resume_state is None:
                 raise DataError(
                     f"{corpus.name}: the training split has {len(data.train_ids):,} tokens, too "
@@ -653,7 +661,8 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
 
         # -- batches
-        Batches = StreamBatches if fam == "rnn" else RandomWindows
+        stateful = fam == "rnn" and rcfg.batching != "random"
+        Batches = StreamBatches if stateful else RandomWindows
         batches = Batches(data.train_ids, rcfg.batch_size, rcfg.seq_len, rcfg.seed,
                           self.dist.rank, self.dist.world)
 

@@ -52,6 +52,10 @@ def train(
     seq_len: int | None = typer.Option(
         None, help="Tokens per training window (the truncated-BPTT length for RNN kinds).",
         rich_help_panel=PO),
+    batching: str = typer.Option(
+        "auto", help="RNN kinds: stateful (auto: windows follow each other and the hidden state is "
+        "carried, truncated BPTT) or random (random windows from a zero state). The transformer "
+        "always uses random windows.", rich_help_panel=PO),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate.", rich_help_panel=PO),
     min_lr_ratio: float = typer.Option(0.1, help="The cosine decays to lr times this.",
                                        rich_help_panel=PO),

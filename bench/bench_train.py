@@ -1,0 +1,218 @@
+"""Training benchmarks: quality per time budget, throughput, precision, batching, memory.
+
+Each scenario prints a Markdown table for docs/benchmarks.md ("Training") and the command that
+produced it. Variants compared with each other run interleaved in one process (A B A B ...), and
+tables quote medians. The reference corpora are read from ../shared/data/ (never copied).
+
+    python bench/bench_train.py shakespeare        # seqgen train tinyshakespeare.txt --minutes 1.5
+    python bench/bench_train.py irish              # seqgen train irish.abc --minutes 5
+    python bench/bench_train.py presets --minutes 1.5
+    python bench/bench_train.py batching --minutes 1
+    python bench/bench_train.py precision --steps 40 --repeats 3
+    python bench/bench_train.py transformer --steps 30 --repeats 3
+    python bench/bench_train.py memory --mb 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHAKESPEARE = DATA / "tinyshakespeare.txt"
+IRISH = DATA / "irish.abc"
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def _cli_run(corpus: Path, extra: list[str], out: Path) -> dict:
+    """`seqgen train CORPUS EXTRA --out OUT` in a subprocess; its final metrics and wall time."""
+    cmd = [sys.executable, "-m", "seqgen", "-q", "train", str(corpus), *extra, "--out", str(out),
+           "--overwrite", "--no-plot"]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    wall = time.perf_counter() - t0
+    meta = json.loads((out / "checkpoint.json").read_text())
+    best = json.loads((out / "best" / "checkpoint.json").read_text())
+    hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rates = [h["tokens_per_s"] for h in hist if h.get("tokens_per_s") and "val_loss" not in h]
+    return {
+        "cmd": "seqgen train " + " ".join([str(corpus), *extra]),
+        "summary": meta["summary"], "step": meta["step"], "wall_s": wall,
+        "train_s": meta["metrics"].get("time_s"), "final_val": meta["metrics"].get("val_loss"),
+        "best_val": best["metrics"]["val_loss"], "best_step": best["step"],
+        "tok_s": statistics.median(rates) if rates else float("nan"),
+        "preset": meta["train_config"]["preset"], "precision": meta["train_config"]["precision"],
+    }
+
+
+def _quality_table(rows: list[tuple[str, dict]]) -> None:
+    print("| run | model | steps | train time (s) | tokens/s | final val (nats/char) | "
+          "best val (nats/char) @ step |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name, r in rows:
+        print(f"| {name} | {r['summary']} | {r['step']:,} | {r['train_s']:.0f} | {r['tok_s']:,.0f} "
+              f"| {r['final_val']:.4f} | {r['best_val']:.4f} @ {r['best_step']:,} |")
+
+
+def shakespeare(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        r = _cli_run(SHAKESPEARE, ["--minutes", str(args.minutes), *args.extra],
+                     Path(tmp) / "run")
+    print(f"`{r['cmd']}` (load average {_load()}):\n")
+    _quality_table([("tinyshakespeare", r)])
+    print(f"\ntarget <= 1.45 nats/char: {'met' if r['best_val'] <= 1.45 else 'MISSED'}")
+
+
+def irish(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        r = _cli_run(IRISH, ["--minutes", str(args.minutes), *args.extra], Path(tmp) / "run")
+    print(f"`{r['cmd']}` (90/10 split by tune; load average {_load()}):\n")
+    _quality_table([("irish.abc", r)])
+    print(f"\ntarget <= 1.30 nats/char (held-out, best checkpoint kept): "
+          f"{'met' if r['best_val'] <= 1.30 else 'MISSED'}")
+
+
+def presets(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants or ["tiny", "small", "medium"]:
+            extra = ["--minutes", str(args.minutes), *variant.split(), *args.extra]
+            if not variant.startswith("-"):
+                extra = ["--preset", *extra]
+            rows.append((variant, _cli_run(args.corpus, extra, Path(tmp) / "run")))
+    print(f"`seqgen train {args.corpus.name} --minutes {args.minutes} --preset P` "
+          f"(load average {_load()}):\n")
+    _quality_table(rows)
+
+
+def batching(args) -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for b in ("stateful", "random"):
+            extra = ["--minutes", str(args.minutes), "--batching", b, *args.extra]
+            rows.append((f"lstm {b}", _cli_run(args.corpus, extra, Path(tmp) / "run")))
+        rows.append(("transformer (random)", _cli_run(
+            args.corpus, ["--minutes", str(args.minutes), "--model", "transformer", *args.extra],
+            Path(tmp) / "run")))
+    print(f"`seqgen train {args.corpus.name} --minutes {args.minutes} --batching B` "
+          f"(load average {_load()}):\n")
+    _quality_table(rows)
+
+
+def _throughput(cfg_kw: dict, steps: int) -> float:
+    """Median training tokens/s over 5-step windows of a `steps`-step run (evaluation excluded)."""
+    from seqgen.training import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res = train(TrainConfig(corpus=str(SHAKESPEARE), steps=steps, eval_every=10**9,
+                                eval_tokens=4096, log_every=5, warmup_steps=5, device="cpu",
+                                out=str(Path(tmp) / "run"), **cfg_kw))
+    rates = [h["tokens_per_s"] for h in res.history[1:] if h.get("tokens_per_s")]
+    return statistics.median(rates)
+
+
+def _compare(variants: dict[str, dict], steps: int, repeats: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for name, kw in variants.items():
+            results[name].append(_throughput(kw, steps))
+    return {k: statistics.median(v) for k, v in results.items()}
+
+
+def precision(args) -> None:
+    shapes = {
+        "lstm 1x512 (small), batch 64x64": dict(kind="lstm", preset="small"),
+        "lstm 2x512 (medium), batch 64x100": dict(kind="lstm", preset="medium"),
+        "gru 1x512, batch 64x64": dict(kind="gru", preset="small"),
+        "transformer 4x128 ctx 64, batch 12": dict(kind="transformer", hidden_size=128,
+                                                   num_layers=4, num_heads=4, context_length=64,
+                                                   batch_size=12, dropout=0.0),
+    }
+    print(f"`python bench/bench_train.py precision --steps {args.steps} --repeats {args.repeats}` "
+          f"(tinyshakespeare, CPU; medians of {args.repeats} interleaved runs; load average "
+          f"{_load()}):\n")
+    print("| model | fp32 tokens/s | bf16 tokens/s | bf16 / fp32 |")
+    print("|---|---:|---:|---:|")
+    for name, kw in shapes.items():
+        r = _compare({"fp32": dict(kw, precision="fp32"), "bf16": dict(kw, precision="bf16")},
+                     args.steps, args.repeats)
+        print(f"| {name} | {r['fp32']:,.0f} | {r['bf16']:,.0f} | {r['bf16'] / r['fp32']:.2f} |",
+              flush=True)
+
+
+def transformer(args) -> None:
+    shapes = {
+        "nanoGPT CPU shape: 4 layers, width 128, context 64, batch 12": dict(
+            hidden_size=128, num_layers=4, num_heads=4, context_length=64, batch_size=12),
+        "nanoGPT GPU shape: 6 layers, width 384, context 256, batch 8": dict(
+            hidden_size=384, num_layers=6, num_heads=6, context_length=256, batch_size=8),
+    }
+    print(f"`python bench/bench_train.py transformer --steps {args.steps} --repeats "
+          f"{args.repeats}` (tinyshakespeare, CPU, dropout 0; load average {_load()}):\n")
+    print("| shape | fp32 tokens/s | bf16 tokens/s | compile fp32 tokens/s | "
+          "nanoGPT reference (fp32 / bf16) |")
+    print("|---|---:|---:|---:|---|")
+    refs = ["about 20,700 / slower", "about 3,000 / about 6,200"]
+    for (name, kw), ref in zip(shapes.items(), refs, strict=True):
+        kw = dict(kw, kind="transformer", dropout=0.0)
+        variants = {"fp32": dict(kw, precision="fp32"), "bf16": dict(kw, precision="bf16")}
+        if args.compile:
+            variants["compile"] = dict(kw, precision="fp32", compile=True)
+        r = _compare(variants, args.steps, args.repeats)
+        comp = f"{r['compile']:,.0f}" if "compile" in r else "-"
+        print(f"| {name} | {r['fp32']:,.0f} | {r['bf16']:,.0f} | {comp} | {ref} |", flush=True)
+
+
+def memory(args) -> None:
+    """Peak RSS of `seqgen train` on a generated file of `--mb` megabytes (a few steps)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.txt"
+        text = SHAKESPEARE.read_text()
+        with open(big, "w") as f:
+            written = 0
+            while written < args.mb * 1_000_000:
+                f.write(text)
+                written += len(text)
+        cmd = [sys.executable, "-m", "seqgen", "-q", "train", str(big), "--steps", "20",
+               "--eval-every", "1000", "--out", str(Path(tmp) / "run"), "--no-plot"]
+        env = dict(os.environ, SEQGEN_CACHE_DIR=str(Path(tmp) / "cache"))
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        wall = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB -> MiB
+    print(f"`seqgen train big.txt --steps 20` on a {written:,}"
+          f"-character file: peak RSS {rss:,.0f} MiB, {wall:.0f} s wall (target < 1,536 MiB)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("scenario", choices=["shakespeare", "irish", "presets", "batching",
+                                        "precision", "transformer", "memory"])
+    p.add_argument("--minutes", type=float, default=None, help="training budget per run")
+    p.add_argument("--steps", type=int, default=40, help="steps per throughput run")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians)")
+    p.add_argument("--corpus", type=Path, default=SHAKESPEARE)
+    p.add_argument("--variants", nargs="*", help="presets: presets or option strings to compare")
+    p.add_argument("--compile", action="store_true", help="transformer: also time torch.compile")
+    p.add_argument("--mb", type=int, default=100, help="memory: corpus size in MB")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="more seqgen train options after --")
+    args = p.parse_args()
+    args.extra = [a for a in args.extra if a != "--"]
+    if args.minutes is None:
+        args.minutes = {"irish": 5.0, "batching": 1.0}.get(args.scenario, 1.5)
+    globals()[args.scenario](args)
+
+
+if __name__ == "__main__":
+    main()
