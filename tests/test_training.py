@@ -72,6 +72,8 @@ def test_auto_preset_depends_on_corpus_size():
     (dict(device="tpu"), "--device"), (dict(precision="fp8"), "--precision"),
     (dict(kind="transformer", seq_len=64, context_length=32), "--seq-len"),
     (dict(num_layers=0), "--num-layers"),
+    (dict(kind="transformer", batching="stateful"), "--batching"),
+    (dict(batching="sideways"), "--batching"),
 ])
 def test_bad_config_names_the_option(kw, option):
     with pytest.raises(UsageError, match=option):
@@ -257,6 +259,11 @@ def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
     evals = [h for h in hist if "val_loss" in h]
     assert evals and all(h["val_bpc"] == pytest.approx(h["val_loss"] / math.log(2)) for h in evals)
     assert evals[-1]["val_loss"] < math.log(res.model_config.vocab_size)  # learned something
+
+
+def test_rnn_with_random_windows_trains(tmp_path):
+    res = train(tiny(tmp_path, batching="random", steps=8, kind="rnn"))
+    assert res.step == 8 and res.val_loss < math.log(res.model_config.vocab_size)
 
 
 def test_bf16_autocast_trains(tmp_path):
