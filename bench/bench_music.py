@@ -75,17 +75,26 @@ def _stock_one(text: str) -> float | None:
     return float(part.expandRepeats().highestTime) / float(written)
 
 
-def single_process_seconds(tune: str, runs: int = 5) -> float:
+def single_process_seconds(tune: str, runs: int = 5) -> tuple[float, float]:
+    """Median wall and CPU seconds (user + system, the process and its worker) of a whole
+    `seqgen abc2midi` process converting one tune."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "tune.abc"
         src.write_text(tune + "\n")
-        times = []
+        walls, cpus = [], []
         for _ in range(runs):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu()
             subprocess.run([sys.executable, "-m", "seqgen", "-q", "abc2midi", str(src)],
                            check=True, capture_output=True)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            walls.append(time.perf_counter() - t0)
+            cpus.append(cpu() - c0)
+    return statistics.median(walls), statistics.median(cpus)
 
 
 def main() -> None:
@@ -107,14 +116,15 @@ def main() -> None:
     print(f"command: python bench/bench_music.py {' '.join(sys.argv[1:])}".rstrip())
     print()
     print("| corpus | tunes | converted | VALID | played/written (median, seqgen) "
-          "| music21 stock (median) | per tune median / p95 / max | wall |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| music21 stock (median) | wall per tune median / p95 / max "
+          "| CPU per tune median / p95 / max | wall |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     failures: list[str] = []
     reasons: dict[str, Counter] = {}
     for name in args.corpora.split(","):
         tunes = load(name)
         if tunes is None:
-            print(f"| {name} | absent, skipped | | | | | | |")
+            print(f"| {name} | absent, skipped | | | | | | | |")
             continue
         total = len(tunes)
         if args.sample and total > args.sample and name not in args.full.split(","):
@@ -128,6 +138,7 @@ def main() -> None:
         ratios = [r.info.played_ql / r.info.written_ql for r in ok
                   if r.info and r.info.written_ql]
         secs = [r.seconds for r in res]
+        cpu = [r.cpu_seconds for r in res if r.cpu_seconds]
         stock, stock_to = stock_ratio(tunes, args.stock, args.timeout) if args.stock else (None, 0)
         stock_s = "" if stock is None else f"{stock:.2f}x (n={min(args.stock, len(tunes))}" + (
             f", {stock_to} over {args.timeout:g} s)" if stock_to else ")")
@@ -135,7 +146,8 @@ def main() -> None:
         label = f"{n}" + (f" of {total}" if n != total else "")
         print(f"| {name} | {label} | {100 * len(ok) / n:.1f}% | {100 * len(valid) / n:.1f}% | "
               f"{statistics.median(ratios):.2f}x | {stock_s} | {statistics.median(secs):.3f} / "
-              f"{pct(secs, 0.95):.3f} / {max(secs):.2f} s | {wall:.0f} s |", flush=True)
+              f"{pct(secs, 0.95):.3f} / {max(secs):.2f} s | {statistics.median(cpu):.3f} / "
+              f"{pct(cpu, 0.95):.3f} / {max(cpu):.2f} s | {wall:.0f} s |", flush=True)
         c: Counter = Counter()
         for r in res:
             if r.check and not r.check.valid:
@@ -153,8 +165,9 @@ def main() -> None:
     print()
     tune = load("irish") or load("folk") or []
     if tune:
+        wall, cpu_s = single_process_seconds(tune[0])
         print(f"whole process `seqgen -q abc2midi tune.abc` (one tune, median of 5): "
-              f"{single_process_seconds(tune[0]):.2f} s")
+              f"{wall:.2f} s wall, {cpu_s:.2f} s CPU")
     print()
     print(f"Failing tunes ({len(failures)}):")
     for f in failures:

@@ -130,7 +130,8 @@ class TuneResult:
     check: CheckResult | None = None
     data: bytes | None = None
     error: str | None = None
-    seconds: float = 0.0  # time spent converting in the worker
+    seconds: float = 0.0  # wall time spent converting in the worker
+    cpu_seconds: float = 0.0  # CPU time of that work (the same on a busy machine)
 
     @property
     def ok(self) -> bool:
@@ -542,7 +543,7 @@ def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float)
     """Everything music21 does for one tune; runs in a worker. Returns a dict for TuneResult."""
     from music21 import stream
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res: dict[str, Any] = {}
     h = parse_header(text)
     cr = CheckResult() if check else None
@@ -597,6 +598,7 @@ def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float)
             cr.converts = False
             cr.reasons.insert(0, str(e))
     res["seconds"] = time.perf_counter() - t0
+    res["cpu_seconds"] = time.process_time() - c0
     return res
 
 
@@ -637,16 +639,20 @@ _WARM_TUNE = "X:1\nT:warm\nM:2/4\nL:1/8\nQ:1/4=100\nK:D\n|:\"D\"A>B (3cde|[1 f2 
 _warm = False
 
 
-def _warm_up() -> None:
-    """Convert a tiny tune once in the parent, so that music21's modules and lazily built tables
-    are ready in every forked worker, and freeze the heap so forked workers share its pages."""
+def _warm_up(full: bool = True) -> None:
+    """Import music21 in the parent so that forked workers start with it; with `full`, also
+    convert a tiny tune once (music21 builds tables lazily) and freeze the heap so that forked
+    workers share its pages. Done once per process."""
     global _warm
     if _warm:
         return
     import gc
 
+    import music21.abcFormat.translate  # noqa: F401
     import music21.midi.translate  # noqa: F401
 
+    if not full:
+        return
     _work(_WARM_TUNE, "midi", True, True, DEFAULT_QPM)
     gc.collect()
     gc.freeze()
@@ -671,8 +677,7 @@ def run_limited(
         return
     from multiprocessing.connection import wait
 
-    if len(args_list) > 1:  # one task: the worker may as well import music21 itself
-        _warm_up()
+    _warm_up(full=len(args_list) > 1)  # a single tune: importing is enough
     ctx = _context()
     jobs = max(1, jobs)
     done: dict[int, tuple[str, Any]] = {}
@@ -764,7 +769,8 @@ def convert_tunes(
         k += 1
         if status == "ok":
             yield TuneResult(i, value.get("info"), value.get("check"), value.get("data"),
-                             value.get("error"), value.get("seconds", 0.0))
+                             value.get("error"), value.get("seconds", 0.0),
+                             value.get("cpu_seconds", 0.0))
         else:
             h = parse_header(texts[i])
             cr = None
