@@ -122,6 +122,17 @@ def test_key_and_meter_change_on_their_own_lines(tmp_path):
     assert result.valid and result.metrical_share == 1.0
 
 
+def test_annotations_and_inline_fields_do_not_lose_notes(tmp_path):
+    # music21 alone drops a note with a '">"' annotation and reads '[M:3/4]' as a chord
+    tune = HEAD.format(title="Annotated", meter="2/4", key="G") + (
+        '">"DE FG|">"e2 "^hi"A2|[M:3/4] B2 c2 d2|]\n')
+    info = abc_to_midi(tune, tmp_path / "a.mid")
+    notes, end, _ = read_midi(tmp_path / "a.mid")
+    assert [p for _, p, _ in notes[:4]] == [62, 64, 66, 67]  # D E F# G
+    assert info.notes == 9 and end == 2 + 2 + 3
+    assert check_tune(tune).metrical_share == 1.0
+
+
 def test_check_valid_and_invalid_tunes_with_line_numbers():
     assert check_tune(JIG).valid
     bad = HEAD.format(title="Bad", meter="6/8", key="G") + (

@@ -203,12 +203,16 @@ def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
 
 
 _INLINE_FIELD = re.compile(r"^\[([A-Za-z]):(.*)\]$", re.DOTALL)
+_ANNOTATION = re.compile(r'"[\^_<>@][^"]*"')
 _HANDLER: Any = None
 
 
 def _handler_class() -> Any:
-    """music21's ABCHandler with two fixes to its token list (music21 10.5.1):
+    """music21's ABCHandler with three fixes to its token list (music21 10.5.1):
 
+    - a note with an annotation such as ``">"D`` (text to the right of the note) is dropped
+      silently, bar lengths and all; annotations (quoted text starting with ^ _ < > @) are text,
+      not music, and are removed before music21 sees them;
     - an inline field such as ``[M:3/4]`` or ``[K:D]`` is read as a chord (and lost); it becomes
       the field it is;
     - a field right after a barline (an ``M:`` line after ``:|``, say) is dropped when the tune is
@@ -225,6 +229,8 @@ def _handler_class() -> Any:
             super().tokenize(strSrc)
             fixed: list[Any] = []
             for t in self.tokens:
+                if isinstance(t, abcFormat.ABCNote) and '"' in t.src:
+                    t.src = _ANNOTATION.sub("", t.src)
                 if isinstance(t, abcFormat.ABCChord):
                     m = _INLINE_FIELD.match(t.src.strip())
                     if m:
