@@ -131,6 +131,11 @@ def test_annotations_and_inline_fields_do_not_lose_notes(tmp_path):
     assert [p for _, p, _ in notes[:4]] == [62, 64, 66, 67]  # D E F# G
     assert info.notes == 9 and end == 2 + 2 + 3
     assert check_tune(tune).metrical_share == 1.0
+    # ... and drops a note after the fermata shorthand H, and an invisible rest x with its length
+    tune2 = HEAD.format(title="Fermata", meter="2/4", key="G") + "GA HB2|x2 HG2|]\n"
+    info2 = abc_to_midi(tune2, tmp_path / "b.mid")
+    notes2, end2, _ = read_midi(tmp_path / "b.mid")
+    assert [p for _, p, _ in notes2] == [67, 69, 71, 67] and end2 == 4 and info2.notes == 4
 
 
 def test_check_valid_and_invalid_tunes_with_line_numbers():

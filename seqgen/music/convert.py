@@ -193,7 +193,7 @@ def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
     try:
         with _music21_quiet(warns, beams):
             handler = _handler_class()(abcVersion=abcFormat.ABCFile().abcVersion)
-            handler.process(text)
+            handler.process(_prepare_text(text))
             score = translate.abcToStreamScore(handler)
     except RecursionError:
         raise ConversionError("music21 cannot parse this tune (too deeply nested)") from None
@@ -243,6 +243,44 @@ def _handler_class() -> Any:
 
     _HANDLER = FixedHandler
     return _HANDLER
+
+
+_NOTE_START = set("^_=ABCDEFGabcdefg[")
+
+
+def _prepare_text(text: str) -> str:
+    """Work around music21 10.5.1 dropping notes silently, by editing decorations (only; the
+    notes, bars and repeats are left as written and line numbers are kept):
+
+    - a note right after the fermata shorthand ``H`` (``HA2``) is dropped: the ``H`` goes;
+    - an invisible rest ``x`` is dropped with its length: it becomes a rest ``z``.
+    """
+    lines = text.split("\n")
+    body = parse_header(text).body_line - 1
+    for k in range(body, len(lines)):
+        line = lines[k]
+        if ("H" not in line and "x" not in line) or re.match(r"^\s*[A-Za-z+]:", line):
+            continue
+        out, i, n = [], 0, len(line)
+        while i < n:
+            c = line[i]
+            if c == "%":
+                out.append(line[i:])
+                break
+            if c in "\"!+" or (c == "[" and re.match(r"\[[A-Za-z]:", line[i:i + 3])):
+                close = "]" if c == "[" else c
+                j = line.find(close, i + 1)
+                j = n - 1 if j < 0 else j
+                out.append(line[i:j + 1])
+                i = j + 1
+                continue
+            if c == "H" and i + 1 < n and line[i + 1] in _NOTE_START:
+                i += 1
+                continue
+            out.append("z" if c == "x" else c)
+            i += 1
+        lines[k] = "".join(out)
+    return "\n".join(lines)
 
 
 def _one_line(e: BaseException) -> str:
