@@ -31,6 +31,9 @@ SHAKESPEARE = DATA / "tinyshakespeare.txt"
 IRISH = DATA / "irish.abc"
 
 
+THREADS: int | None = None  # --threads
+
+
 def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
@@ -117,7 +120,7 @@ def _throughput(cfg_kw: dict, steps: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         res = train(TrainConfig(corpus=str(SHAKESPEARE), steps=steps, eval_every=10**9,
                                 eval_tokens=4096, log_every=5, warmup_steps=5, device="cpu",
-                                out=str(Path(tmp) / "run"), **cfg_kw))
+                                out=str(Path(tmp) / "run"), threads=THREADS, **cfg_kw))
     rates = [h["tokens_per_s"] for h in res.history[1:] if h.get("tokens_per_s")]
     return statistics.median(rates)
 
@@ -205,10 +208,15 @@ def main() -> None:
     p.add_argument("--corpus", type=Path, default=SHAKESPEARE)
     p.add_argument("--variants", nargs="*", help="presets: presets or option strings to compare")
     p.add_argument("--compile", action="store_true", help="transformer: also time torch.compile")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--mb", type=int, default=100, help="memory: corpus size in MB")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="more seqgen train options after --")
     args = p.parse_args()
     args.extra = [a for a in args.extra if a != "--"]
+    if args.threads:
+        global THREADS
+        THREADS = args.threads
+        args.extra += ["--threads", str(args.threads)]
     if args.minutes is None:
         args.minutes = {"irish": 5.0, "batching": 1.0}.get(args.scenario, 1.5)
     globals()[args.scenario](args)

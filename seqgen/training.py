@@ -128,6 +128,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model
+    threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)
     init_from: str | None = None  # fine-tune the model of this checkpoint directory
 
     def to_dict(self) -> dict:
@@ -154,7 +155,8 @@ class TrainConfig:
                 f"--preset must be one of auto, {', '.join(PRESET_NAMES)}, not {self.preset!r}"
             )
         for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "context_length",
-                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every"):
+                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every",
+                     "threads"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise UsageError(f"{_opt(name)} must be > 0, not {v}")
@@ -499,7 +501,7 @@ class Trainer:
     """
 
     RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
-                           "log_every", "device", "precision", "compile")
+                           "log_every", "device", "precision", "compile", "threads")
 
     def __init__(self, config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None]
                  | None = None, resume: str | os.PathLike | None = None,
@@ -574,6 +576,8 @@ class Trainer:
             cfg = self.config
             cfg.validate()
         device = resolve_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         if self.dist.enabled and device == "cuda":
             device = f"cuda:{self.dist.local_rank}"
             torch.cuda.set_device(device)

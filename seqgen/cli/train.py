@@ -112,6 +112,9 @@ def train(
         rich_help_panel=PB),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model.",
                                  rich_help_panel=PB),
+    threads: int | None = typer.Option(
+        None, help="CPU threads for torch (default: one per core; 1 is faster on a busy machine).",
+        rich_help_panel=PB),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png at the end.",
                               rich_help_panel=PB),
 ) -> None:
