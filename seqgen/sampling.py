@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 STOP_REASONS = ("length", "eos", "stop")
 DECODERS = ("auto", "fast", "model", "uncached")
+CONSTRAINTS = ("none", "abc")  # see seqgen/constrain.py
 MAX_CHUNK = 32  # tokens generated between two looks from Python (first chunk: 1 token)
 
 
@@ -65,6 +66,7 @@ class SampleConfig:
     stop_at_eos: bool = True  # a sample ends at the end-of-document token (else it is a newline)
     unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
     decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
+    constrain: str = "none"  # "abc": mask characters that would break an ABC tune (constrain.py)
 
     def validate(self) -> None:
         """UsageError naming the `seqgen sample` option of the first bad field."""
@@ -84,6 +86,8 @@ class SampleConfig:
             raise UsageError(f"--unknown must be strict or skip, not {self.unknown!r}")
         if self.decoder not in DECODERS:
             raise UsageError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
+        if self.constrain not in CONSTRAINTS:
+            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
 
 
 @dataclass
@@ -490,6 +494,16 @@ class Sampler:
         self.generator = generator
         self.prompt_ids = encode_prompt(tokenizer, prompt, config.unknown)
         self.samples: list[Sample] = []
+        self.constraint = None  # per-stream masks of allowed tokens (ConstrainedBatch), or None
+        if config.constrain == "abc":
+            from seqgen.constrain import ConstrainedBatch, ConstraintError, abc_constraint
+
+            try:
+                grammar = abc_constraint(tokenizer)
+            except ConstraintError as e:
+                raise ConstraintError(f"{e}; sample with --constrain none") from None
+            self.constraint = ConstrainedBatch(grammar, config.num_samples,
+                                               tokenizer.decode(self.prompt_ids[1:]))
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         import torch
@@ -502,6 +516,7 @@ class Sampler:
         streams = [_Stream(cfg.stop, holdback) for _ in range(B)]
         decode = self.tokenizer.decode
         chooser = TokenChooser(cfg.temperature, cfg.top_k, cfg.top_p, self.generator)
+        cons = self.constraint
         if model.training:
             raise UsageError("the model is in training mode; call model.eval() before sampling")
         with torch.inference_mode():
@@ -514,7 +529,12 @@ class Sampler:
                 n = min(chunk, N - t)
                 chooser.prepare(n, B, logits.shape[-1], device)
                 for j in range(t, t + n):
+                    if cons is not None:  # the grammar's mask, per stream, before the choice
+                        allowed = torch.from_numpy(cons.masks()).to(device)  # (B, V)
+                        logits = logits.masked_fill(~allowed, float("-inf"))
                     tok = chooser.choose(logits, out=out[j])  # (B,)
+                    if cons is not None:
+                        cons.advance(tok.tolist())
                     if j + 1 < N:
                         logits = decoder.step(tok)
                 new = out[t : t + n].t().tolist()  # (B, n): the one look per chunk

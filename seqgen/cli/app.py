@@ -17,7 +17,7 @@ from seqgen.cli.console import error, set_quiet
 from seqgen.errors import SeqgenError
 
 # Each module under seqgen/cli/ named here has `register(app)`.
-COMMAND_MODULES = ["tokenizer", "train", "music", "models", "inspect", "sample"]
+COMMAND_MODULES = ["tokenizer", "train", "music", "models", "inspect", "sample", "eval"]
 
 
 class SeqgenGroup(TyperGroup):

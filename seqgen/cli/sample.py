@@ -43,6 +43,10 @@ def _resolve_checkpoint(checkpoint: Path | None) -> Path:
         return checkpoint
     found = find_latest_checkpoint("checkpoints")
     if found is None:
+        from seqgen.evaluate import default_model_dir
+
+        found = default_model_dir()  # the model shipped with seqgen (seqgen/assets/default)
+    if found is None:
         raise UsageError(
             "no checkpoint given and none found under checkpoints/; train one first with "
             "`seqgen train` (or pass a checkpoint directory)"
@@ -53,7 +57,7 @@ def _resolve_checkpoint(checkpoint: Path | None) -> Path:
 def sample(
     checkpoint: Path | None = typer.Argument(
         None, help="A checkpoint directory (a run directory or its best/). Default: the newest "
-        "under checkpoints/.", show_default=False),
+        "under checkpoints/, else the default model shipped with seqgen.", show_default=False),
     prompt: str = typer.Option(
         "", "--prompt", "-p", help="Text the samples continue; \\n and \\t mean newline and tab. "
         "With --tunes, default 'X:'.", rich_help_panel=PS, show_default=False),
@@ -106,6 +110,19 @@ def sample(
         "model on CPU).", rich_help_panel=PO, show_default=False),
     device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, ...",
                                rich_help_panel=PO),
+    constrain: str | None = typer.Option(
+        None, "--constrain", help="abc: only characters that keep a well-formed ABC tune (header "
+        "fields, bars as long as the meter, a final barline); none: off. Default: abc for models "
+        "trained on ABC, none otherwise.", rich_help_panel=PS, show_default=False),
+    meter: str | None = typer.Option(
+        None, "--meter", help="ABC models: start the tune with this meter, e.g. 6/8 (writes the "
+        "header for you, with L:1/8).", rich_help_panel=PS, show_default=False),
+    key: str | None = typer.Option(
+        None, "--key", help="ABC models: the tune's key, e.g. D, Em, Dmix (needs --meter).",
+        rich_help_panel=PS, show_default=False),
+    title: str | None = typer.Option(
+        None, "--title", help="ABC models: the tune's title (T: field).", rich_help_panel=PS,
+        show_default=False),
 ) -> None:
     """Generate text (or ABC tunes with --tunes) from a trained checkpoint."""
     t_start = time.perf_counter()
@@ -126,6 +143,14 @@ def sample(
         raise UsageError(f"--threads must be >= 1, not {threads}")
     if tunes is not None and tunes < 1:
         raise UsageError(f"--tunes must be >= 1, not {tunes}")
+    if constrain is not None and constrain not in ("abc", "none"):
+        raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
+    if meter is not None or key is not None or title is not None:
+        if prompt:
+            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
+        from seqgen.constrain import header_prompt
+
+        prompt = header_prompt(meter=meter, key=key, title=title)
 
     import torch
 
@@ -158,11 +183,23 @@ def sample(
         import secrets
 
         seed = secrets.randbelow(2**31)
-    info(f"seed {seed}")
+    if constrain is None:  # default: on for ABC models whose vocabulary can spell ABC
+        constrain = "abc" if ckpt.corpus_kind == "abc" else "none"
+        if constrain == "abc":
+            from seqgen.constrain import ConstraintError, abc_constraint
+
+            try:
+                abc_constraint(tok)
+            except ConstraintError as e:
+                warn(f"{e}; sampling without it")
+                constrain = "none"
+    info(f"seed {seed}" + (", ABC constraint on (--constrain none to switch it off)"
+                           if constrain == "abc" else ""))
     config = SampleConfig(
         length=length if length is not None else (1500 if tunes else 500),
         temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
         unknown="strict",
+        constrain=constrain,
     )
     config.validate()
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -1,0 +1,151 @@
+"""`seqgen eval`: held-out loss and, for ABC models, the musical quality of sampled tunes."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from seqgen.cli.console import console, info, result
+
+PT = "Tunes (ABC models)"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Constrain(str, Enum):
+    both = "both"
+    abc = "abc"
+    none = "none"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _top(d: dict[str, int], n: int = 4) -> str:
+    total = sum(d.values()) or 1
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in list(d.items())[:n])
+
+
+def _bars(q: dict[str, float]) -> str:
+    if not q:
+        return "-"
+    return f"{q['median']:.0f} ({q['p10']:.0f}-{q['p90']:.0f})"
+
+
+def render(report) -> None:
+    """The report as rich tables on stdout."""
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    t = Table(title=f"seqgen eval {report.checkpoint}", show_header=False, title_justify="left")
+    t.add_column("what")
+    t.add_column("value")
+    t.add_row("held-out", f"{report.val_documents:,} documents of {report.corpus}, "
+              f"{report.val_tokens:,} characters")
+    t.add_row("validation loss", f"{report.val_loss:.4f} nats/char ({report.val_bpc:.3f} bits/char)")
+    out.print(t)
+    if not report.modes:
+        return
+    ref = report.corpus_stats
+    cfg = report.config
+    q = Table(title=f"{cfg['tunes']} tunes per column, seed {cfg['seed']}, temperature "
+              f"{cfg['temperature']:g}", title_justify="left")
+    q.add_column("")
+    for st in report.modes:
+        q.add_column(f"--constrain {st.mode}", justify="right")
+    q.add_column("training tunes", justify="right")
+    m = report.modes
+
+    def row(name: str, values: list[str], ref_value: str = "") -> None:
+        q.add_row(name, *values, ref_value)
+
+    row("ended within --length", [_pct(s.finished) for s in m])
+    row("converts to MIDI", [_pct(s.converts) for s in m])
+    row("headers X M L K", [_pct(s.headers) for s in m])
+    row("mean metrical share", [_pct(s.metrical) for s in m])
+    row("ends with a barline", [_pct(s.ends_with_barline) for s in m])
+    row("VALID", [f"[bold]{_pct(s.valid)}[/]" for s in m])
+    row("copies training data", [_pct(s.copies) for s in m])
+    row("meters", [_top(s.meters) for s in m], _top(ref.meters) if ref else "")
+    row("meter distance (TVD)", [f"{s.meter_tvd:.2f}" if s.meter_tvd is not None else "-"
+                                 for s in m], "0")
+    row("keys", [_top(s.keys) for s in m], _top(ref.keys) if ref else "")
+    row("key distance (TVD)", [f"{s.key_tvd:.2f}" if s.key_tvd is not None else "-" for s in m],
+        "0")
+    row("bars: median (p10-p90)", [_bars(s.bars) for s in m], _bars(ref.bars) if ref else "")
+    row("why not VALID", [_top(s.reasons, 3) or "-" for s in m])
+    row("sampling / checking", [f"{s.sample_seconds:.1f} s / {s.check_seconds:.1f} s" for s in m])
+    out.print(q)
+
+
+def eval_command(
+    checkpoint: Path | None = typer.Argument(
+        None, help="A checkpoint directory (a run directory or its best/). Default: the newest "
+        "under checkpoints/, else the shipped default model.", show_default=False),
+    corpus: str | None = typer.Option(
+        None, "--corpus", help="Score and compare against this corpus instead of the one the "
+        "checkpoint trained on (its held-out split, same --val-fraction and seed).",
+        show_default=False),
+    tunes: int = typer.Option(
+        100, "--tunes", help="ABC models: tunes sampled per mode (0: loss only).",
+        rich_help_panel=PT),
+    seed: int = typer.Option(1234, "--seed", help="Random seed of the sampled tunes (the same "
+                             "for every mode).", rich_help_panel=PT),
+    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).",
+                                      rich_help_panel=PT),
+    length: int = typer.Option(1500, "--length", help="Characters per tune, at most.",
+                               rich_help_panel=PT),
+    constrain: Constrain = typer.Option(
+        Constrain.both, "--constrain", help="Sample with the ABC constraint (abc), without "
+        "(none), or both side by side at the same seed.", rich_help_panel=PT),
+    eval_tokens: int = typer.Option(
+        0, "--eval-tokens", help="Score at most this many held-out characters (0: all)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Worker processes for the music check.",
+                             rich_help_panel=PT),
+    fmt: Format = typer.Option(Format.table, "--format", "-f",
+                               help="table (rich tables) or json (one object) on stdout."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads for torch (default: torch's choice).",
+        show_default=False),
+) -> None:
+    """Evaluate a checkpoint: validation loss and bits per character on the held-out documents;
+    for ABC models also the music check of sampled tunes (rates, meters, keys, lengths, novelty),
+    with and without the ABC constraint."""
+    from seqgen.errors import UsageError
+
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, not {threads}")
+
+    import torch
+
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.evaluate import EvalConfig, evaluate, resolve_checkpoint
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
+                        length=length, constrain=constrain.value, eval_tokens=eval_tokens,
+                        jobs=jobs)
+    config.validate()
+    path = resolve_checkpoint(checkpoint)
+    ckpt = load_checkpoint(path)
+    info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
+    with console.status("evaluating...") as status:
+        report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))
+    if fmt is Format.json:
+        result(json.dumps(report.to_dict(), ensure_ascii=False))
+    else:
+        render(report)
+    info(f"evaluated in {report.seconds:.1f} s")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

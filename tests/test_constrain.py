@@ -1,0 +1,244 @@
+"""The ABC constraint (seqgen.constrain): the grammar, bar-length steering, no dead ends, and that
+tunes chosen at random among the allowed characters pass the music check."""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seqgen.constrain import EOS_ID, AbcConstraint, ConstrainedBatch, ConstraintError
+from seqgen.tokenizer import Tokenizer
+
+# A small vocabulary: every construct of the grammar, few characters (random walks stay cheap).
+VOCAB_TEXT = ("X:1\nT:Reel o' the Bog\nM:6/8 2/4 C|\nL:1/8 1/16\nK:Dmix Am G Minor\n"
+              "|:(3ABc d2>e f/g//a^b_c=d3/2|(AB)[1 {ga}Te-~f.uv z2:|[2 A,B'||C|]::\n"
+              "0123456789 R N B Z S O h E F")
+TOK = Tokenizer.build([VOCAB_TEXT])
+
+
+def feed(c: AbcConstraint, text: str, lenient: bool = False):
+    return c.feed_text(c.start(), text, lenient=lenient)
+
+
+def allowed(c: AbcConstraint, text: str) -> str:
+    return c.allowed_chars(feed(c, text))
+
+
+def accepts(c: AbcConstraint, text: str) -> bool:
+    try:
+        feed(c, text)
+    except ConstraintError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def c():
+    return AbcConstraint(TOK.itos, min_bars=2, max_bars=12)
+
+
+HEAD = "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n"
+
+
+# ------------------------------------------------------------------------------------ header
+def test_header_starts_with_x_and_orders_fields(c):
+    assert allowed(c, "") == "X"
+    assert set(allowed(c, "X:1\n")) == set("TMLRNBZSOC")
+    assert accepts(c, "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n")
+    assert not accepts(c, "X:1\nT:A\nK:D\n")  # K: before M: and L:
+    assert not accepts(c, "X:1\nM:2/4\nM:")  # M: twice
+    assert not accepts(c, "X:1\nM:7/8\n")  # not a meter of the list
+    assert not accepts(c, "X:1\nL:1/3\n")
+    assert not accepts(c, "X:1\nT:\n")  # an empty title
+    assert not accepts(c, "X:\n")  # X: needs a number
+    assert accepts(c, "X: 12\nM: 6/8\nL: 1/16\nK: G Minor\n")
+    assert not accepts(c, "X:1\nT:a|b")  # free text cannot look like music
+    assert not accepts(c, "X:1\nT:a%b")
+
+
+def test_eos_and_body_only_after_k(c):
+    s = feed(c, "X:1\nM:2/4\nL:1/8\n")
+    assert not c.mask(s)[EOS_ID]
+    assert "A" not in c.allowed_chars(s)
+
+
+# -------------------------------------------------------------------------------------- bars
+def test_bar_length_under_m_and_l(c):
+    # 2/4 with L:1/8: four eighth notes fill a bar
+    assert "|" in allowed(c, HEAD + "ABcd")
+    full = allowed(c, HEAD + "A2 Bc")
+    assert not set("ABCDEFGabcdefgz") & set(full)  # a full bar takes no more notes
+    assert "2" in allowed(c, HEAD + "ABc") and "3" not in allowed(c, HEAD + "ABc")  # d2 would overfill the bar
+    assert not accepts(c, HEAD + "ABcd2")
+    assert accepts(c, HEAD + "A2 | ABcd |")
+    assert accepts(c, HEAD + "A/B/c3 | d4 |")
+
+
+def test_short_bars_only_at_section_edges(c):
+    assert accepts(c, HEAD + "A | ABcd |")  # a pickup
+    s = feed(c, HEAD + "A | ABc |")  # a short bar in the middle must end a section
+    assert set(c.allowed_chars(s)) == set("|]:")
+    assert accepts(c, HEAD + "A | ABc || d |")  # after a section barline a short bar is fine
+    assert accepts(c, HEAD + "ABcd | ABc :|")
+
+
+def test_triplets_broken_rhythm_and_graces_count_right(c):
+    assert accepts(c, HEAD + "(3ABc d2 | A>B c<d |")  # (3ABc = two eighths; A>B = two
+    assert not accepts(c, HEAD + "A>B2")  # the pair has one written length
+    assert not accepts(c, HEAD + "(3AB2")  # so do the notes of a triplet
+    assert not accepts(c, HEAD + "ABcd | (3AB|")  # no barline inside a triplet
+    assert accepts(c, HEAD + "{ga}A ~B .c ud |")  # grace notes take no time
+    s = feed(c, HEAD + "A2 Bc")  # 2/4 is full: no more notes
+    assert "|" in c.allowed_chars(s) and "d" not in c.allowed_chars(s)
+
+
+def test_slurs_ties_and_endings(c):
+    assert accepts(c, HEAD + "(AB) c-d | d4 :|")
+    assert not accepts(c, HEAD + "(AB c d|")  # a slur closes within its bar
+    assert accepts(c, HEAD + "ABcd |[1 ABcd :|[2 ABcd ||")
+    assert not accepts(c, HEAD + "ABcd |[2")  # a second ending follows :|
+    assert accepts(c, HEAD + "|:ABcd :|\n|:ABcd:|")
+
+
+def test_tune_ends_only_after_a_barline(c):
+    s = feed(c, HEAD + "ABcd |")
+    assert not c.mask(s)[EOS_ID]  # min_bars = 2
+    s = feed(c, HEAD + "ABcd | ABcd")
+    assert not c.mask(s)[EOS_ID]
+    s = feed(c, HEAD + "ABcd | ABcd |]")
+    assert c.mask(s)[EOS_ID]
+    s = feed(c, HEAD + "ABcd | ABcd |\n")
+    assert c.mask(s)[EOS_ID]
+    s = feed(c, HEAD + "ABcd | ABcd |:")
+    assert not c.mask(s)[EOS_ID]  # an opening repeat is no end
+
+
+def test_max_bars_forces_the_end():
+    c2 = AbcConstraint(TOK.itos, min_bars=1, max_bars=2)
+    s = feed(c2, HEAD + "ABcd | ABcd |]")
+    assert c2.allowed_chars(s) == "\x00\n"
+    assert c2.allowed_chars(feed(c2, HEAD + "ABcd | ABcd |]\n")) == "\x00"
+
+
+def test_a_line_never_starts_like_a_header_field(c):
+    assert not accepts(c, HEAD + "ABcd |\nd:|")
+    assert accepts(c, HEAD + "ABcd |\nd2 AB :|")
+
+
+def test_prompt_is_read_leniently_and_body_strictly(c):
+    s = feed(c, "X:1\nM:6/8\nK:D\n", lenient=True)  # no L: (ABC's default 1/8 applies)
+    assert s.phase == 1 and s.bar == Fraction(3, 4) and s.unit == Fraction(1, 8)
+    s = feed(c, "X:1\nM:6/8\nL:1/8\nK:D\n|:ABc", lenient=True)
+    assert "d" in c.allowed_chars(s)
+    with pytest.raises(ConstraintError, match="line 4"):
+        feed(c, "X:1\nM:6/8\nK:D\nAB]c", lenient=True)
+    # a prompt ending in a header line the strict grammar cannot finish still goes on
+    s = feed(c, "X:1\nM:5/", lenient=True)
+    assert c.mask(s).any()
+
+
+def test_vocabulary_without_abc_characters_is_refused():
+    with pytest.raises(ConstraintError, match="lacks characters"):
+        AbcConstraint(Tokenizer.build(["hello world"]).itos)
+
+
+def test_batch_masks_and_streams():
+    c2 = AbcConstraint(TOK.itos, min_bars=1, max_bars=4)
+    b = ConstrainedBatch(c2, 3, prompt="X:1\nM:2/4\nL:1/8\nK:D\n")
+    m = b.masks()
+    assert m.shape == (3, TOK.vocab_size) and (m == m[0]).all()
+    a, x = TOK.stoi["A"], TOK.stoi["X"]
+    b.advance([a, a, x])  # 'X' in the body is refused: that stream switches off
+    m = b.masks()
+    assert m[2].all() and not m[0][EOS_ID] and b.states[2] is None
+
+
+# --------------------------------------------------------------------- no dead ends (search)
+def test_every_reachable_state_can_go_on():
+    """Breadth-first over the grammar's states from a body start (small meters, few bars): every
+    state reached has an allowed character or <eos>."""
+    c2 = _walker()
+    seen = set()
+    for head in ("X:1\nM:6/8\nL:1/8\nK:D\n", "X:1\nM:2/4\nL:1/16\nK:Am\n"):
+        start = feed(c2, head)
+        todo = deque([start])
+        while todo and len(seen) < 1500 * (1 + (head[6] == "2")):
+            s = todo.popleft()
+            if s in seen:
+                continue
+            seen.add(s)
+            m = c2.mask(s)
+            ids = [i for i in range(1, len(m)) if m[i]]
+            assert ids or m[EOS_ID], s
+            for i in ids:
+                todo.append(c2.advance(s, i))
+    assert len(seen) >= 3000
+
+
+# ------------------------------------------------------------------------------ random tunes
+def random_tune(c: AbcConstraint, rng: random.Random, prompt: str = "") -> str:
+    """Characters chosen at random among the allowed ones (preferring to end header lines and
+    the tune, so that tunes stay short) until <eos>."""
+    s = c.feed_text(c.start(), prompt, lenient=True)
+    out = []
+    for _ in range(5000):
+        m = c.mask(s)
+        ids = [i for i in range(len(m)) if m[i]]
+        assert c._viable(s), "".join(out)
+        if m[EOS_ID] and rng.random() < 0.3:
+            return prompt + "".join(out)
+        nl = TOK.stoi["\n"]
+        if s.phase == 0 and m[nl] and rng.random() < 0.3:
+            i = nl
+        else:
+            i = rng.choice([j for j in ids if j != EOS_ID] or ids)
+        if i == EOS_ID:
+            return prompt + "".join(out)
+        out.append(TOK.itos[i])
+        s = c.advance(s, i)
+    raise AssertionError("no end after 5000 characters: " + "".join(out))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_random_walks_always_end_well_formed(seed):
+    from seqgen.music.abc import ends_with_barline, parse_header, text_bars
+
+    c2 = _walker()
+    tune = random_tune(c2, random.Random(seed))
+    h = parse_header(tune)
+    assert not h.missing("XMLK")
+    assert ends_with_barline(tune)[0]
+    assert 2 <= sum(b.has_notes for b in text_bars(tune)) <= 8
+    # the tune read back through the constraint is accepted to the end
+    s = feed(c2, tune)
+    assert c2.mask(s)[EOS_ID]
+
+
+_WALKER: list[AbcConstraint] = []
+
+
+def _walker() -> AbcConstraint:
+    if not _WALKER:
+        _WALKER.append(AbcConstraint(TOK.itos, min_bars=2, max_bars=8))
+    return _WALKER[0]
+
+
+@pytest.mark.slow
+def test_random_tunes_pass_the_music_check():
+    """The property that matters: whatever the sampler picks among the allowed characters, the
+    tune passes seqgen's music check (converts, headers, bar lengths, final barline)."""
+    convert = pytest.importorskip("seqgen.music.convert")
+    c2 = _walker()
+    rng = random.Random(7)
+    prompts = ["", "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\n", "X:1\nM:C|\nL:1/8\nK:Ador\n",
+               "X:1\nM:3/4\nL:1/16\nK:Bb\n"]
+    tunes = [random_tune(c2, rng, prompts[i % len(prompts)]) for i in range(12)]
+    results = list(convert.convert_tunes(tunes, check=True, jobs=2))
+    bad = [(t, r.check.reasons) for t, r in zip(tunes, results, strict=True) if not r.check.valid]
+    assert not bad, bad[0]

@@ -1,0 +1,181 @@
+"""seqgen eval (seqgen.evaluate, seqgen/cli/eval.py), ABC-constrained sampling through
+seqgen.sampling, header-conditioned prompts and the shipped default model."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from seqgen.cli.app import app
+from seqgen.evaluate import NoveltyIndex, normalise_key, tune_body
+
+TUNES = [
+    "X:{n}\nT:Reel {n}\nM:C|\nL:1/8\nK:D\n|:ABcd efge|fdec dBAF|ABcd efge|fdec d2d2:|\n",
+    "X:{n}\nT:Jig {n}\nM:6/8\nL:1/8\nK:G\n|:GAB cde|dBG AFD|GAB cde|dBG G3:|\n",
+    "X:{n}\nT:Polka {n}\nM:2/4\nL:1/8\nK:Am\nAB cd|ed cB|AB cd|e2 A2|]\n",
+]
+
+
+def _corpus_text() -> str:
+    return "\n".join(TUNES[i % 3].format(n=i + 1) for i in range(24))
+
+
+@pytest.fixture(scope="module")
+def abc_ckpt(tmp_path_factory):
+    """A small LSTM trained for a few hundred steps on 24 short tunes (learns their shape)."""
+    from seqgen.checkpoint import save_checkpoint
+    from seqgen.models import ModelConfig, build_model
+    from seqgen.tokenizer import Tokenizer
+
+    d = tmp_path_factory.mktemp("evalckpt")
+    corpus = d / "tunes.abc"
+    corpus.write_text(_corpus_text())
+    from seqgen.data import load_corpus, prepare_data
+
+    c = load_corpus(str(corpus))
+    tok = Tokenizer.build(c.documents)
+    data = prepare_data(c, tok, 0.25, 3, cache=False)
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest, and the machine is shared
+    model = build_model(ModelConfig(kind="lstm", vocab_size=tok.vocab_size, embed_dim=16,
+                                    hidden_size=64, num_layers=1))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    ids = torch.from_numpy(data.train_ids.astype("int64"))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        starts = torch.randint(0, len(ids) - 49, (8,), generator=g)
+        w = ids[starts[:, None] + torch.arange(49)]
+        logits, _ = model(w[:, :-1], None)
+        loss = F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    torch.set_num_threads(threads)
+    tc = {"corpus": str(corpus), "glob": None, "split_docs": False, "val_fraction": 0.25,
+          "seed": 3, "seq_len": 32, "batch_size": 4}
+    return save_checkpoint(d / "run", model, tok, tc, str(corpus), "abc", 150,
+                           {"train_loss": loss.item()})
+
+
+# ------------------------------------------------------------------------------ pure helpers
+def test_normalise_key():
+    assert normalise_key("D Mixolydian") == "Dmix" == normalise_key("Dmix")
+    assert normalise_key("E Minor") == "Em" == normalise_key("Emin")
+    assert normalise_key("G") == "G" == normalise_key("G Major")
+    assert normalise_key("Bb") == "Bb"
+    assert normalise_key(None) == "?"
+
+
+def test_novelty_is_forty_body_characters_ignoring_white_space():
+    train = ["X:1\nT:a\nM:C\nL:1/8\nK:D\n" + "ABcd efge|fdec dBAF|GABc defg|agfe dcBA|\nB2A2 G4|d2e2 f4|]\n"]
+    idx = NoveltyIndex(train)
+    body = tune_body(train[0])
+    assert " " not in body and len(body) >= 40
+    copy = "X:9\nT:b\nM:C\nL:1/8\nK:D\n" + body[:20] + "\n" + body[20:40] + "|]\n"
+    near = "X:9\nT:b\nM:C\nL:1/8\nK:D\n" + body[:39] + "z|]\n"
+    assert idx.copies(copy)  # 40 characters, split over two lines
+    assert not idx.copies(near)  # 39 are not enough
+    assert not idx.copies("X:1\nT:t\nK:D\n" + body[:39])  # a header never counts
+
+
+# ------------------------------------------------------------------------- held-out loss
+def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckpt):
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.data import load_corpus, prepare_data
+    from seqgen.evaluate import EvalConfig, evaluate
+
+    ckpt = load_checkpoint(abc_ckpt)
+    report = evaluate(ckpt, EvalConfig(tunes=0))
+    data = prepare_data(load_corpus(ckpt.train_config["corpus"]), ckpt.tokenizer, 0.25, 3,
+                        cache=False)
+    assert report.val_documents == len(data.split.val) == 6
+    # by hand: the held-out ids as `rows` rows, each row read in one forward pass
+    ids = torch.from_numpy(data.val_ids.astype("int64"))
+    n = len(ids) - 1
+    rows = max(1, min(4, n // 32))
+    L = n // rows
+    with torch.no_grad():
+        logits, _ = ckpt.model(ids[: rows * L].view(rows, L), None)
+    want = F.cross_entropy(logits.flatten(0, 1), ids[1 : rows * L + 1]).item()
+    assert report.val_tokens == rows * L
+    assert report.val_loss == pytest.approx(want, rel=1e-5)
+    assert report.val_bpc == pytest.approx(want / math.log(2))
+    assert report.val_loss < 1.5  # the model did learn the tunes (uniform would be ~3.6)
+    assert report.modes == []
+
+
+# ------------------------------------------------------------------------ constrained sampling
+def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.constrain import abc_constraint
+    from seqgen.music.abc import ends_with_barline, parse_header
+    from seqgen.sampling import SampleConfig, generate
+
+    ckpt = load_checkpoint(abc_ckpt)
+    cfg = SampleConfig(length=600, temperature=1.5, num_samples=6, constrain="abc")
+    samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, torch.Generator().manual_seed(5))
+    c = abc_constraint(ckpt.tokenizer)
+    for s in samples:
+        tune = "X:" + s.text
+        assert s.stop_reason == "eos", tune
+        state = c.feed_text(c.start(), tune)  # every character was allowed
+        assert c.mask(state)[0]  # and <eos> was too
+        assert not parse_header(tune).missing("XMLK") and ends_with_barline(tune)[0]
+    # the same seed without the constraint gives other text (the mask changed choices)
+    free = generate(ckpt.model, ckpt.tokenizer, "X:",
+                    SampleConfig(length=600, temperature=1.5, num_samples=6),
+                    torch.Generator().manual_seed(5))
+    assert [s.text for s in free] != [s.text for s in samples]
+
+
+def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.errors import UsageError
+    from seqgen.sampling import SampleConfig, generate
+
+    ckpt = load_checkpoint(abc_ckpt)
+    with pytest.raises(UsageError, match="--constrain"):
+        SampleConfig(constrain="xml").validate()
+    with pytest.raises(UsageError, match="ABC grammar at line 5"):
+        generate(ckpt.model, ckpt.tokenizer, "X:1\nT:a\nM:C|\nK:D\n]",
+                 SampleConfig(length=5, constrain="abc"))
+
+
+# ---------------------------------------------------------------------------- evaluate, CLI
+def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
+    r = CliRunner().invoke(app, ["eval", str(abc_ckpt), "--tunes", "4", "--length", "600",
+                                 "--format", "json", "--jobs", "2", "--temperature", "0.8"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["val_loss"] > 0 and d["corpus_kind"] == "abc"
+    modes = {m["mode"]: m for m in d["modes"]}
+    assert set(modes) == {"abc", "none"}
+    abc = modes["abc"]
+    assert abc["tunes"] == 4 and abc["finished"] == 1.0
+    assert abc["headers"] == 1.0 and abc["ends_with_barline"] == 1.0
+    assert abc["valid"] >= 0.75
+    assert 0.0 <= modes["none"]["valid"] <= 1.0
+    # the tunes are copies of the training tunes at this size: novelty must see it
+    assert abc["copies"] is not None
+    ref = d["corpus_stats"]
+    assert set(ref["meters"]) == {"C|", "6/8", "2/4"}
+    assert abc["meter_tvd"] is not None and 0.0 <= abc["meter_tvd"] <= 1.0
+
+
+def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "0"])
+    assert r.exit_code == 0, r.output
+    assert "validation loss" in r.stdout and "bits/char" in r.stdout
+    for args in (["eval", str(tmp_path / "nothing")], ["eval", str(abc_ckpt), "--tunes", "-1"],
+                 ["eval", str(abc_ckpt), "--constrain", "maybe"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Traceback" not in r.output
