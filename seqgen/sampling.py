@@ -356,6 +356,8 @@ class TransformerDecoder:
             ))
         ln_f = model.ln_f
         self.ln_f = (ln_f.weight.detach(), ln_f.bias.detach(), ln_f.eps)
+        self._kv: list[tuple[Tensor, Tensor]] = []
+        self._kv_of: Tensor | None = None
 
     def prefill(self, ids: Tensor) -> Tensor:
         logits, self.cache = self.model(ids, self.cache)
@@ -371,21 +373,23 @@ class TransformerDecoder:
             # the window is full (cut and recompute: the model does it) or not yet float32
             logits, self.cache = self.model(tok.view(-1, 1), cache)
             return _no_unk(logits[:, -1])
-        cache.tokens[:, n] = tok
+        cache.tokens.select(1, n).copy_(tok)
         cache.length = n + 1
+        if self._kv_of is not cache.k:  # per-layer views, made once per cache allocation
+            self._kv = [(cache.k[i], cache.v[i]) for i in range(len(self.layers))]
+            self._kv_of = cache.k
         D, nh, hd = self.D, self.nh, self.hd
         B = tok.shape[0]
         x = F.embedding(tok, self.wte).add_(self.wpe[n])  # (B, D)
-        K, V = cache.k, cache.v  # (L, B, nh, C, hd)
-        for i, (w1, b1, e1, wqkv, wproj, w2, b2, e2, wfc, wfc2) in enumerate(self.layers):
+        for layer, (K, V) in zip(self.layers, self._kv, strict=True):  # K, V: (B, nh, C, hd)
+            w1, b1, e1, wqkv, wproj, w2, b2, e2, wfc, wfc2 = layer
             h = F.layer_norm(x, (D,), w1, b1, e1)  # (B, D)
-            qkv = torch.mm(h, wqkv).view(B, 3, nh, hd)  # (B, 3, nh, hd)
-            K[i, :, :, n] = qkv[:, 1]
-            V[i, :, :, n] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(
-                qkv[:, 0].unsqueeze(2), K[i, :, :, : n + 1], V[i, :, :, : n + 1]
-            )  # (B, nh, 1, hd)
-            x = torch.addmm(x, y.view(B, D), wproj)  # (B, D)
+            qkv = torch.mm(h, wqkv).view(B, 3, nh, 1, hd)  # (B, 3, nh, 1, hd)
+            q, k, v = qkv.unbind(1)  # 3 x (B, nh, 1, hd)
+            K.narrow(2, n, 1).copy_(k)
+            V.narrow(2, n, 1).copy_(v)
+            y = F.scaled_dot_product_attention(q, K.narrow(2, 0, n + 1), V.narrow(2, 0, n + 1))
+            x = torch.addmm(x, y.view(B, D), wproj)  # y (B, nh, 1, hd) -> x (B, D)
             h = F.layer_norm(x, (D,), w2, b2, e2)
             x = torch.addmm(x, F.gelu(torch.mm(h, wfc), approximate="tanh"), wfc2)  # (B, D)
         x = F.layer_norm(x, (D,), *self.ln_f)
@@ -422,6 +426,14 @@ def make_decoder(model, batch_size: int, device, kind: str = "auto"):
 
 
 # ============================================================================== generation
+def default_threads(batch_size: int) -> int:
+    """CPU threads for sampling: 1 for one stream (each op is too small to split, and threads
+    cost synchronisation), every core for a batch (the matrix products grow with it)."""
+    import os
+
+    return 1 if batch_size == 1 else max(1, min(os.cpu_count() or 1, 8))
+
+
 def _device(model):
     import itertools
 

@@ -106,8 +106,8 @@ def sample(
         "generated); json: one JSON object per line and sample, with prompt, text, tokens, stop "
         "reason and timing in seconds.", rich_help_panel=PO),
     threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for torch (default: 1, the fastest for one small "
-        "model on CPU).", rich_help_panel=PO, show_default=False),
+        None, "--threads", help="CPU threads for torch (default: 1 for one sample, the fastest "
+        "for one stream; all cores for a batch).", rich_help_panel=PO, show_default=False),
     device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, ...",
                                rich_help_panel=PO),
     constrain: str | None = typer.Option(
@@ -155,9 +155,9 @@ def sample(
     import torch
 
     from seqgen.checkpoint import load_checkpoint
-    from seqgen.sampling import SampleConfig, generate
+    from seqgen.sampling import SampleConfig, default_threads, generate
 
-    torch.set_num_threads(threads or 1)
+    torch.set_num_threads(threads or default_threads(tunes or num_samples))
     path = _resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path, device=device)
     tok = ckpt.tokenizer
