@@ -208,11 +208,12 @@ _HANDLER: Any = None
 
 
 def _handler_class() -> Any:
-    """music21's ABCHandler with three fixes to its token list (music21 10.5.1):
+    """music21's ABCHandler with fixes to its token list (music21 10.5.1):
 
     - a note with an annotation such as ``">"D`` (text to the right of the note) is dropped
       silently, bar lengths and all; annotations (quoted text starting with ^ _ < > @) are text,
       not music, and are removed before music21 sees them;
+    - a broken rhythm before a slur (``g>(a``) is ignored: the slur is opened one note early;
     - an inline field such as ``[M:3/4]`` or ``[K:D]`` is read as a chord (and lost); it becomes
       the field it is;
     - a field right after a barline (an ``M:`` line after ``:|``, say) is dropped when the tune is
@@ -238,6 +239,12 @@ def _handler_class() -> Any:
                 if (isinstance(t, abcFormat.ABCMetadata) and fixed
                         and isinstance(fixed[-1], abcFormat.ABCBar)):
                     fixed.append(abcFormat.ABCMetadata(t.src))
+                if (isinstance(t, abcFormat.ABCSlurStart) and fixed
+                        and isinstance(fixed[-1], abcFormat.ABCBrokenRhythmMarker)):
+                    # 'g>(a': music21 applies '>' only between adjacent notes; the slur
+                    # (notation only) opens one note early instead
+                    fixed.insert(max(0, len(fixed) - 2), t)
+                    continue
                 fixed.append(t)
             self.tokens = fixed
 
