@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 EOS_ID = 0
 UNK_ID = 1
 CONSTRAINTS = ("abc", "none")
+TICKS = 192  # body durations are counted in ticks: 192 per whole note (1/64 notes and triplets)
 
 # ------------------------------------------------------------------------------ the vocabulary
 METERS: dict[str, Fraction] = {
@@ -79,6 +80,7 @@ MAX_FREE_LINES = 10
 MAX_FIELD_CHARS = 80
 NOTE_LETTERS = "ABCDEFGabcdefg"
 DECORATIONS = ".~Tuv"  # not H: music21 drops the note after it
+BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>" + DECORATIONS)
 SECTION_BARS = ("||", "|]", "|:", ":|", "::")
 # The characters the grammar cannot do without (checked against the tokenizer).
 REQUIRED_CHARS = "XMLK:\n|/18"
@@ -127,13 +129,15 @@ class State(NamedTuple):
     vlen: int = 0
     seen: str = ""  # the fields of X M L K read so far
     nfree: int = 0
-    bar: Fraction | None = None  # bar length in whole notes (None: no steering)
-    unit: Fraction = Fraction(1, 8)
+    meter: str | None = None  # header: the M: value read (strings hash fast)
+    unit: str = ""  # header: the L: value read ("" none)
     # body
     e: str = "start"  # element state, see AbcConstraint._body
     p: str = ""  # partial token: length suffix so far, accidental, barline start
     oct: int = 0  # octave marks on the current note
-    dur: Fraction = Fraction(0)  # duration of the current bar so far, in whole notes
+    tb: int | None = None  # body: the bar length in ticks (TICKS per whole note); None: free
+    tq: int = 6  # body: ticks of a quarter of the unit length (note lengths are n/4 units)
+    dur: int = 0  # body: duration of the current bar so far, in ticks
     notes: bool = False  # the current bar holds a note
     bars: int = 0  # bars with notes closed so far
     edge: bool = True  # the current bar starts a section (or the tune)
@@ -169,6 +173,13 @@ class AbcConstraint:
             raise ConstraintError(
                 f"the model's vocabulary lacks characters the ABC constraint needs ({shown!r})")
         self._chars = [(i, c) for i, c in enumerate(self.itos) if i > UNK_ID]
+        letters = [i for i, c in self._chars if c in NOTE_LETTERS]
+        # body: note letters share one move; characters no body state takes are refused at once
+        self._note_rep = {i: letters[0] for i in letters}
+        self._note_rep.update({i: i for i, c in self._chars if c in BODY_CHARS})
+        self._note_rep[EOS_ID] = EOS_ID
+        text = [i for i, c in self._chars if c != " " and (c.isalnum() or c in TEXT_PUNCTUATION)]
+        self._text_rep = {i: text[0] for i in text} if text else {}
 
         def spellable(w: str) -> bool:
             return all(ch in self.stoi for ch in w)
@@ -178,7 +189,8 @@ class AbcConstraint:
         self.units = {k: v for k, v in UNIT_LENGTHS.items() if spellable(k)}
         self.keys = frozenset(k for k in KEYS if spellable(k))
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
-        self.min_length = min(self.lengths.values())
+        self.l4 = {k: int(v * 4) for k, v in self.lengths.items()}  # in quarters of the unit
+        self.min_l4 = min(self.l4.values())
         if not (self.meters and self.units and self.keys):
             raise ConstraintError("the model's vocabulary cannot spell an ABC meter, unit length "
                                   "and key for the ABC constraint")
@@ -212,7 +224,14 @@ class AbcConstraint:
             return self._moves[key]
         except KeyError:
             pass
-        if token == EOS_ID:
+        rep = None
+        if s.phase == 1:  # in the body every note letter moves alike: share the first one's move
+            rep = self._note_rep.get(token, -1)
+        elif s.hl == "value" and s.letter == "T":  # so does every character of free text
+            rep = self._text_rep.get(token)
+        if rep is not None and rep != token:
+            nxt = None if rep < 0 else self.advance(s, rep)
+        elif token == EOS_ID:
             nxt = self._eos(s)
         elif token == UNK_ID or token >= len(self.itos) or token < 0:
             nxt = None
@@ -362,25 +381,32 @@ class AbcConstraint:
         s = s._replace(hl="line", letter="", val="", vlen=0, seen=seen,
                        nfree=s.nfree + (letter not in "XMLK"), lenient=1 if s.lenient == 1 else 0)
         if letter == "M":
-            s = s._replace(bar=parse_meter(v), val="")
-            if "L" not in seen:
-                s = s._replace(unit=parse_unit("", s.bar))
+            s = s._replace(meter=v)
         elif letter == "L":
-            s = s._replace(unit=parse_unit(v, s.bar))
+            s = s._replace(unit=v)
         elif letter == "K":
-            if "L" not in seen:
-                s = s._replace(unit=parse_unit("", s.bar))
-            return s._replace(phase=1, hl="", e="start", edge=True)
+            return self._body_start(s)
         return s
 
     # body --------------------------------------------------------------------------
+    @staticmethod
+    def _body_start(s: State) -> State:
+        """Into the body: durations become integer ticks (fast to add, compare and hash)."""
+        bar = parse_meter(s.meter) if s.meter is not None else None
+        tq = parse_unit(s.unit, bar) * TICKS / 4
+        tb = bar * TICKS if bar is not None else None
+        if tq.denominator != 1 or (tb is not None and tb.denominator != 1):
+            tb, tq = None, Fraction(1)  # a unit or meter finer than the ticks: no steering
+        return s._replace(phase=1, hl="", e="start", edge=True, tq=int(tq),
+                          tb=int(tb) if tb is not None else None)
+
     def _fits(self, s: State, mult: int = 1) -> bool:
         """A new note (of the shortest length) still fits in the bar."""
         if s.force is not None:
             return True
-        if s.bar is None:
+        if s.tb is None:
             return True
-        return s.dur + self.min_length * s.unit * mult <= s.bar
+        return s.dur + self.min_l4 * s.tq * mult <= s.tb
 
     def _can_start_note(self, s: State) -> bool:
         return self._fits(s, 2 if s.tup == 3 else 1) and s.bars < self.max_bars
@@ -418,8 +444,8 @@ class AbcConstraint:
             tup = max(s.tup - 1, 0)
             return s._replace(e="after", p="", force=s.force if tup else None, tup=tup,
                               last=None, mult=1)
-        d = s.dur + self.lengths[s.p] * s.unit * s.mult
-        if s.bar is not None and d > s.bar:
+        d = s.dur + self.l4[s.p] * s.tq * s.mult
+        if s.tb is not None and d > s.tb:
             return None
         if s.tup == 3:  # the first note of a triplet sets the length of the other two
             return s._replace(e="after", p="", dur=d, tup=2, force=s.p, last=None, mult=1)
@@ -431,30 +457,29 @@ class AbcConstraint:
             return s.force.startswith(p)
         if p not in self._length_prefixes:
             return False
-        if s.bar is None:
+        if s.tb is None:
             return True
-        room = s.bar - s.dur
-        return any(k.startswith(p) and v * s.unit * s.mult <= room
-                   for k, v in self.lengths.items())
+        room = s.tb - s.dur
+        return any(k.startswith(p) and v * s.tq * s.mult <= room for k, v in self.l4.items())
 
     def _close_bar(self, s: State, kind: str) -> State | None:
         """A barline `kind` closes the current bar (None when it may not)."""
         if s.slur or s.tup or s.force is not None:
             return None
-        full = s.bar is None or s.dur == s.bar
+        full = s.tb is None or s.dur == s.tb
         if not s.notes:
             # an opening repeat at the start of the tune or of a line
             if kind == "|:" and s.bars == 0 and s.e == "start":
-                return s._replace(e="bar", prev="|:", edge=True, dur=Fraction(0))
+                return s._replace(e="bar", prev="|:", edge=True, dur=0)
             if kind == "|:" and s.e == "nl" and s.prev != "|:":
-                return s._replace(e="bar", prev="|:", edge=True, dur=Fraction(0))
+                return s._replace(e="bar", prev="|:", edge=True, dur=0)
             return None
         if not full and not (s.edge or kind in SECTION_BARS):
             return None
         if kind == "|:" and s.bars + 1 >= self.max_bars:
             return None  # the tune must end at this barline: not with an opening repeat
         return s._replace(e="bar", p="", prev=kind, edge=kind in SECTION_BARS,
-                          dur=Fraction(0), notes=False, bars=s.bars + 1, last=None)
+                          dur=0, notes=False, bars=s.bars + 1, last=None)
 
     def _between(self, s: State, ch: str) -> State | None:
         """`ch` at a point between elements: after a note, a space, a tie, a line start."""
@@ -534,8 +559,8 @@ class AbcConstraint:
             if ch == "-":
                 return s._replace(e="tie", last=None)
             if ch in "><" and s.last is not None and s.tup == 0:
-                extra = self.lengths[s.last] * s.unit
-                if s.bar is not None and s.dur + extra > s.bar:
+                extra = self.l4[s.last] * s.tq
+                if s.tb is not None and s.dur + extra > s.tb:
                     return None
                 return s._replace(e="broken", force=s.last, last=None, dur=s.dur + extra)
             if ch == ")" and s.slur == 2:

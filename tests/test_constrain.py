@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
@@ -73,7 +72,8 @@ def test_bar_length_under_m_and_l(c):
     assert "|" in allowed(c, HEAD + "ABcd")
     full = allowed(c, HEAD + "A2 Bc")
     assert not set("ABCDEFGabcdefgz") & set(full)  # a full bar takes no more notes
-    assert "2" in allowed(c, HEAD + "ABc") and "3" not in allowed(c, HEAD + "ABc")  # d2 would overfill the bar
+    assert "2" in allowed(c, HEAD + "ABc") and "4" not in allowed(c, HEAD + "ABc")
+    assert allowed(c, HEAD + "ABc3") == "/"  # c3 would overfill the bar; c3/2 fits  # d2 would overfill the bar
     assert not accepts(c, HEAD + "ABcd2")
     assert accepts(c, HEAD + "A2 | ABcd |")
     assert accepts(c, HEAD + "A/B/c3 | d4 |")
@@ -132,7 +132,8 @@ def test_a_line_never_starts_like_a_header_field(c):
 
 def test_prompt_is_read_leniently_and_body_strictly(c):
     s = feed(c, "X:1\nM:6/8\nK:D\n", lenient=True)  # no L: (ABC's default 1/8 applies)
-    assert s.phase == 1 and s.bar == Fraction(3, 4) and s.unit == Fraction(1, 8)
+    # 6/8 is 3/4 of a whole note: 144 ticks; a quarter of the unit 1/8: 6 ticks
+    assert s.phase == 1 and s.tb == 144 and s.tq == 6
     s = feed(c, "X:1\nM:6/8\nL:1/8\nK:D\n|:ABc", lenient=True)
     assert "d" in c.allowed_chars(s)
     with pytest.raises(ConstraintError, match="line 4"):
