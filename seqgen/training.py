@@ -55,11 +55,11 @@ MODEL_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "transformer": dict(hidden_size=64, num_layers=2, num_heads=4, context_length=64),
     },
     "small": {
-        "rnn": dict(embed_dim=64, hidden_size=512, num_layers=1),
+        "rnn": dict(embed_dim=64, hidden_size=256, num_layers=1),
         "transformer": dict(hidden_size=128, num_layers=4, num_heads=4, context_length=64),
     },
     "medium": {
-        "rnn": dict(embed_dim=64, hidden_size=512, num_layers=2),
+        "rnn": dict(embed_dim=64, hidden_size=512, num_layers=1),
         "transformer": dict(hidden_size=384, num_layers=6, num_heads=6, context_length=256),
     },
 }
@@ -70,11 +70,11 @@ TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "transformer": dict(batch_size=16, seq_len=64, lr=3e-3, dropout=0.0, weight_decay=0.1),
     },
     "small": {
-        "rnn": dict(batch_size=64, seq_len=64, lr=4e-3, dropout=0.1, weight_decay=0.0),
-        "transformer": dict(batch_size=32, seq_len=64, lr=2e-3, dropout=0.1, weight_decay=0.1),
+        "rnn": dict(batch_size=32, seq_len=64, lr=5e-3, dropout=0.2, weight_decay=0.0),
+        "transformer": dict(batch_size=12, seq_len=64, lr=2e-3, dropout=0.1, weight_decay=0.1),
     },
     "medium": {
-        "rnn": dict(batch_size=64, seq_len=100, lr=3e-3, dropout=0.2, weight_decay=0.0),
+        "rnn": dict(batch_size=64, seq_len=64, lr=4e-3, dropout=0.2, weight_decay=0.0),
         "transformer": dict(batch_size=8, seq_len=256, lr=1e-3, dropout=0.2, weight_decay=0.1),
     },
 }
@@ -196,24 +196,25 @@ def _opt(name: str) -> str:
     return "--model" if name == "kind" else "--" + name.replace("_", "-")
 
 
-def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: int | None) -> str:
-    """The preset `--preset auto` picks: small corpora or short budgets get smaller models.
+def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: int | None,
+                  device: str = "cpu") -> str:
+    """The preset `--preset auto` picks from the corpus size, the budget and the device.
 
-    The thresholds come from bench/bench_train.py on a 2-core CPU (docs/benchmarks.md): a 1-layer
-    LSTM of 512 learns the most in a few minutes; a second layer only pays off with a budget of
-    well over 10 minutes or on corpora of several million characters.
+    Measured with bench/bench_train.py on the 2-core CPU (docs/benchmarks.md): within minutes a
+    CPU trains a 1x256 LSTM with dropout ("small") to a lower held-out loss than 1x128 ("tiny")
+    or 1x512 ("medium", too slow to see enough text); "medium" pays off with long budgets or a GPU.
     """
     if corpus_chars < 20_000:
         return "tiny"
-    long_budget = (budget_s is not None and budget_s > 20 * 60) or (
-        budget_s is None and steps is not None and steps >= 20_000
-    )
-    if long_budget and corpus_chars >= 2_000_000:
+    if device.startswith("cuda"):
         return "medium"
-    return "small"
+    long_budget = (budget_s is not None and budget_s > 30 * 60) or (
+        budget_s is None and steps is not None and steps >= 20_000)
+    return "medium" if long_budget and corpus_chars >= 1_000_000 else "small"
 
 
-def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int) -> tuple[TrainConfig, ModelConfig]:
+def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
+                   device: str = "cpu") -> tuple[TrainConfig, ModelConfig]:
     """`config` with the preset and every None field filled in, and the model config."""
     from seqgen.models import ModelConfig
 
@@ -224,7 +225,7 @@ def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int) -> t
         budget_s = DEFAULT_MINUTES * 60
     preset = config.preset
     if preset == "auto":
-        preset = choose_preset(config.kind, corpus_chars, budget_s, config.steps)
+        preset = choose_preset(config.kind, corpus_chars, budget_s, config.steps, device)
     model_fields = {f.name for f in fields(ModelConfig)}
     values: dict[str, Any] = {**MODEL_PRESETS[preset][fam], **TRAIN_PRESETS[preset][fam]}
     resolved = replace(config, preset=preset)
@@ -616,7 +617,7 @@ class Trainer:
             if cfg.dropout is not None:
                 mcfg.dropout = cfg.dropout
             rcfg, _ = resolve_config(replace(cfg, kind=mcfg.kind), tokenizer.vocab_size,
-                                     corpus.num_chars)
+                                     corpus.num_chars, device)
             for name in ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout",
                          "activation", "init", "num_heads", "context_length", "positional"):
                 setattr(rcfg, name, getattr(mcfg, name))
@@ -624,7 +625,7 @@ class Trainer:
             if family(mcfg.kind) == "transformer" and rcfg.seq_len > mcfg.context_length:
                 rcfg.seq_len = mcfg.context_length
         else:
-            rcfg, mcfg = resolve_config(cfg, tokenizer.vocab_size, corpus.num_chars)
+            rcfg, mcfg = resolve_config(cfg, tokenizer.vocab_size, corpus.num_chars, device)
         fam = family(mcfg.kind)
         if rcfg.batch_size % self.dist.world:
             raise UsageError(f"--batch-size ({rcfg.batch_size}) must be a multiple of the number "

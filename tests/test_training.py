@@ -60,8 +60,12 @@ def test_presets_fill_fields_and_explicit_options_win():
 def test_auto_preset_depends_on_corpus_size():
     small, _ = resolve_config(TrainConfig(), 40, 5_000)
     assert small.preset == "tiny"
-    normal, _ = resolve_config(TrainConfig(), 40, 1_000_000)
-    assert normal.preset != "tiny"
+    normal, mc = resolve_config(TrainConfig(), 40, 1_000_000)
+    assert normal.preset == "small" and mc.hidden_size == 256 and mc.dropout > 0
+    long, _ = resolve_config(TrainConfig(minutes=60), 40, 1_000_000)
+    assert long.preset == "medium"
+    gpu, _ = resolve_config(TrainConfig(), 40, 1_000_000, device="cuda")
+    assert gpu.preset == "medium"
 
 
 @pytest.mark.parametrize("kw, option", [
