@@ -179,3 +179,28 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert "Traceback" not in r.output
+
+
+# ------------------------------------------------------------------------- the default model
+def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypatch):
+    from seqgen.evaluate import default_model_dir
+    from seqgen.music.convert import check_tune
+
+    if default_model_dir() is None:
+        pytest.skip("this checkout has no shipped default model (seqgen/assets/default)")
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here: the shipped model is used
+    runner = CliRunner()
+    r = runner.invoke(app, ["sample", "--meter", "6/8", "--key", "Dmix", "--title", "The Test",
+                            "--tunes", "1", "--seed", "3", "--out", "tunes"])
+    assert r.exit_code == 0, r.output
+    assert "assets/default" in r.stderr and "ABC constraint on" in r.stderr
+    names = sorted(p.name for p in (tmp_path / "tunes").iterdir())
+    assert names == ["tune_01.abc", "tune_01.mid"]
+    text = (tmp_path / "tunes" / "tune_01.abc").read_text()
+    assert "\nT:The Test\nM:6/8\nL:1/8\nK:Dmix\n" in text
+    check = check_tune(text)
+    assert check.converts and check.headers_ok and check.ends_with_barline, check.reasons
+    r = runner.invoke(app, ["sample", "--key", "Dmix", "--tunes", "1"])
+    assert r.exit_code == 2 and "--key needs --meter" in r.stderr
+    r = runner.invoke(app, ["sample", "--meter", "7/x", "--tunes", "1"])
+    assert r.exit_code == 2 and "--meter" in r.stderr
