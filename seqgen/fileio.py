@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqgen.errors import SeqgenError
+from seqgen.errors import SeqgenError, UsageError
 
 
 class WriteError(SeqgenError):
@@ -65,3 +67,113 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+LOCK_NAME = ".seqgen.lock"
+
+
+class Locked(UsageError):
+    """Another live seqgen process holds the lock of a directory."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _holder(text: str) -> tuple[int | None, str]:
+    """(pid, host) from a lock file's text "pid host started-at"."""
+    parts = text.split()
+    try:
+        return int(parts[0]), (parts[1] if len(parts) > 1 else "")
+    except (ValueError, IndexError):
+        return None, ""
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str | os.PathLike, option: str | None = "--out"
+                   ) -> Iterator[str | None]:
+    """Hold an exclusive lock on `directory` (the file .seqgen.lock in it) while writing there.
+
+    A second process asking for the lock gets a Locked error (exit 2) naming the holder's pid.
+    The lock is an fcntl.flock, which the kernel drops when its process dies, so a lock file left
+    by a killed run is stale and is taken over; where flock is unavailable (some network file
+    systems), the pid written in the file decides: a lock whose process no longer runs on this
+    host is stale. Yields the stale lock's description ("pid 123 on host") or None.
+    """
+    directory = Path(directory)
+    path = directory / LOCK_NAME
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create {directory}: {e.strerror or e}") from e
+    host = socket.gethostname()
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise WriteError(f"cannot create {path}: {e.strerror or e}") from e
+        previous = os.read(fd, 256).decode("utf-8", "replace")
+        pid, phost = _holder(previous)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):
+            os.close(fd)
+            who = f"pid {pid}" + (f" on {phost}" if phost and phost != host else "") if pid \
+                else "another process"
+            raise Locked(f"{directory}: another seqgen run ({who}) is writing to it; wait for "
+                         f"it to finish{f', or choose another {option}' if option else ''}"
+                         ) from None
+        except (ImportError, OSError):  # no flock here: judge by the pid in the file
+            if pid is not None and pid != os.getpid() and phost == host and _pid_alive(pid):
+                os.close(fd)
+                raise Locked(f"{directory}: another seqgen run (pid {pid}) is writing to it; "
+                             f"wait for it to finish{f', or choose another {option}' if option else ''}"
+                             ) from None
+        # The holder we raced with may have released and removed the file meanwhile: make sure
+        # the file locked is the one at `path`.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    stale = f"pid {pid}" + (f" on {phost}" if phost and phost != host else "") \
+        if pid is not None and pid != os.getpid() else None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {host} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+        yield stale
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def is_locked(directory: str | os.PathLike) -> bool:
+    """True when a live process holds `directory`'s lock."""
+    path = Path(directory) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):
+        return True
+    except (ImportError, OSError):
+        pid, host = _holder(os.read(fd, 256).decode("utf-8", "replace"))
+        return pid is not None and host == socket.gethostname() and _pid_alive(pid)
+    finally:
+        os.close(fd)
+    return False
