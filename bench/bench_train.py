@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -90,9 +91,10 @@ def presets(args) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants or ["tiny", "small", "medium"]:
-            extra = ["--minutes", str(args.minutes), *variant.split(), *args.extra]
+            opts = variant.split()
             if not variant.startswith("-"):
-                extra = ["--preset", *extra]
+                opts = ["--preset", *opts]
+            extra = [*opts, "--minutes", str(args.minutes), *args.extra]
             rows.append((variant, _cli_run(args.corpus, extra, Path(tmp) / "run")))
     print(f"`seqgen train {args.corpus.name} --minutes {args.minutes} --preset P` "
           f"(load average {_load()}):\n")
@@ -135,12 +137,11 @@ def _compare(variants: dict[str, dict], steps: int, repeats: int) -> dict[str, f
 
 def precision(args) -> None:
     shapes = {
-        "lstm 1x512 (small), batch 64x64": dict(kind="lstm", preset="small"),
-        "lstm 2x512 (medium), batch 64x100": dict(kind="lstm", preset="medium"),
-        "gru 1x512, batch 64x64": dict(kind="gru", preset="small"),
-        "transformer 4x128 ctx 64, batch 12": dict(kind="transformer", hidden_size=128,
-                                                   num_layers=4, num_heads=4, context_length=64,
-                                                   batch_size=12, dropout=0.0),
+        "lstm 1x128 (tiny), batch 32x64": dict(kind="lstm", preset="tiny"),
+        "lstm 1x256 (small), batch 32x64": dict(kind="lstm", preset="small"),
+        "gru 1x256 (small), batch 32x64": dict(kind="gru", preset="small"),
+        "transformer 4x128 ctx 64 (small), batch 12": dict(kind="transformer", preset="small",
+                                                           dropout=0.0),
     }
     print(f"`python bench/bench_train.py precision --steps {args.steps} --repeats {args.repeats}` "
           f"(tinyshakespeare, CPU; medians of {args.repeats} interleaved runs; load average "
@@ -169,12 +170,13 @@ def transformer(args) -> None:
     refs = ["about 20,700 / slower", "about 3,000 / about 6,200"]
     for (name, kw), ref in zip(shapes.items(), refs, strict=True):
         kw = dict(kw, kind="transformer", dropout=0.0)
-        variants = {"fp32": dict(kw, precision="fp32"), "bf16": dict(kw, precision="bf16")}
+        variants = {p: dict(kw, precision=p) for p in args.precisions}
         if args.compile:
             variants["compile"] = dict(kw, precision="fp32", compile=True)
         r = _compare(variants, args.steps, args.repeats)
-        comp = f"{r['compile']:,.0f}" if "compile" in r else "-"
-        print(f"| {name} | {r['fp32']:,.0f} | {r['bf16']:,.0f} | {comp} | {ref} |", flush=True)
+        cell = {k: f"{v:,.0f}" for k, v in r.items()}
+        print(f"| {name} | {cell.get('fp32', '-')} | {cell.get('bf16', '-')} | "
+              f"{cell.get('compile', '-')} | {ref} |", flush=True)
 
 
 def memory(args) -> None:
@@ -209,10 +211,12 @@ def main() -> None:
     p.add_argument("--variants", nargs="*", help="presets: presets or option strings to compare")
     p.add_argument("--compile", action="store_true", help="transformer: also time torch.compile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
+                   help="transformer: which precisions to time")
     p.add_argument("--mb", type=int, default=100, help="memory: corpus size in MB")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="more seqgen train options after --")
+    p.add_argument("--extra", default="", help="more seqgen train options, e.g. '--model gru'")
     args = p.parse_args()
-    args.extra = [a for a in args.extra if a != "--"]
+    args.extra = shlex.split(args.extra)
     if args.threads:
         global THREADS
         THREADS = args.threads
