@@ -159,7 +159,7 @@ class AbcConstraint:
     the id is not allowed. Masks and moves are cached per state.
     """
 
-    def __init__(self, itos: Sequence[str], min_bars: int = 4, max_bars: int = 64):
+    def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64):
         if min_bars < 1 or max_bars < min_bars:
             raise UsageError("the ABC constraint needs 1 <= min_bars <= max_bars")
         self.itos = list(itos)
@@ -677,7 +677,7 @@ class ConstrainedBatch:
 _CACHE: dict[tuple[tuple[str, ...], int, int], AbcConstraint] = {}
 
 
-def abc_constraint(tokenizer: Tokenizer, min_bars: int = 4, max_bars: int = 64) -> AbcConstraint:
+def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64) -> AbcConstraint:
     """The AbcConstraint of a tokenizer's vocabulary, shared (with its caches) by every sampler in
     this process that uses the same vocabulary."""
     key = (tuple(tokenizer.itos), min_bars, max_bars)

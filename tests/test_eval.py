@@ -119,7 +119,7 @@ def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     from seqgen.sampling import SampleConfig, generate
 
     ckpt = load_checkpoint(abc_ckpt)
-    cfg = SampleConfig(length=600, temperature=1.5, num_samples=6, constrain="abc")
+    cfg = SampleConfig(length=500, temperature=1.5, num_samples=4, constrain="abc")
     samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, torch.Generator().manual_seed(5))
     c = abc_constraint(ckpt.tokenizer)
     for s in samples:
@@ -130,7 +130,7 @@ def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
         assert not parse_header(tune).missing("XMLK") and ends_with_barline(tune)[0]
     # the same seed without the constraint gives other text (the mask changed choices)
     free = generate(ckpt.model, ckpt.tokenizer, "X:",
-                    SampleConfig(length=600, temperature=1.5, num_samples=6),
+                    SampleConfig(length=500, temperature=1.5, num_samples=4),
                     torch.Generator().manual_seed(5))
     assert [s.text for s in free] != [s.text for s in samples]
 

@@ -113,7 +113,8 @@ def eval_command(
     fmt: Format = typer.Option(Format.table, "--format", "-f",
                                help="table (rich tables) or json (one object) on stdout."),
     threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for torch (default: torch's choice).",
+        None, "--threads", help="CPU threads for torch (default: 1, the fastest for one small "
+        "model on CPU, and kind to a shared machine).",
         show_default=False),
 ) -> None:
     """Evaluate a checkpoint: validation loss and bits per character on the held-out documents;
@@ -129,8 +130,7 @@ def eval_command(
     from seqgen.checkpoint import load_checkpoint
     from seqgen.evaluate import EvalConfig, evaluate, resolve_checkpoint
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads or 1)
     config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
                         length=length, constrain=constrain.value, eval_tokens=eval_tokens,
                         jobs=jobs)
