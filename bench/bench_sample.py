@@ -95,8 +95,7 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=2000, help="characters per case")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads for every case (default: as seqgen sample chooses: 1 for "
-                    "one stream, all cores for a batch; the baseline gets 1)")
+                    help="torch threads for every case (default: as seqgen sample chooses, 1)")
     ap.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = ap.parse_args()
     tok = vocabulary()
@@ -121,8 +120,6 @@ def main() -> None:
         "transformer: seqgen sample --num-samples 16": seqgen_case(tr, tok, N, 16),
         "LSTM 2x512: seqgen, model.forward (nn.LSTM per step)": seqgen_case(lstm, tok, N_SLOW,
                                                                            decoder="model"),
-        "LSTM 2x512: seqgen sample --num-samples 16 --threads 1": seqgen_case(lstm, tok, N, 16,
-                                                                             threads=1),
         "LSTM 2x512: seqgen sample (fast decode step)": seqgen_case(lstm, tok, N),
         "LSTM 2x512: seqgen sample --num-samples 16": seqgen_case(lstm, tok, N, 16),
     }

@@ -427,11 +427,12 @@ def make_decoder(model, batch_size: int, device, kind: str = "auto"):
 
 # ============================================================================== generation
 def default_threads(batch_size: int) -> int:
-    """CPU threads for sampling: 1 for one stream (each op is too small to split, and threads
-    cost synchronisation), every core for a batch (the matrix products grow with it)."""
-    import os
-
-    return 1 if batch_size == 1 else max(1, min(os.cpu_count() or 1, 8))
+    """CPU threads for sampling: 1, whatever the batch. Each op of a decode step is tiny, and on a
+    busy machine a second thread makes every op wait for the other to be scheduled (measured on
+    the 2-core development machine at load 7: 2,000 characters x 16 samples of the benchmark
+    transformer took 123 s with 2 threads; see docs/benchmarks.md for 1 thread). `seqgen sample
+    --threads N` asks for more."""
+    return 1
 
 
 def _device(model):
