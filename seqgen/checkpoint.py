@@ -11,10 +11,15 @@ Layout of a run directory (``checkpoints/<name>/`` by default)::
     loss.png                 the loss curve (written at the end of training)
     best/                    the checkpoint with the lowest validation loss (model + checkpoint.json)
 
-Every file is written atomically (temp file + fsync + rename) and ``checkpoint.json`` last, so that
-it always describes complete files; ``load_checkpoint`` checks sizes and hashes and turns anything
-missing, truncated, corrupt or from a newer seqgen into a one-line CheckpointError. torch.load and
-pickle are never used.
+Every file is written atomically (temp file + fsync + rename). A save writes the new weights and
+training state beside the old ones (``.model.safetensors.next`` ...), then ``checkpoint.json`` with
+their sizes and SHA-256 (the commit point), then renames them into place. A process killed at any
+moment leaves a directory that loads: before the commit point the old files and the old
+checkpoint.json still agree; after it, the loader finds the files checkpoint.json describes under
+either name, and the next save finishes the renames. ``load_checkpoint`` checks sizes and hashes
+and turns anything missing, truncated, corrupt, hostile or from a newer seqgen into a one-line
+CheckpointError; a hostile config (absurd sizes) is refused before the model is allocated, by
+building it on torch's "meta" device first. torch.load and pickle are never used.
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ STATE_TENSORS = "train_state.safetensors"
 STATE_META = "train_state.json"
 BEST = "best"
 MAX_JSON_BYTES = 64 << 20  # a checkpoint.json larger than this is not one of ours
+FILES = (WEIGHTS, STATE_TENSORS, STATE_META)  # what "files" in checkpoint.json may describe
+PENDING = ".next"  # a file of a save in progress: .model.safetensors.next
+# Memory a model may need beyond its weights (non-persistent buffers such as the one-hot identity
+# or the sinusoidal position table): more than this, and 4x the weights, is refused as hostile.
+MAX_EXTRA_BYTES = 512 << 20
 
 
 @dataclass
@@ -81,6 +91,36 @@ def _sha256(path: Path) -> str:
 
 def _file_entry(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _pending(directory: Path, name: str) -> Path:
+    return directory / f".{name}{PENDING}"
+
+
+def _matches(path: Path, entry: Any) -> bool:
+    return (isinstance(entry, dict) and path.is_file() and path.stat().st_size == entry.get("bytes")
+            and _sha256(path) == entry.get("sha256"))
+
+
+def _finish_pending(directory: Path) -> None:
+    """Complete or discard what an interrupted save left: a pending file that checkpoint.json
+    describes is renamed into place (the save had committed); any other pending or temporary file
+    is removed (the save had not). Only the process holding the run's lock calls this."""
+    pending = [n for n in FILES if _pending(directory, n).exists()]
+    files: dict = {}
+    if pending and (directory / META).is_file():
+        try:
+            files = json.loads((directory / META).read_text("utf-8")).get("files") or {}
+        except (OSError, ValueError, AttributeError):
+            files = {}
+    for name in pending:
+        p = _pending(directory, name)
+        if isinstance(files, dict) and _matches(p, files.get(name)):
+            os.replace(p, directory / name)
+        else:
+            p.unlink(missing_ok=True)
+    for p in directory.glob(".*.tmp"):  # a temporary file of a write that was killed
+        p.unlink(missing_ok=True)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -122,19 +162,28 @@ def _read_json(path: Path, what: str) -> dict:
         raise CheckpointError(
             f"{path}: line {e.lineno}: invalid JSON ({e.msg}); the {what} is corrupt or truncated"
         ) from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise CheckpointError(f"{path}: {str(e).split(':')[0].lower()}; not a {what}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: JSON nested too deeply; not a {what}") from None
     if not isinstance(d, dict):
         raise CheckpointError(f"{path}: expected a JSON object; the {what} is corrupt")
     return d
 
 
 def _check_file(directory: Path, name: str, meta: dict) -> Path:
-    """The path of `name` in `directory`, after checking its size and hash against the metadata."""
+    """The path of `name` in `directory`, after checking its size and hash against the metadata.
+
+    A save killed after writing checkpoint.json but before renaming its new files into place
+    leaves them under their pending name: that file is returned when it is the one described."""
     path = directory / name
     entry = (meta.get("files") or {}).get(name)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
     if not isinstance(entry, dict):
         raise CheckpointError(f"{directory / META}: \"files\" does not describe {name}")
+    if _pending(directory, name).is_file() and _matches(_pending(directory, name), entry):
+        return _pending(directory, name)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
     size = path.stat().st_size
     if size != entry.get("bytes"):
         raise CheckpointError(
@@ -256,14 +305,23 @@ def save_checkpoint(
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # unwrap torch.compile
     config = model.config
+    try:
+        _finish_pending(directory)
+    except OSError as e:
+        from seqgen.fileio import WriteError
+
+        raise WriteError(f"cannot tidy {directory}: {e.strerror or e}") from e
     state = {k: v for k, v in model.state_dict().items()}
-    _save_tensors(directory / WEIGHTS, state, metadata={"format": FORMAT})
-    files = {WEIGHTS: _file_entry(directory / WEIGHTS)}
+    # 1. the new files beside the old ones; 2. checkpoint.json (the commit); 3. rename them.
+    _save_tensors(_pending(directory, WEIGHTS), state, metadata={"format": FORMAT})
+    written = [WEIGHTS]
     if train_state is not None:
-        _save_tensors(directory / STATE_TENSORS, train_state.tensors, metadata={"format": FORMAT})
-        atomic_write_text(directory / STATE_META, json.dumps(_json_safe(train_state.meta)) + "\n")
-        files[STATE_TENSORS] = _file_entry(directory / STATE_TENSORS)
-        files[STATE_META] = _file_entry(directory / STATE_META)
+        _save_tensors(_pending(directory, STATE_TENSORS), train_state.tensors,
+                      metadata={"format": FORMAT})
+        atomic_write_text(_pending(directory, STATE_META),
+                          json.dumps(_json_safe(train_state.meta)) + "\n")
+        written += [STATE_TENSORS, STATE_META]
+    files = {name: _file_entry(_pending(directory, name)) for name in written}
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -279,6 +337,13 @@ def save_checkpoint(
     if extra:
         meta.update(_json_safe(extra))
     atomic_write_text(directory / META, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
+    try:
+        for name in written:
+            os.replace(_pending(directory, name), directory / name)
+    except OSError as e:  # committed already: the loader reads the pending files
+        from seqgen.fileio import WriteError
+
+        raise WriteError(f"cannot write {directory / name}: {e.strerror or e}") from e
     return directory
 
 
@@ -307,7 +372,77 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
     corpus = meta["corpus"]
     if corpus.get("kind") not in ("abc", "text") or not isinstance(corpus.get("name"), str):
         raise CheckpointError(f"{src}: \"corpus\" must have a name and a kind of 'abc' or 'text'")
+    for name, entry in meta["files"].items():
+        if name not in FILES:
+            raise CheckpointError(f"{src}: \"files\" names {name[:80]!r}, which is not a file of a "
+                                  f"seqgen checkpoint ({', '.join(FILES)})")
+        if (not isinstance(entry, dict) or set(entry) != {"bytes", "sha256"}
+                or type(entry["bytes"]) is not int or entry["bytes"] < 0
+                or not isinstance(entry["sha256"], str) or len(entry["sha256"]) != 64):
+            raise CheckpointError(f"{src}: \"files\" entry of {name} must be "
+                                  "{\"bytes\": size, \"sha256\": hex digest}")
     return directory, meta
+
+
+def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
+    """Refuse a config that does not fit the weights file, or that needs far more memory than the
+    weights, before allocating anything: the model is built on the "meta" device (shapes only)
+    and compared with the safetensors header."""
+    import torch
+    from safetensors import safe_open
+
+    from seqgen.models import build_model
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # SafetensorError, OSError: not usable
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{weights_path}: not a valid safetensors file ({msg})") from None
+    if config.num_layers > len(shapes):
+        raise CheckpointError(f"{src}: \"model_config\" has {config.num_layers:,} layers but "
+                              f"{weights_path.name} holds only {len(shapes)} tensors")
+    sizes = [config.vocab_size, config.hidden_size, config.embed_dim, config.context_length]
+    total = sum(math.prod(s) for s in shapes.values())
+    if max(sizes) > max(total, 1) * 4 and max(sizes) > (1 << 24):
+        raise CheckpointError(f"{src}: \"model_config\" sizes ({max(sizes):,}) are too large for "
+                              f"the {total:,} weights in {weights_path.name}; not a real checkpoint")
+    try:
+        config.validate()
+        with torch.device("meta"):
+            plan = build_model(config)
+    except SeqgenError as e:
+        raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
+    except (RuntimeError, ValueError, TypeError, OverflowError) as e:
+        raise CheckpointError(f"{src}: the model config cannot be built ({type(e).__name__})") \
+            from None
+    expected = {k: tuple(v.shape) for k, v in plan.state_dict().items()}
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:4])}"
+                         f"{' ...' if len(unexpected) > 4 else ''}")
+        raise CheckpointError(
+            f"{weights_path}: the weights do not fit the model config ({'; '.join(parts)})"
+        )
+    for k, shape in expected.items():
+        if shapes[k] != shape:
+            raise CheckpointError(f"{weights_path}: tensor {k} has shape {shapes[k]}, the model "
+                                  f"config needs {shape}")
+    saved = set(expected)
+    extra = sum(b.numel() * b.element_size() for name, b in plan.named_buffers()
+                if name not in saved)
+    weight_bytes = weights_path.stat().st_size
+    if extra > max(MAX_EXTRA_BYTES, 4 * weight_bytes):
+        raise CheckpointError(
+            f"{src}: this model config needs {extra / 1e9:,.1f} GB of memory besides its "
+            f"{weight_bytes / 1e6:,.1f} MB of weights (one-hot or position tables); refused as "
+            "hostile or corrupt"
+        )
 
 
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
@@ -335,9 +470,10 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
             f"{src}: the model's vocab_size ({config.vocab_size}) differs from the tokenizer's "
             f"({tokenizer.vocab_size}); the checkpoint is inconsistent"
         )
-    weights = _load_tensors(_check_file(directory, WEIGHTS, meta), device="cpu")
+    weights_path = _check_file(directory, WEIGHTS, meta)
+    _plan_model(config, weights_path, src)  # before anything big is allocated
+    weights = _load_tensors(weights_path, device="cpu")
     try:
-        config.validate()
         model = build_model(config)
     except SeqgenError as e:
         raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
