@@ -138,10 +138,18 @@ class TrainConfig:
     def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
         if not isinstance(d, dict):
             raise CheckpointError(f"{source}: expected a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise CheckpointError(f"{source}: unknown keys {', '.join(unknown)}")
+        names = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+                 "None": (type(None),)}
+        for k, v in d.items():  # the annotations are strings such as "int | None"
+            allowed = tuple(t for part in str(known[k].type).split("|")
+                            for t in names.get(part.strip(), (object,)))
+            if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
+                raise CheckpointError(f"{source}: train_config {k!r} must be "
+                                      f"{known[k].type}, not {type(v).__name__}")
         return cls(**d)
 
     def validate(self) -> None:
@@ -190,6 +198,12 @@ class TrainConfig:
             raise UsageError(
                 f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
             )
+
+
+# TrainConfig fields that resolve_config always fills (a run to resume must have them all).
+RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "activation", "init",
+            "num_heads", "context_length", "positional", "batch_size", "seq_len", "lr",
+            "weight_decay")
 
 
 def _opt(name: str) -> str:
@@ -489,7 +503,9 @@ def default_out(corpus_name: str, root: str = "checkpoints") -> Path:
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem).strip(".-") or "run"
     base = Path(root) / stem
     p, i = base, 2
-    while (p / "checkpoint.json").exists():
+    from seqgen.fileio import is_locked
+
+    while (p / "checkpoint.json").exists() or is_locked(p):  # taken, or a run is starting there
         p, i = base.with_name(f"{stem}-{i}"), i + 1
     return p
 
@@ -546,7 +562,7 @@ class Trainer:
         device_name = self.overrides.get("device", self.config.device)
         self.dist = _dist_setup(device_name)
         try:
-            with self._signals():
+            with self._signals(), contextlib.ExitStack() as self._hold:
                 return self._run()
         finally:
             if self.dist.owns_group:
@@ -565,7 +581,18 @@ class Trainer:
         resume_state = None
         if self.resume is not None:
             run_dir, meta, resume_state = ck.load_train_state(self.resume)
-            cfg = TrainConfig.from_dict(meta["train_config"], source=str(run_dir / ck.META))
+            src = run_dir / ck.META
+            cfg = TrainConfig.from_dict(meta["train_config"], source=str(src))
+            unresolved = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is None
+                          and f.name in RESOLVED]
+            if unresolved or cfg.preset == "auto":
+                raise CheckpointError(f"{src}: \"train_config\" does not give "
+                                      f"{', '.join(unresolved) or 'the preset'}; it was not "
+                                      "written by seqgen train, so it cannot be resumed")
+            try:
+                cfg.validate()
+            except UsageError as e:
+                raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
             for k, v in self.overrides.items():
                 if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
                     raise UsageError(f"{_opt(k)} cannot change when resuming (the run was "
@@ -677,6 +704,12 @@ class Trainer:
             raise UsageError(f"--out {out}: already holds a checkpoint; continue it with "
                              f"--resume {out}, pass --overwrite, or choose another --out")
         rcfg.out = str(out)
+        stale_lock = None
+        if self.dist.rank == 0:  # one writer per run directory (.seqgen.lock), until run() ends
+            from seqgen.fileio import directory_lock
+
+            stale_lock = self._hold.enter_context(
+                directory_lock(out, "--out" if resume_state is None else None))
 
         # -- restore the training state
         history: list[dict] = []
@@ -754,7 +787,9 @@ class Trainer:
             f"{model.summary()} | {corpus.name}: {len(data.train_ids):,} train / "
             f"{len(data.val_ids):,} val tokens | batch {rcfg.batch_size} x {rcfg.seq_len} | "
             f"{device} {precision}" + (f" x{self.dist.world} processes" if self.dist.enabled
-                                       else "")), **info))
+                                       else "")
+            + (f" | took over the lock left by {stale_lock}, no longer running" if stale_lock
+               else "")), **info))
 
         # -- the loop
         sync = self.dist.enabled
