@@ -108,6 +108,8 @@ def directory_lock(directory: str | os.PathLike, option: str | None = "--out"
     """
     directory = Path(directory)
     path = directory / LOCK_NAME
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{option or 'the run directory'} {directory}: is a file, not a directory")
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:
