@@ -20,7 +20,7 @@ from seqgen.cli.app import app
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--hidden-size", "24", "--embed-dim", "8", "--batch-size", "4",
         "--seq-len", "16", "--eval-every", "4", "--warmup-steps", "2", "--device", "cpu",
-        "--eval-tokens", "512"]
+        "--eval-tokens", "512", "--threads", "1"]
 
 
 def run(*args):
