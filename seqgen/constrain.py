@@ -242,8 +242,31 @@ class AbcConstraint:
         self._moves[key] = nxt
         return nxt
 
+    def _sig(self, s: State) -> State:
+        """A representative of the states whose masks equal that of `s`: the bar count matters
+        only as 0, below min_bars, up to max_bars - 2, max_bars - 1 and beyond, and the length of
+        free header text only as empty, under the limit or at it. Masks are cached per
+        representative, so a new bar or title seldom needs a new mask."""
+        if s.phase == 1:
+            b = s.bars
+            if b == 0:
+                return s
+            if b >= self.max_bars:
+                rb = self.max_bars
+            elif b == self.max_bars - 1:
+                rb = b
+            elif b < self.min_bars:
+                rb = 1
+            else:
+                rb = self.min_bars
+            return s if rb == b else s._replace(bars=rb)
+        if s.hl == "value" and s.letter == "T" and not s.lenient and 1 < s.vlen < MAX_FIELD_CHARS:
+            return s._replace(vlen=1)
+        return s
+
     def _live(self, s: State) -> bool:
         """Some character or <eos> may follow state `s`."""
+        s = self._sig(s)
         live = self._alive.get(s)
         if live is None:
             live = self._eos(s) is not None or any(
@@ -253,6 +276,7 @@ class AbcConstraint:
 
     def mask(self, s: State) -> np.ndarray:
         """The ids allowed after state `s` (bool array of vocab_size; never all False)."""
+        s = self._sig(s)
         m = self._masks.get(s)
         if m is None:
             import numpy as np

@@ -176,8 +176,12 @@ def test_every_reachable_state_can_go_on():
             m = c2.mask(s)
             ids = [i for i in range(1, len(m)) if m[i]]
             assert ids or m[EOS_ID], s
-            for i in ids:
-                todo.append(c2.advance(s, i))
+            assert (c2.advance(s, EOS_ID) is not None) == bool(m[EOS_ID])
+            for i in range(1, len(m)):  # the (shared) mask says exactly which moves exist
+                nxt = c2.advance(s, i)
+                assert (nxt is not None) == bool(m[i]), (s, TOK.itos[i])
+                if nxt is not None:
+                    todo.append(nxt)
     assert len(seen) >= 3000
 
 
