@@ -178,6 +178,8 @@ class AbcConstraint:
         self._note_rep = {i: letters[0] for i in letters}
         self._note_rep.update({i: i for i, c in self._chars if c in BODY_CHARS})
         self._note_rep[EOS_ID] = EOS_ID
+        self._ids = [i for i, _ in self._chars]
+        self._body_ids = [i for i, c in self._chars if c in BODY_CHARS]  # the rest: never
         text = [i for i, c in self._chars if c != " " and (c.isalnum() or c in TEXT_PUNCTUATION)]
         self._text_rep = {i: text[0] for i in text} if text else {}
 
@@ -204,6 +206,7 @@ class AbcConstraint:
         self._masks: dict[State, np.ndarray] = {}
         self._moves: dict[tuple[State, int], State | None] = {}
         self._alive: dict[State, bool] = {}
+        self._sigs: dict[State, State] = {}
 
     @classmethod
     def for_tokenizer(cls, tokenizer: Tokenizer, **kw) -> AbcConstraint:
@@ -247,6 +250,12 @@ class AbcConstraint:
         only as 0, below min_bars, up to max_bars - 2, max_bars - 1 and beyond, and the length of
         free header text only as empty, under the limit or at it. Masks are cached per
         representative, so a new bar or title seldom needs a new mask."""
+        r = self._sigs.get(s)
+        if r is None:
+            r = self._sigs[s] = self._representative(s)
+        return r
+
+    def _representative(self, s: State) -> State:
         if s.phase == 1:
             b = s.bars
             if b == 0:
@@ -282,7 +291,7 @@ class AbcConstraint:
             import numpy as np
 
             m = np.zeros(len(self.itos), dtype=bool)
-            for i, _c in self._chars:
+            for i in self._body_ids if s.phase == 1 else self._ids:
                 m[i] = self.advance(s, i) is not None
             m[EOS_ID] = self.advance(s, EOS_ID) is not None
             if not m.any():  # never happens for states the grammar reaches (tested)
