@@ -74,13 +74,15 @@ def seqgen_case(model, tok, length, num_samples=1, decoder="auto", threads=None)
 
 def first_char_seconds(ckpt: Path) -> float:
     """Start `seqgen sample` and return the seconds until its first byte on stdout."""
-    cmd = [sys.executable, "-m", "seqgen", "sample", str(ckpt), "--length", "1", "--seed", "1",
-           "--quiet"]
+    cmd = [sys.executable, "-m", "seqgen", "--quiet", "sample", str(ckpt), "--length", "1",
+           "--seed", "1"]
     t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    p.stdout.read(1)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.read(1)
     t = time.perf_counter() - t0
-    p.communicate()
+    _, err = p.communicate()
+    if p.returncode != 0 or not first:
+        sys.exit(f"{' '.join(cmd)} failed: {err.decode()}")
     return t
 
 
