@@ -129,7 +129,10 @@ def test_unknown_skip_warns_and_samples(ckpt):
 
 
 def test_default_checkpoint_is_the_newest_under_checkpoints(tmp_path, monkeypatch, ckpt):
+    import seqgen.evaluate
+
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(seqgen.evaluate, "default_model_dir", lambda: None)  # no shipped model
     r = invoke("sample")
     assert r.exit_code == 2 and "seqgen train" in r.stderr
     save_checkpoint(tmp_path / "checkpoints" / "run1", bigram_model(CHAIN), TOK, {}, "t", "abc", 1)
