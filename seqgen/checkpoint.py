@@ -98,8 +98,12 @@ def _pending(directory: Path, name: str) -> Path:
 
 
 def _matches(path: Path, entry: Any) -> bool:
-    return (isinstance(entry, dict) and path.is_file() and path.stat().st_size == entry.get("bytes")
-            and _sha256(path) == entry.get("sha256"))
+    try:
+        return (isinstance(entry, dict) and path.is_file()
+                and path.stat().st_size == entry.get("bytes")
+                and _sha256(path) == entry.get("sha256"))
+    except OSError:  # renamed or removed meanwhile by the run that writes it
+        return False
 
 
 def _finish_pending(directory: Path) -> None:
@@ -182,15 +186,17 @@ def _check_file(directory: Path, name: str, meta: dict) -> Path:
         raise CheckpointError(f"{directory / META}: \"files\" does not describe {name}")
     if _pending(directory, name).is_file() and _matches(_pending(directory, name), entry):
         return _pending(directory, name)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    size = path.stat().st_size
-    if size != entry.get("bytes"):
-        raise CheckpointError(
-            f"{path}: {size:,} bytes, expected {entry.get('bytes')!r}; the file is truncated or "
-            "was replaced"
-        )
-    if _sha256(path) != entry.get("sha256"):
+    try:
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            raise CheckpointError(
+                f"{path}: {size:,} bytes, expected {entry.get('bytes')!r}; the file is truncated "
+                "or was replaced"
+            )
+        digest = _sha256(path)
+    except OSError:
+        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete") from None
+    if digest != entry.get("sha256"):
         raise CheckpointError(f"{path}: SHA-256 does not match {META}; the file is corrupt")
     return path
 
@@ -445,11 +451,51 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
         )
 
 
+def _files_state(directory: Path) -> tuple:
+    """What a writer changes in `directory`: inode and mtime of each checkpoint file."""
+    out = []
+    for name in (META, *FILES, *(f".{n}{PENDING}" for n in FILES)):
+        try:
+            st = (directory / name).stat()
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+def _while_stable(path: str | os.PathLike, load):
+    """load() again when it failed while a training run was saving into the directory (a reader
+    can see the new checkpoint.json with the old weights for a moment): a failure is reported
+    only when the directory did not change while reading."""
+    import time
+
+    for attempt in range(50):
+        try:
+            directory = resolve_dir(path)
+        except CheckpointError:
+            directory = None
+        before = _files_state(directory) if directory else None
+        try:
+            return load()
+        except (CheckpointError, OSError) as e:
+            if directory is None or _files_state(directory) == before or attempt == 49:
+                if isinstance(e, OSError):
+                    raise CheckpointError(f"{e.filename or path}: cannot read "
+                                          f"({e.strerror or e})") from None
+                raise
+            time.sleep(0.02)
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`.
 
-    The model is returned in eval mode. Any problem is a CheckpointError naming the file.
+    The model is returned in eval mode. Any problem is a CheckpointError naming the file. It is
+    safe to load from a run directory while `seqgen train` is saving into it.
     """
+    return _while_stable(path, lambda: _load_checkpoint(path, device))
+
+
+def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     from seqgen.models import ModelConfig, build_model
     from seqgen.tokenizer import Tokenizer
 
@@ -514,6 +560,14 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
+    """The run directory, its checkpoint.json and its training state, for --resume.
+
+    CheckpointError when `path` is not a checkpoint or holds no training state (best/ has none).
+    """
+    return _while_stable(path, lambda: _load_train_state(path))
+
+
+def _load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
     """The run directory, its checkpoint.json and its training state, for --resume.
 
     CheckpointError when `path` is not a checkpoint or holds no training state (best/ has none).
