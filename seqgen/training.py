@@ -123,6 +123,7 @@ class TrainConfig:
     eval_tokens: int = 262144  # at most this many validation tokens per evaluation
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
     log_every: int = 10  # steps between train-loss points in metrics.jsonl
+    log_grad_norms: bool = False  # also log every step's gradient norm (before clipping)
     out: str | None = None  # run directory; default checkpoints/<corpus name>
     overwrite: bool = False  # allow --out to replace an existing checkpoint
     device: str = "auto"  # auto | cpu | cuda | mps
@@ -518,7 +519,8 @@ class Trainer:
     """
 
     RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
-                           "log_every", "device", "precision", "compile", "threads")
+                           "log_every", "log_grad_norms", "device", "precision", "compile",
+                           "threads")
 
     def __init__(self, config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None]
                  | None = None, resume: str | os.PathLike | None = None,
@@ -579,7 +581,13 @@ class Trainer:
 
         # -- config: fresh, or the saved one on resume
         resume_state = None
+        locked = None
         if self.resume is not None:
+            rp = Path(self.resume).expanduser()
+            if self.dist.rank == 0 and (rp / ck.META).is_file():  # before reading: no live run
+                from seqgen.fileio import directory_lock
+
+                locked = (rp, self._hold.enter_context(directory_lock(rp, None)))
             run_dir, meta, resume_state = ck.load_train_state(self.resume)
             src = run_dir / ck.META
             cfg = TrainConfig.from_dict(meta["train_config"], source=str(src))
@@ -704,8 +712,9 @@ class Trainer:
             raise UsageError(f"--out {out}: already holds a checkpoint; continue it with "
                              f"--resume {out}, pass --overwrite, or choose another --out")
         rcfg.out = str(out)
-        stale_lock = None
-        if self.dist.rank == 0:  # one writer per run directory (.seqgen.lock), until run() ends
+        stale_lock = locked[1] if locked else None
+        if self.dist.rank == 0 and not (locked and locked[0].resolve() == out.resolve()):
+            # one writer per run directory (.seqgen.lock), until run() ends
             from seqgen.fileio import directory_lock
 
             stale_lock = self._hold.enter_context(
@@ -796,6 +805,7 @@ class Trainer:
         tokens_per_step = rcfg.batch_size * rcfg.seq_len
         last_eval_s = 0.0
         loss_acc, loss_n, grad_norm = 0.0, 0, None
+        gn_max, gn_clipped, gn_n = 0.0, 0, 0  # since the last log point (from gn_v: no extra sync)
         rate_t, rate_steps = time.perf_counter(), 0
         tok_s = None
         last_val, last_train = None, None
@@ -840,6 +850,10 @@ class Trainer:
                 what = "loss" if not math.isfinite(loss_v) else "gradient norm"
                 last = f"the last good checkpoint is {out} (step {_saved_step(out)})" \
                     if (out / ck.META).exists() else "no checkpoint was saved yet"
+                if self.dist.rank == 0 and rcfg.log_grad_norms:  # the norms leading up to it
+                    history.append({"step": self.step + 1, "grad_norm": gn_v if
+                                    math.isfinite(gn_v) else None, "nonfinite": what})
+                    _write_history(out / "metrics.jsonl", history)
                 raise TrainingError(
                     f"the {what} became {loss_v if what == 'loss' else gn_v} at step "
                     f"{self.step + 1}; {last}; try a lower --lr (now {rcfg.lr:g}) or --grad-clip"
@@ -852,6 +866,8 @@ class Trainer:
             loss_acc += loss_v
             loss_n += 1
             grad_norm = gn_v
+            gn_max, gn_n = max(gn_max, gn_v), gn_n + 1
+            gn_clipped += rcfg.grad_clip > 0 and gn_v > rcfg.grad_clip
             rate_steps += 1
             if rate_steps >= 5:
                 t = time.perf_counter()
@@ -861,7 +877,11 @@ class Trainer:
             if self.step % rcfg.log_every == 0:
                 history.append({"step": self.step, "time_s": round(self.elapsed, 3),
                                 "train_loss": loss_acc / loss_n, "lr": lr_now,
-                                "grad_norm": grad_norm, "tokens_per_s": tok_s})
+                                "grad_norm": grad_norm, "grad_norm_max": gn_max,
+                                "clipped_fraction": gn_clipped / gn_n, "tokens_per_s": tok_s})
+                gn_max, gn_clipped, gn_n = 0.0, 0, 0
+            elif rcfg.log_grad_norms:  # a log point carries its own step's norm
+                history.append({"step": self.step, "grad_norm": gn_v})
             self._emit(ProgressEvent("step", self.step, train_loss=loss_v, lr=lr_now,
                                      tokens_per_s=tok_s, grad_norm=gn_v, elapsed_s=self.elapsed,
                                      best_val_loss=best_val, val_loss=last_val, **info))
@@ -946,6 +966,10 @@ class Trainer:
             progress = max(progress, self.elapsed / (cfg.minutes * 60))
         progress = min(1.0, max(0.0, progress))
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
 
 
 def _bpc(nats: float | None) -> float | None:
@@ -1048,8 +1072,13 @@ def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent],
 
 
 # --------------------------------------------------------------------------------- plotting
-def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
-    """A PNG of train and validation loss (nats per token) against step; returns `path`."""
+def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "",
+                    grad_clip: float | None = None) -> Path:
+    """A PNG of train and validation loss (nats per token) against step; returns `path`.
+
+    When the history has gradient norms (before clipping), a second panel draws them on a log
+    scale (every step's with --log-grad-norms; the largest since the previous log point too),
+    with a dotted line at `grad_clip` when it is > 0."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1060,7 +1089,13 @@ def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "
     tr = [(h["step"], h["train_loss"]) for h in history
           if h.get("train_loss") is not None and "val_loss" not in h]
     va = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    gn = [(h["step"], h["grad_norm"]) for h in history if _positive(h.get("grad_norm"))]
+    gmax = [(h["step"], h["grad_norm_max"]) for h in history if _positive(h.get("grad_norm_max"))]
+    if gn or gmax:
+        fig, (ax, gax) = plt.subplots(2, 1, figsize=(7, 6), dpi=110, sharex=True,
+                                      gridspec_kw={"height_ratios": [2, 1]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     if tr:
         ax.plot(*zip(*tr, strict=True), label="train", linewidth=1, alpha=0.8)
     if va:
@@ -1069,12 +1104,26 @@ def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "
         ax.axhline(best[1], color="gray", linestyle=":", linewidth=1)
         ax.annotate(f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points",
                     xytext=(5, 8), fontsize=8)
-    ax.set_xlabel("step")
     ax.set_ylabel("loss (nats per character)")
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
+    if gn or gmax:
+        if gn:
+            gax.plot(*zip(*gn, strict=True), label="gradient norm", linewidth=0.8)
+        if gmax:
+            gax.plot(*zip(*gmax, strict=True), label="max since last point", linewidth=0.8,
+                     marker=".", markersize=3, alpha=0.7)
+        if grad_clip:
+            gax.axhline(grad_clip, color="gray", linestyle=":", linewidth=1,
+                        label=f"--grad-clip {grad_clip:g}")
+        gax.set_yscale("log")
+        gax.set_ylabel("norm before clipping")
+        gax.grid(alpha=0.3, which="both")
+        gax.legend(fontsize=8)
+        ax = gax
+    ax.set_xlabel("step")
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
