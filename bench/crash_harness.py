@@ -65,9 +65,10 @@ class Kill:
     how: str  # "in-write" (a temporary file existed), "after-progress", "blind"
     after_s: float  # seconds since the child started
     saved_step: int | None  # step of the checkpoint left behind
-    during_write: bool  # the kill interrupted a checkpoint save (temp file or newer files left)
+    during_write: bool  # the kill interrupted a checkpoint save of this child
     ok: bool
     error: str = ""
+    left: str = ""  # what the interrupted save left: "temp file", "committed, not renamed", ...
 
 
 @dataclass
@@ -99,6 +100,8 @@ class Report:
         d["kills_during_write"] = sum(k.during_write for k in self.kills)
         d["kills_by_how"] = {h: sum(k.how == h for k in self.kills)
                              for h in ("in-write", "after-progress", "blind")}
+        d["saves_cut_short"] = {x: sum(k.left == x for k in self.kills)
+                                for x in sorted({k.left for k in self.kills} - {""})}
         return d
 
 
@@ -184,20 +187,43 @@ def temp_files(run: Path) -> list[Path]:
             if p.name.startswith(".") and p.name.endswith(".tmp")]
 
 
-def interrupted_save(run: Path) -> bool:
-    """True when the directory shows a save in progress: a temporary file, or a file written
-    after the checkpoint.json that describes it (the run directory's own files or best/)."""
+def snapshot(run: Path) -> dict[str, int]:
+    """{relative path: mtime_ns} of the run directory's files (the lock file aside)."""
+    if not run.is_dir():
+        return {}
+    return {str(p.relative_to(run)): p.stat().st_mtime_ns for p in run.rglob("*")
+            if p.is_file() and p.name != ".seqgen.lock"}
+
+
+def interrupted_save(run: Path, before: dict[str, int]) -> str:
+    """What a save cut short by the kill left in the run directory ("" when the kill did not
+    interrupt a save of this child): a temporary file (killed inside a file write), pending files
+    that checkpoint.json already describes (killed after the commit, before the renames), pending
+    files it does not (killed before the commit), or files newer than their checkpoint.json."""
+    from seqgen import checkpoint as ck
+
+    now = snapshot(run)
+    if now == before:
+        return ""
     if temp_files(run):
-        return True
-    meta = run / "checkpoint.json"
-    if not meta.exists():
-        return any(run.iterdir()) if run.is_dir() else False
-    t = meta.stat().st_mtime_ns
-    for p in list(run.iterdir()) + (list((run / "best").iterdir()) if (run / "best").is_dir()
-                                    else []):
-        if p.is_file() and not p.name.endswith(".lock") and p.stat().st_mtime_ns > t:
-            return True
-    return False
+        return "temp file"
+    for d in (run, run / "best"):
+        pending = [n for n in ck.FILES if ck._pending(d, n).exists()]
+        if pending:
+            try:
+                files = json.loads((d / ck.META).read_text())["files"]
+            except (OSError, ValueError, KeyError):
+                files = {}
+            committed = any(ck._matches(ck._pending(d, n), files.get(n)) for n in pending)
+            return "committed, not renamed" if committed else "pending, not committed"
+    for d in (run, run / "best"):
+        meta = d / "checkpoint.json"
+        if meta.exists():
+            t = meta.stat().st_mtime_ns
+            if any(p.is_file() and p.name != ".seqgen.lock" and p.stat().st_mtime_ns > t
+                   for p in d.iterdir()):
+                return "files newer than checkpoint.json"
+    return ""
 
 
 def check_run(run: Path, last_step: int | None) -> tuple[int | None, str]:
@@ -285,6 +311,7 @@ def run_harness(kills: int = 20, steps: int = 150, seed: int = 0, workdir: Path 
         child = Child(args, logs / f"kill{n}.log", exec_mode)
         how = rng.choices(["in-write", "after-progress", "blind"], [4, 4, 2])[0]
         before = saved_step(run)
+        files_before = snapshot(run)
         if how == "in-write":
             # wait for progress, then for a temporary checkpoint file: kill inside the write
             wait_for(lambda b=before: saved_step(run) != b, child, 120)
@@ -305,13 +332,13 @@ def run_harness(kills: int = 20, steps: int = 150, seed: int = 0, workdir: Path 
         after = child.age
         child.signal(signal.SIGKILL)
         child.wait()
-        during = interrupted_save(run)
+        left = interrupted_save(run, files_before)
         step, err = check_run(run, last_step)
         if not err and step is not None:
             last_step = step
-        report.kills.append(Kill(n, how, round(after, 3), step, during, not err, err))
+        report.kills.append(Kill(n, how, round(after, 3), step, bool(left), not err, err, left))
         log(f"kill {n:3d} {how:15s} at {after:6.2f}s  step {step}  "
-            f"{'during a save' if during else ''} {('FAIL ' + err) if err else 'ok'}")
+            f"{('save cut short: ' + left) if left else ''} {('FAIL ' + err) if err else 'ok'}")
         n += 1
         if err:
             break
@@ -373,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ncommand: python bench/crash_harness.py {shlex.join(argv or sys.argv[1:])}")
     print(f"run: {report.command}  ({report.mode})")
     print(f"kills survived: {s['kills_survived']}/{s['kills_total']} "
-          f"({s['kills_during_write']} during a checkpoint save; {s['kills_by_how']}), "
+          f"({s['kills_during_write']} during a checkpoint save: {s['saves_cut_short']}; "
+          f"{s['kills_by_how']}), "
           f"resumes {report.resumes}, signals {report.signals}, final exit {report.final_exit}, "
           f"max |diff| {report.max_abs_diff}, {report.wall_s} s")
     for e in report.errors:
