@@ -94,6 +94,10 @@ def train(
         rich_help_panel=PB),
     log_every: int = typer.Option(10, help="Steps between train-loss points in metrics.jsonl.",
                                   rich_help_panel=PB),
+    log_grad_norms: bool = typer.Option(
+        False, "--log-grad-norms", help="Also write the gradient norm (before clipping) of every "
+        "step to metrics.jsonl and loss.png, not only every --log-every steps.",
+        rich_help_panel=PB),
     out: str | None = typer.Option(
         None, "--out", "-o", help="Run directory (default: checkpoints/<corpus name>, numbered if "
         "taken).", rich_help_panel=PB),
@@ -144,7 +148,7 @@ def train(
         return
     if plot and res.history:
         plot_loss_curve(res.history, res.out / "loss.png", title=f"{res.corpus_name}: "
-                        f"{res.model_summary}")
+                        f"{res.model_summary}", grad_clip=res.config.grad_clip)
     _summary(res)
     result(str(res.out))
 
