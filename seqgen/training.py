@@ -1117,7 +1117,7 @@ def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "
                      marker=".", markersize=3, alpha=0.7)
         if grad_clip:
             gax.axhline(grad_clip, color="gray", linestyle=":", linewidth=1,
-                        label=f"--grad-clip {grad_clip:g}")
+                        label=f"clip threshold {grad_clip:g}")
         gax.set_yscale("log")
         gax.set_ylabel("norm before clipping")
         gax.grid(alpha=0.3, which="both")
