@@ -390,6 +390,17 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
     return directory, meta
 
 
+def _size_estimate(config: ModelConfig) -> int:
+    """Parameters plus buffers (in elements) the config needs, from the models' shapes; a quick
+    upper-bound sketch that lets ordinary checkpoints skip the slower exact plan below."""
+    V, H, L, C = config.vocab_size, config.hidden_size, config.num_layers, config.context_length
+    if config.kind == "transformer":
+        return 2 * V * H + C * H + L * (12 * H * H + 4 * H) + 2 * H + V * max(H, 1)
+    E = V if config.embedding == "onehot" else config.embed_dim
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}.get(config.kind, 4)
+    return V * max(E, V) + gates * L * (H * (E + H) + H * H + 2 * H) + H * V
+
+
 def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
     """Refuse a config that does not fit the weights file, or that needs far more memory than the
     weights, before allocating anything: the model is built on the "meta" device (shapes only)
@@ -413,6 +424,15 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
     if max(sizes) > max(total, 1) * 4 and max(sizes) > (1 << 24):
         raise CheckpointError(f"{src}: \"model_config\" sizes ({max(sizes):,}) are too large for "
                               f"the {total:,} weights in {weights_path.name}; not a real checkpoint")
+    weight_bytes = weights_path.stat().st_size
+    try:
+        plausible = _size_estimate(config) * 4 <= 4 * weight_bytes + MAX_EXTRA_BYTES
+    except (TypeError, ValueError, OverflowError):
+        plausible = False
+    if plausible:
+        # Building it allocates about as much as the weights: the exact shape checks run on the
+        # real model in load_checkpoint. (Building on "meta" would import torch._dynamo: ~3 s.)
+        return
     try:
         config.validate()
         with torch.device("meta"):
@@ -442,7 +462,6 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
     saved = set(expected)
     extra = sum(b.numel() * b.element_size() for name, b in plan.named_buffers()
                 if name not in saved)
-    weight_bytes = weights_path.stat().st_size
     if extra > max(MAX_EXTRA_BYTES, 4 * weight_bytes):
         raise CheckpointError(
             f"{src}: this model config needs {extra / 1e9:,.1f} GB of memory besides its "
