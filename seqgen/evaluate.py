@@ -80,12 +80,13 @@ class TuneStats:
 
     mode: str  # "abc" | "none" | "corpus"
     tunes: int = 0
-    finished: float = 1.0  # share of tunes that ended (<eos> or the next X:) within --length
-    converts: float = 0.0
-    headers: float = 0.0
+    # rates: None where not measured (the training tunes are described, not checked)
+    finished: float | None = None  # share that ended (<eos> or the next X:) within --length
+    converts: float | None = None
+    headers: float | None = None
     metrical: float | None = None  # mean metrical share over the tunes where it was measured
-    ends_with_barline: float = 0.0
-    valid: float = 0.0
+    ends_with_barline: float | None = None
+    valid: float | None = None
     copies: float | None = None
     meters: dict[str, int] = field(default_factory=dict)
     keys: dict[str, int] = field(default_factory=dict)
