@@ -234,7 +234,6 @@ def _walker() -> AbcConstraint:
     return _WALKER[0]
 
 
-@pytest.mark.slow
 def test_random_tunes_pass_the_music_check():
     """The property that matters: whatever the sampler picks among the allowed characters, the
     tune passes seqgen's music check (converts, headers, bar lengths, final barline)."""
