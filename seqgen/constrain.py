@@ -18,7 +18,8 @@ Body, a sequence of bars:
     Barlines ``|  ||  |]  |:  :|  ::``; endings ``[1`` after a barline and ``[2`` after ``:|``;
     a line break only right after a barline; no blank lines, comments or inline fields; a line
     never starts with a letter and a colon (ABC would read it as a header field).
-    ``<eos>`` only right after a barline (so the tune ends with one), once the tune has at least
+    ``|]`` ends the tune; ``<eos>`` only right after a barline (so the tune ends with one), once
+    the tune has at least
     `min_bars` bars; after `max_bars` bars the next barline ends the tune.
 Bar lengths under ``L:`` and ``M:``: the constraint tracks the duration of the current bar (a
     triplet counts as two of its notes, a broken pair as two equal notes) and forbids any note
@@ -511,6 +512,8 @@ class AbcConstraint:
             return None
         if kind == "|:" and s.bars + 1 >= self.max_bars:
             return None  # the tune must end at this barline: not with an opening repeat
+        if kind == "|]" and s.bars + 1 < self.min_bars:
+            return None  # '|]' ends the tune, which is not long enough yet
         return s._replace(e="bar", p="", prev=kind, edge=kind in SECTION_BARS,
                           dur=0, notes=False, bars=s.bars + 1, last=None)
 
@@ -623,7 +626,7 @@ class AbcConstraint:
                 return self._close_bar(s, ":" + ch) if ch in "|:" else None
             return None
         if e in ("bar", "nl", "start"):
-            if s.bars >= self.max_bars:
+            if s.bars >= self.max_bars or s.prev == "|]":  # the tune is over
                 return s._replace(e="nl") if ch == "\n" and e == "bar" else None
             if e == "bar":
                 if ch == "\n":

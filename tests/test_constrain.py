@@ -116,6 +116,8 @@ def test_tune_ends_only_after_a_barline(c):
     assert c.mask(s)[EOS_ID]
     s = feed(c, HEAD + "ABcd | ABcd |:")
     assert not c.mask(s)[EOS_ID]  # an opening repeat is no end
+    assert c.allowed_chars(feed(c, HEAD + "ABcd | ABcd |]")) == "\x00\n"  # |] is the end
+    assert "]" not in c.allowed_chars(feed(c, HEAD + "ABcd |"))  # but not before min_bars
 
 
 def test_max_bars_forces_the_end():
