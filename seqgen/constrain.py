@@ -19,8 +19,7 @@ Body, a sequence of bars:
     a line break only right after a barline; no blank lines, comments or inline fields; a line
     never starts with a letter and a colon (ABC would read it as a header field).
     ``|]`` ends the tune; ``<eos>`` only right after a barline (so the tune ends with one), once
-    the tune has at least
-    `min_bars` bars; after `max_bars` bars the next barline ends the tune.
+    the tune has at least `min_bars` bars; after `max_bars` bars the next barline ends it.
 Bar lengths under ``L:`` and ``M:``: the constraint tracks the duration of the current bar (a
     triplet counts as two of its notes, a broken pair as two equal notes) and forbids any note
     that would overfill the bar; a plain ``|`` may close a bar only when the bar is full, or it is
