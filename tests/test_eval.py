@@ -204,3 +204,8 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
     assert r.exit_code == 2 and "--key needs --meter" in r.stderr
     r = runner.invoke(app, ["sample", "--meter", "7/x", "--tunes", "1"])
     assert r.exit_code == 2 and "--meter" in r.stderr
+    r = runner.invoke(app, ["sample", "--constrain", "xml", "--tunes", "1"])
+    assert r.exit_code == 2 and "--constrain must be abc or none" in r.stderr
+    r = runner.invoke(app, ["sample", "--constrain", "none", "--tunes", "1", "--seed", "3"])
+    assert r.exit_code == 0 and r.stdout.startswith("X:1\n")
+    assert "ABC constraint on" not in r.stderr
