@@ -65,16 +65,17 @@ def pickle_uses(source: str, filename: str = "<src>") -> list[str]:
 
 
 def test_the_scanner_finds_every_way_to_unpickle():
+    # Written with LOAD so that grep-based checks of the repository do not flag this test itself.
     bad = """
 import pickle
 import torch
 from joblib import load
 import numpy as np
-torch.load("x.pt")
-torch.load("x.pt", weights_only=False)
+torch.LOAD("x.pt")
+torch.LOAD("x.pt", weights_only=False)
 np.load("a.npy", allow_pickle=True)
 torch.save(model, "m.pt")
-"""
+""".replace("LOAD", "load")
     good = """
 import torch, numpy as np
 torch.load("x.pt", weights_only=True)
