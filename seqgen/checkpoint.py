@@ -390,6 +390,24 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
     return directory, meta
 
 
+def _check_shapes(expected: dict[str, tuple], found: dict[str, tuple], path: Path) -> None:
+    """CheckpointError unless the tensors `found` in `path` are exactly those the model needs."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:4])}"
+                         f"{' ...' if len(unexpected) > 4 else ''}")
+        raise CheckpointError(f"{path}: the weights do not fit the model config ({'; '.join(parts)})")
+    for k, shape in expected.items():
+        if found[k] != shape:
+            raise CheckpointError(f"{path}: tensor {k} has shape {found[k]}, the model config "
+                                  f"needs {shape}")
+
+
 def _size_estimate(config: ModelConfig) -> int:
     """Parameters plus buffers (in elements) the config needs, from the models' shapes; a quick
     upper-bound sketch that lets ordinary checkpoints skip the slower exact plan below."""
@@ -443,22 +461,7 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
         raise CheckpointError(f"{src}: the model config cannot be built ({type(e).__name__})") \
             from None
     expected = {k: tuple(v.shape) for k, v in plan.state_dict().items()}
-    missing = sorted(set(expected) - set(shapes))
-    unexpected = sorted(set(shapes) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:4])}"
-                         f"{' ...' if len(unexpected) > 4 else ''}")
-        raise CheckpointError(
-            f"{weights_path}: the weights do not fit the model config ({'; '.join(parts)})"
-        )
-    for k, shape in expected.items():
-        if shapes[k] != shape:
-            raise CheckpointError(f"{weights_path}: tensor {k} has shape {shapes[k]}, the model "
-                                  f"config needs {shape}")
+    _check_shapes(expected, shapes, weights_path)
     saved = set(expected)
     extra = sum(b.numel() * b.element_size() for name, b in plan.named_buffers()
                 if name not in saved)
@@ -542,25 +545,8 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
         model = build_model(config)
     except SeqgenError as e:
         raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:4])}"
-                         f"{' ...' if len(unexpected) > 4 else ''}")
-        raise CheckpointError(
-            f"{directory / WEIGHTS}: the weights do not fit the model config ({'; '.join(parts)})"
-        )
-    for k, v in expected.items():
-        if tuple(weights[k].shape) != tuple(v.shape):
-            raise CheckpointError(
-                f"{directory / WEIGHTS}: tensor {k} has shape {tuple(weights[k].shape)}, the model "
-                f"config needs {tuple(v.shape)}"
-            )
+    _check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
+                  {k: tuple(v.shape) for k, v in weights.items()}, directory / WEIGHTS)
     model.load_state_dict(weights, strict=True)
     model.to(device)
     model.eval()
