@@ -43,6 +43,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, NamedTuple
 
 from seqgen.errors import UsageError
+from seqgen.music.abc import parse_meter, parse_unit  # noqa: F401  (part of this module's API)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,27 +91,6 @@ def _prefixes(words) -> frozenset[str]:
     return frozenset(w[:i] for w in words for i in range(len(w) + 1))
 
 
-
-
-def parse_meter(text: str) -> Fraction | None:
-    """The bar length of an ``M:`` value in whole notes ('6/8' -> 3/4, 'C' -> 1); None for free
-    meter or anything unreadable."""
-    t = text.strip()
-    if t in ("C", "C|"):
-        return Fraction(1)
-    num, sep, den = t.partition("/")
-    if sep and num.strip().isdigit() and den.strip().isdigit() and int(den) > 0 and int(num) > 0:
-        return Fraction(int(num), int(den))
-    return None
-
-
-def parse_unit(text: str, bar: Fraction | None) -> Fraction:
-    """The unit note length of an ``L:`` value; when absent or unreadable, ABC's default (1/16
-    for a meter under 3/4, else 1/8)."""
-    num, sep, den = text.strip().partition("/")
-    if sep and num.isdigit() and den.isdigit() and int(den) > 0 and int(num) > 0:
-        return Fraction(int(num), int(den))
-    return Fraction(1, 16) if bar is not None and bar < Fraction(3, 4) else Fraction(1, 8)
 
 
 class ConstraintError(UsageError):

@@ -6,9 +6,10 @@ A corpus argument is one of:
 - the name of a corpus bundled in an installed package (``folk``, ``ryans``, ... see BUNDLED).
 
 A corpus is a list of documents. ABC files are split into tunes at ``X:`` headers; a text file is one
-document, or one per blank-line separated block when asked (``split_docs``). The validation split
-holds out whole documents (deterministic for a seed); a single-document corpus is split by position,
-the last part held out, as nanoGPT does with tinyshakespeare.
+document, or one per blank-line separated block when asked (``split_docs``). Training reads ABC
+tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``).
+The validation split holds out whole documents (deterministic for a seed); a single-document
+corpus is split by position, the last part held out, as nanoGPT does with tinyshakespeare.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqgen.errors import DataError, UsageError
-from seqgen.music.abc import looks_like_abc, split_tunes
+from seqgen.music.abc import looks_like_abc, music_headers, split_tunes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from seqgen.tokenizer import Tokenizer
 
 DEFAULT_CORPUS = "folk"
+ABC_HEADERS = ("music", "all")  # what load_corpus keeps of ABC headers (see music_headers)
 MAX_FILE_BYTES = 4 << 30  # refuse to read a single file larger than 4 GiB
 
 
@@ -154,8 +156,17 @@ def _looks_like_name(spec: str) -> bool:
     return re.fullmatch(r"[A-Za-z][\w-]*", spec) is not None
 
 
-def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False) -> Corpus:
-    """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk)."""
+def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
+                abc_headers: str = "all") -> Corpus:
+    """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk).
+
+    abc_headers="music" rewrites the header of every tune of an ABC corpus with
+    ``seqgen.music.abc.music_headers`` (the fields that shape the music, in one order); "all"
+    keeps the tunes as written.
+    """
+    if abc_headers not in ABC_HEADERS:
+        raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, "
+                         f"not {abc_headers!r}")
     spec = DEFAULT_CORPUS if spec is None else spec
     path = Path(spec).expanduser()
     if path.exists():
@@ -186,8 +197,10 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
         kinds.add(kind)
     if not documents:
         raise DataError(f"{spec}: the corpus has no documents")
-    return Corpus(name=name, documents=documents, kind="abc" if kinds == {"abc"} else "text",
-                  files=files)
+    kind = "abc" if kinds == {"abc"} else "text"
+    if kind == "abc" and abc_headers == "music":
+        documents = [music_headers(d) for d in documents]
+    return Corpus(name=name, documents=documents, kind=kind, files=files)
 
 
 # --------------------------------------------------------------------------------- splitting

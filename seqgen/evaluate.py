@@ -339,10 +339,13 @@ def _eval_corpus(ckpt: Checkpoint, spec: str | None) -> Corpus:
     from seqgen.data import load_corpus
 
     tc = ckpt.train_config
+    headers = tc.get("abc_headers", "all")  # the form of ABC the model trained on
+    if headers not in ("music", "all"):
+        headers = "all"
     if spec is None:
         return load_corpus(tc.get("corpus") or ckpt.corpus_name, tc.get("glob"),
-                           bool(tc.get("split_docs")))
-    return load_corpus(spec)
+                           bool(tc.get("split_docs")), abc_headers=headers)
+    return load_corpus(spec, abc_headers=headers)
 
 
 def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.data import ABC_HEADERS
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
 
 if TYPE_CHECKING:
@@ -94,6 +95,7 @@ class TrainConfig:
     corpus: str = "folk"  # file, directory or bundled corpus name
     glob: str | None = None  # which files of a directory corpus
     split_docs: bool = False  # blank-line separated blocks of a text file are documents
+    abc_headers: str = "music"  # ABC corpora: music (header fields that shape the music) | all
     val_fraction: float = 0.1  # share of documents (or of the text) held out for validation
     kind: str = "lstm"  # rnn | lstm | gru | transformer
     preset: str = "auto"  # auto | tiny | small | medium
@@ -139,6 +141,8 @@ class TrainConfig:
     def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
         if not isinstance(d, dict):
             raise CheckpointError(f"{source}: expected a JSON object")
+        if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
+            d = {**d, "abc_headers": "all"}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -193,6 +197,9 @@ class TrainConfig:
         if self.kind == "transformer" and self.batching == "stateful":
             raise UsageError("--batching stateful applies to RNN kinds; the transformer trains on "
                              "random windows")
+        if self.abc_headers not in ABC_HEADERS:
+            raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, "
+                             f"not {self.abc_headers!r}")
         if self.device not in DEVICES:
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -620,7 +627,8 @@ class Trainer:
         dev_type = device.split(":")[0]
 
         # -- data and vocabulary
-        corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs)
+        corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs,
+                             abc_headers=cfg.abc_headers)
         tokenizer, init_ckpt = None, None
         if resume_state is not None:
             from seqgen.tokenizer import Tokenizer

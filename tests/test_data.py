@@ -174,3 +174,19 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
     (f,) = (tmp_path / "encoded").glob("*.npy")
     f.write_bytes(b"garbage")
     assert encode_cached(["abc"], tok, cache_dir=tmp_path).tolist() == tok.encode("abc") + [EOS_ID]
+
+
+def test_abc_headers_music_rewrites_abc_tunes_and_leaves_text_alone(tmp_path):
+    abc = tmp_path / "t.abc"
+    abc.write_text("X:1\nT:One\nZ:transcriber@example.com\nM:6/8\nK:G\nGAB c2d|\n\n"
+                   "X:2\nT:Two\nB:a book\nM:C\nL:1/8\nK:D\nA2FA dAFA|\n")
+    kept = load_corpus(str(abc))
+    assert "Z:transcriber@example.com" in kept.documents[0]
+    music = load_corpus(str(abc), abc_headers="music")
+    assert music.documents[0].startswith("X:1\nT:One\nM:6/8\nL:1/8\nK:G\nGAB c2d|")
+    assert "B:a book" not in music.documents[1]
+    text = tmp_path / "t.txt"
+    text.write_text("Z: not a header in plain text\n")
+    assert load_corpus(str(text), abc_headers="music").documents == ["Z: not a header in plain text\n"]
+    with pytest.raises(UsageError, match="--abc-headers"):
+        load_corpus(str(abc), abc_headers="some")

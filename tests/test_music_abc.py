@@ -5,6 +5,7 @@ from seqgen.music.abc import (
     count_bars,
     ends_with_barline,
     looks_like_abc,
+    music_headers,
     parse_header,
     slugify,
     split_tunes,
@@ -106,3 +107,26 @@ def test_tidy_abc_drops_junk_and_renumbers():
     assert [parse_header(t).title for t in tunes] == ["a", "c"]
     assert out.endswith("\n") and "garbage" not in out
     assert tidy_abc("no tunes here") == ""
+
+
+def test_music_headers_keep_the_fields_that_shape_the_music_in_one_order():
+    tune = ("X:12\nT: Cromsling\nR:hornpipe\nN:\"Collected by F. O'Neill\"\nB:O'Neill's 966\n"
+            "Z:Transcribed by someone@example.com\nM:C|\nL:1/8\n% a comment\nT:Second title\n"
+            "Q:1/4=120\nK:D\n|:A2FA dAFA|\nN:a note in the body stays\nB2GB dBGB:|")
+    assert music_headers(tune) == (
+        "X:12\nT:Cromsling\nT:Second title\nM:C|\nL:1/8\nQ:1/4=120\nR:hornpipe\nK:D\n"
+        "|:A2FA dAFA|\nN:a note in the body stays\nB2GB dBGB:|")
+
+
+def test_music_headers_fill_in_the_abc_default_unit_note_length():
+    # ABC 2.1: no L: means 1/16 for a meter under 3/4, else 1/8 (and 1/8 without a meter)
+    assert "\nL:1/16\n" in music_headers("X:1\nT:a\nM:2/4\nK:G\nAB|")
+    assert "\nL:1/8\n" in music_headers("X:1\nT:a\nM:6/8\nK:G\nABc|")
+    assert "\nL:1/8\n" in music_headers("X:1\nT:a\nK:G\nAB|")
+
+
+def test_music_headers_keep_the_first_of_a_repeated_single_field_and_leave_odd_tunes_alone():
+    assert music_headers("X:1\nM:6/8\nM:3/4\nL:1/8\nK:G\nABc|") == "X:1\nM:6/8\nL:1/8\nK:G\nABc|"
+    no_key = "X:1\nT:no key line\nABC|"
+    assert music_headers(no_key) == no_key
+    assert music_headers(music_headers(TWO.split("\n\n")[1])) == music_headers(TWO.split("\n\n")[1])

@@ -78,10 +78,17 @@ def test_auto_preset_depends_on_corpus_size():
     (dict(num_layers=0), "--num-layers"),
     (dict(kind="transformer", batching="stateful"), "--batching"),
     (dict(batching="sideways"), "--batching"),
+    (dict(abc_headers="some"), "--abc-headers"),
 ])
 def test_bad_config_names_the_option(kw, option):
     with pytest.raises(UsageError, match=option):
         resolve_config(TrainConfig(**kw), 40, 10**6)
+
+
+def test_train_config_saved_before_abc_headers_existed_reads_abc_as_written():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "abc_headers"}
+    assert TrainConfig.from_dict(old).abc_headers == "all"  # resume/eval see the same corpus
+    assert TrainConfig.from_dict(TrainConfig().to_dict()).abc_headers == "music"
 
 
 def test_cuda_without_cuda_is_a_usage_error():

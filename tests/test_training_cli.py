@@ -98,6 +98,7 @@ def _corrupt(run_dir, tmp_path, how):
     (["--init-from", "{tmp}/nope"], "no such checkpoint directory"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--device", "tpu"], "--device must be one of"),
+    (["--abc-headers", "none"], "--abc-headers must be one of"),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     if "cuda" in args and torch.cuda.is_available():

@@ -79,6 +79,10 @@ def train(
     split_docs: bool = typer.Option(
         False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate "
         "documents.", rich_help_panel=PO),
+    abc_headers: str = typer.Option(
+        "music", help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
+        "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
+        rich_help_panel=PO),
     steps: int | None = typer.Option(
         None, "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
         "first).", rich_help_panel=PB),

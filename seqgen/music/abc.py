@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 _X_LINE = re.compile(r"^X:", re.MULTILINE)
 _FIELD = re.compile(r"^([A-Za-z+]):(.*)$")
@@ -312,3 +313,64 @@ def tidy_abc(text: str, renumber: bool = True) -> str:
         if body_lines(t):
             tunes.append(t)
     return "\n\n".join(tunes) + ("\n" if tunes else "")
+
+
+# ------------------------------------------------------------------------------ meter, unit
+def parse_meter(text: str) -> Fraction | None:
+    """The bar length of an ``M:`` value in whole notes ('6/8' -> 3/4, 'C' -> 1); None for free
+    meter or anything unreadable."""
+    t = text.strip()
+    if t in ("C", "C|"):
+        return Fraction(1)
+    num, sep, den = t.partition("/")
+    if sep and num.strip().isdigit() and den.strip().isdigit() and int(den) > 0 and int(num) > 0:
+        return Fraction(int(num), int(den))
+    return None
+
+
+def parse_unit(text: str, bar: Fraction | None) -> Fraction:
+    """The unit note length of an ``L:`` value; when absent or unreadable, ABC's default (1/16
+    for a meter under 3/4, else 1/8)."""
+    num, sep, den = text.strip().partition("/")
+    if sep and num.isdigit() and den.isdigit() and int(den) > 0 and int(num) > 0:
+        return Fraction(int(num), int(den))
+    return Fraction(1, 16) if bar is not None and bar < Fraction(3, 4) else Fraction(1, 8)
+
+
+# ----------------------------------------------------------------------------- music headers
+# Header fields that shape the music or name the tune, kept by ``music_headers``; the rest (book,
+# source, notes, transcriber, composer, history, ...) are bibliography.
+MUSIC_FIELDS = "XTMLQRPVK"
+_SINGLE_FIELDS = "XMLQK"  # a repeat of one of these in a header is dropped (the first one counts)
+
+
+def music_headers(tune: str) -> str:
+    """`tune` with a header of the fields that shape the music, in one order, and its body as is.
+
+    The header keeps X, T, M, L, Q, R, P, V and K fields and puts them in the order X, T (every
+    title), M, L, then Q, R, P, V as written, K last; comment lines and bibliographic fields
+    (B: book, Z: transcriber, N: notes, S: source, C: composer, ...) are dropped. A missing L: is
+    written out with ABC 2.1's default (1/16 for a meter under 3/4, else 1/8). Training on this
+    form spends the model on music, not on transcribers' e-mail addresses, and gives it one
+    header order to learn. A tune without a K: line is returned unchanged.
+    """
+    lines = tune.split("\n")
+    k_at = next((i for i, ln in enumerate(lines) if ln.startswith("K:")), None)
+    if k_at is None:
+        return tune
+    fields: dict[str, list[str]] = {letter: [] for letter in MUSIC_FIELDS}
+    for line in lines[: k_at + 1]:
+        m = _FIELD.match(line.rstrip())
+        if m is None or m.group(1) not in fields:
+            continue
+        letter, value = m.group(1), m.group(2).strip()
+        if letter in _SINGLE_FIELDS and fields[letter]:
+            continue
+        fields[letter].append(value)
+    if not fields["L"]:
+        meter = fields["M"][0] if fields["M"] else ""
+        unit = parse_unit("", parse_meter(meter))
+        fields["L"].append(f"{unit.numerator}/{unit.denominator}")
+    order = "XTML" + "".join(c for c in MUSIC_FIELDS if c not in "XTMLK") + "K"
+    header = [f"{letter}:{value}" for letter in order for value in fields[letter]]
+    return "\n".join(header + lines[k_at + 1 :])
