@@ -496,6 +496,30 @@ def _dist_setup(device_name: str) -> _Dist:
                  True, owns)
 
 
+def _gather_rows(t: torch.Tensor, d: _Dist, dim: int, sizes: list[int],
+                 device: str) -> torch.Tensor | None:
+    """Every process's `t` (its `sizes[rank]` rows along `dim`) joined along `dim` in rank order,
+    on CPU, on rank 0 (None elsewhere). All processes must call it together."""
+    import torch
+    import torch.distributed as dist
+
+    most = max(sizes)
+    pad = list(t.shape)
+    pad[dim] = most - t.shape[dim]
+    piece = torch.cat([t, t.new_zeros(pad)], dim) if pad[dim] else t
+    piece = piece.to(device).contiguous()
+    parts = [torch.empty_like(piece) for _ in range(d.world)]
+    dist.all_gather(parts, piece)
+    if d.rank != 0:
+        return None
+    return torch.cat([p.narrow(dim, 0, n).cpu() for p, n in zip(parts, sizes, strict=True)], dim)
+
+
+def _rank_rows(batch_size: int, d: _Dist) -> tuple[int, int]:
+    """The rows [lo, hi) of a global batch that this process trains on (as the batchers split)."""
+    return d.rank * batch_size // d.world, (d.rank + 1) * batch_size // d.world
+
+
 # --------------------------------------------------------------------------------- the trainer
 def _state_tensors(state: Any) -> tuple[Any, dict]:
     """An RNN state (None, a tensor or a tuple of tensors) split for the training-state files."""
@@ -742,14 +766,29 @@ class Trainer:
                 self.elapsed = float(sm["elapsed_s"])
                 best_val, best_step = sm.get("best_val_loss"), sm.get("best_step")
                 evals_since_best = int(sm.get("evals_since_best", 0))
-                if self.dist.world == 1 and "torch_rng" in st:
-                    torch.set_rng_state(st["torch_rng"])
+                # random number generators: this process's own, when the run had as many
+                # processes (dropout masks then repeat exactly); else they start afresh
+                saved_world = int(sm.get("world_size", 1))
+                if saved_world == self.dist.world:
+                    r = self.dist.rank
+                    # clone(): torch 2.13's set_rng_state reads a row of a larger tensor from
+                    # the wrong place (a segfault), so each row gets its own storage
+                    if "torch_rng_ranks" in st:
+                        torch.set_rng_state(st["torch_rng_ranks"][r].clone())
+                    elif self.dist.world == 1 and "torch_rng" in st:
+                        torch.set_rng_state(st["torch_rng"])
+                    if dev_type == "cuda" and "cuda_rng_ranks" in st:
+                        torch.cuda.set_rng_state(st["cuda_rng_ranks"][r].clone(), device)
+                # the carried RNN state of every row of the global batch; this process's rows
                 state = ck.unpack_state(sm.get("rnn_state"), st)
-                if state is not None and self.dist.world > 1:
-                    state = None  # rows are split differently: restart the carried state
+                lo, hi = _rank_rows(rcfg.batch_size, self.dist)
                 if state is not None:
-                    state = tuple(t.to(device) for t in state) if isinstance(state, tuple) \
-                        else state.to(device)
+                    parts = state if isinstance(state, tuple) else (state,)
+                    if any(t.dim() != 3 or t.shape[1] != rcfg.batch_size for t in parts):
+                        state = None  # one process's rows only (older runs): restart the state
+                if state is not None:
+                    state = tuple(t[:, lo:hi].to(device) for t in state) \
+                        if isinstance(state, tuple) else state[:, lo:hi].to(device)
             except (KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise CheckpointError(f"{out / ck.STATE_META}: unusable training state ({e})") from None
             history = _read_history(out / "metrics.jsonl", self.step)
@@ -778,14 +817,32 @@ class Trainer:
             return _evaluate(model, val_ids, fam, rcfg, autocast, device, self.dist)
 
         def save(final_metrics: dict, best: bool) -> None:
+            # RNG states (one per process) and the carried RNN state of the whole global batch,
+            # so that --resume continues exactly with as many processes as before
+            rngs = [torch.get_rng_state()[None]]  # (1, N) each
+            if dev_type == "cuda":
+                rngs.append(torch.cuda.get_rng_state(device)[None])
+            whole = state
+            if self.dist.enabled:
+                rngs = [_gather_rows(t, self.dist, 0, [1] * self.dist.world, device) for t in rngs]
+                if state is not None:
+                    sizes = [_rank_rows(rcfg.batch_size, _Dist(r, self.dist.world))
+                             for r in range(self.dist.world)]
+                    sizes = [hi - lo for lo, hi in sizes]
+                    parts = [_gather_rows(t, self.dist, 1, sizes, device)
+                             for t in (state if isinstance(state, tuple) else (state,))]
+                    whole = tuple(parts) if isinstance(state, tuple) else parts[0]
             if self.dist.rank != 0:
                 return
-            packed_state, state_t = _state_tensors(state)
+            packed_state, state_t = _state_tensors(whole)
             tensors = dict(state_t)
             opt_meta = ck.pack_state(optimizer.state_dict(), tensors, "optimizer")
             tensors["torch_rng"] = torch.get_rng_state()
+            tensors["torch_rng_ranks"] = rngs[0]  # (world, N)
+            if dev_type == "cuda":
+                tensors["cuda_rng_ranks"] = rngs[1]
             tmeta = {
-                "step": self.step, "elapsed_s": self.elapsed,
+                "step": self.step, "elapsed_s": self.elapsed, "world_size": self.dist.world,
                 "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
                 "data": batches.state_dict(), "rnn_state": packed_state,
                 "best_val_loss": best_val, "best_step": best_step,
@@ -818,6 +875,9 @@ class Trainer:
         tok_s = None
         last_val, last_train = None, None
         stop_reason = None
+        # Ctrl-C: with several processes, all must stop at the same step (they save together),
+        # so a stop is only acted on once the flag has gone round in the step's all-reduce
+        interrupted = False
         t_prev = time.perf_counter()
         while True:
             x, y, fresh = batches.next()
@@ -849,7 +909,8 @@ class Trainer:
                 dist.all_reduce(flags)
                 loss_v = flags[0].item() / self.dist.world
                 want_stop, self.elapsed = flags[1].item() > 0, flags[2].item()
-                if flags[3].item() > 0 and self._stop is None:
+                interrupted = flags[3].item() > 0
+                if interrupted and self._stop is None:
                     self._stop = "interrupt"
             else:
                 loss_v, want_stop = loss.item(), local_stop
@@ -898,10 +959,12 @@ class Trainer:
                 loss_acc, loss_n = 0.0, 0
             if self.step >= (rcfg.steps or math.inf):
                 stop_reason = "steps"
-            elif want_stop and self._stop is None:
-                stop_reason = "time"
-            if self._stop is not None:
+            if not sync:
+                interrupted = self._stop is not None
+            if interrupted:
                 break
+            if want_stop and stop_reason is None:
+                stop_reason = "time"
             at_eval = self.step % rcfg.eval_every == 0 or stop_reason is not None
             if not at_eval:
                 continue
@@ -936,7 +999,7 @@ class Trainer:
             if stop_reason is not None:
                 break
 
-        if self._stop is not None:
+        if interrupted:
             metrics = {"step": self.step, "train_loss": last_train, "val_loss": last_val,
                        "best_val_loss": best_val, "best_step": best_step,
                        "num_params": model.num_params(), "interrupted": True}
