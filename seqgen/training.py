@@ -798,6 +798,13 @@ class Trainer:
 
         fwd_model = model
         if rcfg.compile:
+            import shutil
+
+            if dev_type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++")
+                                          or shutil.which("clang++") or shutil.which("c++")):
+                raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH "
+                                 "for torch.compile; install one (apt-get install g++) or train "
+                                 "without --compile")
             fwd_model = torch.compile(model)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP

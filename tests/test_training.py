@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import shutil
 
 import numpy as np
 import pytest
@@ -287,3 +289,26 @@ def test_loss_curve_png(tmp_path):
             {"step": 20, "val_loss": 2.6, "train_loss": 2.5}]
     p = training.plot_loss_curve(hist, tmp_path / "loss.png", title="t")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model_as_eager(tmp_path):
+    """--compile (torch.compile, inductor) changes speed, not results: same losses and weights as
+    eager within float32 noise, and the checkpoint loads without torch.compile."""
+    if not (shutil.which("g++") or shutil.which("clang++") or os.environ.get("CXX")):
+        pytest.skip("torch.compile on CPU needs a C++ compiler")
+    corpus = str(make_text(tmp_path / "c.txt"))
+    eager = train(tiny(tmp_path, corpus=corpus, kind="transformer", num_layers=1, steps=6,
+                       eval_every=3, out=str(tmp_path / "eager")))
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    compiled = train(tiny(tmp_path, corpus=corpus, kind="transformer", num_layers=1, steps=6,
+                          eval_every=3, out=str(tmp_path / "compiled"), compile=True))
+    assert compiled.config.compile and compiled.step == 6
+    assert counters["stats"]["unique_graphs"] > 0  # torch.compile did compile the model
+    assert compiled.val_loss == pytest.approx(eager.val_loss, abs=1e-4)
+    we, wc = weights(tmp_path / "eager"), weights(tmp_path / "compiled")
+    assert we.keys() == wc.keys()  # no torch.compile wrapper names in the checkpoint
+    for k in we:
+        torch.testing.assert_close(wc[k], we[k], rtol=0, atol=1e-4)
