@@ -10,6 +10,7 @@ tables quote medians. The reference corpora are read from ../shared/data/ (never
     python bench/bench_train.py batching --minutes 1
     python bench/bench_train.py precision --steps 40 --repeats 3
     python bench/bench_train.py transformer --steps 30 --repeats 3
+    python bench/bench_train.py nanogpt --steps 30 --repeats 3   # side by side with a nanoGPT loop
     python bench/bench_train.py memory --mb 100
 """
 
@@ -179,6 +180,103 @@ def transformer(args) -> None:
               f"{cell.get('compile', '-')} | {ref} |", flush=True)
 
 
+# --------------------------------------------------------------------------- nanoGPT, side by side
+def _nanogpt_rate(shape: dict, steps: int, ids, vocab: int) -> float:
+    """Training tokens/s of a nanoGPT-style model and loop (written here after nanoGPT's model.py
+    and train.py with its shakespeare_char settings: pre-norm blocks without biases, one fused
+    q/k/v projection, SDPA with is_causal, GELU MLP, tied output layer, AdamW (fused where torch
+    has it), clip 1.0, random windows) at `shape`; fp32, dropout 0, evaluation excluded. Median
+    tokens/s over 5-step windows, like _throughput."""
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    D, L, nh, C, B = (shape[k] for k in ("hidden_size", "num_layers", "num_heads",
+                                          "context_length", "batch_size"))
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(D, bias=False), nn.LayerNorm(D, bias=False)
+            self.c_attn, self.c_proj = nn.Linear(D, 3 * D, bias=False), nn.Linear(D, D, bias=False)
+            self.c_fc, self.mlp_proj = nn.Linear(D, 4 * D, bias=False), nn.Linear(4 * D, D, bias=False)
+
+        def forward(self, x):
+            b, t, _ = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(D, dim=2)
+            q, k, v = (z.view(b, t, nh, D // nh).transpose(1, 2) for z in (q, k, v))
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(y.transpose(1, 2).contiguous().view(b, t, D))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(vocab, D), nn.Embedding(C, D)
+            self.blocks = nn.ModuleList(Block() for _ in range(L))
+            self.ln_f = nn.LayerNorm(D, bias=False)
+
+        def forward(self, idx, targets):
+            x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+            for blk in self.blocks:
+                x = blk(x)
+            logits = self.ln_f(x) @ self.wte.weight.t()
+            return F.cross_entropy(logits.view(-1, vocab), targets.view(-1))
+
+    torch.manual_seed(1337)
+    model = GPT()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    data = torch.from_numpy(ids.astype("int64"))
+    rates, t0 = [], time.perf_counter()
+    for step in range(1, steps + 1):
+        ix = torch.randint(len(data) - C, (B,))
+        x = torch.stack([data[i : i + C] for i in ix])
+        y = torch.stack([data[i + 1 : i + 1 + C] for i in ix])
+        loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        loss.item()
+        if step % 5 == 0:
+            t = time.perf_counter()
+            if step > 5:  # the first window holds the warm-up
+                rates.append(5 * B * C / (t - t0))
+            t0 = t
+    return statistics.median(rates)
+
+
+def nanogpt(args) -> None:
+    """seqgen's transformer and a nanoGPT-style loop at nanoGPT's two shapes, interleaved."""
+    import torch
+
+    from seqgen.data import load_corpus, prepare_data
+
+    if THREADS:
+        torch.set_num_threads(THREADS)
+    data = prepare_data(load_corpus(str(SHAKESPEARE)))
+    shapes = {
+        "CPU shape: 4 layers, width 128, 4 heads, context 64, batch 12": dict(
+            hidden_size=128, num_layers=4, num_heads=4, context_length=64, batch_size=12),
+        "GPU shape: 6 layers, width 384, 6 heads, context 256, batch 8": dict(
+            hidden_size=384, num_layers=6, num_heads=6, context_length=256, batch_size=8),
+    }
+    print(f"`python bench/bench_train.py nanogpt --steps {args.steps} --repeats {args.repeats}` "
+          f"(tinyshakespeare, CPU fp32, dropout 0, {torch.get_num_threads()} threads; medians of "
+          f"{args.repeats} interleaved runs; load average {_load()}):\n")
+    print("| shape | nanoGPT-style loop tokens/s | seqgen tokens/s | seqgen / nanoGPT |")
+    print("|---|---:|---:|---:|")
+    for name, shape in shapes.items():
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            theirs.append(_nanogpt_rate(shape, args.steps, data.train_ids,
+                                        data.tokenizer.vocab_size))
+            ours.append(_throughput(dict(shape, kind="transformer", dropout=0.0, precision="fp32",
+                                         seq_len=shape["context_length"]), args.steps))
+        a, b = statistics.median(theirs), statistics.median(ours)
+        print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |", flush=True)
+
+
 def memory(args) -> None:
     """Peak RSS of `seqgen train` on a generated file of `--mb` megabytes (a few steps)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,7 +301,7 @@ def memory(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("scenario", choices=["shakespeare", "irish", "presets", "batching",
-                                        "precision", "transformer", "memory"])
+                                        "precision", "transformer", "nanogpt", "memory"])
     p.add_argument("--minutes", type=float, default=None, help="training budget per run")
     p.add_argument("--steps", type=int, default=40, help="steps per throughput run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians)")
