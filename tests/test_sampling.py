@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from seqgen.errors import DataError, UsageError, VocabularyError
 from seqgen.models import ModelConfig, build_model
 from seqgen.sampling import (
+    SDPA_BELOW,
     ModelDecoder,
     RNNDecoder,
     SampleConfig,
@@ -175,16 +176,19 @@ def test_cached_and_uncached_decoding_agree(kind):
     assert len(set(texts["fast"])) > 1  # three different samples in the batch
 
 
-@pytest.mark.parametrize("kind,embedding", [(k, "learned") for k in KINDS]
-                         + [("lstm", "onehot"), ("transformer", "onehot")])
-def test_fast_decoder_logits_match_the_model_step_by_step(kind, embedding):
-    """Past the transformer's context too (the window slides at 16 tokens here)."""
+@pytest.mark.parametrize("kind,embedding,batch", [(k, "learned", 2) for k in KINDS]
+                         + [("lstm", "onehot", 2), ("transformer", "onehot", 2),
+                            ("transformer", "learned", SDPA_BELOW + 1)])
+def test_fast_decoder_logits_match_the_model_step_by_step(kind, embedding, batch):
+    """Past the transformer's context too (the window slides at 16 tokens here); and with enough
+    streams that the transformer's step computes attention by hand instead of with SDPA."""
     model = tiny_model(kind, context_length=16, embedding=embedding)
-    fast = make_decoder(model, 2, "cpu", "auto")
+    fast = make_decoder(model, batch, "cpu", "auto")
     assert isinstance(fast, TransformerDecoder if kind == "transformer" else RNNDecoder)
-    ref = ModelDecoder(model, 2, "cpu")
-    ids = torch.tensor([TOK.encode("X:1\nK:D\n"), TOK.encode("abcdefg|")])
-    steps = torch.randint(2, TOK.vocab_size, (30, 2), generator=torch.Generator().manual_seed(0))
+    ref = ModelDecoder(model, batch, "cpu")
+    prompts = ["X:1\nK:D\n", "abcdefg|", "g|fedcba", "K:G\nAB|c"]
+    ids = torch.tensor([TOK.encode(prompts[i % 4]) for i in range(batch)])
+    steps = torch.randint(2, TOK.vocab_size, (30, batch), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         a, b = fast.prefill(ids), ref.prefill(ids)
         assert torch.allclose(a, b, atol=1e-4)
