@@ -191,3 +191,20 @@ def test_find_latest_checkpoint(tmp_path):
     assert ck.find_latest_checkpoint(tmp_path) == a
     (tmp_path / "not-a-run").mkdir()
     assert ck.find_latest_checkpoint(tmp_path) == a
+
+
+def test_checkpoint_files_get_the_usual_mode(tmp_path):
+    """Every file of a checkpoint, weights included, is readable as any file the user writes
+    (0666 less the umask), not 0600: safetensors' writer creates its file 0600."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        d, model, _ = _save(tmp_path, train_state=ck.TrainState({"x": torch.zeros(2)}, {"step": 7}))
+    finally:
+        os.umask(old)
+    files = sorted(p for p in d.iterdir() if p.is_file())
+    assert {p.name for p in files} >= {ck.META, ck.WEIGHTS, ck.STATE_TENSORS}
+    for p in files:
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name
