@@ -261,7 +261,9 @@ def nanogpt(args) -> None:
         "GPU shape: 6 layers, width 384, 6 heads, context 256, batch 8": dict(
             hidden_size=384, num_layers=6, num_heads=6, context_length=256, batch_size=8),
     }
-    print(f"`python bench/bench_train.py nanogpt --steps {args.steps} --repeats {args.repeats}` "
+    shapes = {k: v for k, v in shapes.items() if k.split(" shape")[0].lower() in args.shapes}
+    print(f"`python bench/bench_train.py nanogpt --steps {args.steps} --repeats {args.repeats} "
+          f"--shapes {' '.join(args.shapes)}` "
           f"(tinyshakespeare, CPU fp32, dropout 0, {torch.get_num_threads()} threads; medians of "
           f"{args.repeats} interleaved runs; load average {_load()}):\n")
     print("| shape | nanoGPT-style loop tokens/s | seqgen tokens/s | seqgen / nanoGPT |")
@@ -311,6 +313,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
                    help="transformer: which precisions to time")
+    p.add_argument("--shapes", nargs="+", default=["cpu", "gpu"], choices=["cpu", "gpu"],
+                   help="nanogpt: which of nanoGPT's shapes to time")
     p.add_argument("--mb", type=int, default=100, help="memory: corpus size in MB")
     p.add_argument("--extra", default="", help="more seqgen train options, e.g. '--model gru'")
     args = p.parse_args()
