@@ -127,13 +127,16 @@ def default_model_dir() -> Path | None:
 
 
 def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints") -> Path:
-    """`path`, else the newest run under `root`, else the shipped default model; UsageError when
-    there is none of them."""
-    from seqgen.checkpoint import find_latest_checkpoint
+    """`path`, else the newest run under `root` (its best/ checkpoint when it has one: the lowest
+    validation loss, not the last weights, which may have overfitted), else the shipped default
+    model; UsageError when there is none of them."""
+    from seqgen.checkpoint import BEST, META, find_latest_checkpoint
 
     if path is not None:
         return Path(path)
     found = find_latest_checkpoint(root)
+    if found is not None and (found / BEST / META).is_file():
+        found = found / BEST
     if found is None:
         found = default_model_dir()
     if found is None:

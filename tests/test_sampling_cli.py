@@ -141,6 +141,21 @@ def test_default_checkpoint_is_the_newest_under_checkpoints(tmp_path, monkeypatc
     assert "checkpoints/run1" in r.stderr
 
 
+def test_default_checkpoint_is_the_newest_runs_best(tmp_path, monkeypatch, ckpt):
+    """A run that overfitted keeps its lowest validation loss in best/: that is what sampling
+    picks when no checkpoint is named, not the run's last weights."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "checkpoints" / "run1"
+    save_checkpoint(run / "best", bigram_model(CHAIN), TOK, {}, "t", "abc", 1)
+    backwards = {"\n": "d", "d": "c", "c": "b", "b": "a", "a": "|", "|": ""}
+    save_checkpoint(run, bigram_model(backwards), TOK, {}, "t", "abc", 9)  # the last weights
+    r = invoke("sample", "-p", r"K:D\n", "--seed", "0")
+    assert r.exit_code == 0 and r.stdout == "K:D\nabcd|\n"
+    assert "checkpoints/run1/best" in r.stderr
+    r = invoke("sample", str(run), "-p", r"K:D\n", "--seed", "0")  # named: exactly that one
+    assert r.exit_code == 0 and r.stdout == "K:D\ndcba|\n"
+
+
 def test_missing_checkpoint_is_a_one_line_error(tmp_path):
     r = invoke("sample", str(tmp_path / "nope"))
     assert r.exit_code == 2 and "nope" in r.stderr

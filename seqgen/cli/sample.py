@@ -36,28 +36,16 @@ def unescape(s: str) -> str:
 
 
 def _resolve_checkpoint(checkpoint: Path | None) -> Path:
-    from seqgen.checkpoint import find_latest_checkpoint
-    from seqgen.errors import UsageError
+    from seqgen.evaluate import resolve_checkpoint
 
-    if checkpoint is not None:
-        return checkpoint
-    found = find_latest_checkpoint("checkpoints")
-    if found is None:
-        from seqgen.evaluate import default_model_dir
-
-        found = default_model_dir()  # the model shipped with seqgen (seqgen/assets/default)
-    if found is None:
-        raise UsageError(
-            "no checkpoint given and none found under checkpoints/; train one first with "
-            "`seqgen train` (or pass a checkpoint directory)"
-        )
-    return found
+    return resolve_checkpoint(checkpoint)  # named, else the newest run's best/, else shipped
 
 
 def sample(
     checkpoint: Path | None = typer.Argument(
-        None, help="A checkpoint directory (a run directory or its best/). Default: the newest "
-        "under checkpoints/, else the default model shipped with seqgen.", show_default=False),
+        None, help="A checkpoint directory (a run directory or its best/). Default: best/ of the "
+        "newest run under checkpoints/, else the default model shipped with seqgen.",
+        show_default=False),
     prompt: str = typer.Option(
         "", "--prompt", "-p", help="Text the samples continue; \\n and \\t mean newline and tab. "
         "With --tunes, default 'X:'.", rich_help_panel=PS, show_default=False),

@@ -254,8 +254,8 @@ def _summary(res) -> None:
     for k, v in rows:
         t.add_row(k, v)
     console.print(t)
-    if res.best is not None:
-        info(f"sample with: seqgen sample {res.out}")
+    if res.best is not None:  # the lowest validation loss, which the last weights may not have
+        info(f"sample with: seqgen sample {res.best}")
 
 
 def register(app: typer.Typer) -> None:
