@@ -865,7 +865,9 @@ class Trainer:
 
         info = dict(total_steps=rcfg.steps, budget_s=budget_s)
         self._emit(ProgressEvent("start", self.step, elapsed_s=self.elapsed, message=(
-            f"{model.summary()} | {corpus.name}: {len(data.train_ids):,} train / "
+            f"{model.summary()} | {corpus.name}"
+            + (f" (ABC, {rcfg.abc_headers} headers)" if corpus.kind == "abc" else "")
+            + f": {len(data.train_ids):,} train / "
             f"{len(data.val_ids):,} val tokens | batch {rcfg.batch_size} x {rcfg.seq_len} | "
             f"{device} {precision}" + (f" x{self.dist.world} processes" if self.dist.enabled
                                        else "")

@@ -263,11 +263,17 @@ def test_default_out_is_numbered_when_taken(tmp_path):
 
 
 def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
-    tunes = "".join(f"X:{i}\nT:Tune {i}\nK:G\n|:GABc dBAG|FGAB cAFD:|\n\n" for i in range(1, 30))
+    tunes = "".join(f"X:{i}\nT:Tune {i}\nZ:me@example.com\nK:G\n|:GABc dBAG|FGAB cAFD:|\n\n"
+                    for i in range(1, 30))
     (tmp_path / "tunes.abc").write_text(tunes)
-    res = train(tiny(tmp_path, corpus=str(tmp_path / "tunes.abc"), kind="gru", steps=8))
+    started = []
+    res = train(tiny(tmp_path, corpus=str(tmp_path / "tunes.abc"), kind="gru", steps=8),
+                callback=lambda ev: ev.kind == "start" and started.append(ev.message))
     assert res.corpus_kind == "abc"
-    assert ck.load_checkpoint(res.out).corpus_kind == "abc"
+    loaded = ck.load_checkpoint(res.out)
+    assert loaded.corpus_kind == "abc"
+    # music headers (the default): the Z: line is not trained on, L: is filled in, and it is said
+    assert "@" not in loaded.tokenizer.chars and "(ABC, music headers)" in started[0]
     hist = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
     evals = [h for h in hist if "val_loss" in h]
     assert evals and all(h["val_bpc"] == pytest.approx(h["val_loss"] / math.log(2)) for h in evals)
