@@ -595,13 +595,28 @@ class Trainer:
         device_name = self.overrides.get("device", self.config.device)
         self.dist = _dist_setup(device_name)
         try:
-            with self._signals(), contextlib.ExitStack() as self._hold:
-                return self._run()
+            try:
+                with self._signals(), contextlib.ExitStack() as self._hold:
+                    result = self._run()
+            except Interrupted:  # every process raises it at the same step
+                self._leave_together()
+                raise
+            self._leave_together()
+            return result
         finally:
             if self.dist.owns_group:
                 import torch.distributed as dist
 
                 dist.destroy_process_group()
+
+    def _leave_together(self) -> None:
+        """With several processes, wait for all before tearing the process group down: a process
+        that destroyed its group while another was still finishing the last save's gathers
+        could abort (gloo: "terminate called without an active exception")."""
+        if self.dist.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def _run(self) -> TrainResult:
         import torch
