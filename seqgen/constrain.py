@@ -43,7 +43,7 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, NamedTuple
 
 from seqgen.errors import UsageError
-from seqgen.music.abc import parse_meter, parse_unit  # noqa: F401  (part of this module's API)
+from seqgen.music.abc import parse_meter, parse_unit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,8 +89,6 @@ REQUIRED_CHARS = "XMLK:\n|/18"
 
 def _prefixes(words) -> frozenset[str]:
     return frozenset(w[:i] for w in words for i in range(len(w) + 1))
-
-
 
 
 class ConstraintError(UsageError):

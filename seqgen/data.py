@@ -156,6 +156,12 @@ def _looks_like_name(spec: str) -> bool:
     return re.fullmatch(r"[A-Za-z][\w-]*", spec) is not None
 
 
+def check_abc_headers(value: str) -> None:
+    """UsageError naming --abc-headers unless `value` is one of ABC_HEADERS."""
+    if value not in ABC_HEADERS:
+        raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, not {value!r}")
+
+
 def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
                 abc_headers: str = "all") -> Corpus:
     """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk).
@@ -164,9 +170,7 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     ``seqgen.music.abc.music_headers`` (the fields that shape the music, in one order); "all"
     keeps the tunes as written.
     """
-    if abc_headers not in ABC_HEADERS:
-        raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, "
-                         f"not {abc_headers!r}")
+    check_abc_headers(abc_headers)
     spec = DEFAULT_CORPUS if spec is None else spec
     path = Path(spec).expanduser()
     if path.exists():

@@ -339,11 +339,11 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
 
 # --------------------------------------------------------------------------------------- main
 def _eval_corpus(ckpt: Checkpoint, spec: str | None) -> Corpus:
-    from seqgen.data import load_corpus
+    from seqgen.data import ABC_HEADERS, load_corpus
 
     tc = ckpt.train_config
     headers = tc.get("abc_headers", "all")  # the form of ABC the model trained on
-    if headers not in ("music", "all"):
+    if headers not in ABC_HEADERS:
         headers = "all"
     if spec is None:
         return load_corpus(tc.get("corpus") or ckpt.corpus_name, tc.get("glob"),

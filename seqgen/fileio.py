@@ -40,16 +40,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
-        # mkstemp creates the file 0600; give it the mode an ordinary open() would (0666 - umask).
-        mode = 0o666 & ~_umask()
-        os.chmod(tmp_name, mode)
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
     tmp = Path(tmp_name)
     try:
         yield tmp
-        # again: a writer may have replaced the file (safetensors' save_file leaves it 0600)
-        os.chmod(tmp, mode)
+        # mkstemp creates the file 0600 (and a writer may replace it: safetensors' save_file
+        # does); give it the mode an ordinary open() would, 0666 less the umask
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.data import ABC_HEADERS
+from seqgen.data import check_abc_headers
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
 
 if TYPE_CHECKING:
@@ -197,9 +197,7 @@ class TrainConfig:
         if self.kind == "transformer" and self.batching == "stateful":
             raise UsageError("--batching stateful applies to RNN kinds; the transformer trains on "
                              "random windows")
-        if self.abc_headers not in ABC_HEADERS:
-            raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, "
-                             f"not {self.abc_headers!r}")
+        check_abc_headers(self.abc_headers)
         if self.device not in DEVICES:
             raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.precision not in PRECISIONS:
@@ -340,6 +338,11 @@ def _to_tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
 
+def rank_rows(batch_size: int, rank: int, world: int) -> tuple[int, int]:
+    """The rows [lo, hi) of a global batch of `batch_size` that process `rank` of `world` gets."""
+    return rank * batch_size // world, (rank + 1) * batch_size // world
+
+
 class StreamBatches:
     """char-rnn batching: the id stream cut into `batch_size` rows of equal length; each call
     returns the next window of `seq_len` tokens of every row, so a row's windows follow each other
@@ -359,7 +362,7 @@ class StreamBatches:
                 f"the training split has {n:,} tokens, too few for {batch_size} rows of one "
                 f"{seq_len}-token window; use a smaller --batch-size or --seq-len"
             )
-        lo, hi = rank * batch_size // world, (rank + 1) * batch_size // world
+        lo, hi = rank_rows(batch_size, rank, world)
         span = batch_size * self.L
         self.x = ids[:span].reshape(batch_size, self.L)[lo:hi]  # (B_local, L), views of the memmap
         self.y = ids[1 : span + 1].reshape(batch_size, self.L)[lo:hi]
@@ -410,7 +413,7 @@ class RandomWindows:
                 f"the training split has {len(ids):,} tokens, fewer than one {seq_len + 1}-token "
                 "window; use a smaller --seq-len or a larger corpus"
             )
-        self.lo, self.hi = rank * batch_size // world, (rank + 1) * batch_size // world
+        self.lo, self.hi = rank_rows(batch_size, rank, world)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
         self.offsets = np.arange(seq_len + 1)
@@ -513,11 +516,6 @@ def _gather_rows(t: torch.Tensor, d: _Dist, dim: int, sizes: list[int],
     if d.rank != 0:
         return None
     return torch.cat([p.narrow(dim, 0, n).cpu() for p, n in zip(parts, sizes, strict=True)], dim)
-
-
-def _rank_rows(batch_size: int, d: _Dist) -> tuple[int, int]:
-    """The rows [lo, hi) of a global batch that this process trains on (as the batchers split)."""
-    return d.rank * batch_size // d.world, (d.rank + 1) * batch_size // d.world
 
 
 # --------------------------------------------------------------------------------- the trainer
@@ -796,7 +794,7 @@ class Trainer:
                         torch.cuda.set_rng_state(st["cuda_rng_ranks"][r].clone(), device)
                 # the carried RNN state of every row of the global batch; this process's rows
                 state = ck.unpack_state(sm.get("rnn_state"), st)
-                lo, hi = _rank_rows(rcfg.batch_size, self.dist)
+                lo, hi = rank_rows(rcfg.batch_size, self.dist.rank, self.dist.world)
                 if state is not None:
                     parts = state if isinstance(state, tuple) else (state,)
                     if any(t.dim() != 3 or t.shape[1] != rcfg.batch_size for t in parts):
@@ -848,9 +846,9 @@ class Trainer:
             if self.dist.enabled:
                 rngs = [_gather_rows(t, self.dist, 0, [1] * self.dist.world, device) for t in rngs]
                 if state is not None:
-                    sizes = [_rank_rows(rcfg.batch_size, _Dist(r, self.dist.world))
-                             for r in range(self.dist.world)]
-                    sizes = [hi - lo for lo, hi in sizes]
+                    rows = [rank_rows(rcfg.batch_size, r, self.dist.world)
+                            for r in range(self.dist.world)]
+                    sizes = [hi - lo for lo, hi in rows]
                     parts = [_gather_rows(t, self.dist, 1, sizes, device)
                              for t in (state if isinstance(state, tuple) else (state,))]
                     whole = tuple(parts) if isinstance(state, tuple) else parts[0]

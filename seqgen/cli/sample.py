@@ -35,10 +35,6 @@ def unescape(s: str) -> str:
     return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], s)
 
 
-def _resolve_checkpoint(checkpoint: Path | None) -> Path:
-    from seqgen.evaluate import resolve_checkpoint
-
-    return resolve_checkpoint(checkpoint)  # named, else the newest run's best/, else shipped
 
 
 def sample(
@@ -143,10 +139,11 @@ def sample(
     import torch
 
     from seqgen.checkpoint import load_checkpoint
+    from seqgen.evaluate import resolve_checkpoint
     from seqgen.sampling import SampleConfig, default_threads, generate
 
     torch.set_num_threads(threads or default_threads(tunes or num_samples))
-    path = _resolve_checkpoint(checkpoint)
+    path = resolve_checkpoint(checkpoint)  # named, else the newest run's best/, else shipped
     ckpt = load_checkpoint(path, device=device)
     tok = ckpt.tokenizer
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")

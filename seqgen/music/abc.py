@@ -338,8 +338,8 @@ def parse_unit(text: str, bar: Fraction | None) -> Fraction:
 
 
 # ----------------------------------------------------------------------------- music headers
-# Header fields that shape the music or name the tune, kept by ``music_headers``; the rest (book,
-# source, notes, transcriber, composer, history, ...) are bibliography.
+# Header fields that shape the music or name the tune, kept by ``music_headers`` in this order;
+# the rest (book, source, notes, transcriber, composer, history, ...) are bibliography.
 MUSIC_FIELDS = "XTMLQRPVK"
 _SINGLE_FIELDS = "XMLQK"  # a repeat of one of these in a header is dropped (the first one counts)
 
@@ -371,6 +371,5 @@ def music_headers(tune: str) -> str:
         meter = fields["M"][0] if fields["M"] else ""
         unit = parse_unit("", parse_meter(meter))
         fields["L"].append(f"{unit.numerator}/{unit.denominator}")
-    order = "XTML" + "".join(c for c in MUSIC_FIELDS if c not in "XTMLK") + "K"
-    header = [f"{letter}:{value}" for letter in order for value in fields[letter]]
+    header = [f"{letter}:{value}" for letter in MUSIC_FIELDS for value in fields[letter]]
     return "\n".join(header + lines[k_at + 1 :])
