@@ -322,18 +322,20 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
                       temperature: float = 1.0, length: int = 1500) -> tuple[list[str], int]:
     """`count` tunes sampled together from the prompt 'X:' with generator seed `seed`, with the
     ABC constraint or without, each ended by <eos> or the next 'X:' (as ``seqgen sample --tunes``
-    ends them). Returns the tunes and how many ended within `length` characters; a tune that ran
-    out of length is kept as it is (and usually fails the check): unlike ``seqgen sample``, eval
-    does not sample again in place of failures."""
+    ends them) and numbered 1..count in their ``X:`` line as ``seqgen sample --tunes`` numbers
+    them (the model's own reference number is not music, and users never see it). Returns the
+    tunes and how many ended within `length` characters; a tune that ran out of length is kept as
+    it is (and usually fails the check): unlike ``seqgen sample``, eval does not sample again in
+    place of failures."""
     import torch
 
-    from seqgen.sampling import TUNE_BREAK, SampleConfig, generate
+    from seqgen.sampling import TUNE_BREAK, SampleConfig, generate, number_tune
 
     cfg = SampleConfig(length=length, temperature=temperature, num_samples=count,
                        stop=(TUNE_BREAK,), stop_at_eos=True, constrain=constrain)
     gen = torch.Generator().manual_seed(seed)
     samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, gen)
-    tunes = [("X:" + s.text).strip() + "\n" for s in samples]
+    tunes = [number_tune(("X:" + s.text).strip(), i + 1) + "\n" for i, s in enumerate(samples)]
     return tunes, sum(s.stop_reason != "length" for s in samples)
 
 

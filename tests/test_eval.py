@@ -135,6 +135,18 @@ def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     assert [s.text for s in free] != [s.text for s in samples]
 
 
+def test_eval_numbers_its_tunes_as_sample_tunes_does(abc_ckpt):
+    """eval checks the tunes users get: `seqgen sample --tunes` writes X:1..N over whatever
+    reference number the model sampled, so eval does too (a garbled 'X:]07' is not music)."""
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.evaluate import sample_eval_tunes
+
+    ckpt = load_checkpoint(abc_ckpt)
+    tunes, _ = sample_eval_tunes(ckpt, 3, "none", seed=3, temperature=2.0, length=200)
+    assert [t.split("\n")[0] for t in tunes] == ["X:1", "X:2", "X:3"]
+    assert all(t.endswith("\n") and t.count("\nX:") == 0 for t in tunes)
+
+
 def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
     from seqgen.errors import UsageError
