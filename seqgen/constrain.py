@@ -7,7 +7,8 @@ and music21 read without complaint:
 
 Header, one field per line, ``X:`` first and ``K:`` last:
     ``X:`` a number; then any of ``T C O R N B Z S`` (free text of letters, digits and plain
-    punctuation, at most 80 characters, at most 10 such lines) and ``M:`` (one of METERS) and ``L:`` (one of UNIT_LENGTHS), each once; ``K:``
+    punctuation, at most 80 characters, at most 10 such lines), ``M:`` (one of METERS), ``L:`` (one
+    of UNIT_LENGTHS) and ``Q:`` (a tempo in beats per minute, ``Q:80``), each at most once; ``K:``
     (one of the keys in KEYS) only once ``M:`` and ``L:`` are there. One space may follow the colon.
 Body, a sequence of bars:
     notes ``[^^|^|_|__|=]? [A-Ga-g] [',]* length?`` and rests ``z length?``, where length is one
@@ -337,7 +338,7 @@ class AbcConstraint:
                 if ch.isalpha() and ch.isascii():
                     return s._replace(hl="colon", letter=ch)
                 return None
-            if ch in ("M", "L") and ch not in s.seen:
+            if ch in ("M", "L", "Q") and ch not in s.seen:
                 return s._replace(hl="colon", letter=ch)
             if ch == "K" and "M" in s.seen and "L" in s.seen:
                 return s._replace(hl="colon", letter=ch)
@@ -356,8 +357,8 @@ class AbcConstraint:
             if letter in "XMLK":
                 return s._replace(val=s.val + ch) if len(s.val) < MAX_FIELD_CHARS else None
             return s._replace(vlen=max(s.vlen, 0) + 1) if s.vlen < MAX_FIELD_CHARS else None
-        if letter == "X":
-            if ch.isdigit() and len(s.val) < 4 and (s.val or ch != "0"):
+        if letter in "XQ":  # a number: the tune's, or the tempo in beats per minute
+            if ch.isdigit() and len(s.val) < (4 if letter == "X" else 3) and (s.val or ch != "0"):
                 return s._replace(val=s.val + ch, vlen=max(s.vlen, 0))
             return None
         prefixes = self._value_prefixes.get(letter)
@@ -374,7 +375,7 @@ class AbcConstraint:
         letter, v = s.letter, s.val.strip()
         if s.lenient:
             pass  # a prompt's header: any value
-        elif letter == "X":
+        elif letter in "XQ":
             if not v:
                 return None
         elif letter == "M":
@@ -388,9 +389,9 @@ class AbcConstraint:
                 return None
         elif s.vlen <= 0:
             return None  # an empty free-text field
-        seen = s.seen + letter if letter in "XMLK" and letter not in s.seen else s.seen
+        seen = s.seen + letter if letter in "XMLKQ" and letter not in s.seen else s.seen
         s = s._replace(hl="line", letter="", val="", vlen=0, seen=seen,
-                       nfree=s.nfree + (letter not in "XMLK"), lenient=1 if s.lenient == 1 else 0)
+                       nfree=s.nfree + (letter not in "XMLKQ"), lenient=1 if s.lenient == 1 else 0)
         if letter == "M":
             s = s._replace(meter=v)
         elif letter == "L":

@@ -16,7 +16,7 @@ from seqgen.tokenizer import Tokenizer
 # A small vocabulary: every construct of the grammar, few characters (random walks stay cheap).
 VOCAB_TEXT = ("X:1\nT:Reel o' the Bog\nM:6/8 2/4 C|\nL:1/8 1/16\nK:Dmix Am G Minor\n"
               "|:(3ABc d2>e f/g//a^b_c=d3/2|(AB)[1 {ga}Te-~f.uv z2:|[2 A,B'||C|]::\n"
-              "0123456789 R N B Z S O h E F")
+              "0123456789 R N B Z S O h E F Q")
 TOK = Tokenizer.build([VOCAB_TEXT])
 
 
@@ -47,7 +47,7 @@ HEAD = "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n"
 # ------------------------------------------------------------------------------------ header
 def test_header_starts_with_x_and_orders_fields(c):
     assert allowed(c, "") == "X"
-    assert set(allowed(c, "X:1\n")) == set("TMLRNBZSOC")
+    assert set(allowed(c, "X:1\n")) == set("TMLQRNBZSOC")
     assert accepts(c, "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n")
     assert not accepts(c, "X:1\nT:A\nK:D\n")  # K: before M: and L:
     assert not accepts(c, "X:1\nM:2/4\nM:")  # M: twice
@@ -58,6 +58,11 @@ def test_header_starts_with_x_and_orders_fields(c):
     assert accepts(c, "X: 12\nM: 6/8\nL: 1/16\nK: G Minor\n")
     assert not accepts(c, "X:1\nT:a|b")  # free text cannot look like music
     assert not accepts(c, "X:1\nT:a%b")
+    # Q: a tempo in beats per minute, once (the music headers keep it; music21 reads it)
+    assert accepts(c, "X:1\nQ:80\nM:2/4\nL:1/8\nK:D\n")
+    assert not accepts(c, "X:1\nQ:\n") and not accepts(c, "X:1\nQ:08")
+    assert not accepts(c, "X:1\nQ:1200") and not accepts(c, "X:1\nQ:a")
+    assert not accepts(c, "X:1\nQ:80\nQ:")
 
 
 def test_eos_and_body_only_after_k(c):
