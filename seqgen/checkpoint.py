@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqgen.errors import CheckpointError, SeqgenError
-from seqgen.fileio import atomic_path, atomic_write_text
+from seqgen.fileio import atomic_path, atomic_write_text, read_json_object
 
 if TYPE_CHECKING:
     import torch
@@ -147,32 +147,8 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict |
 
 
 def _read_json(path: Path, what: str) -> dict:
-    try:
-        size = path.stat().st_size
-        if size > MAX_JSON_BYTES:
-            raise CheckpointError(f"{path}: {size:,} bytes is too large for a {what}")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: missing; not a seqgen checkpoint") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory, expected the {what}") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        d = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{path}: not UTF-8 text; the {what} is corrupt") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(
-            f"{path}: line {e.lineno}: invalid JSON ({e.msg}); the {what} is corrupt or truncated"
-        ) from None
-    except ValueError as e:  # an integer of thousands of digits
-        raise CheckpointError(f"{path}: {str(e).split(':')[0].lower()}; not a {what}") from None
-    except RecursionError:
-        raise CheckpointError(f"{path}: JSON nested too deeply; not a {what}") from None
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{path}: expected a JSON object; the {what} is corrupt")
-    return d
+    return read_json_object(path, what, CheckpointError, "missing; not a seqgen checkpoint",
+                            MAX_JSON_BYTES)
 
 
 def _check_file(directory: Path, name: str, meta: dict) -> Path:

@@ -7,6 +7,7 @@ of one. Every file seqgen writes for the user goes through here.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import tempfile
@@ -75,6 +76,38 @@ LOCK_NAME = ".seqgen.lock"
 
 class Locked(UsageError):
     """Another live seqgen process holds the lock of a directory."""
+
+
+def read_json_object(path: Path, what: str, error: type[SeqgenError], missing: str,
+                     max_bytes: int | None = None) -> dict:
+    """The JSON object in `path`. Every way it can fail is one `error` naming the file and `what`
+    it should have been: `missing` (the message for no such file), too large, not UTF-8, invalid
+    JSON (with its line), absurd numbers or nesting, not an object."""
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{path}: {size:,} bytes is too large for a {what}")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected the {what}") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        d = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path}: not UTF-8 text; expected the {what}") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: line {e.lineno}: invalid JSON ({e.msg}); the {what} is corrupt or "
+                    "truncated") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise error(f"{path}: {str(e).split(':')[0].lower()}; not a {what}") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply; not a {what}") from None
+    if not isinstance(d, dict):
+        raise error(f"{path}: expected a JSON object, found {type(d).__name__}; not a {what}")
+    return d
 
 
 def _pid_alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from seqgen.errors import VocabularyError
-from seqgen.fileio import atomic_write_text
+from seqgen.fileio import atomic_write_text, read_json_object
 
 if TYPE_CHECKING:
     import numpy as np
@@ -244,19 +244,5 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise VocabularyError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise VocabularyError(f"{path}: is a directory, expected a vocabulary JSON file") from None
-        except OSError as e:
-            raise VocabularyError(f"{path}: cannot read ({e.strerror})") from None
-        try:
-            d = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise VocabularyError(f"{path}: not UTF-8 text, expected a vocabulary JSON file") from None
-        except json.JSONDecodeError as e:
-            raise VocabularyError(f"{path}: line {e.lineno}: invalid JSON ({e.msg})") from None
+        d = read_json_object(Path(path), "vocabulary JSON file", VocabularyError, "no such file")
         return cls.from_dict(d, source=str(path))

@@ -71,6 +71,9 @@ def test_save_and_load_round_trip_utf8(tmp_path):
     [
         ("{not json", r"line 1: invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"counts": [' + "9" * 5000 + "]}", "exceeds the limit"),
+        (b"\xff\xfe{}", "not UTF-8"),
         ('{"format": "other"}', "not a seqgen vocabulary"),
         ('{"format": "seqgen-vocab", "version": 99, "specials": ["<eos>", "<unk>"], "chars": []}',
          "newer than this seqgen"),
@@ -85,7 +88,7 @@ def test_save_and_load_round_trip_utf8(tmp_path):
 )
 def test_bad_vocabulary_files_are_refused_with_the_path(tmp_path, content, message):
     path = tmp_path / "vocab.json"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     with pytest.raises(VocabularyError, match=message) as e:
         Tokenizer.load(path)
     assert str(path) in str(e.value)
