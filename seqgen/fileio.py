@@ -30,9 +30,24 @@ def _umask() -> int:
     return mask
 
 
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory's entries (a rename) to disk, where the OS allows it (not Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the data itself was synced
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is fsynced and renamed over `path`.
+    """Yield a temporary path beside `path`; on success it is fsynced and renamed over `path`,
+    and the directory is fsynced so that the rename is on disk too.
 
     On any error the temporary file is removed and `path` is left as it was.
     """
@@ -52,6 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
     except OSError as e:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -50,3 +50,17 @@ def test_a_file_in_place_of_the_directory_is_a_write_error(tmp_path):
     (tmp_path / "notadir").write_text("x")
     with pytest.raises(WriteError, match="cannot write"):
         atomic_write_text(tmp_path / "notadir" / "f.txt", "y")
+
+
+def test_the_rename_is_flushed_to_disk_too(tmp_path, monkeypatch):
+    """After the file's data, the directory entry: a power cut after save keeps the new file."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    atomic_write_text(tmp_path / "a.json", "{}")
+    assert synced == ["file", "dir"]
