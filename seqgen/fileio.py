@@ -7,6 +7,7 @@ of one. Every file seqgen writes for the user goes through here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -38,8 +39,9 @@ def _fsync_dir(directory: Path) -> None:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on a directory; the data itself was synced
+    except OSError as e:  # a full or failing disk is an error; "not supported here" is not
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 
