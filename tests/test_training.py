@@ -59,14 +59,24 @@ def test_presets_fill_fields_and_explicit_options_win():
     assert t.seq_len == tm.context_length
 
 
-def test_auto_preset_depends_on_corpus_size():
+def test_auto_preset_depends_on_corpus_size_and_budget():
     small, _ = resolve_config(TrainConfig(), 40, 5_000)
     assert small.preset == "tiny"
-    normal, mc = resolve_config(TrainConfig(), 40, 1_000_000)
-    assert normal.preset == "small" and mc.hidden_size == 256 and mc.dropout > 0
-    long, _ = resolve_config(TrainConfig(minutes=60), 40, 1_000_000)
+    # a few passes over the corpus: the 1x256 LSTM
+    few, mc = resolve_config(TrainConfig(minutes=1.5), 40, 1_000_000)
+    assert few.preset == "small" and mc.hidden_size == 256 and mc.dropout > 0
+    assert resolve_config(TrainConfig(steps=2_000), 40, 1_000_000)[0].preset == "small"
+    # many passes (the default budget on a corpus of folk tunes' size): wider, more dropout
+    many, mm = resolve_config(TrainConfig(), 40, 580_000)
+    assert many.minutes == training.DEFAULT_MINUTES
+    assert training.estimated_passes(580_000, many.minutes * 60, None) >= training.MANY_PASSES
+    assert many.preset == "medium" and mm.hidden_size > mc.hidden_size and mm.dropout > mc.dropout
+    assert resolve_config(TrainConfig(steps=20_000), 40, 580_000)[0].preset == "medium"
+    # the transformer's medium is for long budgets on big corpora only
+    assert resolve_config(TrainConfig(kind="transformer"), 40, 580_000)[0].preset == "small"
+    long, _ = resolve_config(TrainConfig(minutes=60, kind="transformer"), 40, 1_000_000)
     assert long.preset == "medium"
-    gpu, _ = resolve_config(TrainConfig(), 40, 1_000_000, device="cuda")
+    gpu, _ = resolve_config(TrainConfig(minutes=1.5), 40, 1_000_000, device="cuda")
     assert gpu.preset == "medium"
 
 

@@ -25,7 +25,8 @@ def train(
     preset: str = typer.Option(
         "auto", "--preset", "-p",
         help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
-        "corpus size and the budget). Individual options below override it.", rich_help_panel=PM),
+        "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
+        "over a small corpus). Individual options below override it.", rich_help_panel=PM),
     embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot.",
                                             rich_help_panel=PM),
     embed_dim: int | None = typer.Option(None, help="Learned-embedding size (RNN kinds), in units.",
