@@ -32,6 +32,7 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -438,13 +439,20 @@ def make_decoder(model, batch_size: int, device, kind: str = "auto"):
 
 
 # ============================================================================== generation
+BATCH_FOR_THREADS = 8  # streams from which a decode step's matmuls are worth a second thread
+MAX_THREADS = 4
+
+
 def default_threads(batch_size: int) -> int:
-    """CPU threads for sampling: 1, whatever the batch. Each op of a decode step is tiny, and on a
-    busy machine a second thread makes every op wait for the other to be scheduled (measured on
-    the 2-core development machine at load 7: 2,000 characters x 16 samples of the benchmark
-    transformer took 123 s with 2 threads; see docs/benchmarks.md for 1 thread). `seqgen sample
-    --threads N` asks for more."""
-    return 1
+    """CPU threads for sampling. One for fewer than 8 streams: each op of a decode step is tiny
+    and a second thread only adds waiting. From 8 streams on, the machine's cores (at most 4),
+    as torch and `seqgen train` use them: on the quiet 2-core development machine 16 streams ran
+    1.5x (transformer) and 1.6x (LSTM 2x512) faster on 2 threads than on 1; on a busy machine
+    (load 7) two threads made them several times slower, so there `--threads 1` is better
+    (docs/sampling.md). The text does not depend on the thread count."""
+    if batch_size < BATCH_FOR_THREADS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
 
 
 def _device(model):

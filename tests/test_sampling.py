@@ -19,6 +19,7 @@ from seqgen.sampling import (
     TransformerDecoder,
     UncachedDecoder,
     choose_tokens,
+    default_threads,
     filter_logits,
     generate,
     make_decoder,
@@ -333,6 +334,36 @@ def test_sample_tunes_gives_up_with_a_clear_error():
     with pytest.raises(DataError, match="--length"):
         sample_tunes(model, TOK, 2, "X:1\nK:D\na", SampleConfig(length=20),
                      torch.Generator().manual_seed(0), max_rounds=2)
+
+
+def test_threads_one_for_few_streams_the_cores_for_many(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_threads(1) == 1 and default_threads(7) == 1  # tiny ops: one thread
+    assert default_threads(16) == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert default_threads(16) == 4  # at most 4
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_threads(16) == 1
+
+
+def test_same_seed_same_text_whatever_the_thread_count():
+    """default_threads depends on the machine's load, so a seed must not depend on threads."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(kind="lstm", vocab_size=TOK.vocab_size, embed_dim=16,
+                                    hidden_size=256, num_layers=2)).eval()
+    cfg = SampleConfig(length=60, num_samples=16, stop_at_eos=False)
+    before = torch.get_num_threads()
+    texts = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            texts.append([s.text for s in generate(model, TOK, "X:", cfg,
+                                                   torch.Generator().manual_seed(3))])
+    finally:
+        torch.set_num_threads(before)
+    assert texts[0] == texts[1]
 
 
 def test_number_tune():

@@ -90,8 +90,10 @@ def sample(
         "generated); json: one JSON object per line and sample, with prompt, text, tokens, stop "
         "reason and timing in seconds.", rich_help_panel=PO),
     threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads for torch (default: 1, the fastest for the small "
-        "operations of a decode step, above all on a busy machine).", rich_help_panel=PO, show_default=False),
+        None, "--threads", help="CPU threads for torch (default: 1 below 8 streams, the fastest "
+        "for a decode step's small operations; from 8 streams, the cores, at most 4; on a busy "
+        "machine give 1).",
+        rich_help_panel=PO, show_default=False),
     device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, ...",
                                rich_help_panel=PO),
     constrain: str | None = typer.Option(
