@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from seqgen.errors import DataError, UsageError
+from seqgen.fileio import read_bytes
 from seqgen.music.abc import looks_like_abc, music_headers, split_tunes
 
 if TYPE_CHECKING:
@@ -89,17 +90,8 @@ class Corpus:
 # --------------------------------------------------------------------------------- reading
 def read_text_file(path: Path) -> str:
     """The UTF-8 text of `path`, with line ends normalised; DataError for anything unusable."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise DataError(f"{path}: file is {size / 2**30:.1f} GiB, larger than the 4 GiB limit")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file or directory") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_bytes(path, DataError, "text file", "no such file or directory", MAX_FILE_BYTES,
+                     lambda size: f"file is {size / 2**30:.1f} GiB, larger than the 4 GiB limit")
     if b"\x00" in raw:
         raise DataError(f"{path}: looks like a binary file (it contains NUL bytes); expected UTF-8 text")
     try:

@@ -13,7 +13,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from seqgen.errors import SeqgenError, UsageError
@@ -96,22 +96,33 @@ class Locked(UsageError):
     """Another live seqgen process holds the lock of a directory."""
 
 
+def read_bytes(path: Path, error: type[SeqgenError], what: str, missing: str,
+               max_bytes: int | None = None,
+               too_large: Callable[[int], str] | None = None) -> bytes:
+    """The bytes of `path`; a missing, oversized (`too_large(size)` says why), unreadable file or
+    a directory is one `error` naming it."""
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{path}: {too_large(size) if too_large else 'too large'}")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected the {what}") from None
+    except PermissionError:
+        raise error(f"{path}: permission denied") from None
+    except OSError as e:
+        raise error(f"{path}: cannot read ({e.strerror})") from None
+
+
 def read_json_object(path: Path, what: str, error: type[SeqgenError], missing: str,
                      max_bytes: int | None = None) -> dict:
     """The JSON object in `path`. Every way it can fail is one `error` naming the file and `what`
     it should have been: `missing` (the message for no such file), too large, not UTF-8, invalid
     JSON (with its line), absurd numbers or nesting, not an object."""
-    try:
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            raise error(f"{path}: {size:,} bytes is too large for a {what}")
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path}: {missing}") from None
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory, expected the {what}") from None
-    except OSError as e:
-        raise error(f"{path}: cannot read ({e.strerror})") from None
+    raw = read_bytes(path, error, what, missing, max_bytes,
+                     lambda size: f"{size:,} bytes is too large for a {what}")
     try:
         d = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
