@@ -349,7 +349,7 @@ def test_threads_one_for_few_streams_the_cores_for_many(monkeypatch):
 
 
 def test_same_seed_same_text_whatever_the_thread_count():
-    """default_threads depends on the machine's load, so a seed must not depend on threads."""
+    """default_threads depends on the machine (its cores), so a seed must not depend on threads."""
     torch.manual_seed(0)
     model = build_model(ModelConfig(kind="lstm", vocab_size=TOK.vocab_size, embed_dim=16,
                                     hidden_size=256, num_layers=2)).eval()
