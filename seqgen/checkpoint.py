@@ -147,7 +147,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict |
 
 
 def _read_json(path: Path, what: str) -> dict:
-    return read_json_object(path, what, CheckpointError, "missing; not a seqgen checkpoint",
+    return read_json_object(path, CheckpointError, what, "missing; not a seqgen checkpoint",
                             MAX_JSON_BYTES)
 
 

@@ -116,7 +116,7 @@ def read_bytes(path: Path, error: type[SeqgenError], what: str, missing: str,
         raise error(f"{path}: cannot read ({e.strerror})") from None
 
 
-def read_json_object(path: Path, what: str, error: type[SeqgenError], missing: str,
+def read_json_object(path: Path, error: type[SeqgenError], what: str, missing: str,
                      max_bytes: int | None = None) -> dict:
     """The JSON object in `path`. Every way it can fail is one `error` naming the file and `what`
     it should have been: `missing` (the message for no such file), too large, not UTF-8, invalid

@@ -244,5 +244,5 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Tokenizer:
-        d = read_json_object(Path(path), "vocabulary JSON file", VocabularyError, "no such file")
+        d = read_json_object(Path(path), VocabularyError, "vocabulary JSON file", "no such file")
         return cls.from_dict(d, source=str(path))

@@ -35,8 +35,6 @@ def unescape(s: str) -> str:
     return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], s)
 
 
-
-
 def sample(
     checkpoint: Path | None = typer.Argument(
         None, help="A checkpoint directory (a run directory or its best/). Default: best/ of the "
