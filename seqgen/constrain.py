@@ -6,7 +6,7 @@ strict, common subset of ABC 2.1, the part that seqgen's music check (``seqgen a
 and music21 read without complaint:
 
 Header, one field per line, ``X:`` first and ``K:`` last:
-    ``X:`` a number; then any of ``T C O R N B Z S`` (free text of letters, digits and plain
+    ``X:`` a number; then any of ``T C O R N B Z S H`` (free text of letters, digits and plain
     punctuation, at most 80 characters, at most 10 such lines), ``M:`` (one of METERS), ``L:`` (one
     of UNIT_LENGTHS) and ``Q:`` (a tempo in beats per minute, ``Q:80``), each at most once; ``K:``
     (one of the keys in KEYS) only once ``M:`` and ``L:`` are there. One space may follow the colon.
@@ -16,6 +16,10 @@ Body, a sequence of bars:
     ``-`` after one; broken rhythm ``A>B`` / ``A<B`` (both notes the same written length);
     triplets ``(3`` (three notes of the same written length); slurs ``( )`` closed within the bar
     (one level); grace notes ``{gf}`` before a note; single spaces between notes.
+    Chords ``[CEg]`` (2 to 4 notes without lengths, the length after ``]``) count as one note.
+    Before a note, rest or chord: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``: a root,
+    a kind of CHORD_KINDS, maybe a bass), an annotation (``"^fine"``, ``">"``: a placement
+    character and short plain text) or one of QUOTED_WORDS (``"D.C."``); none of them takes time.
     Barlines ``|  ||  |]  |:  :|  ::``; endings ``[1`` after a barline and ``[2`` after ``:|``;
     a line break only right after a barline; no blank lines, comments or inline fields; a line
     never starts with a letter and a colon (ABC would read it as a header field).
@@ -74,7 +78,7 @@ LENGTHS: dict[str, Fraction] = {
     "8": Fraction(8), "12": Fraction(12), "16": Fraction(16), "/": Fraction(1, 2),
     "/2": Fraction(1, 2), "//": Fraction(1, 4), "/4": Fraction(1, 4), "3/2": Fraction(3, 2),
 }
-FREE_FIELDS = "TCORNBZS"  # header fields with free text
+FREE_FIELDS = "TCORNBZSH"  # header fields with free text
 # Characters of free header text: letters, digits and punctuation that cannot be read as ABC
 # ('\\' would continue the line, '%' start a comment, '[' ']' '|' look like music).
 TEXT_PUNCTUATION = " .,'-!?()&/;\"@"
@@ -82,7 +86,21 @@ MAX_FREE_LINES = 10
 MAX_FIELD_CHARS = 80
 NOTE_LETTERS = "ABCDEFGabcdefg"
 DECORATIONS = ".~Tuv"  # not H: music21 drops the note after it
-BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>" + DECORATIONS)
+BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>\"" + DECORATIONS)
+# Chord symbols: "G", "F#m", "Bbmaj7", "D7/F#": a root, then one of these, then maybe /bass.
+CHORD_ROOTS = "ABCDEFG"
+CHORD_KINDS = ("", "m", "7", "m7", "maj7", "dim", "dim7", "aug", "sus4", "6", "m6", "9")
+CHORD_SUFFIXES = tuple(a + k for a in ("", "#", "b") for k in CHORD_KINDS)
+# Words written in quotes where ABC 2.1 has decorations (!D.C.!): navigation marks, as in
+# O'Neill's. Like chord symbols they are not played (seqgen's MIDI does not jump).
+QUOTED_WORDS = ("D.C.", "D.S.", "Fine", "Segno", "Coda")
+# Annotations: text in quotes after a placement character ("^fine", ">"); seqgen's converter
+# drops them before music21 reads the tune.
+ANNOTATION_PLACES = "^_<>@"
+MAX_ANNOTATION_CHARS = 20
+MAX_CHORD_NOTES = 4
+# Body states inside a chord symbol or an annotation, where letters are text, not notes.
+TEXT_STATES = frozenset(("cs", "csr", "csb", "csbr", "ann"))
 SECTION_BARS = ("||", "|]", "|:", ":|", "::")
 # The characters the grammar cannot do without (checked against the tokenizer).
 REQUIRED_CHARS = "XMLK:\n|/18"
@@ -128,6 +146,7 @@ class State(NamedTuple):
     prev: str = ""  # the last barline
     lead: bool = False  # the current body line so far is one note letter ('b' then ':' = a field)
     lenient: int = 0  # 1: reading a prompt's header; 2: the prompt's last header line
+    cn: int = 0  # body: notes of the chord [...] so far, or characters of an annotation
 
 
 class AbcConstraint:
@@ -178,6 +197,15 @@ class AbcConstraint:
         self._value_prefixes = {"M": _prefixes(self.meters), "L": _prefixes(self.units),
                                 "K": _prefixes(self.keys)}
         self._length_prefixes = _prefixes(self.lengths)
+        # chord symbols, annotations and chords only when the vocabulary can close them
+        quote = '"' in self.stoi
+        self.roots = "".join(r for r in CHORD_ROOTS if r in self.stoi) if quote else ""
+        self._suffix_words = frozenset(w for w in CHORD_SUFFIXES if spellable(w))
+        self._suffix_prefixes = _prefixes(self._suffix_words)
+        self._words = frozenset(w for w in QUOTED_WORDS if spellable(w)) if quote else frozenset()
+        self._word_prefixes = _prefixes(self._words) - {""}
+        self.places = "".join(c for c in ANNOTATION_PLACES if c in self.stoi) if quote else ""
+        self.chords = "]" in self.stoi
         # the order in which _live tries characters: the ones most states allow first
         likely = "abcdefgABCDEFG|\n z2"
         self._probe = sorted((c for _, c in self._chars),
@@ -207,7 +235,8 @@ class AbcConstraint:
         except KeyError:
             pass
         rep = None
-        if s.phase == 1:  # in the body every note letter moves alike: share the first one's move
+        if s.phase == 1 and s.e not in TEXT_STATES:
+            # in the body every note letter moves alike: share the first one's move
             rep = self._note_rep.get(token, -1)
         elif s.hl == "value" and s.letter == "T":  # so does every character of free text
             rep = self._text_rep.get(token)
@@ -270,7 +299,7 @@ class AbcConstraint:
             import numpy as np
 
             m = np.zeros(len(self.itos), dtype=bool)
-            for i in self._body_ids if s.phase == 1 else self._ids:
+            for i in self._body_ids if s.phase == 1 and s.e not in TEXT_STATES else self._ids:
                 m[i] = self.advance(s, i) is not None
             m[EOS_ID] = self.advance(s, EOS_ID) is not None
             if not m.any():  # never happens for states the grammar reaches (tested)
@@ -434,13 +463,18 @@ class AbcConstraint:
                               lead=s.e in ("nl", "start"))
         if ch in "^_=":
             return s._replace(e="acc", p=ch, last=None)
+        if ch == "[" and self.chords and s.e != "acc":  # a chord: notes sounding together
+            return s._replace(e="chord", p="", oct=0, cn=0, last=None,
+                              mult=2 if s.tup == 3 else 1, notes=True, slur=2 if s.slur else 0)
         if s.e in ("dec", "acc", "broken"):
             return None
+        if ch == '"' and s.e not in ("sym", "grace_done") and (self.roots or self.places):
+            return s._replace(e="cs", p="", cn=0, last=None)  # a chord symbol or annotation
         if ch in DECORATIONS:
             return s._replace(e="dec", last=None)
         if s.e == "grace_done":
             return None
-        if ch == "{" and s.tup == 0 and "}" in self.stoi:
+        if ch == "{" and s.tup == 0 and s.e != "sym" and "}" in self.stoi:
             return s._replace(e="grace", p="", last=None)
         if ch == "(" and s.slur == 0:
             return s._replace(e="paren", last=None)
@@ -509,7 +543,7 @@ class AbcConstraint:
 
     def _body(self, s: State, ch: str) -> State | None:
         e = s.e
-        if e in ("note", "rest"):
+        if e in ("note", "rest", "chordlen"):
             if e == "note" and not s.p and ch in "',":
                 if s.oct >= 2:
                     return None
@@ -528,9 +562,15 @@ class AbcConstraint:
                                   slur=2 if s.slur else 0)
             return None
         if e == "dec":
-            if ch in NOTE_LETTERS or ch in "^_=" or ch == "z":
+            if ch in NOTE_LETTERS or ch in "^_=[" or ch == "z":
                 return self._start_element(s._replace(e="decnote"), ch)
             return None
+        if e in ("chord", "cacc", "cnote"):  # inside [...]: notes without lengths
+            return self._chord(s, ch)
+        if e in TEXT_STATES:
+            return self._quoted(s, ch)
+        if e == "sym":  # after a chord symbol or annotation: the note it belongs to
+            return self._start_element(s, ch)
         if e == "paren":
             if ch == "3" and s.tup == 0 and s.force is None and self._fits(s, 2):
                 # room for three notes of the shortest length in the time of two
@@ -612,7 +652,7 @@ class AbcConstraint:
                 if ch == " ":
                     return s._replace(e="barsp")
             if ch == "[":
-                return s._replace(e="ending") if self._ending_ok(s) else None
+                return self._bracket(s)
             if ch == "|" and e in ("start", "nl"):
                 return s._replace(e="open")
             if ch in "|:":
@@ -620,25 +660,85 @@ class AbcConstraint:
             return self._start_element(s, ch)
         if e == "barsp":
             if ch == "[":
-                return s._replace(e="ending") if self._ending_ok(s) else None
+                return self._bracket(s)
             if ch in " |:\n":
                 return None
             return self._start_element(s, ch)
         if e == "open":  # '|' at the start of the tune or of a line: only '|:'
             return self._close_bar(s._replace(e="start" if s.bars == 0 and s.prev == "" else "nl"),
                                    "|:") if ch == ":" else None
-        if e == "ending":
-            if ch == "1" and s.prev != ":|":
+        if e == "ending":  # '[' at the start of a bar: an ending, or a chord
+            if ch == "1" and s.prev != ":|" and self._ending_ok(s):
                 return s._replace(e="endsp", prev="[1")
             if ch == "2" and s.prev == ":|":
                 return s._replace(e="endsp", prev="[2")
-            return None
+            chord = self._start_element(s, "[")
+            return None if chord is None else self._chord(chord, ch)
         if e == "endsp":
             if ch == " ":
                 return s._replace(e="endsp2")
             return self._start_element(s, ch)
         if e == "endsp2":
             return self._start_element(s, ch) if ch != " " else None
+        return None
+
+    def _bracket(self, s: State) -> State | None:
+        """'[' at the start of a bar: an ending ('[1', '[2') or a chord follows."""
+        if self._ending_ok(s) or self._start_element(s, "[") is not None:
+            return s._replace(e="ending")
+        return None
+
+    def _chord(self, s: State, ch: str) -> State | None:
+        """`ch` inside a chord ``[CEG]``: 2 to MAX_CHORD_NOTES notes with accidentals and octave
+        marks, no lengths; after ']' the chord's length, which counts as one note's."""
+        e = s.e
+        if e == "cacc":
+            if ch == s.p and ch in "^_" and len(s.p) == 1:
+                return s._replace(p=s.p + ch)
+            return s._replace(e="cnote", p="", oct=0, cn=s.cn + 1) if ch in NOTE_LETTERS else None
+        if e == "cnote":
+            if ch in "'," and s.oct < 2:
+                return s._replace(oct=s.oct + 1)
+            if ch == "]" and s.cn >= 2:
+                return s._replace(e="chordlen", p="", oct=0, cn=0)
+        if s.cn >= MAX_CHORD_NOTES:
+            return None
+        if ch in NOTE_LETTERS:
+            return s._replace(e="cnote", p="", oct=0, cn=s.cn + 1)
+        if ch in "^_=":
+            return s._replace(e="cacc", p=ch)
+        return None
+
+    def _quoted(self, s: State, ch: str) -> State | None:
+        """`ch` inside quotes: a chord symbol (root, kind, /bass: "D7/F#") or an annotation (a
+        placement character, then up to MAX_ANNOTATION_CHARS of plain text: "^fine", ">")."""
+        e, done = s.e, s._replace(e="sym", p="", cn=0)
+        if e == "cs":
+            if ch in self.roots or ch in self._word_prefixes:
+                return s._replace(e="csr", p=ch)
+            return s._replace(e="ann", cn=0) if ch in self.places else None
+        if e == "ann":
+            if ch == '"':
+                return done
+            if s.cn < MAX_ANNOTATION_CHARS and (ch.isalnum() or ch in TEXT_PUNCTUATION):
+                return s._replace(cn=s.cn + 1)
+            return None
+        if e == "csr":  # p: the root and kind so far, or a word
+            chord = s.p[0] in self.roots
+            p = s.p + ch
+            if (chord and p[1:] in self._suffix_prefixes) or p in self._word_prefixes:
+                return s._replace(p=p)
+            if ch == '"' and ((chord and s.p[1:] in self._suffix_words) or s.p in self._words):
+                return done
+            if ch == "/" and chord and s.p[1:] in self._suffix_words:
+                return s._replace(e="csb", p="")
+            return None
+        if e == "csb":
+            return s._replace(e="csbr", p="") if ch in self.roots else None
+        if e == "csbr":
+            if ch in "#b" and not s.p:
+                return s._replace(p=ch)
+            return done if ch == '"' else None
         return None
 
     def _ending_ok(self, s: State) -> bool:

@@ -4,6 +4,7 @@ tunes chosen at random among the allowed characters pass the music check."""
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 
 import pytest
@@ -16,7 +17,8 @@ from seqgen.tokenizer import Tokenizer
 # A small vocabulary: every construct of the grammar, few characters (random walks stay cheap).
 VOCAB_TEXT = ("X:1\nT:Reel o' the Bog\nM:6/8 2/4 C|\nL:1/8 1/16\nK:Dmix Am G Minor\n"
               "|:(3ABc d2>e f/g//a^b_c=d3/2|(AB)[1 {ga}Te-~f.uv z2:|[2 A,B'||C|]::\n"
-              "0123456789 R N B Z S O h E F Q")
+              "0123456789 R N B Z S O h E F Q\n"
+              '"G" "Bbmaj7/F#" "^fine" [CEG]2 # @')
 TOK = Tokenizer.build([VOCAB_TEXT])
 
 
@@ -47,7 +49,7 @@ HEAD = "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n"
 # ------------------------------------------------------------------------------------ header
 def test_header_starts_with_x_and_orders_fields(c):
     assert allowed(c, "") == "X"
-    assert set(allowed(c, "X:1\n")) == set("TMLQRNBZSOC")
+    assert set(allowed(c, "X:1\n")) == set("TMLQRNBZSOC")  # (no H in this vocabulary)
     assert accepts(c, "X:1\nT:A\nM:2/4\nL:1/8\nK:D\n")
     assert not accepts(c, "X:1\nT:A\nK:D\n")  # K: before M: and L:
     assert not accepts(c, "X:1\nM:2/4\nM:")  # M: twice
@@ -63,6 +65,13 @@ def test_header_starts_with_x_and_orders_fields(c):
     assert not accepts(c, "X:1\nQ:\n") and not accepts(c, "X:1\nQ:08")
     assert not accepts(c, "X:1\nQ:1200") and not accepts(c, "X:1\nQ:a")
     assert not accepts(c, "X:1\nQ:80\nQ:")
+
+
+def test_history_field_but_no_fermata():
+    tok = Tokenizer.build([VOCAB_TEXT + "\nHistory: 1850"])
+    c2 = AbcConstraint(tok.itos, min_bars=2, max_bars=12)
+    assert accepts(c2, "X:1\nT:A\nH:Played in 1850.\nM:2/4\nL:1/8\nK:D\n")
+    assert not accepts(c2, HEAD + "HA")  # H before a note: music21 would drop the note
 
 
 def test_eos_and_body_only_after_k(c):
@@ -108,6 +117,35 @@ def test_slurs_ties_and_endings(c):
     assert accepts(c, HEAD + "ABcd |[1 ABcd :|[2 ABcd ||")
     assert not accepts(c, HEAD + "ABcd |[2")  # a second ending follows :|
     assert accepts(c, HEAD + "|:ABcd :|\n|:ABcd:|")
+
+
+def test_chord_symbols_and_annotations_take_no_time(c):
+    assert accepts(c, HEAD + '"G"AB "D7"cd | "Bbm7/F#"A2 "Edim"B2 |')
+    assert accepts(c, HEAD + '">"A "^fine"B ~c"Am"d |')  # annotations ('>' as O'Neill writes)
+    s = feed(c, HEAD + '"G"A2 Bc')  # the symbol took no time: the bar is full
+    assert "|" in c.allowed_chars(s) and "d" not in c.allowed_chars(s)
+    assert not accepts(c, HEAD + '"H"A')  # not a chord root
+    assert not accepts(c, HEAD + '"Gx')  # not a chord kind
+    assert not accepts(c, HEAD + '"G"|')  # a symbol belongs to the note after it
+    assert not accepts(c, HEAD + '"G""A"B')  # one symbol per note
+    assert not accepts(c, HEAD + '~"G"A')  # a symbol comes before decorations
+    assert not accepts(c, HEAD + '"^' + "a" * 21)  # annotations are short
+    assert allowed(c, HEAD + '"Gm')[0] == '"' and "/" in allowed(c, HEAD + '"Gm')
+
+
+def test_chords_count_as_one_note(c):
+    assert accepts(c, HEAD + "[CEG]2 Bc | [A,CE]4 |")  # [CEG]2 takes two eighths
+    s = feed(c, HEAD + "[CE]2 Bc")
+    assert "|" in c.allowed_chars(s) and "d" not in c.allowed_chars(s)
+    assert not accepts(c, HEAD + "ABc[CE]2")  # overfills 2/4
+    assert not accepts(c, HEAD + "[C]")  # at least two notes
+    assert not accepts(c, HEAD + "[CEGce")  # at most four
+    assert not accepts(c, HEAD + "[C2")  # no lengths inside: the length follows ']'
+    assert not accepts(c, HEAD + "[CE]'")  # nor octave marks
+    assert accepts(c, HEAD + "(3[CE]AB c2 | [CE]>A Bc |")  # in triplets and broken pairs
+    # '[' at the start of a bar: a chord or an ending
+    assert accepts(c, HEAD + "ABcd |[CE]2 cd |[1 ABcd :|[2 [CE]4 ||")
+    assert not accepts(c, HEAD + "ABcd |[2")
 
 
 def test_tune_ends_only_after_a_barline(c):
@@ -250,6 +288,8 @@ def test_random_tunes_pass_the_music_check():
     prompts = ["", "X:1\nT:Jig\nM:6/8\nL:1/8\nK:G\n", "X:1\nM:C|\nL:1/8\nK:Ador\n",
                "X:1\nM:3/4\nL:1/16\nK:Bb\n"]
     tunes = [random_tune(c2, rng, prompts[i % len(prompts)]) for i in range(12)]
+    body = "".join(t.split("K:", 1)[1] for t in tunes)
+    assert '"' in body and re.search(r"\[[A-Ga-g^_=]", body)  # the walks wrote symbols, chords
     results = list(convert.convert_tunes(tunes, check=True, jobs=2))
     bad = [(t, r.check.reasons) for t, r in zip(tunes, results, strict=True) if not r.check.valid]
     assert not bad, bad[0]
