@@ -50,6 +50,21 @@ def test_build_show_encode_decode_on_the_default_corpus(tmp_path):
     assert r.exit_code == 0 and r.stdout == "K:D\n|abc|"
 
 
+def test_build_reads_abc_as_train_does(tmp_path):
+    """By default the vocabulary is the one 'seqgen train' would build: bibliographic header
+    fields (here a Z: line with '@') are left out, as training leaves them out."""
+    abc = tmp_path / "t.abc"
+    abc.write_text("X:1\nT:A\nZ:me@example.org\nM:2/4\nL:1/8\nK:D\nABcd|]\n\n"
+                   "X:2\nT:B\nM:2/4\nL:1/8\nK:G\nGABc|]\n")
+    for headers, has_at in (("music", False), ("all", True)):
+        vocab = tmp_path / f"{headers}.json"
+        r = run("tokenizer", "build", str(abc), "--abc-headers", headers, "-o", str(vocab))
+        assert r.exit_code == 0, r.output
+        assert ("@" in json.loads(vocab.read_text())["chars"]) == has_at
+    assert json.loads((tmp_path / "music.json").read_text()) == json.loads(
+        run("tokenizer", "build", str(abc)).stdout)
+
+
 def test_quiet_silences_logs_but_not_results(tmp_path):
     vocab = tmp_path / "v.json"
     r = run("--quiet", "tokenizer", "build", "folk", "-o", str(vocab))

@@ -238,6 +238,32 @@ def test_cli_gradients_compare_with_a_checkpoint(tmp_path, corpus):
     assert png.stat().st_size > 0
 
 
+def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatch):
+    """A run on ABC with music headers never saw the bibliographic fields ('@' in Z:): the
+    windows come from the corpus read the same way, not from text the model never saw."""
+    import seqgen.inspect as insp
+    from seqgen.checkpoint import save_checkpoint
+    from seqgen.data import load_corpus
+
+    seen: list[str] = []
+    real = insp.sample_windows
+    monkeypatch.setattr(insp, "sample_windows",
+                        lambda docs, *a, **k: seen.extend(docs) or real(docs, *a, **k))
+
+    abc = tmp_path / "t.abc"
+    abc.write_text("".join(f"X:{i}\nT:Tune {i}\nZ:me@example.org\nM:2/4\nL:1/8\nK:D\n"
+                           "ABcd|dcBA|ABcd|d4|]\n\n" for i in range(1, 9)))
+    docs = load_corpus(str(abc), abc_headers="music").documents
+    tok = Tokenizer.build(docs)
+    assert "@" not in tok.chars
+    m = build_model(ModelConfig(kind="lstm", vocab_size=tok.vocab_size, hidden_size=8,
+                                embed_dim=4))
+    ck = save_checkpoint(tmp_path / "ck", m, tok, {"abc_headers": "music"}, str(abc), "abc", 3)
+    r = invoke("inspect", "gradients", ck, "-T", 10, "--batch", 2, "--plot", tmp_path / "g.png")
+    assert r.exit_code == 0, r.output
+    assert len(seen) == 8 and not any("Z:" in d for d in seen)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "lstm", "--compare", "rnn"], "either --model"),
     (["--compare", "rnn,banana"], "'banana' is neither a model kind"),

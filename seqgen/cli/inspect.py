@@ -174,8 +174,10 @@ def gradients(
             loaded[e] = load_checkpoint(e)
     first = loaded.get(entries[0])
     corpus_spec = corpus or (first.corpus_name if first is not None else "folk")
+    # ABC read as the checkpoint's run read it (fresh models: as 'seqgen train' does by default)
+    headers = str(first.train_config.get("abc_headers", "all")) if first is not None else "music"
     try:
-        c = load_corpus(corpus_spec)
+        c = load_corpus(corpus_spec, abc_headers=headers)
     except SeqgenError as ex:
         if corpus is None and first is not None:
             raise UsageError(f"cannot read the checkpoint's corpus {corpus_spec!r} ({ex}); "

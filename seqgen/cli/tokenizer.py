@@ -36,12 +36,16 @@ def build(
     ),
     glob: str | None = typer.Option(None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all)."),
     split_docs: bool = typer.Option(False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate documents."),
+    abc_headers: str = typer.Option(
+        "music", help="ABC corpora: music (the header fields 'seqgen train' keeps by default: X T "
+        "M L Q R P V K) or all (the tunes as written)."),
 ) -> None:
-    """Build a character vocabulary from every character of CORPUS."""
+    """Build a character vocabulary from every character of CORPUS (read as 'seqgen train'
+    reads it, so the vocabulary is the one a run on CORPUS would get)."""
     from seqgen.data import load_corpus
     from seqgen.tokenizer import Tokenizer
 
-    c = load_corpus(corpus, glob=glob, split_docs=split_docs)
+    c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers)
     tok = Tokenizer.build(c.documents)
     noun = "tunes" if c.kind == "abc" else "documents"
     info(f"{c.name}: {len(c.documents):,} {noun}, {c.num_chars:,} characters, "
