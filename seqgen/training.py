@@ -231,9 +231,9 @@ def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: i
     a budget that sees the corpus only a few times is best spent on a 1x256 LSTM without
     dropout ("small"); one that allows many passes (a small corpus, or minutes to spare)
     overfits it, and a wider LSTM with dropout ("medium", 1x384, dropout 0.35) gets a lower
-    held-out loss (its tunes convert to MIDI more often, but are not more often VALID). The transformer's "medium"
-    is far too slow for a CPU's minutes, so it gets it only with long budgets on big corpora,
-    or on CUDA.
+    held-out loss (its tunes convert to MIDI more often, but are not more often VALID). The
+    transformer's "medium" is far too slow for a CPU's minutes, so it gets it only with long
+    budgets on big corpora, or on CUDA.
     """
     if corpus_chars < 20_000:
         return "tiny"
