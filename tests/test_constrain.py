@@ -131,6 +131,9 @@ def test_chord_symbols_and_annotations_take_no_time(c):
     assert not accepts(c, HEAD + '~"G"A')  # a symbol comes before decorations
     assert not accepts(c, HEAD + '"^' + "a" * 21)  # annotations are short
     assert allowed(c, HEAD + '"Gm')[0] == '"' and "/" in allowed(c, HEAD + '"Gm')
+    # navigation words as O'Neill writes them, whole (not a chord "D" then the notes "D.C")
+    assert accepts(c, HEAD + '"D.C."ABcd | "Fine"A4 |')
+    assert not accepts(c, HEAD + '"D.C"A') and not accepts(c, HEAD + '"Fine/')
 
 
 def test_chords_count_as_one_note(c):
