@@ -21,8 +21,10 @@ Body, a sequence of bars:
     a kind of CHORD_KINDS, maybe a bass), an annotation (``"^fine"``, ``">"``: a placement
     character and short plain text) or one of QUOTED_WORDS (``"D.C."``); none of them takes time.
     Barlines ``|  ||  |]  |:  :|  ::``; endings ``[1`` after a barline and ``[2`` after ``:|``;
-    a line break only right after a barline; no blank lines, comments or inline fields; a line
-    never starts with a letter and a colon (ABC would read it as a header field).
+    inline fields ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar (values as in the
+    header; a new meter or unit counts from that bar on); a line break only right after a
+    barline; no blank lines or comments; a line never starts with a letter and a colon (ABC
+    would read it as a header field).
     ``|]`` ends the tune; ``<eos>`` only right after a barline (so the tune ends with one), once
     the tune has at least `min_bars` bars; after `max_bars` bars the next barline ends it.
 Bar lengths under ``L:`` and ``M:``: the constraint tracks the duration of the current bar (a
@@ -86,7 +88,7 @@ MAX_FREE_LINES = 10
 MAX_FIELD_CHARS = 80
 NOTE_LETTERS = "ABCDEFGabcdefg"
 DECORATIONS = ".~Tuv"  # not H: music21 drops the note after it
-BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>\"" + DECORATIONS)
+BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>\"KLM" + DECORATIONS)
 # Chord symbols: "G", "F#m", "Bbmaj7", "D7/F#": a root, then one of these, then maybe /bass.
 CHORD_ROOTS = "ABCDEFG"
 CHORD_KINDS = ("", "m", "7", "m7", "maj7", "dim", "dim7", "aug", "sus4", "6", "m6", "9")
@@ -99,8 +101,10 @@ QUOTED_WORDS = ("D.C.", "D.S.", "Fine", "Segno", "Coda")
 ANNOTATION_PLACES = "^_<>@"
 MAX_ANNOTATION_CHARS = 20
 MAX_CHORD_NOTES = 4
-# Body states inside a chord symbol or an annotation, where letters are text, not notes.
-TEXT_STATES = frozenset(("cs", "csr", "csb", "csbr", "ann"))
+# Body states inside a chord symbol, an annotation or an inline field, where letters are text,
+# not notes.
+TEXT_STATES = frozenset(("cs", "csr", "csb", "csbr", "ann", "inl1", "inlv"))
+INLINE_FIELDS = "MLK"  # [M:3/4], [L:1/16], [K:G] at the start of a bar
 SECTION_BARS = ("||", "|]", "|:", ":|", "::")
 # The characters the grammar cannot do without (checked against the tokenizer).
 REQUIRED_CHARS = "XMLK:\n|/18"
@@ -206,6 +210,7 @@ class AbcConstraint:
         self._word_prefixes = _prefixes(self._words) - {""}
         self.places = "".join(c for c in ANNOTATION_PLACES if c in self.stoi) if quote else ""
         self.chords = "]" in self.stoi
+        self.inline = "".join(f for f in INLINE_FIELDS if f in self.stoi) if self.chords else ""
         # the order in which _live tries characters: the ones most states allow first
         likely = "abcdefgABCDEFG|\n z2"
         self._probe = sorted((c for _, c in self._chars),
@@ -567,8 +572,18 @@ class AbcConstraint:
             return None
         if e in ("chord", "cacc", "cnote"):  # inside [...]: notes without lengths
             return self._chord(s, ch)
+        if e in ("inl1", "inlv"):
+            return self._inline(s, ch)
         if e in TEXT_STATES:
             return self._quoted(s, ch)
+        if e == "inl_done":  # after an inline field: another, or (after one space) a note
+            if ch == "[":
+                return s._replace(e="inlbr")
+            return s._replace(e="endsp2") if ch == " " else self._start_element(s, ch)
+        if e == "inlbr":  # '[' right after an inline field: another field or a chord
+            if ch in self.inline:
+                return self._inline(s._replace(e="ending"), ch)
+            return self._chord_start(s, ch)
         if e == "sym":  # after a chord symbol or annotation: the note it belongs to
             return self._start_element(s, ch)
         if e == "paren":
@@ -672,8 +687,7 @@ class AbcConstraint:
                 return s._replace(e="endsp", prev="[1")
             if ch == "2" and s.prev == ":|":
                 return s._replace(e="endsp", prev="[2")
-            chord = self._start_element(s, "[")
-            return None if chord is None else self._chord(chord, ch)
+            return self._inline(s, ch) if ch in self.inline else self._chord_start(s, ch)
         if e == "endsp":
             if ch == " ":
                 return s._replace(e="endsp2")
@@ -683,10 +697,40 @@ class AbcConstraint:
         return None
 
     def _bracket(self, s: State) -> State | None:
-        """'[' at the start of a bar: an ending ('[1', '[2') or a chord follows."""
-        if self._ending_ok(s) or self._start_element(s, "[") is not None:
+        """'[' at the start of a bar: an ending ('[1', '[2'), an inline field or a chord follows."""
+        if (self._ending_ok(s) or self._start_element(s, "[") is not None
+                or (self.inline and s.tb is not None)):
             return s._replace(e="ending")
         return None
+
+    def _inline(self, s: State, ch: str) -> State | None:
+        """`ch` in an inline field at the start of a bar (``[M:3/4]``, ``[L:1/16]``, ``[K:G]``,
+        values as in the header): a new meter or unit counts from this bar on. Only in tunes
+        whose bars are measured (a prompt may have switched that off)."""
+        if s.e == "ending":
+            if ch in self.inline and s.tb is not None:
+                return s._replace(e="inl1", letter=ch, val="")
+            return None
+        if s.e == "inl1":
+            return s._replace(e="inlv") if ch == ":" else None
+        v = s.val + ch
+        if v in self._value_prefixes[s.letter]:
+            return s._replace(val=v)
+        if ch != "]":
+            return None
+        done = s._replace(e="inl_done", letter="", val="")
+        if s.letter == "K":
+            return done if s.val in self.keys else None
+        if s.letter == "M" and s.val in self.meters:
+            return done._replace(meter=s.val, tb=int(self.meters[s.val] * TICKS))
+        if s.letter == "L" and s.val in self.units:
+            return done._replace(unit=s.val, tq=int(self.units[s.val] * TICKS / 4))
+        return None
+
+    def _chord_start(self, s: State, ch: str) -> State | None:
+        """`ch` after a '[' that opens a chord."""
+        chord = self._start_element(s, "[")
+        return None if chord is None else self._chord(chord, ch)
 
     def _chord(self, s: State, ch: str) -> State | None:
         """`ch` inside a chord ``[CEG]``: 2 to MAX_CHORD_NOTES notes with accidentals and octave

@@ -151,6 +151,19 @@ def test_chords_count_as_one_note(c):
     assert not accepts(c, HEAD + "ABcd |[2")
 
 
+def test_inline_fields_change_the_meter_from_their_bar_on(c):
+    assert accepts(c, HEAD + "ABcd |[M:3/4]ABcdef | ABcdef |[M:2/4] ABcd |")
+    s = feed(c, HEAD + "ABcd |[M:3/4]ABcd")  # 4 eighths do not fill 3/4 any more
+    assert "|" in c.allowed_chars(feed(c, HEAD + "ABcd |[M:3/4]ABcdef"))
+    assert not c.mask(s)[EOS_ID] and not accepts(c, HEAD + "ABcd |[M:3/4]ABcd | A")
+    assert accepts(c, HEAD + "ABcd |[L:1/16]ABcdABcd |")  # a new unit: sixteenths
+    assert not accepts(c, HEAD + "ABcd |[L:1/16]ABcdABcdA")  # the bar is full
+    assert accepts(c, HEAD + "[K:G]ABcd | [CE]2 AB |[M:3/4][K:Am] ABcdef |")
+    assert not accepts(c, HEAD + "AB[M:3/4]")  # only at the start of a bar
+    assert not accepts(c, HEAD + "ABcd |[M:7/8]")  # values as in the header
+    assert not accepts(c, HEAD + "ABcd |[X:1]") and not accepts(c, HEAD + "ABcd |[K:G]\n")
+
+
 def test_tune_ends_only_after_a_barline(c):
     s = feed(c, HEAD + "ABcd |")
     assert not c.mask(s)[EOS_ID]  # min_bars = 2
