@@ -20,7 +20,7 @@ Body, a sequence of bars:
     Before a note, rest or chord: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``: a root,
     a kind of CHORD_KINDS, maybe a bass), an annotation (``"^fine"``, ``">"``: a placement
     character and short plain text) or one of QUOTED_WORDS (``"D.C."``); none of them takes time.
-    Barlines ``|  ||  |]  |:  :|  ::``; endings ``[1`` after a barline and ``[2`` after ``:|``;
+    Barlines ``|  ||  |]  |:  :|`` (not ``::``, which music21 misreads); endings ``[1`` after a barline and ``[2`` after ``:|``;
     inline fields ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar (values as in the
     header; a new meter or unit counts from that bar on); a line break only right after a
     barline; no blank lines or comments; a line never starts with a letter and a colon (ABC
@@ -30,7 +30,7 @@ Body, a sequence of bars:
 Bar lengths under ``L:`` and ``M:``: the constraint tracks the duration of the current bar (a
     triplet counts as two of its notes, a broken pair as two equal notes) and forbids any note
     that would overfill the bar; a plain ``|`` may close a bar only when the bar is full, or it is
-    the first bar (a pickup) or follows a section barline (``|| |] |: :| ::``); otherwise a short
+    the first bar (a pickup) or follows a section barline (``|| |] |: :|``); otherwise a short
     bar must end a section (``||``, ``|]``, ``:|``...), as the music check allows.
 
 Every state of the grammar keeps a way to finish (tested by exhaustive search), so a stream can
@@ -476,7 +476,9 @@ class AbcConstraint:
         if ch == '"' and s.e not in ("sym", "grace_done") and (self.roots or self.places):
             return s._replace(e="cs", p="", cn=0, last=None)  # a chord symbol or annotation
         if ch in DECORATIONS:
-            return s._replace(e="dec", last=None)
+            # after a quoted string a decoration may not precede a chord: music21 reads the
+            # '~' of '"G"~[CE]' as a note
+            return s._replace(e="dec" if s.e != "sym" else "symdec", last=None)
         if s.e == "grace_done":
             return None
         if ch == "{" and s.tup == 0 and s.e != "sym" and "}" in self.stoi:
@@ -566,8 +568,8 @@ class AbcConstraint:
                                   mult=2 if s.tup == 3 else 1, notes=True,
                                   slur=2 if s.slur else 0)
             return None
-        if e == "dec":
-            if ch in NOTE_LETTERS or ch in "^_=[" or ch == "z":
+        if e in ("dec", "symdec"):
+            if ch in NOTE_LETTERS or ch in "^_=" or ch == "z" or (ch == "[" and e == "dec"):
                 return self._start_element(s._replace(e="decnote"), ch)
             return None
         if e in ("chord", "cacc", "cnote"):  # inside [...]: notes without lengths
@@ -656,7 +658,8 @@ class AbcConstraint:
                 done = self._close_bar(s, "|")
                 return None if done is None else self._body(done, ch)
             if s.p == ":":
-                return self._close_bar(s, ":" + ch) if ch in "|:" else None
+                # not '::': music21 loses the notes around one that no ':|' closes later
+                return self._close_bar(s, ":|") if ch == "|" else None
             return None
         if e in ("bar", "nl", "start"):
             if s.bars >= self.max_bars or s.prev == "|]":  # the tune is over

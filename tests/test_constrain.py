@@ -117,6 +117,8 @@ def test_slurs_ties_and_endings(c):
     assert accepts(c, HEAD + "ABcd |[1 ABcd :|[2 ABcd ||")
     assert not accepts(c, HEAD + "ABcd |[2")  # a second ending follows :|
     assert accepts(c, HEAD + "|:ABcd :|\n|:ABcd:|")
+    # no '::': music21 loses every note of 'zB::ABcd|ABcd|ABcd|]' (no ':|' closes it)
+    assert not accepts(c, HEAD + "zB::") and accepts(c, HEAD + "zB:|")
 
 
 def test_chord_symbols_and_annotations_take_no_time(c):
@@ -129,6 +131,8 @@ def test_chord_symbols_and_annotations_take_no_time(c):
     assert not accepts(c, HEAD + '"G"|')  # a symbol belongs to the note after it
     assert not accepts(c, HEAD + '"G""A"B')  # one symbol per note
     assert not accepts(c, HEAD + '~"G"A')  # a symbol comes before decorations
+    assert accepts(c, HEAD + '"G"~A') and accepts(c, HEAD + '~[CE]')
+    assert not accepts(c, HEAD + '"G"~[CE]')  # music21 would read this '~' as a note
     assert not accepts(c, HEAD + '"^' + "a" * 21)  # annotations are short
     assert allowed(c, HEAD + '"Gm')[0] == '"' and "/" in allowed(c, HEAD + '"Gm')
     # navigation words as O'Neill writes them, whole (not a chord "D" then the notes "D.C")
