@@ -658,7 +658,7 @@ class AbcConstraint:
                 done = self._close_bar(s, "|")
                 return None if done is None else self._body(done, ch)
             if s.p == ":":
-                # not '::': music21 loses the notes around one that no ':|' closes later
+                # not '::': music21 loses the notes around one in some tunes
                 return self._close_bar(s, ":|") if ch == "|" else None
             return None
         if e in ("bar", "nl", "start"):

@@ -117,7 +117,7 @@ def test_slurs_ties_and_endings(c):
     assert accepts(c, HEAD + "ABcd |[1 ABcd :|[2 ABcd ||")
     assert not accepts(c, HEAD + "ABcd |[2")  # a second ending follows :|
     assert accepts(c, HEAD + "|:ABcd :|\n|:ABcd:|")
-    # no '::': music21 loses every note of 'zB::ABcd|ABcd|ABcd|]' (no ':|' closes it)
+    # no '::': music21 loses every note of 'zB::ABcd|ABcd|ABcd|]'
     assert not accepts(c, HEAD + "zB::") and accepts(c, HEAD + "zB:|")
 
 
