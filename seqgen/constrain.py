@@ -20,11 +20,12 @@ Body, a sequence of bars:
     Before a note, rest or chord: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``: a root,
     a kind of CHORD_KINDS, maybe a bass), an annotation (``"^fine"``, ``">"``: a placement
     character and short plain text) or one of QUOTED_WORDS (``"D.C."``); none of them takes time.
-    Barlines ``|  ||  |]  |:  :|`` (not ``::``, which music21 misreads); endings ``[1`` after a barline and ``[2`` after ``:|``;
-    inline fields ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar (values as in the
-    header; a new meter or unit counts from that bar on); a line break only right after a
-    barline; no blank lines or comments; a line never starts with a letter and a colon (ABC
-    would read it as a header field).
+    Barlines ``|  ||  |]  |:  :|`` (not ``::``, around which music21 loses notes in some
+    tunes); endings ``[1`` after a barline and ``[2`` after ``:|``; inline fields
+    ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar (values as in the header; a new
+    meter or unit counts from that bar on); a line break only right after a barline; no blank
+    lines or comments; a line never starts with a letter and a colon (ABC would read it as a
+    header field). A decoration after a chord symbol precedes a note, not a chord.
     ``|]`` ends the tune; ``<eos>`` only right after a barline (so the tune ends with one), once
     the tune has at least `min_bars` bars; after `max_bars` bars the next barline ends it.
 Bar lengths under ``L:`` and ``M:``: the constraint tracks the duration of the current bar (a
