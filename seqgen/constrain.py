@@ -725,10 +725,10 @@ class AbcConstraint:
         done = s._replace(e="inl_done", letter="", val="")
         if s.letter == "K":
             return done if s.val in self.keys else None
-        if s.letter == "M" and s.val in self.meters:
-            return done._replace(meter=s.val, tb=int(self.meters[s.val] * TICKS))
+        if s.letter == "M" and s.val in self.meters:  # (the body counts in ticks only)
+            return done._replace(tb=int(self.meters[s.val] * TICKS))
         if s.letter == "L" and s.val in self.units:
-            return done._replace(unit=s.val, tq=int(self.units[s.val] * TICKS / 4))
+            return done._replace(tq=int(self.units[s.val] * TICKS / 4))
         return None
 
     def _chord_start(self, s: State, ch: str) -> State | None:

@@ -340,7 +340,9 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
 
 
 # --------------------------------------------------------------------------------------- main
-def _eval_corpus(ckpt: Checkpoint, spec: str | None) -> Corpus:
+def checkpoint_corpus(ckpt: Checkpoint, spec: str | None = None) -> Corpus:
+    """The corpus `spec` (default: the one the checkpoint trained on, with its --glob and
+    --split-docs), ABC read in the form the model trained on (its --abc-headers)."""
     from seqgen.data import ABC_HEADERS, load_corpus
 
     tc = ckpt.train_config
@@ -364,7 +366,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     tc = ckpt.train_config
-    corpus = _eval_corpus(ckpt, config.corpus)
+    corpus = checkpoint_corpus(ckpt, config.corpus)
     missing = ckpt.tokenizer.unknown_chars("".join(corpus.documents))
     if missing:
         from seqgen.tokenizer import _show

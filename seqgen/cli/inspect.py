@@ -139,6 +139,7 @@ def gradients(
     from seqgen.checkpoint import load_checkpoint
     from seqgen.data import load_corpus
     from seqgen.errors import SeqgenError, UsageError
+    from seqgen.evaluate import checkpoint_corpus
     from seqgen.inspect import (
         encode_windows,
         gradients_through_time,
@@ -173,14 +174,12 @@ def gradients(
                                  "nor a checkpoint directory")
             loaded[e] = load_checkpoint(e)
     first = loaded.get(entries[0])
-    corpus_spec = corpus or (first.corpus_name if first is not None else "folk")
-    # ABC read as the checkpoint's run read it (fresh models: as 'seqgen train' does by default)
-    headers = str(first.train_config.get("abc_headers", "all")) if first is not None else "music"
-    try:
-        c = load_corpus(corpus_spec, abc_headers=headers)
+    try:  # read as the checkpoint's run read it; for fresh models as 'seqgen train' does
+        c = (checkpoint_corpus(first, corpus) if first is not None
+             else load_corpus(corpus or "folk", abc_headers="music"))
     except SeqgenError as ex:
         if corpus is None and first is not None:
-            raise UsageError(f"cannot read the checkpoint's corpus {corpus_spec!r} ({ex}); "
+            raise UsageError(f"cannot read the checkpoint's corpus {first.corpus_name!r} ({ex}); "
                              "give one with --corpus") from None
         raise
     windows = sample_windows(c.documents, length, batch, seed)
