@@ -281,6 +281,19 @@ class PreparedData:
     train_ids: np.ndarray
     val_ids: np.ndarray
 
+    def digest(self) -> str:
+        """A fingerprint of the training and validation tokens (whatever their integer dtype),
+        so that --resume can tell whether a corpus is the one a run trained on."""
+        import numpy as np
+
+        h = hashlib.blake2b(digest_size=16)
+        for ids in (self.train_ids, self.val_ids):
+            ids = () if ids is None else ids
+            h.update(len(ids).to_bytes(8, "little"))
+            for i in range(0, len(ids), 1 << 20):  # in slices: a memory map stays on disk
+                h.update(np.asarray(ids[i : i + (1 << 20)], dtype="<i4").tobytes())
+        return h.hexdigest()
+
 
 def prepare_data(
     corpus: Corpus,

@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -81,12 +82,12 @@ TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 DEFAULT_MINUTES = 5.0  # the budget when neither --steps nor --minutes is given
 # How many passes over the corpus a budget allows decides between `small` and `medium` for the
-# RNN kinds: estimated from the `small` LSTM's training speed on a 2-core CPU. Measured on
-# tinyshakespeare (docs/benchmarks.md) with stop 12's `small` (dropout 0.2): at about 3 passes
-# `small` was better by 0.09 nats/char, at about 11 `medium` by 0.02; the two interpolate to
-# equal near 9. Today's `small` (no dropout) is better still below 9 (folk, 7 passes: by 0.08).
+# RNN kinds: estimated from the `small` LSTM's training speed on a 2-core CPU. Measured on folk
+# with today's `small` (no dropout; docs/benchmarks.md, Training): held-out loss of `small` minus
+# `medium` at 8.3 passes (2 min) -0.077, at 12.4 (3 min) +0.022, at 16.6 (4 min) +0.077; the
+# two are equal near 11 passes.
 SMALL_RNN_TOKENS_PER_S = 40_000
-MANY_PASSES = 9
+MANY_PASSES = 11
 
 
 def family(kind: str) -> str:
@@ -572,9 +573,11 @@ class Trainer:
     fields to change on resume (budget, evaluation, device and precision only).
     """
 
+    # `corpus` may be given again on resume to say where the corpus is now: its tokens must be
+    # the ones the run trained on (checked against the digest saved with the training state)
     RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
                            "log_every", "log_grad_norms", "device", "precision", "compile",
-                           "threads")
+                           "threads", "corpus")
 
     def __init__(self, config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None]
                  | None = None, resume: str | os.PathLike | None = None,
@@ -689,8 +692,14 @@ class Trainer:
         dev_type = device.split(":")[0]
 
         # -- data and vocabulary
-        corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs,
-                             abc_headers=cfg.abc_headers)
+        try:
+            corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs,
+                                 abc_headers=cfg.abc_headers)
+        except DataError as e:
+            if resume_state is None or "corpus" in self.overrides:
+                raise
+            raise DataError(f"{e}; if the run's corpus has moved, give its new place: "
+                            f"seqgen train NEW_PLACE --resume {run_dir}") from None
         tokenizer, init_ckpt = None, None
         if resume_state is not None:
             from seqgen.tokenizer import Tokenizer
@@ -710,6 +719,11 @@ class Trainer:
                 )
         data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed)
         tokenizer = data.tokenizer
+        digest = data.digest()
+        if resume_state is not None and resume_state.meta.get("corpus_digest", digest) != digest:
+            raise DataError(f"{corpus.name}: not the text the run in {run_dir} was trained on "
+                            "(its tokens differ); resume with that corpus, or start a new run "
+                            f"from this one with --init-from {run_dir}")
 
         # -- model
         if resume_state is not None:
@@ -731,6 +745,9 @@ class Trainer:
                 rcfg.seq_len = mcfg.context_length
         else:
             rcfg, mcfg = resolve_config(cfg, tokenizer.vocab_size, corpus.num_chars, device)
+        if Path(rcfg.corpus).expanduser().exists():
+            # saved absolute, so that --resume and eval find it from any working directory
+            rcfg.corpus = str(Path(rcfg.corpus).expanduser().resolve())
         fam = family(mcfg.kind)
         if rcfg.batch_size % self.dist.world:
             raise UsageError(f"--batch-size ({rcfg.batch_size}) must be a multiple of the number "
@@ -782,6 +799,9 @@ class Trainer:
             raise UsageError(f"--out {out}: already holds a checkpoint; continue it with "
                              f"--resume {out}, pass --overwrite, or choose another --out")
         rcfg.out = str(out)
+        # --overwrite: the first save of this run removes what the old run left that this one
+        # may not write again (its best/ and loss curve), so no command picks up the old model
+        replacing = resume_state is None and (out / ck.META).exists()
         stale_lock = locked[1] if locked else None
         if self.dist.rank == 0 and not (locked and locked[0].resolve() == out.resolve()):
             # one writer per run directory (.seqgen.lock), until run() ends
@@ -836,8 +856,6 @@ class Trainer:
 
         fwd_model = model
         if rcfg.compile:
-            import shutil
-
             if dev_type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++")
                                           or shutil.which("clang++") or shutil.which("c++")):
                 raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH "
@@ -891,7 +909,7 @@ class Trainer:
                 "optimizer": opt_meta, "scheduler": scheduler.state_dict(),
                 "data": batches.state_dict(), "rnn_state": packed_state,
                 "best_val_loss": best_val, "best_step": best_step,
-                "evals_since_best": evals_since_best,
+                "evals_since_best": evals_since_best, "corpus_digest": digest,
             }
             common = dict(tokenizer=tokenizer, train_config=rcfg.to_dict(),
                           corpus_name=corpus.name, corpus_kind=corpus.kind, step=self.step,
@@ -900,6 +918,12 @@ class Trainer:
             if best:
                 ck.save_checkpoint(out / ck.BEST, model, **common)
             ck.save_checkpoint(out, model, train_state=ck.TrainState(tensors, tmeta), **common)
+            nonlocal replacing
+            if replacing:
+                if not best:
+                    shutil.rmtree(out / ck.BEST, ignore_errors=True)
+                (out / "loss.png").unlink(missing_ok=True)
+                replacing = False
 
         info = dict(total_steps=rcfg.steps, budget_s=budget_s)
         self._emit(ProgressEvent("start", self.step, elapsed_s=self.elapsed, message=(

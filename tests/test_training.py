@@ -219,6 +219,36 @@ def test_resume_with_more_steps_continues_counting(tmp_path):
         train(resume=first.out, overrides={"steps": 20, "hidden_size": 8})
 
 
+def test_resume_finds_the_corpus_from_anywhere_and_refuses_another_text(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    make_text(tmp_path / "data" / "c.txt")
+    monkeypatch.chdir(tmp_path / "data")
+    first = train(tiny(tmp_path, corpus="c.txt", steps=4))  # a path relative to the cwd
+    saved = ck.load_checkpoint(first.out).train_config["corpus"]
+    assert saved == str(tmp_path / "data" / "c.txt")
+    monkeypatch.chdir(tmp_path)
+    assert train(resume=first.out, overrides={"steps": 6}).step == 6
+    # the corpus moved: the error says how to resume; its new place is accepted
+    (tmp_path / "data" / "c.txt").rename(tmp_path / "moved.txt")
+    with pytest.raises(DataError, match=r"give its new place: seqgen train NEW_PLACE --resume"):
+        train(resume=first.out, overrides={"steps": 8})
+    res = train(resume=first.out, overrides={"steps": 8, "corpus": str(tmp_path / "moved.txt")})
+    assert res.step == 8 and res.config.corpus == str(tmp_path / "moved.txt")
+    # a different text under the run's corpus path is refused, not silently trained on
+    make_text(tmp_path / "moved.txt", seed=9)
+    with pytest.raises(DataError, match=r"moved.txt: not the text the run .* was trained on"):
+        train(resume=first.out, overrides={"steps": 10})
+
+
+def test_overwrite_removes_the_old_runs_best_checkpoint(tmp_path):
+    old = train(tiny(tmp_path, steps=8))
+    assert (old.out / "best").is_dir()
+    (old.out / "loss.png").write_bytes(b"old curve")
+    new = train(tiny(tmp_path, steps=2, val_fraction=0.0, overwrite=True))  # never evaluates
+    assert not (new.out / "best").exists() and not (new.out / "loss.png").exists()
+    assert ck.load_checkpoint(new.out).step == 2
+
+
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5])
     monkeypatch.setattr(training, "_evaluate", lambda *a, **k: next(losses))

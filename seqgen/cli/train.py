@@ -107,11 +107,13 @@ def train(
         None, "--out", "-o", help="Run directory (default: checkpoints/<corpus name>, numbered if "
         "taken).", rich_help_panel=PB),
     overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Let --out replace a checkpoint already there.",
+                                   help="Let --out replace a checkpoint already there (its best/ "
+                                   "goes at this run's first save).",
                                    rich_help_panel=PB),
     resume: str | None = typer.Option(
         None, "--resume", "-r", help="Continue the run in this directory exactly where it stopped "
-        "(give a larger --steps or --minutes to train longer).", rich_help_panel=PB),
+        "(give a larger --steps or --minutes to train longer; give CORPUS only if it has moved).",
+        rich_help_panel=PB),
     init_from: str | None = typer.Option(
         None, help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).",
         rich_help_panel=PB),
