@@ -162,7 +162,8 @@ class AbcConstraint:
     the id is not allowed. Masks and moves are cached per state.
     """
 
-    def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64):
+    def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
+                 key: str | None = None):
         if min_bars < 1 or max_bars < min_bars:
             raise UsageError("the ABC constraint needs 1 <= min_bars <= max_bars")
         self.itos = list(itos)
@@ -193,6 +194,11 @@ class AbcConstraint:
         self.meters = {k: v for k, v in METERS.items() if spellable(k)}
         self.units = {k: v for k, v in UNIT_LENGTHS.items() if spellable(k)}
         self.keys = frozenset(k for k in KEYS if spellable(k))
+        if key is not None:  # `seqgen sample --key` without --meter: K: (and [K:]) take only it
+            if key not in self.keys:
+                raise ConstraintError(f"--key {key!r}: not a key the ABC constraint writes; give "
+                                      "one such as D, Em, Ador, Dmix or Bb (or add --meter)")
+            self.keys = frozenset((key,))
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
         self.l4 = {k: int(v * 4) for k, v in self.lengths.items()}  # in quarters of the unit
         self.min_l4 = min(self.l4.values())
@@ -836,18 +842,19 @@ class ConstrainedBatch:
                 self.states[b] = c.advance(s, int(t))
 
 
-_CACHE: dict[tuple[tuple[str, ...], int, int], AbcConstraint] = {}
+_CACHE: dict[tuple[tuple[str, ...], int, int, str | None], AbcConstraint] = {}
 
 
-def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64) -> AbcConstraint:
-    """The AbcConstraint of a tokenizer's vocabulary, shared (with its caches) by every sampler in
-    this process that uses the same vocabulary."""
-    key = (tuple(tokenizer.itos), min_bars, max_bars)
-    c = _CACHE.get(key)
+def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64,
+                   key: str | None = None) -> AbcConstraint:
+    """The AbcConstraint of a tokenizer's vocabulary (with K: fixed to `key` when given), shared
+    (with its caches) by every sampler in this process that uses the same vocabulary."""
+    ident = (tuple(tokenizer.itos), min_bars, max_bars, key)
+    c = _CACHE.get(ident)
     if c is None:
         if len(_CACHE) > 8:
             _CACHE.clear()
-        c = _CACHE[key] = AbcConstraint(tokenizer.itos, min_bars, max_bars)
+        c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key)
     return c
 
 
@@ -858,7 +865,9 @@ def header_prompt(meter: str | None = None, key: str | None = None, title: str |
                   unit: str = "1/8") -> str:
     """The start of a tune for ``seqgen sample --meter 6/8 --key Dmix --title "..."``:
     ``X:1``, ``T:`` title, ``M:`` meter with ``L:`` unit, ``K:`` key (each when given; the model
-    writes the rest of the header). UsageError naming the option for a bad value."""
+    writes the rest of the header). A key without a meter is not written here: K: ends the
+    header, and the model has to write M: and L: first; the ABC constraint then fixes the key
+    (``abc_constraint(..., key=...)``). UsageError naming the option for a bad value."""
     lines = ["X:1"]
     if title is not None:
         title = " ".join(title.split())
@@ -873,9 +882,8 @@ def header_prompt(meter: str | None = None, key: str | None = None, title: str |
         lines += [f"M:{meter}", f"L:{unit}"]
     if key is not None:
         key = key.strip()
-        if meter is None:
-            raise UsageError("--key needs --meter too (K: ends an ABC header, after M: and L:)")
         if not _KEY_ARG.match(key):
             raise UsageError(f"--key must be a key such as D, Em, Ador or Dmix, not {key!r}")
-        lines.append(f"K:{key}")
+        if meter is not None:
+            lines.append(f"K:{key}")
     return "\n".join(lines) + "\n"

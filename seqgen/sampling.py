@@ -68,6 +68,7 @@ class SampleConfig:
     unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
     decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
     constrain: str = "none"  # "abc": mask characters that would break an ABC tune (constrain.py)
+    key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
     def validate(self) -> None:
         """UsageError naming the `seqgen sample` option of the first bad field."""
@@ -89,6 +90,9 @@ class SampleConfig:
             raise UsageError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
         if self.constrain not in CONSTRAINTS:
             raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
+        if self.key is not None and self.constrain != "abc":
+            raise UsageError("--key without --meter needs the ABC constraint (--constrain abc, "
+                             "the default for ABC models), or give --meter too")
 
 
 @dataclass
@@ -532,8 +536,10 @@ class Sampler:
             from seqgen.constrain import ConstrainedBatch, ConstraintError, abc_constraint
 
             try:
-                grammar = abc_constraint(tokenizer)
+                grammar = abc_constraint(tokenizer, key=config.key)
             except ConstraintError as e:
+                if config.key is not None and "--key" in str(e):
+                    raise
                 raise ConstraintError(f"{e}; sample with --constrain none") from None
             self.constraint = ConstrainedBatch(grammar, config.num_samples,
                                                tokenizer.decode(self.prompt_ids[1:]))

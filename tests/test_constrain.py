@@ -67,6 +67,16 @@ def test_header_starts_with_x_and_orders_fields(c):
     assert not accepts(c, "X:1\nQ:80\nQ:")
 
 
+def test_a_fixed_key_is_the_only_one_k_may_take():
+    c = AbcConstraint(TOK.itos, min_bars=2, max_bars=12, key="Dmix")
+    assert allowed(c, "X:1\nM:2/4\nL:1/8\nK:") == " D"  # (one space may follow the colon)
+    assert accepts(c, "X:1\nM:2/4\nL:1/8\nK:Dmix\n")
+    assert not accepts(c, "X:1\nM:2/4\nL:1/8\nK:D\n") and not accepts(c, "X:1\nM:2/4\nL:1/8\nK:Am")
+    assert not accepts(c, "X:1\nM:2/4\nL:1/8\nK:Dmix\nABcd |[K:G]")  # inline keys too
+    with pytest.raises(ConstraintError, match="--key 'Dloc': not a key the ABC constraint writes"):
+        AbcConstraint(TOK.itos, key="Dloc")
+
+
 def test_history_field_but_no_fermata():
     tok = Tokenizer.build([VOCAB_TEXT + "\nHistory: 1850"])
     c2 = AbcConstraint(tok.itos, min_bars=2, max_bars=12)

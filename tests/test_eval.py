@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -212,8 +213,16 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
     assert "\nT:The Test\nM:6/8\nL:1/8\nK:Dmix\n" in text
     check = check_tune(text)
     assert check.converts and check.headers_ok and check.ends_with_barline, check.reasons
-    r = runner.invoke(app, ["sample", "--key", "Dmix", "--tunes", "1"])
-    assert r.exit_code == 2 and "--key needs --meter" in r.stderr
+    # --key alone: the model writes M: and L:, the constraint fixes K:
+    r = runner.invoke(app, ["sample", "--key", "Dmix", "--tunes", "2", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert re.findall(r"\nK:(.*)\n", r.stdout) == ["Dmix", "Dmix"]
+    heads = [t.split("\nK:")[0] for t in r.stdout.split("X:")[1:]]  # the model's own M: and L:
+    assert len(heads) == 2 and all("\nM:" in h and "\nL:" in h for h in heads), heads
+    r = runner.invoke(app, ["sample", "--key", "Dmix", "--constrain", "none", "--tunes", "1"])
+    assert r.exit_code == 2 and "--key without --meter needs the ABC constraint" in r.stderr
+    r = runner.invoke(app, ["sample", "--key", "Dloc", "--tunes", "1"])
+    assert r.exit_code == 2 and "not a key the ABC constraint writes" in r.stderr
     r = runner.invoke(app, ["sample", "--meter", "7/x", "--tunes", "1"])
     assert r.exit_code == 2 and "--meter" in r.stderr
     r = runner.invoke(app, ["sample", "--constrain", "xml", "--tunes", "1"])

@@ -102,7 +102,8 @@ def sample(
         None, "--meter", help="ABC models: start the tune with this meter, e.g. 6/8 (writes the "
         "header for you, with L:1/8).", rich_help_panel=PS, show_default=False),
     key: str | None = typer.Option(
-        None, "--key", help="ABC models: the tune's key, e.g. D, Em, Dmix (needs --meter).",
+        None, "--key", help="ABC models: the tune's key, e.g. D, Em, Dmix (without --meter the "
+        "model writes M: and L:, and the ABC constraint fixes K:).",
         rich_help_panel=PS, show_default=False),
     title: str | None = typer.Option(
         None, "--title", help="ABC models: the tune's title (T: field).", rich_help_panel=PS,
@@ -185,6 +186,7 @@ def sample(
         temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
         unknown="strict",
         constrain=constrain,
+        key=key if meter is None else None,  # with --meter, K: is in the prompt
     )
     config.validate()
     generator = torch.Generator(device=device).manual_seed(seed)
