@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from seqgen.errors import DataError, UsageError, VocabularyError
 from seqgen.models import ModelConfig, build_model
 from seqgen.sampling import (
-    SDPA_BELOW,
     ModelDecoder,
     RNNDecoder,
     SampleConfig,
@@ -179,10 +178,10 @@ def test_cached_and_uncached_decoding_agree(kind):
 
 @pytest.mark.parametrize("kind,embedding,batch", [(k, "learned", 2) for k in KINDS]
                          + [("lstm", "onehot", 2), ("transformer", "onehot", 2),
-                            ("transformer", "learned", SDPA_BELOW + 1)])
+                            ("transformer", "learned", 16)])
 def test_fast_decoder_logits_match_the_model_step_by_step(kind, embedding, batch):
-    """Past the transformer's context too (the window slides at 16 tokens here); and with enough
-    streams that the transformer's step computes attention by hand instead of with SDPA."""
+    """Past the transformer's context too (the window slides at 16 tokens here); and with as
+    many streams as `--num-samples 16`."""
     model = tiny_model(kind, context_length=16, embedding=embedding)
     fast = make_decoder(model, batch, "cpu", "auto")
     assert isinstance(fast, TransformerDecoder if kind == "transformer" else RNNDecoder)
