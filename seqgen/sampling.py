@@ -525,11 +525,11 @@ class Sampler:
             from seqgen.constrain import ConstrainedBatch, ConstraintError, abc_constraint
 
             try:
-                grammar = abc_constraint(tokenizer, key=config.key)
+                grammar = abc_constraint(tokenizer)
             except ConstraintError as e:
-                if config.key is not None and "--key" in str(e):
-                    raise
                 raise ConstraintError(f"{e}; sample with --constrain none") from None
+            if config.key is not None:  # (its own error for a key the grammar cannot write)
+                grammar = abc_constraint(tokenizer, key=config.key)
             self.constraint = ConstrainedBatch(grammar, config.num_samples,
                                                tokenizer.decode(self.prompt_ids[1:]))
 
