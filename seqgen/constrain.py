@@ -195,9 +195,13 @@ class AbcConstraint:
         self.units = {k: v for k, v in UNIT_LENGTHS.items() if spellable(k)}
         self.keys = frozenset(k for k in KEYS if spellable(k))
         if key is not None:  # `seqgen sample --key` without --meter: K: (and [K:]) take only it
-            if key not in self.keys:
+            if key not in KEYS:
                 raise ConstraintError(f"--key {key!r}: not a key the ABC constraint writes; give "
                                       "one such as D, Em, Ador, Dmix or Bb (or add --meter)")
+            if key not in self.keys:
+                missing = "".join(sorted({ch for ch in key if ch not in self.stoi}))
+                raise ConstraintError(f"--key {key!r}: the model's vocabulary has no "
+                                      f"{missing!r}, so it cannot write this key")
             self.keys = frozenset((key,))
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
         self.l4 = {k: int(v * 4) for k, v in self.lengths.items()}  # in quarters of the unit

@@ -638,8 +638,8 @@ def number_tune(text: str, number: int) -> str:
 def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                  config: SampleConfig | None = None, generator: torch.Generator | None = None,
                  max_rounds: int = 10,
-                 on_tune: Callable[[Tune], None] | None = None) -> list[Tune]:
-    """Exactly `count` complete tunes, numbered 1..count.
+                 on_tune: Callable[[Tune], None] | None = None, first: int = 1) -> list[Tune]:
+    """Exactly `count` complete tunes, numbered first..first + count - 1 (X: and Tune.number).
 
     Each round samples the missing tunes together as one batch (config.num_samples is ignored);
     a stream ends at <eos> or where it starts the next tune ("\\nX:"). A tune counts when it ended
@@ -665,7 +665,8 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
             if not looks_like_abc(text):
                 continue
             end = "X:" if s.stop_string == TUNE_BREAK else s.stop_reason
-            tune = Tune(len(tunes) + 1, number_tune(text, len(tunes) + 1) + "\n", end, s)
+            number = first + len(tunes)
+            tune = Tune(number, number_tune(text, number) + "\n", end, s)
             tunes.append(tune)
             if on_tune is not None:
                 on_tune(tune)

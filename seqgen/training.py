@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqgen.data import check_abc_headers
+from seqgen.devices import check_threads, resolve_device
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
 
 if TYPE_CHECKING:
@@ -176,11 +177,11 @@ class TrainConfig:
                 f"--preset must be one of auto, {', '.join(PRESET_NAMES)}, not {self.preset!r}"
             )
         for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "context_length",
-                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every",
-                     "threads"):
+                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every"):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise UsageError(f"{_opt(name)} must be > 0, not {v}")
+        check_threads(self.threads)
         for name in ("lr", "minutes"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -457,24 +458,6 @@ class RandomWindows:
 
 
 # --------------------------------------------------------------------------------- devices
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: CUDA is not available here (this torch has no CUDA or "
-                         "there is no GPU); use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None)
-                              and torch.backends.mps.is_available()):
-        raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    return name
-
-
 def resolve_precision(name: str, device: str, kind: str) -> str:
     """fp32 or bf16. `auto`: bf16 on CUDA with bf16 support; on CPU bf16 for the transformer when
     the processor has native bf16 (AMX/AVX-512 BF16), fp32 otherwise (the benchmark shows bf16
@@ -675,8 +658,11 @@ class Trainer:
                 raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
             for k, v in self.overrides.items():
                 if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
-                    raise UsageError(f"{_opt(k)} cannot change when resuming (the run was "
-                                     f"trained with {getattr(cfg, k)!r}); start a new run instead")
+                    was = getattr(cfg, k)
+                    raise UsageError(
+                        f"{_opt(k)} cannot change when resuming (the run was trained "
+                        + ("without it" if was is None else f"with {was!r}")
+                        + "); start a new run instead")
                 setattr(cfg, k, v)
             cfg.out = str(run_dir)
             cfg.validate()
@@ -1264,7 +1250,8 @@ def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "
     if title:
         ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if tr or va:  # (a run too short for one logged point has nothing to label)
+        ax.legend()
     if gn or gmax:
         if gn:
             gax.plot(*zip(*gn, strict=True), label="gradient norm", linewidth=0.8)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqgen.constrain import EOS_ID, AbcConstraint, ConstrainedBatch, ConstraintError
+from seqgen.constrain import EOS_ID, KEYS, AbcConstraint, ConstrainedBatch, ConstraintError
 from seqgen.tokenizer import Tokenizer
 
 # A small vocabulary: every construct of the grammar, few characters (random walks stay cheap).
@@ -75,6 +75,9 @@ def test_a_fixed_key_is_the_only_one_k_may_take():
     assert not accepts(c, "X:1\nM:2/4\nL:1/8\nK:Dmix\nABcd |[K:G]")  # inline keys too
     with pytest.raises(ConstraintError, match="--key 'Dloc': not a key the ABC constraint writes"):
         AbcConstraint(TOK.itos, key="Dloc")
+    unspellable = next(k for k in KEYS if any(ch not in TOK.stoi for ch in k))
+    with pytest.raises(ConstraintError, match=r"the model's vocabulary has no '.+', so it cannot"):
+        AbcConstraint(TOK.itos, key=unspellable)
 
 
 def test_history_field_but_no_fermata():

@@ -93,6 +93,39 @@ def test_tunes_to_stdout_and_files(ckpt, tmp_path):
     assert (out / "tune_02.abc").read_text() == "X:2\nK:D\nabcd|\n"
 
 
+def test_tunes_out_adds_to_the_tunes_already_there(ckpt, tmp_path):
+    out = tmp_path / "tunes"
+    for seed in ("0", "1"):
+        r = invoke("sample", str(ckpt), "--tunes", "2", "-p", r"X:1\nK:D\n", "--out", str(out),
+                   "--no-midi", "--seed", seed)
+        assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [f"tune_0{i}.abc" for i in (1, 2, 3, 4)]
+    assert (out / "tune_04.abc").read_text() == "X:4\nK:D\nabcd|\n"
+    assert "numbered from 3" in r.stderr
+    r = invoke("sample", str(ckpt), "--tunes", "1", "--out", str(out / "tune_01.abc"))
+    assert r.exit_code == 2 and "is a file; give a directory" in r.stderr
+
+
+def test_a_closed_stdout_or_no_memory_is_one_line_not_a_bug(ckpt, monkeypatch):
+    import seqgen.sampling
+
+    def closed(*a, **k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(seqgen.sampling, "generate", closed)
+    r = invoke("--quiet", "sample", str(ckpt), "-p", "a")
+    assert r.exit_code == 1 and r.stderr == ""  # the reader has gone: nothing to say
+
+    def no_memory(*a, **k):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not "
+                           "enough memory: you tried to allocate 51200000000 bytes.")
+
+    monkeypatch.setattr(seqgen.sampling, "generate", no_memory)
+    r = invoke("--quiet", "sample", str(ckpt), "-p", "a")
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "bug" not in r.stderr
+    assert "out of memory (it asked for 47.7 GiB at once)" in r.stderr
+
+
 def test_tunes_also_written_as_midi(ckpt, tmp_path):
     pytest.importorskip("seqgen.music.convert")
     out = tmp_path / "tunes"
@@ -115,6 +148,9 @@ def test_tunes_need_an_abc_model(text_ckpt):
     (["--out", "x"], 2, "--tunes"),
     (["-p", "a", "--prompt-file", "f"], 2, "--prompt-file"),
     (["--prompt-file", "/nonexistent/p.txt"], 2, "/nonexistent/p.txt"),
+    (["--device", "tpu"], 2, "--device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
+    (["--threads", "100000"], 2, "--threads must be between 1 and"),
+    (["--meter", "6/8", "--title", "Wälz"], 2, "--meter/--key/--title: 6 character(s)"),
 ])
 def test_bad_input_is_one_line_and_exit_2(ckpt, args, code, message):
     r = invoke("sample", str(ckpt), *args)

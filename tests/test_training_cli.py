@@ -99,6 +99,7 @@ def _corrupt(run_dir, tmp_path, how):
     (["--device", "cuda"], "CUDA is not available"),
     (["--device", "tpu"], "--device must be one of"),
     (["--abc-headers", "none"], "--abc-headers must be one of"),
+    (["--threads", "100000"], "--threads must be between 1 and"),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     if "cuda" in args and torch.cuda.is_available():

@@ -41,11 +41,41 @@ class SeqgenGroup(TyperGroup):
                 raise
             error("interrupted")
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # the reader of stdout has gone (`seqgen sample ... | head`): stop quietly with 1,
+            # as rich's console does for the tables, without a second error at exit
+            import os
+            import sys
+
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError):  # stdout is not a file (a test's capture)
+                pass
+            raise typer.Exit(1) from None
         except Exception as e:  # an unexpected failure: still one line, unless --debug
             if _debug(ctx):
                 raise
-            error(f"{type(e).__name__}: {e} (this is a bug in seqgen; rerun with --debug for the traceback)")
+            memory = _out_of_memory(e)
+            if memory:
+                error(memory)
+            else:
+                error(f"{type(e).__name__}: {e} (this is a bug in seqgen; rerun with --debug "
+                      "for the traceback)")
             raise typer.Exit(1) from None
+
+
+def _out_of_memory(e: Exception) -> str | None:
+    """A one-line message when `e` is the machine (or GPU) running out of memory, else None."""
+    import re
+
+    text = str(e)
+    if not (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in text or "not enough memory" in text):
+        return None
+    m = re.search(r"allocate (\d+) bytes", text)
+    wanted = f" (it asked for {int(m.group(1)) / 2**30:,.1f} GiB at once)" if m else ""
+    return (f"out of memory{wanted}; use a smaller model (--hidden-size, --num-layers) or fewer "
+            "rows at once (--batch-size, --seq-len, --num-samples)")
 
 
 def _debug(ctx: typer.Context) -> bool:

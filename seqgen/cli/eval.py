@@ -120,10 +120,9 @@ def eval_command(
     """Evaluate a checkpoint: validation loss and bits per character on the held-out documents;
     for ABC models also the music check of sampled tunes (rates, meters, keys, lengths, novelty),
     with and without the ABC constraint."""
-    from seqgen.errors import UsageError
+    from seqgen.devices import check_threads
 
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, not {threads}")
+    check_threads(threads)
 
     import torch
 

@@ -169,7 +169,8 @@ def gradients(
     for e in entries:
         if e == checkpoint or not _is_kind_spec(e):
             if e != checkpoint and not Path(e).expanduser().exists():
-                raise UsageError(f"--compare: {e!r} is neither a model kind (rnn, lstm, gru, "
+                raise UsageError(f"{'--compare' if compare is not None else '--model'}: {e!r} "
+                                 "is neither a model kind (rnn, lstm, gru, "
                                  "transformer, irnn, with +relu, +tanh, +identity for the rnn) "
                                  "nor a checkpoint directory")
             loaded[e] = load_checkpoint(e)
@@ -282,6 +283,8 @@ def attention(
     from seqgen.errors import UsageError
     from seqgen.inspect import attention_maps, head_patterns, plot_attention, show_char
 
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"--output-dir {output_dir}: is a file; give a directory for the maps")
     torch.set_num_threads(1)
     ck = load_checkpoint(checkpoint)
     text = prompt.replace("\\n", "\n")

@@ -79,7 +79,8 @@ def sample(
         show_default=False),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="With --tunes: write each tune to this directory as "
-        "tune_NN.abc, and as tune_NN.mid when it converts.", rich_help_panel=PO,
+        "tune_NN.abc, and as tune_NN.mid when it converts (numbered on after tunes already "
+        "there).", rich_help_panel=PO,
         show_default=False),
     midi: bool = typer.Option(True, "--midi/--no-midi", help="With --out: also write MIDI files.",
                               rich_help_panel=PO),
@@ -92,7 +93,8 @@ def sample(
         "for a decode step's small operations; from 8 streams, the cores, at most 4; on a busy "
         "machine give 1).",
         rich_help_panel=PO, show_default=False),
-    device: str = typer.Option("cpu", "--device", help="Where the model runs: cpu, cuda, ...",
+    device: str = typer.Option("cpu", "--device",
+                               help="Where the model runs: cpu, cuda, cuda:N, mps or auto.",
                                rich_help_panel=PO),
     constrain: str | None = typer.Option(
         None, "--constrain", help="abc: only characters that keep a well-formed ABC tune (header "
@@ -124,13 +126,17 @@ def sample(
     stops = tuple(unescape(s) for s in (stop or ()))
     if out is not None and tunes is None:
         raise UsageError("--out writes tunes: use it with --tunes N")
-    if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, not {threads}")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file; give a directory for the tunes")
+    from seqgen.devices import check_threads
+
+    check_threads(threads)
     if tunes is not None and tunes < 1:
         raise UsageError(f"--tunes must be >= 1, not {tunes}")
     if constrain is not None and constrain not in ("abc", "none"):
         raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
-    if meter is not None or key is not None or title is not None:
+    header = meter is not None or key is not None or title is not None
+    if header:
         if prompt:
             raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
         from seqgen.constrain import header_prompt
@@ -140,9 +146,11 @@ def sample(
     import torch
 
     from seqgen.checkpoint import load_checkpoint
+    from seqgen.devices import resolve_device
     from seqgen.evaluate import resolve_checkpoint
     from seqgen.sampling import SampleConfig, default_threads, generate
 
+    device = resolve_device(device)
     torch.set_num_threads(threads or default_threads(tunes or num_samples))
     path = resolve_checkpoint(checkpoint)  # named, else the newest run's best/, else shipped
     ckpt = load_checkpoint(path, device=device)
@@ -153,7 +161,8 @@ def sample(
                          f"on text ({ckpt.corpus_name})")
     if tunes is not None and not prompt:
         prompt = "X:"
-    source = str(prompt_file) if prompt_file is not None else "--prompt"
+    source = (str(prompt_file) if prompt_file is not None
+              else "--meter/--key/--title" if header else "--prompt")
     missing = tok.unknown_chars(prompt)
     if missing:
         from seqgen.tokenizer import _show
@@ -244,7 +253,14 @@ def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None
             from seqgen.music.convert import abc_to_midi as convert
         except ImportError:
             warn("MIDI conversion is not available; writing .abc files only")
-    width = max(2, len(str(count)))
+    first = 1
+    if out is not None and out.is_dir():  # add to the tunes already there, never replace them
+        taken = [int(m.group(1)) for p in out.iterdir()
+                 if (m := re.fullmatch(r"tune_(\d+)\.(abc|mid)", p.name))]
+        if taken:
+            first = max(taken) + 1
+            info(f"{out} holds tunes up to number {first - 1}; these are numbered from {first}")
+    width = max(2, len(str(first + count - 1)))
     done = [0]
 
     def on_tune(tune) -> None:
@@ -276,7 +292,7 @@ def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None
     t0 = time.perf_counter()
     with console.status(f"sampling {count} tune(s)..."):
         sample_tunes(ckpt.model, ckpt.tokenizer, count, prompt, config, generator,
-                     on_tune=on_tune)
+                     on_tune=on_tune, first=first)
     info(f"{count} tune(s) in {time.perf_counter() - t0:.2f} s")
 
 
