@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 from seqgen.errors import UsageError
 
@@ -44,3 +45,23 @@ def check_threads(threads: int | None) -> None:
     if not 1 <= threads <= limit:
         raise UsageError(f"--threads must be between 1 and {limit} (this machine has {cores} "
                          f"cores), not {threads}")
+
+
+def idle_cores(window_s: float = 0.1) -> float | None:
+    """How many of the machine's cores sat idle over the next `window_s` seconds (Linux's
+    /proc/stat: idle and iowait ticks over all ticks, times the core count); None elsewhere."""
+
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            values = [int(v) for v in f.readline().split()[1:]]  # the "cpu" line: all cores
+        return values[3] + values[4], sum(values)
+
+    try:
+        idle0, total0 = ticks()
+        time.sleep(window_s)
+        idle1, total1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)

@@ -438,14 +438,18 @@ MAX_THREADS = 4
 
 def default_threads(batch_size: int) -> int:
     """CPU threads for sampling. One for fewer than 8 streams: each op of a decode step is tiny
-    and a second thread only adds waiting. From 8 streams on, the machine's cores (at most 4),
-    as torch and `seqgen train` use them: on the quiet 2-core development machine 16 streams
-    ran 1.4-1.5x (transformer) and 1.0-1.6x (LSTM 2x512) faster on 2 threads than on 1; on a
-    busy machine (load 7) two threads made them several times slower, so there `--threads 1`
-    is better (docs/sampling.md). The text does not depend on the thread count."""
+    and a second thread only adds waiting. From 8 streams on, the cores that are idle now (at
+    most 4; measured over 0.1 s where Linux tells): on the quiet 2-core development machine 16
+    streams ran 1.2-1.5x faster on 2 threads than on 1, but with one other busy process 2.6x
+    (LSTM 2x512) and 4.3x (transformer) slower, since each step waits for the thread that
+    shares its core (docs/benchmarks.md). The text does not depend on the thread count."""
     if batch_size < BATCH_FOR_THREADS:
         return 1
-    return min(os.cpu_count() or 1, MAX_THREADS)
+    from seqgen.devices import idle_cores
+
+    cores = min(os.cpu_count() or 1, MAX_THREADS)
+    idle = idle_cores()
+    return cores if idle is None else max(1, min(cores, round(idle)))
 
 
 def _device(model):

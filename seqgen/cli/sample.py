@@ -90,8 +90,8 @@ def sample(
         "reason and timing in seconds.", rich_help_panel=PO),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads for torch (default: 1 below 8 streams, the fastest "
-        "for a decode step's small operations; from 8 streams, the cores, at most 4; on a busy "
-        "machine give 1).",
+        "for a decode step's small operations; from 8 streams, the cores idle at the start, at "
+        "most 4).",
         rich_help_panel=PO, show_default=False),
     device: str = typer.Option("cpu", "--device",
                                help="Where the model runs: cpu, cuda, cuda:N, mps or auto.",
