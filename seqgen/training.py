@@ -155,7 +155,7 @@ class TrainConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise CheckpointError(f"{source}: unknown keys {', '.join(unknown)}")
+            raise CheckpointError(f"{source}: unknown keys {', '.join(map(repr, unknown))}")
         names = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
                  "None": (type(None),)}
         for k, v in d.items():  # the annotations are strings such as "int | None"

@@ -120,6 +120,17 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     assert r.stdout == ""
 
 
+@pytest.mark.parametrize("args,message", [
+    (["train", "--steps", "abc"], "Invalid value for '--steps'"),
+    (["train", "--no-such-option"], "No such option: --no-such-option"),
+    (["no-such-command"], "No such command 'no-such-command'"),
+])
+def test_parser_errors_are_one_line_with_where_to_look(args, message):
+    r = run(*args)
+    assert r.exit_code == 2 and message in r.stderr and no_traceback(r)
+    assert len(r.stderr.strip().splitlines()) == 1 and "-h')" in r.stderr, r.stderr
+
+
 def test_missing_corpus_exit_2(tmp_path):
     r = run("train", tmp_path / "missing.txt", "--steps", "1")
     assert r.exit_code == 2 and "no such file" in r.stderr and no_traceback(r)

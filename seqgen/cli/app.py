@@ -29,8 +29,15 @@ class SeqgenGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
-            raise  # Typer's own exits and usage errors (exit code 2) keep their handling
+        except (typer.Exit, typer.Abort):
+            raise
+        except typer.TyperException as e:  # a bad option or argument, found by Typer's parser
+            if _debug(ctx) or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message") \
+                    or type(e).__name__ == "NoArgsIsHelpError":  # (that one prints the help)
+                raise
+            where = getattr(getattr(e, "ctx", None), "command_path", None) or "seqgen"
+            error(f"{' '.join(e.format_message().split())} (see '{where} -h')")
+            raise typer.Exit(2) from None
         except SeqgenError as e:
             if _debug(ctx):
                 raise

@@ -16,7 +16,8 @@ def set_quiet(quiet: bool) -> None:
 
 
 def error(message: str) -> None:
-    """One red line on stderr."""
+    """One red line on stderr (line breaks from a file's contents shown as \\n)."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 

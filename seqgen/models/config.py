@@ -97,7 +97,7 @@ class ModelConfig:
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise CheckpointError(f"model config has unknown keys: {', '.join(map(str, unknown))}")
+            raise CheckpointError(f"model config has unknown keys: {', '.join(map(repr, unknown))}")
         values: dict[str, Any] = {}
         for name, value in d.items():
             default = getattr(cls, name)
