@@ -920,7 +920,9 @@ class Trainer:
             f"{device} {precision}" + (f" x{self.dist.world} processes" if self.dist.enabled
                                        else "")
             + (f" | took over the lock left by {stale_lock}, no longer running" if stale_lock
-               else "")), **info))
+               else "")
+            + ("" if len(data.val_ids) else " | no validation split: no validation loss, "
+               "no best/ checkpoint (--val-fraction)")), **info))
 
         # -- the loop
         sync = self.dist.enabled

@@ -158,6 +158,14 @@ def test_bad_input_is_one_line_and_exit_2(ckpt, args, code, message):
     assert message in r.stderr and r.stderr.count("error:") == 1
 
 
+@pytest.mark.parametrize("args", [["--top-p", "0"], ["--length", "-1"], ["--stop", ""],
+                                  ["--threads", "0"], ["--device", "tpu"]])
+def test_bad_options_fail_before_the_model_loads(ckpt, args):
+    r = invoke("sample", str(ckpt), *args)
+    assert r.exit_code == 2 and r.stderr.startswith("error:"), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # no checkpoint summary before it
+
+
 def test_unknown_skip_warns_and_samples(ckpt):
     r = invoke("sample", str(ckpt), "-p", r"K:D\nz", "--unknown", "skip", "--seed", "0")
     assert r.exit_code == 0 and "'z'" in r.stderr and "skipped" in r.stderr

@@ -135,6 +135,10 @@ def sample(
         raise UsageError(f"--tunes must be >= 1, not {tunes}")
     if constrain is not None and constrain not in ("abc", "none"):
         raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
+    from seqgen.sampling import SampleConfig
+
+    SampleConfig(length=length or 0, temperature=temperature, top_k=top_k, top_p=top_p,
+                 num_samples=num_samples, stop=stops).validate()  # before loading the model
     header = meter is not None or key is not None or title is not None
     if header:
         if prompt:
@@ -148,7 +152,7 @@ def sample(
     from seqgen.checkpoint import load_checkpoint
     from seqgen.devices import resolve_device
     from seqgen.evaluate import resolve_checkpoint
-    from seqgen.sampling import SampleConfig, default_threads, generate
+    from seqgen.sampling import default_threads, generate
 
     device = resolve_device(device)
     torch.set_num_threads(threads or default_threads(tunes or num_samples))
