@@ -102,6 +102,23 @@ def test_build_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, setup, 
     assert r.stdout == "" and not out.exists()
 
 
+def test_a_checkpoint_directory_gives_its_vocabulary(tmp_path):
+    from seqgen.checkpoint import save_checkpoint
+    from seqgen.models import ModelConfig, build_model
+    from seqgen.tokenizer import Tokenizer
+
+    tok = Tokenizer.build(["K:D\n|abc|"])
+    model = build_model(ModelConfig(kind="rnn", vocab_size=tok.vocab_size, hidden_size=4,
+                                    num_layers=1, embed_dim=4))
+    ckpt = save_checkpoint(tmp_path / "run", model, tok, {}, "t", "abc", step=0)
+    r = run("tokenizer", "encode", str(ckpt), "abc")
+    assert r.exit_code == 0 and r.stdout.split() == [str(i) for i in tok.encode("abc")]
+    r = run("tokenizer", "show", str(ckpt))
+    assert r.exit_code == 0 and "<eos>" in r.stdout
+    r = run("tokenizer", "show", str(tmp_path))  # a directory, but no checkpoint
+    assert r.exit_code == 2 and "without a checkpoint.json" in r.stderr
+
+
 @pytest.mark.parametrize("content", ["{oops", '{"format": "seqgen-vocab"}'])
 def test_show_bad_vocabulary_file(tmp_path, content):
     vocab = tmp_path / "v.json"

@@ -64,16 +64,35 @@ def _printable(ch: str) -> str:
     return ch if ch.isprintable() else repr(ch)[1:-1]
 
 
+VOCAB_HELP = "A vocabulary JSON file, or a checkpoint directory (its vocabulary)."
+
+
+def _load_vocab(path: Path):
+    """The vocabulary of a JSON file, or the one inside a checkpoint directory."""
+    from seqgen.tokenizer import Tokenizer
+
+    if path.is_dir():
+        from seqgen.checkpoint import META, read_meta
+
+        if not (path / META).is_file():
+            from seqgen.errors import VocabularyError
+
+            raise VocabularyError(f"{path}: is a directory without a {META}; give a vocabulary "
+                                  "JSON file or a checkpoint directory")
+        directory, meta = read_meta(path)
+        return Tokenizer.from_dict(meta["tokenizer"], source=str(directory / META))
+    return Tokenizer.load(path)
+
+
 @app.command()
-def show(vocab: Path = typer.Argument(..., help="A vocabulary JSON file.")) -> None:
+def show(vocab: Path = typer.Argument(..., help=VOCAB_HELP)) -> None:
     """Show a vocabulary as a table: id, character, code point and count in its corpus."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    from seqgen.tokenizer import Tokenizer
 
-    tok = Tokenizer.load(vocab)
+    tok = _load_vocab(vocab)
     total = sum(tok.counts) if tok.counts else 0
     table = Table(title=f"{vocab}: {tok.vocab_size} tokens", title_justify="left")
     table.add_column("id", justify="right")
@@ -107,7 +126,7 @@ def _read_input(text: str | None, file: Path | None) -> tuple[str, str]:
 
 @app.command()
 def encode(
-    vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
+    vocab: Path = typer.Argument(..., help=VOCAB_HELP),
     text: str | None = typer.Argument(None, help="Text to encode (default, or '-': read stdin)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
     unknown: Unknown = typer.Option(
@@ -116,9 +135,9 @@ def encode(
     eos: bool = typer.Option(False, "--eos", help="End the ids with the end-of-document token."),
 ) -> None:
     """Print the token ids of TEXT, separated by spaces."""
-    from seqgen.tokenizer import EOS_ID, Tokenizer
+    from seqgen.tokenizer import EOS_ID
 
-    tok = Tokenizer.load(vocab)
+    tok = _load_vocab(vocab)
     s, source = _read_input(text, file)
     ids = tok.encode(s, errors=unknown.value, source=source)
     if eos:
@@ -128,14 +147,13 @@ def encode(
 
 @app.command()
 def decode(
-    vocab: Path = typer.Argument(..., help="A vocabulary JSON file."),
+    vocab: Path = typer.Argument(..., help=VOCAB_HELP),
     ids: list[str] | None = typer.Argument(None, help="Token ids (default: read them from stdin)."),
 ) -> None:
     """Print the text of token IDS (separated by spaces or commas)."""
     from seqgen.errors import UsageError
-    from seqgen.tokenizer import Tokenizer
 
-    tok = Tokenizer.load(vocab)
+    tok = _load_vocab(vocab)
     words = " ".join(ids) if ids else sys.stdin.read()
     try:
         nums = [int(w) for w in words.replace(",", " ").split()]
