@@ -115,6 +115,21 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     assert r.exit_code == 2 and "no notes" in r.stderr and not (tmp_path / "one.mid").exists()
 
 
+def test_output_names_must_fit_the_format_and_the_tune_count(tmp_path):
+    src = tmp_path / "tunes.abc"
+    src.write_text(GOOD)
+    r = run("abc2midi", str(src), "-o", str(tmp_path / "out.mid"))  # two tunes, one file name
+    assert r.exit_code == 2 and "2 tunes need a directory, not a file name" in r.stderr
+    assert not (tmp_path / "out.mid").exists()
+    one = tmp_path / "reel.abc"
+    one.write_text("X:3" + TUNES.split("X:3")[1])
+    r = run("convert", str(one), "--to", "midi", "-o", str(tmp_path / "reel.wav"))
+    assert r.exit_code == 2 and "a .wav name for midi output; name it reel.mid" in r.stderr
+    assert not (tmp_path / "reel.wav").exists()
+    r = run("abc2midi", str(one), "-o", str(tmp_path / "reel.midi"))
+    assert r.exit_code == 0 and (tmp_path / "reel.midi").read_bytes()[:4] == b"MThd"
+
+
 def test_convert_musicxml(tmp_path):
     src = tmp_path / "reel.abc"
     src.write_text("X:3" + TUNES.split("X:3")[1])

@@ -73,6 +73,10 @@ def _select(text: str, name: str, tune: int | None) -> list[tuple[int, str]]:
     return tunes
 
 
+# the file names each format may be written to (-o for a single tune)
+SUFFIXES = {"midi": (".mid", ".midi"), "musicxml": (".musicxml", ".xml"), "wav": (".wav",)}
+
+
 def _targets(stems: list[str], src: Path | None, out: Path | None, suffix: str,
              fmt: str) -> list[Path]:
     """The output path of each tune (one file for one tune, a directory of files for many)."""
@@ -83,11 +87,16 @@ def _targets(stems: list[str], src: Path | None, out: Path | None, suffix: str,
             return [src.with_suffix(suffix) if src is not None else Path(stems[0] + suffix)]
         if out.is_dir() or not out.suffix:  # a directory (a file name needs a suffix: x.mid)
             return [out / (stems[0] + suffix)]
+        if out.suffix.lower() not in SUFFIXES[fmt]:
+            raise UsageError(f"-o {out}: a {out.suffix} name for {fmt} output; name it "
+                             f"{out.stem}{suffix}, or give a directory")
         return [out]
     if out is None:
         out = src.with_name(src.stem + f"-{fmt}") if src is not None else Path(".")
     if out.exists() and not out.is_dir():
         raise UsageError(f"-o {out}: is a file, but {len(stems)} tunes need a directory")
+    if not out.exists() and out.suffix.lower() in {x for v in SUFFIXES.values() for x in v}:
+        raise UsageError(f"-o {out}: {len(stems)} tunes need a directory, not a file name")
     seen: dict[str, int] = {}
     paths = []
     for s in stems:
