@@ -262,6 +262,13 @@ def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatc
     r = invoke("inspect", "gradients", ck, "-T", 10, "--batch", 2, "--plot", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
     assert len(seen) == 8 and not any("Z:" in d for d in seen)
+    assert "not in the model's vocabulary" not in r.stderr
+    # another corpus with characters the model never saw: said, not read silently as <unk>
+    other = tmp_path / "other.txt"
+    other.write_text("@@@@ ~~~~ " * 20)
+    r = invoke("inspect", "gradients", ck, "--corpus", other, "-T", 10, "--batch", 2,
+               "--plot", tmp_path / "g2.png")
+    assert r.exit_code == 0 and "read as <unk>: @" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("args, message", [

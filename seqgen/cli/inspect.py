@@ -146,6 +146,7 @@ def gradients(
         plot_gradients,
         sample_windows,
         scale_recurrent,
+        show_char,
     )
     from seqgen.tokenizer import Tokenizer
 
@@ -210,6 +211,11 @@ def gradients(
             summary = f"{e}: fresh {m.summary()}"
         if recurrent_scale != 1.0:
             summary += f", W_hh x{recurrent_scale:g}"
+        unknown = t.unknown_chars("".join(windows))
+        if unknown:
+            warn(f"{e}: {len(unknown)} character(s) in the windows from {c.name} are not in "
+                 f"the model's vocabulary, read as <unk>: "
+                 f"{' '.join(show_char(u) for u in unknown[:12])}")
         with torch.no_grad():
             x = encode_windows(t, windows)
         info(f"{summary}: {batch} windows of {length} characters from {c.name}")
