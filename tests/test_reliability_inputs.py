@@ -58,6 +58,10 @@ CASES: list[tuple[str, list[str], int]] = [
     ("--device cuda without CUDA", ["train", "poem.txt", "--device", "cuda", "--steps", "1"], 2),
     ("--init-from with new characters", ["train", "latin.txt", "--init-from", "ckpt",
                                          "--steps", "1"], 2),
+    ("a transformer option for an LSTM", ["train", "poem.txt", "--model", "lstm",
+                                          "--num-heads", "2", "--steps", "1"], 2),
+    ("more threads than sane", ["train", "poem.txt", "--threads", "100000", "--steps", "1"], 2),
+    ("an unknown option", ["train", "poem.txt", "--stpes", "1"], 2),
     # seqgen sample
     ("missing checkpoint", ["sample", "nothere"], 2),
     ("directory that is not a checkpoint", ["sample", "emptydir"], 2),
@@ -69,6 +73,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("top-p above 1", ["sample", "ckpt", "--top-p", "2"], 2),
     ("--tunes from a text model", ["sample", "ckpt", "--tunes", "2"], 2),
     ("missing prompt file", ["sample", "ckpt", "--prompt-file", "nothere.txt"], 2),
+    ("a device torch does not know", ["sample", "ckpt", "--device", "tpu"], 2),
+    ("a file as the tunes directory", ["sample", "ckpt", "--tunes", "1", "--out", "poem.txt"], 2),
     # seqgen abc2midi / convert
     ("missing ABC file", ["abc2midi", "nothere.abc"], 2),
     ("binary file as ABC", ["abc2midi", "binary.txt"], 2),
@@ -76,6 +82,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("tune over --max-chars", ["abc2midi", "tune.abc", "--max-chars", "10"], 2),
     ("--timeout 0", ["abc2midi", "tune.abc", "--timeout", "0"], 2),
     ("unknown --to format", ["convert", "tune.abc", "--to", "mp3"], 2),
+    ("an output name of another format", ["convert", "tune.abc", "--to", "midi", "-o",
+                                          "tune.wav"], 2),
     # seqgen models / inspect / eval
     ("vocabulary that is not JSON", ["models", "--vocab", "notjson.json"], 2),
     ("vocabulary size 0", ["models", "--vocab-size", "0"], 2),
