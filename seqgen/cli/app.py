@@ -32,9 +32,9 @@ class SeqgenGroup(TyperGroup):
         except (typer.Exit, typer.Abort):
             raise
         except typer.TyperException as e:  # a bad option or argument, found by Typer's parser
-            if _debug(ctx) or getattr(e, "exit_code", None) != 2 or not hasattr(e, "format_message") \
-                    or type(e).__name__ == "NoArgsIsHelpError":  # (that one prints the help)
-                raise
+            usage = getattr(e, "exit_code", None) == 2 and hasattr(e, "format_message")
+            if _debug(ctx) or not usage or type(e).__name__ == "NoArgsIsHelpError":
+                raise  # (NoArgsIsHelpError prints the help, as it should)
             where = getattr(getattr(e, "ctx", None), "command_path", None) or "seqgen"
             error(f"{' '.join(e.format_message().split())} (see '{where} -h')")
             raise typer.Exit(2) from None

@@ -91,7 +91,6 @@ def show(vocab: Path = typer.Argument(..., help=VOCAB_HELP)) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-
     tok = _load_vocab(vocab)
     total = sum(tok.counts) if tok.counts else 0
     table = Table(title=f"{vocab}: {tok.vocab_size} tokens", title_justify="left")
