@@ -88,21 +88,27 @@ class Corpus:
 
 
 # --------------------------------------------------------------------------------- reading
-def read_text_file(path: Path) -> str:
-    """The UTF-8 text of `path`, with line ends normalised; DataError for anything unusable."""
-    raw = read_bytes(path, DataError, "text file", "no such file or directory", MAX_FILE_BYTES,
-                     lambda size: f"file is {size / 2**30:.1f} GiB, larger than the 4 GiB limit")
+def decode_text(raw: bytes, name: str | os.PathLike) -> str:
+    """UTF-8 bytes (a file's, or stdin's) as text with line ends normalised; DataError naming
+    `name`, the line and the byte for anything else."""
     if b"\x00" in raw:
-        raise DataError(f"{path}: looks like a binary file (it contains NUL bytes); expected UTF-8 text")
+        raise DataError(f"{name}: looks like a binary file (it contains NUL bytes); expected UTF-8 text")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise DataError(
-            f"{path}: line {line}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
-            "convert the file to UTF-8"
+            f"{name}: line {line}: invalid UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+            f"convert the {'text' if str(name) == 'stdin' else 'file'} to UTF-8"
         ) from None
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_text_file(path: Path) -> str:
+    """The UTF-8 text of `path`, with line ends normalised; DataError for anything unusable."""
+    raw = read_bytes(path, DataError, "text file", "no such file or directory", MAX_FILE_BYTES,
+                     lambda size: f"file is {size / 2**30:.1f} GiB, larger than the 4 GiB limit")
+    text = decode_text(raw, path)
     if not text.strip():
         raise DataError(f"{path}: the file is empty")
     return text

@@ -102,6 +102,15 @@ def test_build_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, setup, 
     assert r.stdout == "" and not out.exists()
 
 
+def test_stdin_must_be_utf8_like_a_file(tmp_path):
+    vocab = tmp_path / "v.json"
+    assert run("tokenizer", "build", "folk", "-o", str(vocab)).exit_code == 0
+    r = CliRunner().invoke(app, ["tokenizer", "encode", str(vocab)], input=b"ab\xff")
+    assert r.exit_code == 2 and "stdin: line 1: invalid UTF-8 (byte 0xff at offset 2)" in r.stderr
+    r = CliRunner().invoke(app, ["tokenizer", "encode", str(vocab)], input=b"K:D\r\n")
+    assert r.exit_code == 0 and len(r.stdout.split()) == 4  # \r\n read as one newline
+
+
 def test_a_checkpoint_directory_gives_its_vocabulary(tmp_path):
     from seqgen.checkpoint import save_checkpoint
     from seqgen.models import ModelConfig, build_model

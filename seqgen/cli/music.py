@@ -37,11 +37,11 @@ TEMPO_HELP = "Tempo in quarter notes per minute for tunes without a Q: field."
 
 def _read(spec: str) -> tuple[str, str, Path | None]:
     """(text, name for messages, path or None for stdin)."""
-    from seqgen.data import read_text_file
+    from seqgen.data import decode_text, read_text_file
     from seqgen.errors import DataError
 
     if spec == "-":
-        text = sys.stdin.read().removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+        text = decode_text(sys.stdin.buffer.read(), "stdin")
         if not text.strip():
             raise DataError("stdin: no ABC text (an ABC tune starts with an 'X:' line)")
         return text, "stdin", None

@@ -114,12 +114,12 @@ def show(vocab: Path = typer.Argument(..., help=VOCAB_HELP)) -> None:
 
 
 def _read_input(text: str | None, file: Path | None) -> tuple[str, str]:
-    from seqgen.data import read_text_file
+    from seqgen.data import decode_text, read_text_file
 
     if file is not None:
         return read_text_file(file), str(file)
     if text is None or text == "-":
-        return sys.stdin.read(), "stdin"
+        return decode_text(sys.stdin.buffer.read(), "stdin"), "stdin"
     return text, "text"
 
 
