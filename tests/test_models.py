@@ -131,6 +131,13 @@ def test_summary_and_parameter_count(kind):
     assert "\n" not in line and line.startswith(kind) and "params" in line
 
 
+def test_parameter_counts_read_as_k_m_b():
+    from seqgen.models.rnn import format_count
+
+    assert [format_count(n) for n in (999, 1234, 2_900_000, 3_200_000_200)] == \
+        ["999", "1.2K", "2.9M", "3.2B"]
+
+
 def test_parameter_counts_follow_the_equations():
     E, L = 8, 2
     # embedding V*E; per layer: W_xh (H x in), W_hh (H x H), two bias vectors; W_hy V*H, no bias

@@ -149,7 +149,9 @@ class RNNLanguageModel(nn.Module):
 
 
 def format_count(n: int) -> str:
-    """1234 -> '1.2K', 2_900_000 -> '2.9M'."""
+    """1234 -> '1.2K', 2_900_000 -> '2.9M', 3_200_000_000 -> '3.2B'."""
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:,.1f}B"
     if n >= 1_000_000:
         return f"{n / 1e6:.1f}M"
     if n >= 1_000:
