@@ -245,3 +245,20 @@ def test_corrupted_tunes_never_crash_or_hang(text):
     if not cr.converts:
         assert cr.reasons  # a reason is always given
     assert all(isinstance(x, str) and "\n" not in x for x in cr.reasons)
+
+
+def test_an_explicit_soundfont_must_be_one(tmp_path, monkeypatch):
+    from seqgen.errors import UsageError
+    from seqgen.music.convert import find_soundfont
+
+    monkeypatch.delenv("SEQGEN_SOUNDFONT", raising=False)
+    junk = tmp_path / "junk.sf2"
+    junk.write_bytes(b"\x00\x01 not a soundfont" * 4)
+    with pytest.raises(UsageError, match="junk.sf2 is not a SoundFont"):
+        find_soundfont(junk)
+    monkeypatch.setenv("SEQGEN_SOUNDFONT", str(junk))  # the variable is checked the same way
+    with pytest.raises(UsageError, match="is not a SoundFont"):
+        find_soundfont()
+    font = tmp_path / "gm.sf2"
+    font.write_bytes(b"RIFF\x10\x00\x00\x00sfbkLIST")
+    assert find_soundfont(font) == font

@@ -891,6 +891,10 @@ def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
             p = Path(cand).expanduser()
             if not p.is_file():
                 raise UsageError(f"--soundfont: {p} is not a file")
+            with open(p, "rb") as f:
+                head = f.read(12)
+            if head[:4] != b"RIFF" or head[8:12] != b"sfbk":  # what every .sf2/.sf3 starts with
+                raise UsageError(f"--soundfont: {p} is not a SoundFont (.sf2 or .sf3) file")
             return p
     for d in SOUNDFONT_DIRS:
         dp = Path(d).expanduser()
