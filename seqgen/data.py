@@ -160,6 +160,13 @@ def check_abc_headers(value: str) -> None:
         raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, not {value!r}")
 
 
+def check_glob(spec: str | None, glob: str | None) -> None:
+    """UsageError when --glob is given for a corpus that is not a directory (it would do nothing)."""
+    if glob is not None and not Path(DEFAULT_CORPUS if spec is None else spec).expanduser().is_dir():
+        raise UsageError(f"--glob chooses the files of a directory corpus; {spec or DEFAULT_CORPUS!r} "
+                         "is not a directory")
+
+
 def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
                 abc_headers: str = "all") -> Corpus:
     """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk).

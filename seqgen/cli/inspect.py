@@ -153,6 +153,14 @@ def gradients(
     torch.set_num_threads(1)  # hundreds of tiny sequential ops: threads cost more than they give
     if model is not None and compare is not None:
         raise UsageError("give either --model (one fresh model) or --compare (several), not both")
+    sizes = dict(hidden_size=hidden_size, num_layers=num_layers, embed_dim=embed_dim,
+                 embedding=embedding, activation=activation, init=init, num_heads=num_heads,
+                 context_length=context_length)
+    if checkpoint is not None and compare is None:
+        given = [k for k, v in sizes.items() if v is not None]
+        if given:
+            raise UsageError(f"--{given[0].replace('_', '-')} sizes fresh models; a CHECKPOINT "
+                             "keeps its own (add --compare KINDS for fresh models beside it)")
     if checkpoint is not None and model is not None:
         raise UsageError("--model makes a fresh model; with a CHECKPOINT, use --compare to add "
                          "fresh models beside it")
@@ -187,9 +195,7 @@ def gradients(
     windows = sample_windows(c.documents, length, batch, seed)
     if clip is None:
         clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0
-    base = dict(hidden_size=hidden_size, num_layers=num_layers, embed_dim=embed_dim,
-                embedding=embedding, activation=activation, init=init, num_heads=num_heads,
-                context_length=context_length)
+    base = sizes
     tok = None
     profiles, described = [], []
     for e in entries:

@@ -35,6 +35,7 @@ def preset_configs(kind: str, vocab_size: int) -> dict[str, object]:
 
 
 def models(
+    ctx: typer.Context,
     vocab_size: int = typer.Option(
         96, "--vocab-size", min=1,
         help="Vocabulary size the parameter counts assume, in tokens (characters + 2 specials).",
@@ -54,6 +55,10 @@ def models(
     if vocab is not None:
         from seqgen.tokenizer import Tokenizer
 
+        if getattr(ctx.get_parameter_source("vocab_size"), "name", None) == "COMMANDLINE":
+            from seqgen.errors import UsageError
+
+            raise UsageError("give --vocab or --vocab-size, not both")
         vocab_size = Tokenizer.load(vocab).vocab_size
     kinds = Table(title="Model kinds (seqgen train --model KIND) and their options",
                   title_justify="left", show_lines=True)

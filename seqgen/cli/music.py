@@ -130,6 +130,8 @@ def _run(
 
     if jobs < 1:
         raise UsageError("--jobs must be >= 1")
+    if check and output is not None:
+        raise UsageError("--check writes no files: drop -o, or drop --check to convert")
     limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, default_qpm=tempo)
     limits.validate()
     if to == "wav" and not check:

@@ -42,9 +42,10 @@ def build(
 ) -> None:
     """Build a character vocabulary from every character of CORPUS (read as 'seqgen train'
     reads it, so the vocabulary is the one a run on CORPUS would get)."""
-    from seqgen.data import load_corpus
+    from seqgen.data import check_glob, load_corpus
     from seqgen.tokenizer import Tokenizer
 
+    check_glob(corpus, glob)
     c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers)
     tok = Tokenizer.build(c.documents)
     noun = "tunes" if c.kind == "abc" else "documents"
@@ -117,6 +118,10 @@ def _read_input(text: str | None, file: Path | None) -> tuple[str, str]:
     from seqgen.data import decode_text, read_text_file
 
     if file is not None:
+        if text is not None:
+            from seqgen.errors import UsageError
+
+            raise UsageError("give TEXT or --file, not both")
         return read_text_file(file), str(file)
     if text is None or text == "-":
         return decode_text(sys.stdin.buffer.read(), "stdin"), "stdin"

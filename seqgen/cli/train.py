@@ -144,6 +144,10 @@ def train(
              if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
     if resume is None and not params.get("init_from"):
         _check_kind_options(params["kind"], given)
+    if resume is None:
+        from seqgen.data import check_glob
+
+        check_glob(params["corpus"], params["glob"])
     config = TrainConfig(**params)
     overrides = None
     if resume is not None:
