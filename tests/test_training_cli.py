@@ -102,6 +102,7 @@ def _corrupt(run_dir, tmp_path, how):
     (["--threads", "100000"], "--threads must be between 1 and"),
     (["--model", "lstm", "--num-heads", "2"], "--num-heads applies to the transformer only"),
     (["--model", "transformer", "--embed-dim", "8"], "--embed-dim applies to the RNN kinds"),
+    (["--glob", "*.txt"], "--glob chooses the files of a directory corpus"),
 ])
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     if "cuda" in args and torch.cuda.is_available():
