@@ -65,8 +65,10 @@ def nanogpt_generate(model, idx, max_new_tokens, temperature=1.0, generator=None
 
 
 def seqgen_case(model, tok, length, num_samples=1, decoder="auto", threads=None):
+    threads = threads or default_threads(num_samples)  # (its idle-core check is not timed)
+
     def run(n=length):
-        torch.set_num_threads(threads or default_threads(num_samples))
+        torch.set_num_threads(threads)
         cfg = SampleConfig(length=n, num_samples=num_samples, stop_at_eos=False, decoder=decoder)
         generate(model, tok, "\n", cfg, torch.Generator().manual_seed(0))
     return run
