@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import UsageError
+from seqgen.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from seqgen.checkpoint import Checkpoint
@@ -350,8 +350,12 @@ def checkpoint_corpus(ckpt: Checkpoint, spec: str | None = None) -> Corpus:
     if headers not in ABC_HEADERS:
         headers = "all"
     if spec is None:
-        return load_corpus(tc.get("corpus") or ckpt.corpus_name, tc.get("glob"),
-                           bool(tc.get("split_docs")), abc_headers=headers)
+        try:
+            return load_corpus(tc.get("corpus") or ckpt.corpus_name, tc.get("glob"),
+                               bool(tc.get("split_docs")), abc_headers=headers)
+        except DataError as e:
+            raise DataError(f"{e}; if the checkpoint's corpus has moved, give it with "
+                            "--corpus") from None
     return load_corpus(spec, abc_headers=headers)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 
 import pytest
 import torch
@@ -192,6 +193,14 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         assert "Traceback" not in r.output
+    # the corpus the run trained on has moved: the error says how to go on
+    moved = tmp_path / "moved"
+    shutil.copytree(abc_ckpt, moved)
+    meta = json.loads((moved / "checkpoint.json").read_text())
+    meta["train_config"]["corpus"] = str(tmp_path / "gone.abc")
+    (moved / "checkpoint.json").write_text(json.dumps(meta))
+    r = runner.invoke(app, ["eval", str(moved), "--tunes", "0"])
+    assert r.exit_code == 2 and "gone.abc" in r.stderr and "give it with --corpus" in r.stderr
 
 
 # ------------------------------------------------------------------------- the default model
