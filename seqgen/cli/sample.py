@@ -75,7 +75,8 @@ def sample(
         "(error listing them) or skip (drop them, with a warning).", rich_help_panel=PS),
     tunes: int | None = typer.Option(
         None, "--tunes", help="ABC models: sample until this many complete tunes (each ended by "
-        "the end-of-document token or the next X:), numbered 1..N.", rich_help_panel=PO,
+        "the end-of-document token or the next X:), numbered 1..N (on after the tunes already "
+        "in --out).", rich_help_panel=PO,
         show_default=False),
     out: Path | None = typer.Option(
         None, "--out", "-o", help="With --tunes: write each tune to this directory as "
