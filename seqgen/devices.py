@@ -1,4 +1,5 @@
-"""Which torch device a `--device` option names, checked before any work starts."""
+"""The machine: which torch device a `--device` option names (checked before any work starts),
+how many CPU threads `--threads` may ask for, and how many cores are idle right now."""
 
 from __future__ import annotations
 
