@@ -48,14 +48,34 @@ def check_threads(threads: int | None) -> None:
                          f"cores), not {threads}")
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity set, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # (no affinity API: macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def idle_cores(window_s: float = 0.1) -> float | None:
-    """How many of the machine's cores sat idle over the next `window_s` seconds (Linux's
-    /proc/stat: idle and iowait ticks over all ticks, times the core count); None elsewhere."""
+    """How many of the CPUs this process may use sat idle over the next `window_s` seconds
+    (Linux's /proc/stat: idle and iowait ticks over all ticks, per CPU); None elsewhere."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = None
 
     def ticks() -> tuple[int, int]:
+        idle = total = 0
         with open("/proc/stat", encoding="ascii") as f:
-            values = [int(v) for v in f.readline().split()[1:]]  # the "cpu" line: all cores
-        return values[3] + values[4], sum(values)
+            for line in f:
+                name, *values = line.split()
+                if not (name.startswith("cpu") and name[3:].isdigit()):
+                    continue  # (the "cpu" line sums all CPUs, allowed or not)
+                if allowed is not None and int(name[3:]) not in allowed:
+                    continue
+                v = [int(x) for x in values]
+                idle, total = idle + v[3] + v[4], total + sum(v)
+        return idle, total
 
     try:
         idle0, total0 = ticks()
@@ -65,4 +85,5 @@ def idle_cores(window_s: float = 0.1) -> float | None:
         return None
     if total1 <= total0:
         return None
-    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+    cpus = len(allowed) if allowed is not None else (os.cpu_count() or 1)
+    return (idle1 - idle0) / (total1 - total0) * cpus

@@ -32,7 +32,6 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -438,16 +437,16 @@ MAX_THREADS = 4
 
 def default_threads(batch_size: int) -> int:
     """CPU threads for sampling. One for fewer than 8 streams: each op of a decode step is tiny
-    and a second thread only adds waiting. From 8 streams on, the cores that are idle now (at
-    most 4; measured over 0.1 s where Linux tells): on the quiet 2-core development machine 16
+    and a second thread only adds waiting. From 8 streams on, the cores of this process's CPU
+    set that are idle now (at most 4; measured over 0.1 s where Linux tells): on the quiet 2-core development machine 16
     streams ran 1.2-1.5x faster on 2 threads than on 1, but with one other busy process 2.6x
     (LSTM 2x512) and 4.3x (transformer) slower, since each step waits for the thread that
     shares its core (docs/benchmarks.md). The text does not depend on the thread count."""
     if batch_size < BATCH_FOR_THREADS:
         return 1
-    from seqgen.devices import idle_cores
+    from seqgen.devices import idle_cores, usable_cores
 
-    cores = min(os.cpu_count() or 1, MAX_THREADS)
+    cores = min(usable_cores(), MAX_THREADS)
     idle = idle_cores()
     return cores if idle is None else max(1, min(cores, round(idle)))
 

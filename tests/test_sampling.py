@@ -337,13 +337,12 @@ def test_sample_tunes_gives_up_with_a_clear_error():
 
 
 def test_threads_one_for_few_streams_the_idle_cores_for_many(monkeypatch):
-    import os
 
     import seqgen.devices
 
-    idle = [None]
+    idle, cores = [None], [2]
     monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: idle[0])
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(seqgen.devices, "usable_cores", lambda: cores[0])
     assert default_threads(1) == 1 and default_threads(7) == 1  # tiny ops: one thread
     assert default_threads(16) == 2  # (no idle figure: all the cores)
     idle[0] = 1.9
@@ -352,21 +351,20 @@ def test_threads_one_for_few_streams_the_idle_cores_for_many(monkeypatch):
     assert default_threads(16) == 1
     idle[0] = 0.2
     assert default_threads(16) == 1
-    monkeypatch.setattr(os, "cpu_count", lambda: 64)
-    idle[0] = 60.0
+    cores[0], idle[0] = 64, 60.0
     assert default_threads(16) == 4  # at most 4
-    monkeypatch.setattr(os, "cpu_count", lambda: None)
-    idle[0] = None
+    cores[0], idle[0] = 1, None
     assert default_threads(16) == 1
 
 
 def test_idle_cores_reads_the_machine():
-    from seqgen.devices import idle_cores
+    from seqgen.devices import idle_cores, usable_cores
 
     idle = idle_cores(0.05)
     if idle is None:
         pytest.skip("no /proc/stat here")
-    assert 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
+    assert 0.0 <= idle <= usable_cores() + 1e-9
+    assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
 def test_same_seed_same_text_whatever_the_thread_count():
