@@ -106,7 +106,7 @@ MAX_CHORD_NOTES = 4
 # not notes.
 TEXT_STATES = frozenset(("cs", "csr", "csb", "csbr", "ann", "inl1", "inlv"))
 INLINE_FIELDS = "MLK"  # [M:3/4], [L:1/16], [K:G] at the start of a bar
-SECTION_BARS = ("||", "|]", "|:", ":|", "::")
+SECTION_BARS = ("||", "|]", "|:", ":|")
 # The characters the grammar cannot do without (checked against the tokenizer).
 REQUIRED_CHARS = "XMLK:\n|/18"
 

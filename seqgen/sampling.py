@@ -438,10 +438,11 @@ MAX_THREADS = 4
 def default_threads(batch_size: int) -> int:
     """CPU threads for sampling. One for fewer than 8 streams: each op of a decode step is tiny
     and a second thread only adds waiting. From 8 streams on, the cores of this process's CPU
-    set that are idle now (at most 4; measured over 0.1 s where Linux tells): on the quiet 2-core development machine 16
-    streams ran 1.2-1.5x faster on 2 threads than on 1, but with one other busy process 2.6x
-    (LSTM 2x512) and 4.3x (transformer) slower, since each step waits for the thread that
-    shares its core (docs/benchmarks.md). The text does not depend on the thread count."""
+    set that are idle now (at most 4; measured over 0.1 s where Linux tells): on the quiet
+    2-core development machine 16 streams ran 1.2-1.5x faster on 2 threads than on 1, but with
+    one other busy process 2.6x (LSTM 2x512) and 4.3x (transformer) slower, since each step
+    waits for the thread that shares its core (docs/benchmarks.md). The text does not depend
+    on the thread count."""
     if batch_size < BATCH_FOR_THREADS:
         return 1
     from seqgen.devices import idle_cores, usable_cores
