@@ -95,6 +95,29 @@ def family(kind: str) -> str:
     return "transformer" if kind == "transformer" else "rnn"
 
 
+# The ModelConfig fields a run may set; --init-from takes them all from its checkpoint
+# (only dropout may change).
+ARCHITECTURE = ("embedding", "embed_dim", "hidden_size", "num_layers", "activation", "init",
+                "num_heads", "context_length", "positional")
+
+
+def _check_init_from_model(cfg: TrainConfig, mcfg) -> None:
+    """UsageError for an architecture option that differs from the --init-from model's (None
+    means not given), and for a transformer --seq-len longer than its context."""
+    from seqgen.models.config import option
+
+    for name in ARCHITECTURE:
+        value = getattr(cfg, name)
+        if value is not None and value != getattr(mcfg, name):
+            raise UsageError(f"{option(name)} {value}: --init-from {cfg.init_from} fine-tunes "
+                             f"its own model ({name.replace('_', ' ')} "
+                             f"{getattr(mcfg, name)}); drop {option(name)}")
+    if (family(mcfg.kind) == "transformer" and cfg.seq_len is not None
+            and cfg.seq_len > mcfg.context_length):
+        raise UsageError(f"--seq-len {cfg.seq_len}: longer than the context length of the "
+                         f"--init-from model ({mcfg.context_length})")
+
+
 # --------------------------------------------------------------------------------- config
 @dataclass
 class TrainConfig:
@@ -694,6 +717,7 @@ class Trainer:
         elif cfg.init_from:
             init_ckpt = ck.load_checkpoint(cfg.init_from)
             tokenizer = init_ckpt.tokenizer
+            _check_init_from_model(cfg, init_ckpt.model_config)
         if tokenizer is not None:
             new = sorted(set().union(*map(set, corpus.documents)) - set(tokenizer.chars), key=ord)
             if new:
@@ -723,8 +747,7 @@ class Trainer:
                 mcfg.dropout = cfg.dropout
             rcfg, _ = resolve_config(replace(cfg, kind=mcfg.kind), tokenizer.vocab_size,
                                      corpus.num_chars, device)
-            for name in ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout",
-                         "activation", "init", "num_heads", "context_length", "positional"):
+            for name in (*ARCHITECTURE, "dropout"):
                 setattr(rcfg, name, getattr(mcfg, name))
             rcfg.kind = mcfg.kind
             if family(mcfg.kind) == "transformer" and rcfg.seq_len > mcfg.context_length:

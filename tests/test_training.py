@@ -294,6 +294,25 @@ def test_init_from_fine_tunes_and_refuses_new_characters(tmp_path):
         train(tiny(tmp_path, corpus=str(new), init_from=str(base.out), out=str(tmp_path / "x")))
 
 
+@pytest.mark.parametrize("change, message", [
+    (dict(hidden_size=48), r"--hidden-size 48: --init-from .* fine-tunes its own model "
+                           r"\(hidden size 24\); drop --hidden-size"),
+    (dict(num_layers=2), r"--num-layers 2: .*\(num layers 1\)"),
+])
+def test_init_from_refuses_a_different_architecture(tmp_path, change, message):
+    base = train(tiny(tmp_path, steps=2))
+    with pytest.raises(UsageError, match=message):
+        train(tiny(tmp_path, init_from=str(base.out), out=str(tmp_path / "t"), **change))
+    assert not (tmp_path / "t").exists()
+
+
+def test_init_from_transformer_refuses_seq_len_beyond_its_context(tmp_path):
+    base = train(tiny(tmp_path, kind="transformer", steps=2))
+    with pytest.raises(UsageError, match=r"--seq-len 32: longer than the context length .*\(16\)"):
+        train(tiny(tmp_path, kind="transformer", init_from=str(base.out), seq_len=32,
+                   out=str(tmp_path / "t")))
+
+
 def test_bad_data_and_outputs(tmp_path):
     with pytest.raises(DataError, match="--seq-len"):
         train(tiny(tmp_path, corpus=str(make_text(tmp_path / "s.txt", n_chars=40)), seq_len=64,

@@ -96,6 +96,7 @@ def _corrupt(run_dir, tmp_path, how):
     (["--resume", "{newer}"], "newer than this seqgen"),
     (["--resume", "{state}"], "train_state.safetensors"),
     (["--init-from", "{tmp}/nope"], "no such checkpoint directory"),
+    (["--init-from", "{run}", "--model", "gru"], "--model: --init-from"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--device", "tpu"], "--device must be one of"),
     (["--abc-headers", "none"], "--abc-headers must be one of"),
@@ -107,7 +108,7 @@ def _corrupt(run_dir, tmp_path, how):
 def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    subs = {"tmp": tmp_path}
+    subs = {"tmp": tmp_path, "run": trained[0]}
     for how in ("truncated", "newer", "state"):
         if "{" + how + "}" in " ".join(args):
             subs[how] = _corrupt(trained[0], tmp_path, how)

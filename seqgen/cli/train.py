@@ -144,6 +144,11 @@ def train(
              if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
     if resume is None and not params.get("init_from"):
         _check_kind_options(params["kind"], given)
+    if params.get("init_from") and "kind" in given:
+        from seqgen.errors import UsageError
+
+        raise UsageError(f"--model: --init-from {params['init_from']} fine-tunes its own model; "
+                         "drop --model")
     if resume is None:
         from seqgen.data import check_glob
 
