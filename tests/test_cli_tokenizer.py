@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from seqgen import __version__
 from seqgen.cli.app import app
+from seqgen.errors import VocabularyError
 
 runner = CliRunner()
 
@@ -48,6 +49,9 @@ def test_build_show_encode_decode_on_the_default_corpus(tmp_path):
     assert r.exit_code == 0 and len(ids) == 9
     r = run("tokenizer", "decode", str(vocab), *ids)
     assert r.exit_code == 0 and r.stdout == "K:D\n|abc|"
+    for bad in ("x7", "\u00b2", "--5"):  # '\u00b2' (superscript two) passes str.isdigit
+        r = run("tokenizer", "decode", str(vocab), "--", ids[0], bad)
+        assert r.exit_code == 2 and f"IDS: {bad!r} is not an integer token id" in r.stderr
 
 
 def test_build_reads_abc_as_train_does(tmp_path):
@@ -138,7 +142,9 @@ def test_show_bad_vocabulary_file(tmp_path, content):
 
 def test_debug_shows_the_traceback(tmp_path):
     r = run("--debug", "tokenizer", "show", str(tmp_path / "none.json"))
-    assert r.exit_code != 0 and r.exception is not None  # re-raised for the traceback
+    assert isinstance(r.exception, VocabularyError)  # re-raised for the traceback
+    r = run("tokenizer", "show", str(tmp_path / "none.json"))
+    assert isinstance(r.exception, SystemExit) and r.exit_code == 2  # without --debug: a message
 
 
 def test_corpora_lists_bundled_collections():

@@ -159,11 +159,12 @@ def decode(
 
     tok = _load_vocab(vocab)
     words = " ".join(ids) if ids else sys.stdin.read()
-    try:
-        nums = [int(w) for w in words.replace(",", " ").split()]
-    except ValueError:
-        bad = next(w for w in words.replace(",", " ").split() if not w.lstrip("-").isdigit())
-        raise UsageError(f"IDS: {bad!r} is not an integer token id") from None
+    nums = []
+    for w in words.replace(",", " ").split():
+        try:
+            nums.append(int(w))
+        except ValueError:
+            raise UsageError(f"IDS: {w!r} is not an integer token id") from None
     sys.stdout.write(tok.decode(nums))
     sys.stdout.flush()
 
