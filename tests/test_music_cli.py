@@ -153,6 +153,82 @@ def test_convert_wav_without_synthesizer_names_the_package(tmp_path):
     assert list(tmp_path.iterdir()) == [src]
 
 
+FAKE_SYNTH = """#!{python}
+# A stand-in synthesizer: logs its arguments and the MIDI it was given, writes a quiet sine.
+import json, math, struct, sys, wave
+args = sys.argv[1:]
+out = args[args.index("-F" if "-F" in args else "-o") + 1]
+with open({log!r}, "a") as f:
+    f.write(json.dumps([args, open(args[-1], "rb").read(4).decode("latin-1")]) + "\\n")
+with wave.open(out, "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+    w.writeframes(b"".join(struct.pack("<h", int(2000 * math.sin(i / 5))) for i in range(4000)))
+"""
+
+
+def fake_synth(tmp_path, monkeypatch, name, keep_path=True):
+    """`name` (fluidsynth or timidity) as a script first on PATH; returns its log file."""
+    import os
+    import sys
+
+    bin_dir, log = tmp_path / "bin", tmp_path / "synth.log"
+    bin_dir.mkdir()
+    exe = bin_dir / name
+    exe.write_text(FAKE_SYNTH.format(python=sys.executable, log=str(log)))
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}" if keep_path
+                       else str(bin_dir))
+    monkeypatch.delenv("SEQGEN_SOUNDFONT", raising=False)
+    return log
+
+
+def test_convert_wav_through_fluidsynth_with_a_soundfont(tmp_path, monkeypatch):
+    import json
+    import wave
+
+    import numpy as np
+
+    log = fake_synth(tmp_path, monkeypatch, "fluidsynth")
+    font = tmp_path / "gm.sf2"
+    font.write_bytes(b"RIFF\x10\x00\x00\x00sfbkLIST")
+    src = tmp_path / "tunes.abc"
+    src.write_text(GOOD)
+    r = run("convert", str(src), "--to", "wav", "--soundfont", str(font))
+    assert r.exit_code == 0, r.output
+    wavs = sorted((tmp_path / "tunes-wav").iterdir())
+    assert r.stdout.split() == [str(p) for p in wavs] and len(wavs) == 2
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [head for _, head in calls] == ["MThd", "MThd"]  # each tune's MIDI went in
+    assert all(str(font) in args for args, _ in calls)
+    with wave.open(str(wavs[0])) as w:
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert 0.85 < np.abs(x).max() / 32768 < 0.9  # normalised from -24 dBFS to -1 dBFS
+
+
+@pytest.mark.parametrize("synth, font, message, code", [
+    ("fluidsynth", b"not a soundfont at all", "junk.sf2 is not a SoundFont", 2),
+    ("timidity", b"RIFF\x10\x00\x00\x00sfbkLIST", "timidity, plays its own instruments", 2),
+])
+def test_convert_wav_checks_the_soundfont_before_converting(tmp_path, monkeypatch, synth, font,
+                                                            message, code):
+    log = fake_synth(tmp_path, monkeypatch, synth, keep_path=False)
+    (tmp_path / "junk.sf2").write_bytes(font)
+    src = tmp_path / "tunes.abc"
+    src.write_text(GOOD)
+    r = run("convert", str(src), "--to", "wav", "--soundfont", str(tmp_path / "junk.sf2"))
+    assert r.exit_code == code and message in r.stderr and no_traceback(r)
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr  # said once, not once per tune
+    assert not log.exists() and not (tmp_path / "tunes-wav").exists()
+
+
+def test_soundfont_is_for_wav_only(tmp_path):
+    src = tmp_path / "tunes.abc"
+    src.write_text(GOOD)
+    r = run("convert", str(src), "--to", "midi", "--soundfont", str(tmp_path / "gm.sf2"))
+    assert r.exit_code == 2 and "--soundfont applies to --to wav only" in r.stderr
+    assert not (tmp_path / "tunes-midi").exists()
+
+
 @pytest.mark.slow  # loading a General MIDI soundfont takes seconds
 @pytest.mark.skipif(not HAVE_SYNTH, reason="no synthesizer installed")
 def test_convert_wav_renders_and_normalises(tmp_path):

@@ -132,10 +132,13 @@ def _run(
         raise UsageError("--jobs must be >= 1")
     if check and output is not None:
         raise UsageError("--check writes no files: drop -o, or drop --check to convert")
+    if soundfont is not None and to != "wav":
+        raise UsageError("--soundfont applies to --to wav only")
     limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, default_qpm=tempo)
     limits.validate()
     if to == "wav" and not check:
-        require_synth()  # fail before converting anything, naming the package to install
+        # fail before converting anything, naming the package to install or the bad soundfont
+        require_synth(soundfont)
     text, name, src = _read(input)
     tunes = _select(text, name, tune)
     suffix = SUFFIX[to]

@@ -873,28 +873,45 @@ def find_synth() -> tuple[str, str] | None:
     return None
 
 
-def require_synth() -> tuple[str, str]:
-    """Like ``find_synth``, but a SeqgenError naming the packages to install when none is found."""
+def require_synth(soundfont: str | os.PathLike | None = None) -> tuple[str, str, Path | None]:
+    """('fluidsynth' | 'timidity', path, soundfont) ready to render, checked before any work:
+    a SeqgenError naming the packages to install when no synthesizer (or, for fluidsynth, no
+    soundfont) is found, a UsageError for a `soundfont` that is not one or that timidity (which
+    has its own instruments) cannot use."""
     synth = find_synth()
     if synth is None:
         raise SeqgenError("no synthesizer for --to wav: install fluidsynth and a General MIDI "
                           "soundfont (apt-get install fluidsynth fluid-soundfont-gm) or timidity "
                           "(apt-get install timidity)")
-    return synth
+    name, exe = synth
+    if name == "timidity":
+        if soundfont is not None:
+            raise UsageError("--soundfont: the synthesizer found, timidity, plays its own "
+                             "instruments; drop --soundfont, or install fluidsynth to use it")
+        return name, exe, None
+    sf = find_soundfont(soundfont)
+    if sf is None:
+        raise SeqgenError("fluidsynth needs a General MIDI soundfont: install one "
+                          "(apt-get install fluid-soundfont-gm) or pass --soundfont FILE.sf2")
+    return name, exe, sf
 
 
 def find_soundfont(explicit: str | os.PathLike | None = None) -> Path | None:
     """A General MIDI soundfont: `explicit`, else $SEQGEN_SOUNDFONT, else the first .sf2/.sf3 in
     the usual directories (FluidR3_GM, TimGM6mb, ...)."""
-    for cand in (explicit, os.environ.get("SEQGEN_SOUNDFONT")):
+    for cand, what in ((explicit, "--soundfont"), (os.environ.get("SEQGEN_SOUNDFONT"),
+                                                   "$SEQGEN_SOUNDFONT")):
         if cand:
             p = Path(cand).expanduser()
             if not p.is_file():
-                raise UsageError(f"--soundfont: {p} is not a file")
-            with open(p, "rb") as f:
-                head = f.read(12)
+                raise UsageError(f"{what}: {p} is not a file")
+            try:
+                with open(p, "rb") as f:
+                    head = f.read(12)
+            except OSError as e:
+                raise UsageError(f"{what}: cannot read {p} ({e.strerror})") from None
             if head[:4] != b"RIFF" or head[8:12] != b"sfbk":  # what every .sf2/.sf3 starts with
-                raise UsageError(f"--soundfont: {p} is not a SoundFont (.sf2 or .sf3) file")
+                raise UsageError(f"{what}: {p} is not a SoundFont (.sf2 or .sf3) file")
             return p
     for d in SOUNDFONT_DIRS:
         dp = Path(d).expanduser()
@@ -910,16 +927,12 @@ def render_wav(midi: bytes, path: str | os.PathLike, soundfont: str | os.PathLik
     """Render MIDI bytes to a 16-bit WAV at `path` with fluidsynth (and a General MIDI soundfont)
     or timidity, whichever is on PATH, normalised to a peak of `peak_dbfs` dBFS (synthesizers'
     raw output peaks near -22 dBFS). SeqgenError naming the package to install when neither is."""
-    name, exe = require_synth()
+    name, exe, sf = require_synth(soundfont)
     with tempfile.TemporaryDirectory(prefix="seqgen-wav-") as tmpdir:
         mid = Path(tmpdir) / "in.mid"
         raw = Path(tmpdir) / "raw.wav"
         mid.write_bytes(midi)
         if name == "fluidsynth":
-            sf = find_soundfont(soundfont)
-            if sf is None:
-                raise SeqgenError("fluidsynth needs a General MIDI soundfont: install one "
-                                  "(apt-get install fluid-soundfont-gm) or pass --soundfont FILE.sf2")
             cmd = [exe, "-ni", "-q", "-F", str(raw), "-T", "wav", "-r", str(sample_rate),
                    str(sf), str(mid)]
         else:
