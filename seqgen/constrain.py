@@ -271,7 +271,8 @@ class AbcConstraint:
 
     def _sig(self, s: State) -> State:
         """A representative of the states whose masks equal that of `s`: the bar count matters
-        only as 0, below min_bars, up to max_bars - 2, max_bars - 1 and beyond, and the length of
+        only as 0, below min_bars - 1, min_bars - 1, up to max_bars - 2, max_bars - 1 and beyond
+        (the barlines `_close_bar` allows change at those counts), and the length of
         free header text only as empty, under the limit or at it. Masks are cached per
         representative, so a new bar or title seldom needs a new mask."""
         r = self._sigs.get(s)
@@ -288,8 +289,10 @@ class AbcConstraint:
                 rb = self.max_bars
             elif b == self.max_bars - 1:
                 rb = b
-            elif b < self.min_bars:
+            elif b < self.min_bars - 1:
                 rb = 1
+            elif b == self.min_bars - 1:  # the next barline may be the final '|]'
+                rb = b
             else:
                 rb = self.min_bars
             return s if rb == b else s._replace(bars=rb)
