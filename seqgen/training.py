@@ -821,6 +821,7 @@ class Trainer:
 
         # -- restore the training state
         history: list[dict] = []
+        metrics_log = _MetricsLog(out / "metrics.jsonl")
         best_val, best_step, evals_since_best = None, None, 0
         state = None
         if resume_state is not None:
@@ -923,7 +924,7 @@ class Trainer:
             common = dict(tokenizer=tokenizer, train_config=rcfg.to_dict(),
                           corpus_name=corpus.name, corpus_kind=corpus.kind, step=self.step,
                           metrics=final_metrics)
-            _write_history(out / "metrics.jsonl", history)
+            metrics_log.write(history)
             if best:
                 ck.save_checkpoint(out / ck.BEST, model, **common)
             ck.save_checkpoint(out, model, train_state=ck.TrainState(tensors, tmeta), **common)
@@ -1004,7 +1005,7 @@ class Trainer:
                 if self.dist.rank == 0 and rcfg.log_grad_norms:  # the norms leading up to it
                     history.append({"step": self.step + 1, "grad_norm": gn_v if
                                     math.isfinite(gn_v) else None, "nonfinite": what})
-                    _write_history(out / "metrics.jsonl", history)
+                    metrics_log.write(history)
                 raise TrainingError(
                     f"the {what} became {loss_v if what == 'loss' else gn_v} at step "
                     f"{self.step + 1}; {last}; try a lower --lr (now {rcfg.lr:g}) or --grad-clip"
@@ -1144,10 +1145,28 @@ def _saved_step(out: Path) -> int | str:
         return "?"
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
-    from seqgen.fileio import atomic_write_text
+class _MetricsLog:
+    """metrics.jsonl, one JSON object per line: written whole (temp file + rename) the first
+    time, which also drops the lines past the step a run resumed from; after that only the new
+    points are appended, so that a long run's log costs time in proportion to its length. A
+    line torn by a crash is skipped when read back (`_read_history`)."""
 
-    atomic_write_text(path, "".join(json.dumps(h) + "\n" for h in history))
+    def __init__(self, path: Path):
+        self.path = path
+        self.written: int | None = None  # points of the history already in the file
+
+    def write(self, history: list[dict]) -> None:
+        from seqgen.fileio import atomic_write_text
+
+        lines = (json.dumps(h) + "\n" for h in history[self.written or 0:])
+        if self.written is None:
+            atomic_write_text(self.path, "".join(lines))
+        else:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write("".join(lines))
+                f.flush()
+                os.fsync(f.fileno())
+        self.written = len(history)
 
 
 def _read_history(path: Path, up_to: int) -> list[dict]:

@@ -186,6 +186,10 @@ def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout):
     assert resumed.val_loss == straight.val_loss
     hist = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [h["step"] for h in hist if "val_loss" in h] == [4, 8, 12]
+    # rewritten at the resume's first save (dropping nothing it kept), appended to after it
+    assert hist == json.loads(json.dumps(resumed.history))
+    whole = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [(h["step"], sorted(h)) for h in hist] == [(h["step"], sorted(h)) for h in whole]
 
 
 def test_adamw_is_fused_on_cpu_and_a_resume_keeps_the_saved_kind(tmp_path, monkeypatch):
