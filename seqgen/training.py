@@ -1311,9 +1311,11 @@ def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "
         gax.legend(fontsize=8)
         ax = gax
     ax.set_xlabel("step")
-    fig.tight_layout()
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

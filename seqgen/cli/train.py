@@ -6,7 +6,7 @@ import os
 
 import typer
 
-from seqgen.cli.console import console, info, result
+from seqgen.cli.console import console, info, result, warn
 
 CORPUS_HELP = (
     "A text or ABC file, a directory (see --glob), or a bundled corpus name "
@@ -166,8 +166,11 @@ def train(
     if not rank0:
         return
     if plot and res.history:
-        plot_loss_curve(res.history, res.out / "loss.png", title=f"{res.corpus_name}: "
-                        f"{res.model_summary}", grad_clip=res.config.grad_clip)
+        try:
+            plot_loss_curve(res.history, res.out / "loss.png", title=f"{res.corpus_name}: "
+                            f"{res.model_summary}", grad_clip=res.config.grad_clip)
+        except OSError as e:  # the run is saved; a missing picture must not fail it
+            warn(f"{res.out / 'loss.png'} not written: {e.strerror or e}")
     _summary(res)
     result(str(res.out))
 
