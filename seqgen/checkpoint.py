@@ -270,7 +270,6 @@ def save_checkpoint(
     step: int,
     metrics: dict | None = None,
     train_state: TrainState | None = None,
-    extra: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
@@ -316,8 +315,6 @@ def save_checkpoint(
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
         "files": files,
     }
-    if extra:
-        meta.update(_json_safe(extra))
     atomic_write_text(directory / META, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
     try:
         for name in written:

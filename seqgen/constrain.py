@@ -60,7 +60,6 @@ if TYPE_CHECKING:
 
 EOS_ID = 0
 UNK_ID = 1
-CONSTRAINTS = ("abc", "none")
 TICKS = 192  # body durations are counted in ticks: 192 per whole note (1/64 notes and triplets)
 
 # ------------------------------------------------------------------------------ the vocabulary
@@ -230,10 +229,6 @@ class AbcConstraint:
         self._moves: dict[tuple[State, int], State | None] = {}
         self._alive: dict[State, bool] = {}
         self._sigs: dict[State, State] = {}
-
-    @classmethod
-    def for_tokenizer(cls, tokenizer: Tokenizer, **kw) -> AbcConstraint:
-        return cls(tokenizer.itos, **kw)
 
     @property
     def vocab_size(self) -> int:
@@ -558,9 +553,6 @@ class AbcConstraint:
                 return s._replace(e="bar1", p=ch)
             return None
         return self._start_element(s, ch)
-
-    def _bar_may_close(self, s: State, kind: str) -> bool:
-        return self._close_bar(s, kind) is not None
 
     def _body(self, s: State, ch: str) -> State | None:
         e = s.e

@@ -78,14 +78,6 @@ class Corpus:
     def num_chars(self) -> int:
         return sum(len(d) for d in self.documents)
 
-    def content_hash(self) -> str:
-        h = hashlib.sha256()
-        for d in self.documents:
-            b = d.encode("utf-8")
-            h.update(len(b).to_bytes(8, "little"))
-            h.update(b)
-        return h.hexdigest()
-
 
 # --------------------------------------------------------------------------------- reading
 def decode_text(raw: bytes, name: str | os.PathLike) -> str:
@@ -255,7 +247,8 @@ def encode_cached(
     """Encode `docs` (each followed by <eos> when `add_eos`), reusing a cached array when the same
     documents were encoded with the same vocabulary before. The cache entry (a .npy file under
     `cache_dir`, default: default_cache_dir()) is keyed by a hash of the vocabulary and the text, and
-    returned memory-mapped, so a corpus larger than memory can be trained on.
+    returned memory-mapped: training reads its windows from the page cache instead of holding a
+    copy of the token ids (the text itself is still read into memory once per run, to hash it).
     """
     import numpy as np
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -182,7 +182,6 @@ class GradientProfile:
     loss: float  # mean last-step loss over the windows, nats
     grad_norm: float  # ||dL/dtheta|| of that mean loss, before clipping
     clip: float = 0.0  # clipping threshold (0: none)
-    extra: dict = field(default_factory=dict)
 
     @property
     def clip_factor(self) -> float:

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
     from seqgen.tokenizer import Tokenizer
 
-STOP_REASONS = ("length", "eos", "stop")
 DECODERS = ("auto", "fast", "model", "uncached")
 CONSTRAINTS = ("none", "abc")  # see seqgen/constrain.py
 MAX_CHUNK = 32  # tokens generated between two looks from Python (first chunk: 1 token)
@@ -55,7 +54,8 @@ MAX_CHUNK = 32  # tokens generated between two looks from Python (first chunk: 1
 # ============================================================================== configuration
 @dataclass
 class SampleConfig:
-    """How to sample. Every field has a `seqgen sample` option of the same name with dashes."""
+    """How to sample. Every field but `stop_at_eos` and `decoder` (library and benchmark
+    settings) has a `seqgen sample` option of the same name with dashes."""
 
     length: int = 500  # characters to generate per sample, at most (the prompt not counted)
     temperature: float = 1.0  # divides the logits; 0 = greedy (always the most likely character)

@@ -183,13 +183,6 @@ class Tokenizer:
                 raise VocabularyError(f"id {i} is outside the vocabulary (size {self.vocab_size})")
         return "".join(out)
 
-    def token_name(self, i: int) -> str:
-        """A printable name for id `i` (specials as they are, control characters escaped)."""
-        s = self.itos[i]
-        if i < len(self.specials) or s.isprintable():
-            return s
-        return repr(s)[1:-1]
-
     # ----------------------------------------------------------------------------- persistence
     def to_dict(self) -> dict:
         d: dict = {"format": FORMAT, "version": VERSION, "specials": list(self.specials),

@@ -465,7 +465,6 @@ class RandomWindows:
             )
         self.lo, self.hi = rank_rows(batch_size, rank, world)
         self.rng = np.random.default_rng(seed)
-        self.epoch = 0
         self.offsets = np.arange(seq_len + 1)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:

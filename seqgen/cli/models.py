@@ -23,13 +23,10 @@ OPTIONS = {
 
 
 def preset_configs(kind: str, vocab_size: int) -> dict[str, object]:
-    """ModelConfig of `kind` for each training preset (or {'default': ...} without presets)."""
+    """ModelConfig of `kind` for each training preset."""
     from seqgen.models import ModelConfig
+    from seqgen.training import MODEL_PRESETS, family
 
-    try:
-        from seqgen.training import MODEL_PRESETS, family
-    except ImportError:  # training not available: the ModelConfig defaults
-        return {"default": ModelConfig(kind=kind, vocab_size=vocab_size)}
     return {name: ModelConfig(kind=kind, vocab_size=vocab_size, **sizes[family(kind)])
             for name, sizes in MODEL_PRESETS.items()}
 

@@ -254,10 +254,7 @@ def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None
 
     convert = None
     if out is not None and midi:
-        try:
-            from seqgen.music.convert import abc_to_midi as convert
-        except ImportError:
-            warn("MIDI conversion is not available; writing .abc files only")
+        from seqgen.music.convert import abc_to_midi as convert
     first = 1
     if out is not None and out.is_dir():  # add to the tunes already there, never replace them
         taken = [int(m.group(1)) for p in out.iterdir()

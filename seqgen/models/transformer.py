@@ -65,9 +65,6 @@ class KVCache:
         """The tokens the cache holds, oldest first: (B, length)."""
         return self.tokens[:, : self.length]
 
-    def reset(self) -> None:
-        self.length = 0
-
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig):

@@ -271,7 +271,7 @@ def tidy_tune(tune: str, number: int | None = None) -> str:
     seen: set[str] = set()
     fields: list[tuple[str, str]] = []
     for letter, value in header:
-        if letter in "XMLQK" and letter in seen:
+        if letter in _SINGLE_FIELDS and letter in seen:
             continue
         seen.add(letter)
         fields.append((letter, value))
@@ -284,10 +284,10 @@ def tidy_tune(tune: str, number: int | None = None) -> str:
     out = [f"X:{x}"] + [f"{k}:{v}" for k, v in fields if k not in "XK"]
     if key is not None:
         out.append(f"K:{key}")
-    # Cut a bar left unfinished at the end of the last music line.
+    # Field and comment lines after the last music line go; then a bar left unfinished at the
+    # end of that line is cut back (or closed).
     while body and (_FIELD.match(body[-1].strip()) or body[-1].lstrip().startswith("%")):
-        out_tail = body.pop()
-        del out_tail
+        body.pop()
     if body:
         last = _strip_comment(body[-1]).rstrip()
         if _ENDS_WITH_BAR.search(last) is None:
