@@ -201,6 +201,18 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     (moved / "checkpoint.json").write_text(json.dumps(meta))
     r = runner.invoke(app, ["eval", str(moved), "--tunes", "0"])
     assert r.exit_code == 2 and "gone.abc" in r.stderr and "give it with --corpus" in r.stderr
+    # a text model has no tunes to sample: the tune options are refused, not ignored
+    text = tmp_path / "text"
+    shutil.copytree(abc_ckpt, text)
+    meta = json.loads((text / "checkpoint.json").read_text())
+    meta["corpus"]["kind"] = "text"
+    (text / "checkpoint.json").write_text(json.dumps(meta))
+    for args in (["--tunes", "5"], ["--seed", "3"], ["--temperature", "0.8"]):
+        r = runner.invoke(app, ["eval", str(text), *args])
+        assert r.exit_code == 2 and f"{args[0]}: " in r.stderr, r.output
+        assert "was trained on text, and the tune options apply to ABC models" in r.stderr
+    r = runner.invoke(app, ["eval", str(text), "--tunes", "0"])
+    assert r.exit_code == 0 and "validation loss" in r.stdout
 
 
 # ------------------------------------------------------------------------- the default model

@@ -146,6 +146,8 @@ def test_tunes_need_an_abc_model(text_ckpt):
     (["--top-p", "0"], 2, "--top-p"),
     (["--num-samples", "0"], 2, "--num-samples"),
     (["--out", "x"], 2, "--tunes"),
+    (["--no-midi"], 2, "--no-midi applies to the files --out writes"),
+    (["--tunes", "3", "--num-samples", "2"], 2, "drop --num-samples"),
     (["-p", "a", "--prompt-file", "f"], 2, "--prompt-file"),
     (["--prompt-file", "/nonexistent/p.txt"], 2, "/nonexistent/p.txt"),
     (["--device", "tpu"], 2, "--device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
@@ -159,7 +161,7 @@ def test_bad_input_is_one_line_and_exit_2(ckpt, args, code, message):
 
 
 @pytest.mark.parametrize("args", [["--top-p", "0"], ["--length", "-1"], ["--stop", ""],
-                                  ["--threads", "0"], ["--device", "tpu"]])
+                                  ["--threads", "0"], ["--device", "tpu"], ["--no-midi"]])
 def test_bad_options_fail_before_the_model_loads(ckpt, args):
     r = invoke("sample", str(ckpt), *args)
     assert r.exit_code == 2 and r.stderr.startswith("error:"), r.stderr

@@ -87,6 +87,7 @@ def render(report) -> None:
 
 
 def eval_command(
+    ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
         None, help="A checkpoint directory (a run directory or its best/). Default: best/ of the "
         "newest run under checkpoints/, else the shipped default model.", show_default=False),
@@ -137,6 +138,17 @@ def eval_command(
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
+    if ckpt.corpus_kind != "abc":
+        typed = [p for p in ("tunes", "seed", "temperature", "length", "constrain", "jobs")
+                 if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
+                 and not (p == "tunes" and tunes == 0)]  # --tunes 0: loss only, as it will be
+        if typed:
+            from seqgen.errors import UsageError
+            from seqgen.models.config import option
+
+            raise UsageError(f"{option(typed[0])}: {ckpt.path} was trained on text, and the "
+                             "tune options apply to ABC models; drop it (eval scores the "
+                             "held-out loss)")
     with console.status("evaluating...") as status:
         report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))
     if fmt is Format.json:

@@ -41,13 +41,15 @@ def _is_kind_spec(spec: str) -> bool:
 def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = False):
     """A fresh model for a --model/--compare entry: KIND[+relu|+tanh][+identity|+default].
 
-    --activation and --init apply to the vanilla rnn entries of a comparison; with one fresh
-    model (`single`) of another kind they are an error, as in seqgen train.
+    --activation and --init apply to the vanilla rnn entries of a comparison, --num-heads and
+    --context-length to the transformer, --embed-dim to the RNN kinds; with one fresh model
+    (`single`) of another kind they are an error, as in seqgen train.
     """
     import torch
 
     from seqgen.errors import UsageError
     from seqgen.models import KINDS, ModelConfig, build_model
+    from seqgen.models.config import option
 
     kind, *mods = spec.strip().lower().split("+")
     if kind == "irnn":  # Le, Jaitly & Hinton: ReLU + identity initialisation
@@ -67,8 +69,13 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
         cfg.pop("activation", None)
         cfg.pop("init", None)
     if kind != "transformer":
-        cfg.pop("num_heads", None)
-        cfg.pop("context_length", None)
+        for name in ("num_heads", "context_length"):
+            if single and cfg.get(name) is not None:
+                raise UsageError(f"{option(name)} applies to the transformer only, not to {kind}")
+            cfg.pop(name, None)
+    elif single and cfg.get("embed_dim") is not None:
+        raise UsageError("--embed-dim applies to the RNN kinds; the transformer's embedding is "
+                         "--hidden-size wide")
     for m in mods:
         if m not in MODIFIERS:
             raise UsageError(f"--compare: {spec!r}: unknown modifier +{m}; use "

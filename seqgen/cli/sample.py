@@ -127,6 +127,10 @@ def sample(
     stops = tuple(unescape(s) for s in (stop or ()))
     if out is not None and tunes is None:
         raise UsageError("--out writes tunes: use it with --tunes N")
+    if not midi and out is None:
+        raise UsageError("--no-midi applies to the files --out writes: add --out DIR")
+    if tunes is not None and num_samples != 1:
+        raise UsageError("--tunes N samples its N tunes together already: drop --num-samples")
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; give a directory for the tunes")
     from seqgen.devices import check_threads
