@@ -375,8 +375,12 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     if missing:
         from seqgen.tokenizer import _show
 
-        raise UsageError(f"--corpus {corpus.name}: {len(missing)} character(s) the model does "
-                         f"not know: {_show(missing)}; evaluate on the corpus it trained on")
+        what = f"{len(missing)} character(s) the model does not know: {_show(missing)}"
+        if config.corpus is not None:
+            raise UsageError(f"--corpus {corpus.name}: {what}; evaluate on the corpus it "
+                             "trained on")
+        raise DataError(f"{corpus.name}: {what}; the checkpoint's corpus has changed since it "
+                        "was trained, so give the text it trained on with --corpus")
     data = prepare_data(corpus, ckpt.tokenizer, float(tc.get("val_fraction", 0.1)),
                         int(tc.get("seed", 1337)))
     say("scoring the held-out documents")

@@ -708,11 +708,11 @@ class Trainer:
                 raise
             raise DataError(f"{e}; if the run's corpus has moved, give its new place: "
                             f"seqgen train NEW_PLACE --resume {run_dir}") from None
-        tokenizer, init_ckpt = None, None
+        tokenizer, init_ckpt, resumed = None, None, None
         if resume_state is not None:
-            from seqgen.tokenizer import Tokenizer
-
-            tokenizer = Tokenizer.from_dict(meta["tokenizer"])
+            # model config, vocabulary and weights, checked as every checkpoint load checks them
+            resumed = ck.load_checkpoint(run_dir)
+            tokenizer = resumed.tokenizer
         elif cfg.init_from:
             init_ckpt = ck.load_checkpoint(cfg.init_from)
             tokenizer = init_ckpt.tokenizer
@@ -735,11 +735,9 @@ class Trainer:
                             f"from this one with --init-from {run_dir}")
 
         # -- model
-        if resume_state is not None:
-            from seqgen.models import ModelConfig
-
+        if resumed is not None:
             rcfg = cfg
-            mcfg = ModelConfig.from_dict(meta["model_config"])
+            mcfg = replace(resumed.model_config)
         elif init_ckpt is not None:
             mcfg = replace(init_ckpt.model_config)
             if cfg.dropout is not None:
@@ -775,11 +773,9 @@ class Trainer:
 
         torch.manual_seed(rcfg.seed)
         model = build_model(mcfg)
-        if resume_state is not None:
-            weights = ck._load_tensors(ck._check_file(run_dir, ck.WEIGHTS, meta))
-            model.load_state_dict(weights, strict=True)
-        elif init_ckpt is not None:
-            model.load_state_dict(init_ckpt.model.state_dict(), strict=True)
+        loaded = resumed or init_ckpt
+        if loaded is not None:
+            model.load_state_dict(loaded.model.state_dict(), strict=True)
         model.to(device)
         model.train()
         torch.manual_seed(rcfg.seed + 7919 * (self.dist.rank + 1))  # dropout masks per process

@@ -201,6 +201,14 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     (moved / "checkpoint.json").write_text(json.dumps(meta))
     r = runner.invoke(app, ["eval", str(moved), "--tunes", "0"])
     assert r.exit_code == 2 and "gone.abc" in r.stderr and "give it with --corpus" in r.stderr
+    # the corpus it names has changed (a new character): not blamed on a --corpus never given
+    changed = tmp_path / "changed.abc"
+    changed.write_text(_corpus_text().replace("K:", "K:\u00e9", 1))
+    meta["train_config"]["corpus"] = str(changed)
+    (moved / "checkpoint.json").write_text(json.dumps(meta))
+    r = runner.invoke(app, ["eval", str(moved), "--tunes", "0"])
+    assert r.exit_code == 2 and "--corpus changed.abc" not in r.stderr, r.stderr
+    assert "changed.abc: 1 character(s) the model does not know: '\u00e9'" in r.stderr
     # a text model has no tunes to sample: the tune options are refused, not ignored
     text = tmp_path / "text"
     shutil.copytree(abc_ckpt, text)

@@ -97,6 +97,13 @@ def _corrupt(run_dir, tmp_path, how):
         (d / "checkpoint.json").write_text(json.dumps(meta))
     elif how == "state":
         (d / "train_state.safetensors").write_bytes(b"garbage")
+    elif how in ("shape", "vocab"):
+        meta = json.loads((d / "checkpoint.json").read_text())
+        if how == "shape":
+            meta["model_config"]["hidden_size"] = 32
+        else:
+            meta["tokenizer"]["chars"] = "not a list"
+        (d / "checkpoint.json").write_text(json.dumps(meta))
     return d
 
 
@@ -111,6 +118,8 @@ def _corrupt(run_dir, tmp_path, how):
     (["--resume", "{truncated}"], "truncated"),
     (["--resume", "{newer}"], "newer than this seqgen"),
     (["--resume", "{state}"], "train_state.safetensors"),
+    (["--resume", "{shape}"], "model.safetensors: tensor rnn.weight_ih_l0 has shape (96, 8)"),
+    (["--resume", "{vocab}"], "checkpoint.json \"tokenizer\""),
     (["--init-from", "{tmp}/nope"], "no such checkpoint directory"),
     (["--init-from", "{run}", "--model", "gru"], "--model: --init-from"),
     (["--device", "cuda"], "CUDA is not available"),
@@ -125,7 +134,7 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, args, message):
     if "cuda" in args and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     subs = {"tmp": tmp_path, "run": trained[0]}
-    for how in ("truncated", "newer", "state"):
+    for how in ("truncated", "newer", "state", "shape", "vocab"):
         if "{" + how + "}" in " ".join(args):
             subs[how] = _corrupt(trained[0], tmp_path, how)
     args = [a.format(**subs) for a in args]
