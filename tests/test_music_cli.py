@@ -153,6 +153,49 @@ def test_convert_wav_without_synthesizer_names_the_package(tmp_path):
     assert list(tmp_path.iterdir()) == [src]
 
 
+def _with_terminal_stderr(args):
+    """Run `python -m seqgen ARGS` with stderr on a pseudo-terminal (as in a shell) and stdout
+    a pipe (as in `seqgen ... > file`): returns (exit code, stdout bytes, terminal bytes)."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "seqgen", *args], stdout=subprocess.PIPE,
+                         stderr=slave, env={**os.environ, "TERM": "xterm"})
+    os.close(slave)
+    shown = b""
+    while True:  # drain the terminal so that the child never blocks on it
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the child closed its side
+                chunk = b""
+            if not chunk:
+                break
+            shown += chunk
+        elif p.poll() is not None:
+            break
+    out = p.stdout.read()
+    os.close(master)
+    return p.wait(), out, shown
+
+
+@pytest.mark.parametrize("quiet", [[], ["-q"]])
+def test_results_reach_a_redirected_stdout_while_the_spinner_runs(tmp_path, quiet):
+    """rich's spinner swaps sys.stdout for a proxy that prints on the (stderr) terminal; a
+    result must still go to the file stdout was redirected to, and --quiet must not drop it."""
+    src = tmp_path / "tunes.abc"
+    src.write_text(GOOD)
+    code, out, shown = _with_terminal_stderr([*quiet, "abc2midi", "--check", str(src)])
+    assert code == 0, shown
+    assert out.decode().splitlines() == ["1\tVALID\tThe Enchanted Valley", "3\tVALID\tReel"]
+    assert b"VALID\tReel" not in shown
+
+
 FAKE_SYNTH = """#!{python}
 # A stand-in synthesizer: logs its arguments and the MIDI it was given, writes a quiet sine.
 import json, math, struct, sys, wave

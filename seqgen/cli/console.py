@@ -30,8 +30,18 @@ def info(message: str) -> None:
 
 
 def result(text: str) -> None:
-    """A result for stdout (a path written, a table meant for the user's pipe)."""
+    """A result for stdout (a path written, a table meant for the user's pipe).
+
+    While a spinner runs on a terminal, rich replaces sys.stdout with a proxy that prints
+    through the stderr console (so that lines and spinner do not overwrite each other). A
+    result goes through that proxy only when stdout is that terminal and the console is not
+    silenced; otherwise straight to the real stdout, so that a pipe, a redirect or --quiet
+    never loses it."""
     import sys
 
-    sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
-    sys.stdout.flush()
+    out = sys.stdout
+    real = getattr(out, "rich_proxied_file", None)
+    if real is not None and (console.quiet or not real.isatty()):
+        out = real
+    out.write(text + ("" if text.endswith("\n") else "\n"))
+    out.flush()
