@@ -686,6 +686,8 @@ class Trainer:
                         + ("without it" if was is None else f"with {was!r}")
                         + "); start a new run instead")
                 setattr(cfg, k, v)
+            if "steps" in self.overrides and "minutes" not in self.overrides:
+                cfg.minutes = None  # a step count asked for now replaces the saved time budget
             cfg.out = str(run_dir)
             cfg.validate()
         else:
@@ -858,6 +860,11 @@ class Trainer:
             if self.step >= (rcfg.steps or math.inf):
                 raise UsageError(f"{out} already trained {self.step} steps (--steps "
                                  f"{rcfg.steps}); pass a larger --steps to train on")
+            if rcfg.minutes and (self.elapsed >= rcfg.minutes * 60 or (
+                    sm.get("stop_reason") == "time" and "minutes" not in self.overrides)):
+                raise UsageError(f"{out} already spent its --minutes {rcfg.minutes:g} budget "
+                                 f"({self.elapsed / 60:.1f} minutes); pass a larger --minutes "
+                                 "to train on, or --steps N to train to step N")
 
         fwd_model = model
         if rcfg.compile:
@@ -915,6 +922,7 @@ class Trainer:
                 "data": batches.state_dict(), "rnn_state": packed_state,
                 "best_val_loss": best_val, "best_step": best_step,
                 "evals_since_best": evals_since_best, "corpus_digest": digest,
+                "stop_reason": stop_reason,
             }
             common = dict(tokenizer=tokenizer, train_config=rcfg.to_dict(),
                           corpus_name=corpus.name, corpus_kind=corpus.kind, step=self.step,

@@ -278,6 +278,19 @@ def test_time_budget_ends_cleanly(tmp_path):
     assert res.val_loss is not None
 
 
+def test_resuming_a_run_whose_time_budget_is_spent(tmp_path):
+    """`seqgen train` (a 5-minute budget) then `--resume DIR --steps N` trains to step N; a bare
+    --resume says the budget is spent instead of training one step and stopping 'by time'."""
+    res = train(tiny(tmp_path, steps=None, minutes=0.02, eval_every=1000))
+    assert res.stop_reason == "time"
+    with pytest.raises(UsageError, match=r"already spent its --minutes 0.02 budget.*--steps N"):
+        train(resume=res.out)
+    more = train(resume=res.out, overrides={"steps": res.step + 5})
+    assert more.step == res.step + 5 and more.stop_reason == "steps"
+    assert more.config.minutes is None  # the step count replaced the time budget
+    assert ck.load_checkpoint(res.out).train_config["minutes"] is None
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
     scale_training_loss(lambda n: float("nan") if n > 6 else 1.0)
     with pytest.raises(TrainingError, match=r"loss became nan at step 7.*last good checkpoint.*step 4"):
