@@ -87,3 +87,12 @@ def idle_cores(window_s: float = 0.1) -> float | None:
         return None
     cpus = len(allowed) if allowed is not None else (os.cpu_count() or 1)
     return (idle1 - idle0) / (total1 - total0) * cpus
+
+
+def idle_threads(limit: int) -> int:
+    """CPU threads for torch: as many as this process's CPUs that are idle now (`idle_cores`),
+    at least 1 and at most `limit` (`limit` where Linux does not tell). With other work on the
+    cores, torch's threads wait for the one that shares a core: on the 2-core development
+    machine two threads ran several times slower than one there (docs/benchmarks.md)."""
+    idle = idle_cores()
+    return limit if idle is None else max(1, min(limit, round(idle)))

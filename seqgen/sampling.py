@@ -445,11 +445,9 @@ def default_threads(batch_size: int) -> int:
     on the thread count."""
     if batch_size < BATCH_FOR_THREADS:
         return 1
-    from seqgen.devices import idle_cores, usable_cores
+    from seqgen.devices import idle_threads, usable_cores
 
-    cores = min(usable_cores(), MAX_THREADS)
-    idle = idle_cores()
-    return cores if idle is None else max(1, min(cores, round(idle)))
+    return idle_threads(min(usable_cores(), MAX_THREADS))
 
 
 def _device(model):

@@ -163,7 +163,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model
-    threads: int | None = None  # CPU threads for torch; None: torch's default (one per core)
+    threads: int | None = None  # CPU threads for torch; None: the cores idle at the start
     init_from: str | None = None  # fine-tune the model of this checkpoint directory
 
     def to_dict(self) -> dict:
@@ -696,6 +696,10 @@ class Trainer:
         device = resolve_device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
+            from seqgen.devices import idle_threads
+
+            torch.set_num_threads(idle_threads(torch.get_num_threads()))
         if self.dist.enabled and device == "cuda":
             device = f"cuda:{self.dist.local_rank}"
             torch.cuda.set_device(device)
@@ -944,8 +948,9 @@ class Trainer:
             + (f" (ABC, {rcfg.abc_headers} headers)" if corpus.kind == "abc" else "")
             + f": {len(data.train_ids):,} train / "
             f"{len(data.val_ids):,} val tokens | batch {rcfg.batch_size} x {rcfg.seq_len} | "
-            f"{device} {precision}" + (f" x{self.dist.world} processes" if self.dist.enabled
-                                       else "")
+            f"{device} {precision}"
+            + (f" {torch.get_num_threads()} thread(s)" if device == "cpu" else "")
+            + (f" x{self.dist.world} processes" if self.dist.enabled else "")
             + (f" | took over the lock left by {stale_lock}, no longer running" if stale_lock
                else "")
             + ("" if len(data.val_ids) else " | no validation split: no validation loss, "

@@ -291,6 +291,28 @@ def test_resuming_a_run_whose_time_budget_is_spent(tmp_path):
     assert ck.load_checkpoint(res.out).train_config["minutes"] is None
 
 
+def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
+    import seqgen.devices
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 0.4)  # another job on the cores
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        starts = []
+        train(tiny(tmp_path, steps=2), callback=lambda ev: ev.kind == "start"
+              and starts.append(ev.message))
+        assert torch.get_num_threads() == 1 and "cpu fp32 1 thread(s)" in starts[0]
+        torch.set_num_threads(2)
+        train(tiny(tmp_path, steps=2, threads=2, out=str(tmp_path / "b")))
+        assert torch.get_num_threads() == 2  # --threads decides
+        monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 7.0)  # never above torch's
+        train(tiny(tmp_path, steps=2, out=str(tmp_path / "c")))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
     scale_training_loss(lambda n: float("nan") if n > 6 else 1.0)
     with pytest.raises(TrainingError, match=r"loss became nan at step 7.*last good checkpoint.*step 4"):

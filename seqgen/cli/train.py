@@ -124,7 +124,8 @@ def train(
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model.",
                                  rich_help_panel=PB),
     threads: int | None = typer.Option(
-        None, help="CPU threads for torch (default: one per core; 1 is faster on a busy machine).",
+        None, help="CPU threads for torch (default: the cores idle at the start, at most one per "
+        "core; threads on busy cores wait for each other).",
         rich_help_panel=PB),
     plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png at the end.",
                               rich_help_panel=PB),
