@@ -259,3 +259,12 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
     r = runner.invoke(app, ["sample", "--constrain", "none", "--tunes", "1", "--seed", "3"])
     assert r.exit_code == 0 and r.stdout.startswith("X:1\n")
     assert "ABC constraint on" not in r.stderr
+    # a header prompt without L: gets ABC's default written out, as every training tune has it
+    r = runner.invoke(app, ["sample", "--tunes", "1", "--seed", "3", "--prompt",
+                            r"X:1\nM:2/4\nK:D\n"])
+    assert r.exit_code == 0 and r.stdout.startswith("X:1\nM:2/4\nL:1/16\nK:D\n"), r.output
+    assert "added L:1/16" in r.stderr
+    # a prompt the grammar refuses: the error comes before anything reaches stdout
+    r = runner.invoke(app, ["sample", "--prompt", "ROMEO:", "--length", "20"])
+    assert r.exit_code == 2 and "the prompt breaks the ABC grammar" in r.stderr
+    assert r.stdout == ""

@@ -130,3 +130,13 @@ def test_music_headers_keep_the_first_of_a_repeated_single_field_and_leave_odd_t
     no_key = "X:1\nT:no key line\nABC|"
     assert music_headers(no_key) == no_key
     assert music_headers(music_headers(TWO.split("\n\n")[1])) == music_headers(TWO.split("\n\n")[1])
+
+
+def test_with_unit_writes_out_the_default_unit_length():
+    from seqgen.music.abc import with_unit
+
+    assert with_unit("X:1\nM:6/8\nK:D\n") == "X:1\nM:6/8\nL:1/8\nK:D\n"
+    assert with_unit("X:1\nT:Polka\nM:2/4\nK:G\n") == "X:1\nT:Polka\nM:2/4\nL:1/16\nK:G\n"
+    assert with_unit("X:1\nK:G\n") == "X:1\nL:1/8\nK:G\n"  # no meter: 1/8
+    for kept in ("X:1\nM:6/8\nL:1/16\nK:D\n", "X:1\nM:6/8\n", "ROMEO:"):
+        assert with_unit(kept) == kept  # an L: already, or no K: line

@@ -157,7 +157,7 @@ def sample(
     from seqgen.checkpoint import load_checkpoint
     from seqgen.devices import resolve_device
     from seqgen.evaluate import resolve_checkpoint
-    from seqgen.sampling import default_threads, generate
+    from seqgen.sampling import Sampler, default_threads
 
     device = resolve_device(device)
     torch.set_num_threads(threads or default_threads(tunes or num_samples))
@@ -170,6 +170,14 @@ def sample(
                          f"on text ({ckpt.corpus_name})")
     if tunes is not None and not prompt:
         prompt = "X:"
+    elif tunes is not None:
+        from seqgen.music.abc import with_unit
+
+        full = with_unit(prompt)
+        if full != prompt:
+            unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
+            info(f"the prompt's header has no L:; added {unit} (ABC's default for its meter)")
+            prompt = full
     source = (str(prompt_file) if prompt_file is not None
               else "--meter/--key/--title" if header else "--prompt")
     missing = tok.unknown_chars(prompt)
@@ -223,10 +231,13 @@ def sample(
             sys.stdout.write(piece)
             sys.stdout.flush()
 
+    sampler = Sampler(ckpt.model, tok, prompt, config, generator)  # checks the prompt first
     if stream:
         sys.stdout.write(prompt)
         sys.stdout.flush()
-    samples = generate(ckpt.model, tok, prompt, config, generator, on_text=on_text)
+    for index, piece in sampler:
+        on_text(index, piece)
+    samples = sampler.samples
     if stream:
         sys.stdout.write("\n")
         sys.stdout.flush()

@@ -337,6 +337,20 @@ def parse_unit(text: str, bar: Fraction | None) -> Fraction:
     return Fraction(1, 16) if bar is not None and bar < Fraction(3, 4) else Fraction(1, 8)
 
 
+def with_unit(header: str) -> str:
+    """`header` (a prompt such as ``X:1\\nM:6/8\\nK:D\\n``) with ABC 2.1's default ``L:`` written
+    out before its ``K:`` line when it has a ``K:`` line and no ``L:``; otherwise unchanged. Every
+    training tune carries an ``L:`` (``music_headers``), and a tune without one fails the
+    header check."""
+    lines = header.split("\n")
+    k_at = next((i for i, ln in enumerate(lines) if ln.startswith("K:")), None)
+    if k_at is None or any(ln.startswith("L:") for ln in lines[:k_at]):
+        return header
+    meter = next((ln[2:] for ln in lines[:k_at] if ln.startswith("M:")), "")
+    unit = parse_unit("", parse_meter(meter))
+    return "\n".join([*lines[:k_at], f"L:{unit.numerator}/{unit.denominator}", *lines[k_at:]])
+
+
 # ----------------------------------------------------------------------------- music headers
 # Header fields that shape the music or name the tune, kept by ``music_headers`` in this order;
 # the rest (book, source, notes, transcriber, composer, history, ...) are bibliography.
