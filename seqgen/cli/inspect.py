@@ -148,6 +148,7 @@ def gradients(
     from seqgen.errors import UsageError
     from seqgen.evaluate import checkpoint_corpus
     from seqgen.inspect import (
+        EOS_MARK,
         encode_windows,
         gradients_through_time,
         plot_gradients,
@@ -220,7 +221,7 @@ def gradients(
             summary = f"{e}: fresh {m.summary()}"
         if recurrent_scale != 1.0:
             summary += f", W_hh x{recurrent_scale:g}"
-        unknown = t.unknown_chars("".join(windows))
+        unknown = t.unknown_chars("".join(windows).replace(EOS_MARK, ""))  # (the <eos> mark)
         if unknown:
             warn(f"{e}: {len(unknown)} character(s) in the windows from {c.name} are not in "
                  f"the model's vocabulary, read as <unk>: "
