@@ -147,6 +147,7 @@ def test_tunes_need_an_abc_model(text_ckpt):
     (["--num-samples", "0"], 2, "--num-samples"),
     (["--out", "x"], 2, "--tunes"),
     (["--no-midi"], 2, "--no-midi applies to the files --out writes"),
+    (["--tunes", "1", "--out", "mine.abc"], 2, "give a directory name such as mine/"),
     (["--tunes", "3", "--num-samples", "2"], 2, "drop --num-samples"),
     (["-p", "a", "--prompt-file", "f"], 2, "--prompt-file"),
     (["--prompt-file", "/nonexistent/p.txt"], 2, "/nonexistent/p.txt"),

@@ -133,6 +133,9 @@ def sample(
         raise UsageError("--tunes N samples its N tunes together already: drop --num-samples")
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; give a directory for the tunes")
+    if out is not None and not out.exists() and out.suffix.lower() in (".abc", ".mid", ".midi"):
+        raise UsageError(f"--out {out}: tunes are written into a directory (tune_01.abc, "
+                         f"tune_01.mid, ...); give a directory name such as {out.stem}/")
     from seqgen.devices import check_threads
 
     check_threads(threads)
