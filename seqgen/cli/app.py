@@ -36,7 +36,12 @@ class SeqgenGroup(TyperGroup):
             if _debug(ctx) or not usage or type(e).__name__ == "NoArgsIsHelpError":
                 raise  # (NoArgsIsHelpError prints the help, as it should)
             where = getattr(getattr(e, "ctx", None), "command_path", None) or "seqgen"
-            error(f"{' '.join(e.format_message().split())} (see '{where} -h')")
+            opt = getattr(e, "option_name", None)
+            if opt in ("-q", "--quiet", "--debug") and where != "seqgen":
+                error(f"{opt} is an option of seqgen itself: put it before the command "
+                      f"('seqgen {opt} {where.split(' ', 1)[1]} ...')")
+            else:
+                error(f"{' '.join(e.format_message().split())} (see '{where} -h')")
             raise typer.Exit(2) from None
         except SeqgenError as e:
             if _debug(ctx):
