@@ -129,10 +129,13 @@ def default_model_dir() -> Path | None:
 def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints") -> Path:
     """`path`, else the newest run under `root` (its best/ checkpoint when it has one: the lowest
     validation loss, not the last weights, which may have overfitted), else the shipped default
-    model; UsageError when there is none of them."""
+    model; UsageError when there is none of them. The name `default` (when no such directory
+    exists here) is the shipped model, so that it stays reachable after training runs."""
     from seqgen.checkpoint import BEST, META, find_latest_checkpoint
 
     if path is not None:
+        if str(path) == "default" and not Path(path).exists() and default_model_dir():
+            return default_model_dir()
         return Path(path)
     found = find_latest_checkpoint(root)
     if found is not None and (found / BEST / META).is_file():

@@ -264,6 +264,12 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
                             r"X:1\nM:2/4\nK:D\n"])
     assert r.exit_code == 0 and r.stdout.startswith("X:1\nM:2/4\nL:1/16\nK:D\n"), r.output
     assert "added L:1/16" in r.stderr
+    # after a run of one's own, 'default' still names the shipped model
+    shutil.copytree(default_model_dir(), tmp_path / "checkpoints" / "mine")
+    r = runner.invoke(app, ["sample", "--tunes", "1", "--seed", "3", "--no-midi", "--out", "a"])
+    assert r.exit_code == 0 and "checkpoints/mine" in r.stderr, r.output
+    r = runner.invoke(app, ["sample", "default", "--tunes", "1", "--seed", "3"])
+    assert r.exit_code == 0 and "assets/default" in r.stderr, r.output
     # a prompt the grammar refuses: the error comes before anything reaches stdout
     r = runner.invoke(app, ["sample", "--prompt", "ROMEO:", "--length", "20"])
     assert r.exit_code == 2 and "the prompt breaks the ABC grammar" in r.stderr

@@ -90,7 +90,8 @@ def eval_command(
     ctx: typer.Context,
     checkpoint: Path | None = typer.Argument(
         None, help="A checkpoint directory (a run directory or its best/). Default: best/ of the "
-        "newest run under checkpoints/, else the shipped default model.", show_default=False),
+        "newest run under checkpoints/, else the shipped default model ('default' names it).",
+        show_default=False),
     corpus: str | None = typer.Option(
         None, "--corpus", help="Score and compare against this corpus instead of the one the "
         "checkpoint trained on (its held-out split, same --val-fraction and seed).",

@@ -37,8 +37,9 @@ def unescape(s: str) -> str:
 
 def sample(
     checkpoint: Path | None = typer.Argument(
-        None, help="A checkpoint directory (a run directory or its best/). Default: best/ of the "
-        "newest run under checkpoints/, else the default model shipped with seqgen.",
+        None, help="A checkpoint directory (a run directory or its best/), or 'default' for the "
+        "model shipped with seqgen. Default: best/ of the newest run under checkpoints/, else "
+        "the shipped model.",
         show_default=False),
     prompt: str = typer.Option(
         "", "--prompt", "-p", help="Text the samples continue; \\n and \\t mean newline and tab. "
