@@ -12,6 +12,7 @@ CORPUS_HELP = (
     "A text or ABC file, a directory (see --glob), or a bundled corpus name "
     "('seqgen tokenizer corpora' lists them). Default: folk."
 )
+FP = " Default: from --preset."
 PM = "Model (default: from --preset)"
 PO = "Optimisation"
 PB = "Budget and checkpoints"
@@ -27,37 +28,37 @@ def train(
         help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
         "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
         "over a small corpus). Individual options below override it.", rich_help_panel=PM),
-    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot.",
+    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot (default learned).",
                                             rich_help_panel=PM),
-    embed_dim: int | None = typer.Option(None, help="Learned-embedding size (RNN kinds), in units.",
+    embed_dim: int | None = typer.Option(None, help="Learned-embedding size (RNN kinds), in units." + FP,
                                             rich_help_panel=PM),
     hidden_size: int | None = typer.Option(
-        None, help="Hidden units per layer (RNN kinds) or transformer width.", rich_help_panel=PM),
-    num_layers: int | None = typer.Option(None, help="Number of stacked layers.",
+        None, help="Hidden units per layer (RNN kinds) or transformer width." + FP, rich_help_panel=PM),
+    num_layers: int | None = typer.Option(None, help="Number of stacked layers." + FP,
                                              rich_help_panel=PM),
-    dropout: float | None = typer.Option(None, help="Dropout probability, in [0, 1).",
+    dropout: float | None = typer.Option(None, help="Dropout probability, in [0, 1)." + FP,
                                             rich_help_panel=PM),
-    activation: str | None = typer.Option(None, help="Vanilla rnn only: tanh or relu.",
+    activation: str | None = typer.Option(None, help="Vanilla rnn only: tanh or relu (default tanh).",
                                              rich_help_panel=PM),
     init: str | None = typer.Option(
-        None, help="Vanilla rnn only: default or identity (IRNN).", rich_help_panel=PM),
-    num_heads: int | None = typer.Option(None, help="Transformer attention heads.",
+        None, help="Vanilla rnn only: default (torch's initialisation; the default) or identity (IRNN).", rich_help_panel=PM),
+    num_heads: int | None = typer.Option(None, help="Transformer attention heads." + FP,
                                             rich_help_panel=PM),
     context_length: int | None = typer.Option(
-        None, help="Transformer attention window, in tokens.", rich_help_panel=PM),
+        None, help="Transformer attention window, in tokens." + FP, rich_help_panel=PM),
     positional: str | None = typer.Option(
-        None, help="Transformer positions: learned or sinusoidal.", rich_help_panel=PM),
+        None, help="Transformer positions: learned or sinusoidal (default learned).", rich_help_panel=PM),
     batch_size: int | None = typer.Option(
-        None, "--batch-size", "-b", help="Sequences per optimizer step (over all processes).",
+        None, "--batch-size", "-b", help="Sequences per optimizer step (over all processes)." + FP,
         rich_help_panel=PO),
     seq_len: int | None = typer.Option(
-        None, help="Tokens per training window (the truncated-BPTT length for RNN kinds).",
+        None, help="Tokens per training window (the truncated-BPTT length for RNN kinds)." + FP,
         rich_help_panel=PO),
     batching: str = typer.Option(
         "auto", help="RNN kinds: stateful (auto: windows follow each other and the hidden state is "
         "carried, truncated BPTT) or random (random windows from a zero state). The transformer "
         "always uses random windows.", rich_help_panel=PO),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate.", rich_help_panel=PO),
+    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate." + FP, rich_help_panel=PO),
     min_lr_ratio: float = typer.Option(0.1, help="The cosine decays to lr times this.",
                                        rich_help_panel=PO),
     warmup_steps: int = typer.Option(50, "--warmup-steps", "--warmup",
@@ -66,7 +67,7 @@ def train(
     schedule: str = typer.Option("cosine", help="After warmup: cosine (decay over the run's steps "
                                  "or minutes) or constant.", rich_help_panel=PO),
     weight_decay: float | None = typer.Option(
-        None, help="AdamW decoupled weight decay on weight matrices.", rich_help_panel=PO),
+        None, help="AdamW decoupled weight decay on weight matrices." + FP, rich_help_panel=PO),
     grad_clip: float = typer.Option(
         1.0, help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO),
     seed: int = typer.Option(1337, help="Random seed (initialisation, data order, split).",
