@@ -49,6 +49,8 @@ def test_build_show_encode_decode_on_the_default_corpus(tmp_path):
     assert r.exit_code == 0 and len(ids) == 9
     r = run("tokenizer", "decode", str(vocab), *ids)
     assert r.exit_code == 0 and r.stdout == "K:D\n|abc|"
+    # typed in a shell, \n is read as a newline, as in seqgen sample --prompt
+    assert run("tokenizer", "encode", str(vocab), "K:D\\n|abc|").stdout.split() == ids
     for bad in ("x7", "\u00b2", "--5"):  # '\u00b2' (superscript two) passes str.isdigit
         r = run("tokenizer", "decode", str(vocab), "--", ids[0], bad)
         assert r.exit_code == 2 and f"IDS: {bad!r} is not an integer token id" in r.stderr

@@ -112,7 +112,7 @@ def test_a_closed_stdout_or_no_memory_is_one_line_not_a_bug(ckpt, monkeypatch):
     def closed(*a, **k):
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(seqgen.sampling, "generate", closed)
+    monkeypatch.setattr(seqgen.sampling.Sampler, "__iter__", closed)
     r = invoke("--quiet", "sample", str(ckpt), "-p", "a")
     assert r.exit_code == 1 and r.stderr == ""  # the reader has gone: nothing to say
 
@@ -120,7 +120,7 @@ def test_a_closed_stdout_or_no_memory_is_one_line_not_a_bug(ckpt, monkeypatch):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: not "
                            "enough memory: you tried to allocate 51200000000 bytes.")
 
-    monkeypatch.setattr(seqgen.sampling, "generate", no_memory)
+    monkeypatch.setattr(seqgen.sampling.Sampler, "__iter__", no_memory)
     r = invoke("--quiet", "sample", str(ckpt), "-p", "a")
     assert r.exit_code == 1 and r.stderr.count("\n") == 1 and "bug" not in r.stderr
     assert "out of memory (it asked for 47.7 GiB at once)" in r.stderr

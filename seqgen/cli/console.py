@@ -1,4 +1,5 @@
-"""The shared rich consoles. stdout carries only results; logs, progress and errors go to stderr."""
+"""The shared rich consoles (stdout carries only results; logs, progress and errors go to
+stderr), and how command-line text is read."""
 
 from __future__ import annotations
 
@@ -45,3 +46,13 @@ def result(text: str) -> None:
         out = real
     out.write(text + ("" if text.endswith("\n") else "\n"))
     out.flush()
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def unescape(s: str) -> str:
+    """Read \\n, \\t and \\\\ in a command-line string as newline, tab and backslash."""
+    import re
+
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], s)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import info, result, warn
+from seqgen.cli.console import info, result, unescape, warn
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -275,8 +275,8 @@ def _print_table(profiles, described: list[str], steps: list[int]) -> None:
 def attention(
     checkpoint: str = typer.Argument(..., help="A transformer checkpoint directory (a run or "
                                      "its best/).", show_default=False),
-    prompt: str = typer.Option(..., "--prompt", "-p", help="The text to look at (write \\n for a "
-                               "newline); at most the model's context length in characters."),
+    prompt: str = typer.Option(..., "--prompt", "-p", help="The text to look at (\\n, \\t, \\\\ "
+                               "for newline, tab, backslash); at most the model's context length in characters."),
     output_dir: Path = typer.Option(Path("attention"), "--output-dir", "-o",
                                     help="Write one PNG per layer here (layer1.png, ...)."),
     top: int = typer.Option(1, "--top", min=1, max=5,
@@ -303,7 +303,7 @@ def attention(
         raise UsageError(f"--output-dir {output_dir}: is a file; give a directory for the maps")
     torch.set_num_threads(1)
     ck = load_checkpoint(checkpoint)
-    text = prompt.replace("\\n", "\n")
+    text = unescape(prompt)
     if ck.model_config.kind == "transformer":
         unknown = ck.tokenizer.unknown_chars(text)
         if unknown:

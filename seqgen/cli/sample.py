@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import console, info, result, warn
+from seqgen.cli.console import console, info, result, unescape, warn
 
 PS = "Sampling"
 PO = "Output"
@@ -25,14 +25,6 @@ class Format(str, Enum):
 class Unknown(str, Enum):
     strict = "strict"
     skip = "skip"
-
-
-_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
-
-
-def unescape(s: str) -> str:
-    """Read \\n, \\t and \\\\ in a command-line string as newline, tab and backslash."""
-    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], s)
 
 
 def sample(
@@ -178,7 +170,7 @@ def sample(
         from seqgen.music.abc import with_unit
 
         full = with_unit(prompt)
-        if full != prompt:
+        if full != prompt and not tok.unknown_chars(full[: full.index("\nK:")]):
             unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
             info(f"the prompt's header has no L:; added {unit} (ABC's default for its meter)")
             prompt = full

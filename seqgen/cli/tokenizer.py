@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import console, info, result
+from seqgen.cli.console import console, info, result, unescape
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -125,13 +125,14 @@ def _read_input(text: str | None, file: Path | None) -> tuple[str, str]:
         return read_text_file(file), str(file)
     if text is None or text == "-":
         return decode_text(sys.stdin.buffer.read(), "stdin"), "stdin"
-    return text, "text"
+    return unescape(text), "text"
 
 
 @app.command()
 def encode(
     vocab: Path = typer.Argument(..., help=VOCAB_HELP),
-    text: str | None = typer.Argument(None, help="Text to encode (default, or '-': read stdin)."),
+    text: str | None = typer.Argument(None, help="Text to encode, with \\n, \\t, \\\\ for "
+                                      "newline, tab, backslash (default, or '-': read stdin)."),
     file: Path | None = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
     unknown: Unknown = typer.Option(
         Unknown.strict, help="Characters not in the vocabulary: strict (error), replace (<unk>), or skip."
