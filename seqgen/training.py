@@ -694,6 +694,12 @@ class Trainer:
             cfg = self.config
             cfg.validate()
         device = resolve_device(cfg.device)
+        if cfg.compile and device == "cpu" and not (
+                os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+                or shutil.which("c++")):  # before the run directory is made
+            raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH for "
+                             "torch.compile; install one (apt-get install g++) or train without "
+                             "--compile")
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
@@ -872,11 +878,6 @@ class Trainer:
 
         fwd_model = model
         if rcfg.compile:
-            if dev_type == "cpu" and not (os.environ.get("CXX") or shutil.which("g++")
-                                          or shutil.which("clang++") or shutil.which("c++")):
-                raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH "
-                                 "for torch.compile; install one (apt-get install g++) or train "
-                                 "without --compile")
             fwd_model = torch.compile(model)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP

@@ -313,6 +313,16 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_compile_without_a_compiler_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    import shutil as sh
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(sh, "which", lambda name, *a, **k: None)
+    with pytest.raises(UsageError, match="--compile on CPU needs a C\\+\\+ compiler"):
+        train(tiny(tmp_path, compile=True))
+    assert not (tmp_path / "run").exists()  # no empty run directory left behind
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
     scale_training_loss(lambda n: float("nan") if n > 6 else 1.0)
     with pytest.raises(TrainingError, match=r"loss became nan at step 7.*last good checkpoint.*step 4"):
