@@ -1,6 +1,12 @@
 import random
 
 import pytest
+from hypothesis import settings
+
+# Property tests keep no example database in the checkout (.hypothesis/): every write of a
+# test run goes to a temporary directory, and the examples are seeded by the tests themselves.
+settings.register_profile("seqgen", database=None)
+settings.load_profile("seqgen")
 
 
 @pytest.fixture(autouse=True)
