@@ -1,12 +1,19 @@
+import atexit
 import random
+import shutil
+import tempfile
 
 import pytest
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
-# Property tests keep no example database in the checkout (.hypothesis/): every write of a
-# test run goes to a temporary directory, and the examples are seeded by the tests themselves.
+# Property tests write nothing into the checkout (.hypothesis/): no example database, and
+# hypothesis's other files in a temporary directory, as every write of a test run.
 settings.register_profile("seqgen", database=None)
 settings.load_profile("seqgen")
+_HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="seqgen-hypothesis-")
+set_hypothesis_home_dir(_HYPOTHESIS_HOME)
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
