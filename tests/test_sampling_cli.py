@@ -104,6 +104,14 @@ def test_tunes_out_adds_to_the_tunes_already_there(ckpt, tmp_path):
     assert "numbered from 3" in r.stderr
     r = invoke("sample", str(ckpt), "--tunes", "1", "--out", str(out / "tune_01.abc"))
     assert r.exit_code == 2 and "is a file; give a directory" in r.stderr
+    # another run writing tunes there (it holds the directory's lock): refused, nothing written
+    from seqgen.fileio import directory_lock
+
+    with directory_lock(out):
+        r = invoke("sample", str(ckpt), "--tunes", "1", "-p", r"X:1\nK:D\n", "--out", str(out),
+                   "--no-midi", "--seed", "2")
+    assert r.exit_code == 2 and "another seqgen run" in r.stderr, r.stderr
+    assert len(list(out.iterdir())) == 4
 
 
 def test_a_closed_stdout_or_no_memory_is_one_line_not_a_bug(ckpt, monkeypatch):

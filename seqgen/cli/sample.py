@@ -260,6 +260,16 @@ def _why(s) -> str:
 
 
 def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
+    if out is None:
+        return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
+    from seqgen.fileio import directory_lock
+
+    # one writer at a time: two runs into one directory would pick the same tune numbers
+    with directory_lock(out, "--out"):
+        return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
+
+
+def _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
     from seqgen.fileio import atomic_write_text
     from seqgen.sampling import sample_tunes
 
