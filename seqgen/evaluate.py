@@ -150,52 +150,24 @@ def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints"
 
 # ----------------------------------------------------------------------------- held-out loss
 def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[float, int]:
-    """Mean cross-entropy (nats per character) of `ckpt.model` on `val_ids`, and the tokens scored.
-
-    Scored as training scores it: RNN kinds read the ids as up to batch_size parallel rows with
-    the state carried across seq_len windows; the transformer scores non-overlapping windows.
-    """
+    """Mean cross-entropy (nats per character) of `ckpt.model` on `val_ids`, and the tokens scored:
+    scored as training scores it (`training.held_out_loss`, with the run's window and batch)."""
     import numpy as np
-    import torch
-    import torch.nn.functional as F
+
+    from seqgen.training import held_out_loss
 
     tc = ckpt.train_config
-    T = int(tc.get("seq_len") or 64)
-    batch = int(tc.get("batch_size") or 64)
     ids = np.asarray(val_ids)
     if max_tokens:
         ids = ids[: max_tokens + 1]
-    n = len(ids) - 1
-    if n < 2:
+    if len(ids) - 1 < 2:
         raise UsageError("the held-out split is empty: nothing to score (was the checkpoint "
                          "trained with --val-fraction 0?)")
-    model = ckpt.model
-    total, count = 0.0, 0
-    data = torch.from_numpy(ids.astype(np.int64))
-    with torch.inference_mode():
-        if ckpt.model_config.kind != "transformer":
-            T = min(T, n)
-            rows = max(1, min(batch, n // T))
-            L = n // rows
-            x_all = data[: rows * L].view(rows, L)
-            y_all = data[1 : rows * L + 1].view(rows, L)
-            state = None
-            for a in range(0, L, T):
-                logits, state = model(x_all[:, a : a + T], state)
-                total += F.cross_entropy(logits.float().flatten(0, 1),
-                                         y_all[:, a : a + T].flatten(), reduction="sum").item()
-                count += y_all[:, a : a + T].numel()
-        else:
-            T = min(T, ckpt.model_config.context_length, n)
-            starts = list(range(0, (n // T) * T, T))
-            for i in range(0, len(starts), batch):
-                idx = torch.tensor(starts[i : i + batch])[:, None] + torch.arange(T + 1)
-                w = data[idx]  # (b, T + 1)
-                logits, _ = model(w[:, :-1], None)
-                total += F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(),
-                                         reduction="sum").item()
-                count += w[:, 1:].numel()
-    return total / count, count
+    T = int(tc.get("seq_len") or 64)
+    recurrent = ckpt.model_config.kind != "transformer"
+    if not recurrent:
+        T = min(T, ckpt.model_config.context_length)
+    return held_out_loss(ckpt.model, ids, recurrent, T, int(tc.get("batch_size") or 64))
 
 
 # ----------------------------------------------------------------------------- tune statistics

@@ -894,7 +894,8 @@ class Trainer:
         def evaluate() -> float | None:
             if val_ids is None:
                 return None
-            return _evaluate(model, val_ids, fam, rcfg, autocast, device, self.dist)
+            return held_out_loss(model, val_ids, fam == "rnn", rcfg.seq_len, rcfg.batch_size,
+                                 autocast, device, self.dist)[0]
 
         def save(final_metrics: dict, best: bool) -> None:
             # RNG states (one per process) and the carried RNN state of the whole global batch,
@@ -1208,24 +1209,28 @@ def adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 
-def _evaluate(model, val_ids, fam: str, cfg: TrainConfig, autocast, device: str, d: _Dist) -> float:
-    """Mean cross-entropy (nats per token) over `val_ids`.
+def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int,
+                  autocast: Callable[[], Any] = contextlib.nullcontext, device: str = "cpu",
+                  d: _Dist | None = None) -> tuple[float, int]:
+    """Mean cross-entropy (nats per token) over `val_ids` (at least 2 ids), and the tokens scored.
 
-    RNN kinds read the split as up to `batch_size` parallel rows, carrying the state across
-    windows (as in training); the transformer scores non-overlapping windows of seq_len. Windows
-    are shared out between processes and the sums all-reduced.
+    RNN kinds (`recurrent`) read the split as up to `batch_size` parallel rows, carrying the
+    state across `seq_len` windows (as in training); the transformer scores non-overlapping
+    windows of `seq_len`. Under DistributedDataParallel (`d`) the windows are shared out between
+    processes and the sums all-reduced. Training and `seqgen eval` both score with this.
     """
     import torch
     import torch.nn.functional as F
 
+    d = d or _Dist()
     was_training = model.training
     model.eval()
     n = len(val_ids) - 1
-    T = cfg.seq_len
+    T = min(seq_len, n)
     total = torch.zeros(2, dtype=torch.float64)
     with torch.no_grad():
-        if fam == "rnn":
-            rows = max(1, min(cfg.batch_size, n // T))
+        if recurrent:
+            rows = max(1, min(batch_size, n // T))
             L = n // rows
             x_all = _to_tensor(val_ids[: rows * L]).view(rows, L)
             y_all = _to_tensor(val_ids[1 : rows * L + 1]).view(rows, L)
@@ -1241,11 +1246,10 @@ def _evaluate(model, val_ids, fam: str, cfg: TrainConfig, autocast, device: str,
                                                 reduction="sum").item()
                     total[1] += y.numel()
         else:
-            T = min(T, n)
             windows = n // T
             starts = list(range(d.rank * T, windows * T, d.world * T))
-            for i in range(0, len(starts), cfg.batch_size):
-                idx = torch.tensor(starts[i : i + cfg.batch_size])[:, None] + torch.arange(T + 1)
+            for i in range(0, len(starts), batch_size):
+                idx = torch.tensor(starts[i : i + batch_size])[:, None] + torch.arange(T + 1)
                 w = _to_tensor(val_ids[idx.numpy()]).to(device)  # (b, T + 1)
                 with autocast():
                     logits, _ = model(w[:, :-1], None)
@@ -1257,7 +1261,7 @@ def _evaluate(model, val_ids, fam: str, cfg: TrainConfig, autocast, device: str,
 
         dist.all_reduce(total)
     model.train(was_training)
-    return (total[0] / total[1]).item()
+    return (total[0] / total[1]).item(), int(total[1].item())
 
 
 def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None] | None = None,

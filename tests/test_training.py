@@ -255,7 +255,7 @@ def test_overwrite_removes_the_old_runs_best_checkpoint(tmp_path):
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5])
-    monkeypatch.setattr(training, "_evaluate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(training, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path))
     assert (res.best_val_loss, res.best_step, res.val_loss) == (2.0, 8, 2.5)
     best = ck.load_checkpoint(res.out / "best")
@@ -266,7 +266,7 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
 
 def test_patience_stops_early(tmp_path, monkeypatch):
     losses = iter([2.0, 2.1, 2.2, 2.3, 2.4])
-    monkeypatch.setattr(training, "_evaluate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(training, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path, steps=100, patience=2))
     assert res.stop_reason == "patience" and res.step == 12 and res.best_step == 4
 
