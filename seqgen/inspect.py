@@ -158,8 +158,7 @@ def unroll_transformer(model: nn.Module, inputs: Tensor) -> tuple[Tensor, dict[s
     C = model.config.context_length
     if T > C:
         raise UsageError(f"--length ({T}) is longer than the transformer's context length ({C})")
-    x = model.wte(inputs) if model.wte is not None else F.embedding(inputs, model.onehot)
-    x = x + model.wpe[:T]  # (B, T, D)
+    x = model.embed(inputs)  # (B, T, D)
     series: dict[str, list[Tensor]] = {}
     for i, block in enumerate(model.blocks):
         series[f"block {i + 1} input"] = [x]
@@ -252,7 +251,6 @@ def attention_maps(model: nn.Module, ids: Tensor) -> Tensor:
     mask; the residual stream itself comes from the model's own blocks.
     """
     import torch
-    import torch.nn.functional as F
 
     if model.config.kind != "transformer":
         raise UsageError(f"attention maps exist for transformer models only; this is "
@@ -270,8 +268,7 @@ def attention_maps(model: nn.Module, ids: Tensor) -> Tensor:
     causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()  # (T, T)
     maps = []
     with torch.no_grad():
-        x = model.wte(ids) if model.wte is not None else F.embedding(ids, model.onehot)
-        x = x + model.wpe[:T]  # (1, T, D)
+        x = model.embed(ids)  # (1, T, D)
         for i, block in enumerate(model.blocks):
             a = block.ln_1(x)  # (1, T, D)
             D = a.shape[-1]

@@ -158,11 +158,16 @@ class TransformerLanguageModel(nn.Module):
         """An empty KV cache for batch_size sequences (see the module docstring for the window)."""
         return KVCache(self.config, batch_size, device)
 
+    def embed(self, tokens: Tensor, start: int = 0) -> Tensor:
+        """Block 1's input: token embedding plus position. tokens (B, T) at positions
+        start..start+T-1 -> x (B, T, D)."""
+        T = tokens.shape[1]
+        x = self.wte(tokens) if self.wte is not None else F.embedding(tokens, self.onehot)
+        return x + self.wpe[start : start + T]
+
     def _run(self, tokens: Tensor, cache: KVCache | None, start: int) -> Tensor:
         # tokens (B, T) at positions start..start+T-1 -> logits (B, T, V)
-        T = tokens.shape[1]
-        x = self.wte(tokens) if self.wte is not None else F.embedding(tokens, self.onehot)  # (B, T, D)
-        x = x + self.wpe[start : start + T]  # (B, T, D)
+        x = self.embed(tokens, start)  # (B, T, D)
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout, True)
         for i, block in enumerate(self.blocks):
