@@ -637,6 +637,21 @@ def number_tune(text: str, number: int) -> str:
     return "\n".join(lines)
 
 
+def tune_prompt(tokenizer: Tokenizer, prompt: str) -> str:
+    """The prompt `sample_tunes` starts every tune from: "X:" for an empty one; a header with a
+    K: line and no L: gets ABC's default unit length written out before K: (as every training
+    tune has it, and as the music check wants it; `music.abc.with_unit`), when the vocabulary
+    can spell it."""
+    if not prompt:
+        return "X:"
+    from seqgen.music.abc import with_unit
+
+    full = with_unit(prompt)
+    if set(tokenizer.unknown_chars(full)) - set(tokenizer.unknown_chars(prompt)):
+        return prompt
+    return full
+
+
 def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                  config: SampleConfig | None = None, generator: torch.Generator | None = None,
                  max_rounds: int = 10,
@@ -647,13 +662,17 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
     a stream ends at <eos> or where it starts the next tune ("\\nX:"). A tune counts when it ended
     that way and has X: and K: headers; streams that ran out of --length are dropped and sampled
     again. DataError after `max_rounds` rounds without enough tunes (the model does not end
-    tunes, or --length is too short).
+    tunes, or --length is too short). The prompt is completed by `tune_prompt`. The ABC
+    constraint is on only when `config` asks for it (`SampleConfig(constrain="abc")`; the
+    command line switches it on by default for ABC models).
     """
     from seqgen.music.abc import looks_like_abc
 
     if count < 1:
         raise UsageError(f"--tunes must be >= 1, not {count}")
+    prompt = tune_prompt(tokenizer, prompt)
     base = config or SampleConfig(length=1500)
+    not_abc = 0
     stops = tuple(dict.fromkeys((TUNE_BREAK, *base.stop)))
     tunes: list[Tune] = []
     for _ in range(max_rounds):
@@ -665,6 +684,7 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                 continue
             text = (prompt + s.text).strip()
             if not looks_like_abc(text):
+                not_abc += 1
                 continue
             end = "X:" if s.stop_string == TUNE_BREAK else s.stop_reason
             number = first + len(tunes)
@@ -674,6 +694,10 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                 on_tune(tune)
         if len(tunes) == count:
             return tunes
+    if not tunes and not_abc:
+        raise DataError(f"{not_abc} samples ended, none of them an ABC tune (X: and K: headers): "
+                        "give an ABC header as the prompt, such as 'X:1\\nM:6/8\\nK:D\\n', and "
+                        "a model trained on ABC")
     raise DataError(
         f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
         f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"

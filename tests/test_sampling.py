@@ -336,6 +336,13 @@ def test_sample_tunes_gives_up_with_a_clear_error():
                      torch.Generator().manual_seed(0), max_rounds=2)
 
 
+def test_sample_tunes_says_when_the_prompt_is_no_tune():
+    model = bigram_model({"a": "b", "b": ""})  # "ab" then <eos>: ends, but no ABC tune
+    with pytest.raises(DataError, match="none of them an ABC tune.*give an ABC header"):
+        sample_tunes(model, TOK, 2, "a", SampleConfig(length=20),
+                     torch.Generator().manual_seed(0), max_rounds=2)
+
+
 def test_threads_one_for_few_streams_the_idle_cores_for_many(monkeypatch):
 
     import seqgen.devices
@@ -388,3 +395,13 @@ def test_same_seed_same_text_whatever_the_thread_count():
 def test_number_tune():
     assert number_tune("X:5\nK:D\nabc", 2) == "X:2\nK:D\nabc"
     assert number_tune("K:D\nabc", 3) == "X:3\nK:D\nabc"
+
+
+def test_tune_prompt_completes_a_header_the_vocabulary_can_spell():
+    from seqgen.sampling import tune_prompt
+
+    abc = Tokenizer.build(["X:1\nM:6/8\nL:1/8\nK:D\n|abc|"])
+    assert tune_prompt(abc, "") == "X:"
+    assert tune_prompt(abc, "X:1\nM:6/8\nK:D\n") == "X:1\nM:6/8\nL:1/8\nK:D\n"
+    plain = Tokenizer.build(["X:1\nM:6/8\nK:D\n"])  # no 'L': cannot write the unit
+    assert tune_prompt(plain, "X:1\nM:6/8\nK:D\n") == "X:1\nM:6/8\nK:D\n"

@@ -164,16 +164,14 @@ def sample(
     if tunes is not None and ckpt.corpus_kind != "abc":
         raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was trained "
                          f"on text ({ckpt.corpus_name})")
-    if tunes is not None and not prompt:
-        prompt = "X:"
-    elif tunes is not None:
-        from seqgen.music.abc import with_unit
+    if tunes is not None:
+        from seqgen.sampling import tune_prompt
 
-        full = with_unit(prompt)
-        if full != prompt and not tok.unknown_chars(full[: full.index("\nK:")]):
+        full = tune_prompt(tok, prompt)
+        if prompt and full != prompt:
             unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
             info(f"the prompt's header has no L:; added {unit} (ABC's default for its meter)")
-            prompt = full
+        prompt = full
     source = (str(prompt_file) if prompt_file is not None
               else "--meter/--key/--title" if header else "--prompt")
     missing = tok.unknown_chars(prompt)
