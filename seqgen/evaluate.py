@@ -60,6 +60,10 @@ class EvalConfig:
     jobs: int = 2  # music-check workers
 
     def validate(self) -> None:
+        """UsageError naming the `seqgen eval` option of the first bad field."""
+        from seqgen.models.config import check_types
+
+        check_types(self)
         if self.tunes < 0:
             raise UsageError(f"--tunes must be >= 0, not {self.tunes}")
         if self.constrain not in ("both", *MODES):

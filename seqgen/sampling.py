@@ -69,8 +69,17 @@ class SampleConfig:
     constrain: str = "none"  # "abc": mask characters that would break an ABC tune (constrain.py)
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # one stop string, not its characters
+            self.stop = (self.stop,)
+        elif isinstance(self.stop, list):
+            self.stop = tuple(self.stop)
+
     def validate(self) -> None:
         """UsageError naming the `seqgen sample` option of the first bad field."""
+        from seqgen.models.config import check_types
+
+        check_types(self)
         if self.length < 0:
             raise UsageError(f"--length must be >= 0, not {self.length}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):

@@ -171,6 +171,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
+        from seqgen.models.config import wrong_type
+
         if not isinstance(d, dict):
             raise CheckpointError(f"{source}: expected a JSON object")
         if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
@@ -179,19 +181,19 @@ class TrainConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise CheckpointError(f"{source}: unknown keys {', '.join(map(repr, unknown))}")
-        names = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-                 "None": (type(None),)}
-        for k, v in d.items():  # the annotations are strings such as "int | None"
-            allowed = tuple(t for part in str(known[k].type).split("|")
-                            for t in names.get(part.strip(), (object,)))
-            if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
-                raise CheckpointError(f"{source}: train_config {k!r} must be "
-                                      f"{known[k].type}, not {type(v).__name__}")
-        return cls(**d)
+        config = cls(**d)
+        bad = wrong_type(config)
+        if bad is not None:
+            raise CheckpointError(f"{source}: train_config {bad[0]!r} must be {bad[1]}, "
+                                  f"not {bad[2]}")
+        return config
 
     def validate(self) -> None:
         """UsageError naming the option of the first bad value."""
         from seqgen.models import KINDS
+        from seqgen.models.config import check_types
+
+        check_types(self)
 
         if self.kind not in KINDS:
             raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")

@@ -401,3 +401,25 @@ def test_cli_models_bad_option_exits_2():
     assert result.exit_code == 2 and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["models", "--vocab", "/nonexistent/vocab.json"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_configs_refuse_values_of_the_wrong_type_naming_the_option():
+    """A library caller's `hidden_size="512"` is one UsageError, not a TypeError from torch."""
+    from seqgen.evaluate import EvalConfig
+    from seqgen.sampling import SampleConfig
+    from seqgen.training import TrainConfig
+
+    cases = [
+        (ModelConfig(kind="lstm", vocab_size=10, hidden_size=12.5), "--hidden-size must be int, not float"),
+        (ModelConfig(kind="lstm", vocab_size=10, dropout=True), "--dropout must be float, not bool"),
+        (SampleConfig(length="100"), "--length must be int, not str"),
+        (SampleConfig(top_p="0.9"), "--top-p must be float, not str"),
+        (TrainConfig(steps=2.5), "--steps must be int | None, not float"),
+        (TrainConfig(corpus=None), "--corpus must be str, not NoneType"),
+        (EvalConfig(tunes="5"), "--tunes must be int, not str"),
+    ]
+    for config, message in cases:
+        with pytest.raises(UsageError, match=message.replace("|", "\\|")):
+            config.validate()
+    assert SampleConfig(temperature=1, top_p=1).validate() is None  # an int is a float here
+    assert SampleConfig(stop="\n\n").stop == ("\n\n",)  # one string, not its characters

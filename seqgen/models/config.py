@@ -23,6 +23,35 @@ def option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
+          "None": (type(None),)}
+
+
+def wrong_type(config: Any) -> tuple[str, str, str] | None:
+    """(field, annotated type, type found) for the first field of the dataclass `config` whose
+    value does not have its annotated type ("int | None", "tuple[str, ...]"; a bool is no int
+    or float here), else None."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        allowed: list[type] = []
+        for part in str(f.type).split("|"):
+            part = part.strip()
+            allowed.extend((tuple,) if part.startswith("tuple") else _TYPES.get(part, (object,)))
+        if not isinstance(value, tuple(allowed)) or (isinstance(value, bool)
+                                                     and bool not in allowed):
+            return f.name, str(f.type), type(value).__name__
+    return None
+
+
+def check_types(config: Any) -> None:
+    """UsageError naming the option of the first field of `config` of the wrong type (a library
+    caller's `hidden_size="512"` would otherwise fail deep inside torch)."""
+    bad = wrong_type(config)
+    if bad is not None:
+        name, want, found = bad
+        raise UsageError(f"{option(name)} must be {want}, not {found}")
+
+
 @dataclass
 class ModelConfig:
     kind: str = "lstm"
@@ -40,6 +69,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         """Raise UsageError naming the CLI option of the first bad field."""
+        check_types(self)
 
         def choice(name: str, allowed: tuple[str, ...]) -> None:
             value = getattr(self, name)
