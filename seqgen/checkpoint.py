@@ -484,9 +484,13 @@ def _while_stable(path: str | os.PathLike, load):
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`.
 
-    The model is returned in eval mode. Any problem is a CheckpointError naming the file. It is
-    safe to load from a run directory while `seqgen train` is saving into it.
+    The model is returned in eval mode. Any problem is a CheckpointError naming the file, and a
+    `device` this machine lacks a UsageError (seqgen.devices.resolve_device). It is safe to load
+    from a run directory while `seqgen train` is saving into it.
     """
+    from seqgen.devices import resolve_device
+
+    device = resolve_device(device)
     return _while_stable(path, lambda: _load_checkpoint(path, device))
 
 

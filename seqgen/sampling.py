@@ -132,6 +132,9 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     """
     import torch
 
+    if logits.dim() != 2 or top_k < 0 or not 0.0 < top_p <= 1.0:
+        raise UsageError(f"filter_logits needs logits (B, V), top_k >= 0 and top_p in (0, 1]; "
+                         f"got a {tuple(logits.shape)} tensor, {top_k}, {top_p}")
     out = logits.clone()
     if top_k and top_k < out.shape[-1]:
         kth = torch.topk(out, top_k, dim=-1).values[..., -1:]  # (B, 1)
@@ -156,6 +159,7 @@ class TokenChooser:
 
     def __init__(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  generator: torch.Generator | None = None):
+        SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p).validate()
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.generator = generator
         self.greedy = temperature == 0 or top_k == 1
@@ -191,6 +195,8 @@ class TokenChooser:
 def choose_tokens(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                   generator: torch.Generator | None = None) -> Tensor:
     """The next token (B,) for logits (B, V): temperature 0 = greedy, else a draw after top-k/top-p."""
+    if logits.dim() != 2:
+        raise UsageError(f"choose_tokens needs logits (B, V), not a {tuple(logits.shape)} tensor")
     return TokenChooser(temperature, top_k, top_p, generator).choose(logits)
 
 
@@ -527,6 +533,11 @@ class Sampler:
                  config: SampleConfig | None = None, generator: torch.Generator | None = None):
         self.config = config = config or SampleConfig()
         config.validate()
+        mcfg = getattr(model, "config", None)
+        if mcfg is not None and mcfg.vocab_size != tokenizer.vocab_size:
+            raise UsageError(f"the model has a vocabulary of {mcfg.vocab_size} tokens and the "
+                             f"tokenizer {tokenizer.vocab_size}: use the tokenizer of the model's "
+                             "own checkpoint")
         self.model, self.tokenizer, self.prompt = model, tokenizer, prompt
         self.generator = generator
         self.prompt_ids = encode_prompt(tokenizer, prompt, config.unknown)

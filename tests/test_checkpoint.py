@@ -43,6 +43,17 @@ def test_round_trip_gives_the_same_model_and_outputs(tmp_path, kind):
     torch.testing.assert_close(c.model(x)[0], model(x)[0], rtol=0, atol=0)
 
 
+def test_a_device_this_machine_lacks_is_a_usage_error(tmp_path):
+    from seqgen.errors import UsageError
+
+    d, _, _ = _save(tmp_path)
+    with pytest.raises(UsageError, match="--device must be auto, cpu"):
+        ck.load_checkpoint(d, device="foo")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA is not available here"):
+            ck.load_checkpoint(d, device="cuda")
+
+
 def test_files_are_json_and_safetensors_not_pickle(tmp_path):
     from safetensors.torch import load_file
 

@@ -405,3 +405,17 @@ def test_tune_prompt_completes_a_header_the_vocabulary_can_spell():
     assert tune_prompt(abc, "X:1\nM:6/8\nK:D\n") == "X:1\nM:6/8\nL:1/8\nK:D\n"
     plain = Tokenizer.build(["X:1\nM:6/8\nK:D\n"])  # no 'L': cannot write the unit
     assert tune_prompt(plain, "X:1\nM:6/8\nK:D\n") == "X:1\nM:6/8\nK:D\n"
+
+
+def test_library_misuse_is_a_usage_error():
+    """Calls a Python user can get wrong fail with one UsageError, not deep inside torch."""
+    logits = torch.zeros(2, TOK.vocab_size)
+    with pytest.raises(UsageError, match="--temperature"):
+        choose_tokens(logits, -1.0)
+    with pytest.raises(UsageError, match=r"choose_tokens needs logits \(B, V\)"):
+        choose_tokens(torch.zeros(TOK.vocab_size))
+    with pytest.raises(UsageError, match="filter_logits needs"):
+        filter_logits(logits, -1)
+    other = Tokenizer.build(["just a few letters"])
+    with pytest.raises(UsageError, match="use the tokenizer of the model's own checkpoint"):
+        generate(tiny_model("lstm"), other, "a", SampleConfig(length=3))
