@@ -262,3 +262,18 @@ def test_an_explicit_soundfont_must_be_one(tmp_path, monkeypatch):
     font = tmp_path / "gm.sf2"
     font.write_bytes(b"RIFF\x10\x00\x00\x00sfbkLIST")
     assert find_soundfont(font) == font
+
+
+def test_one_tune_functions_take_one_tune_and_convert_tunes_a_list(tmp_path):
+    from seqgen.errors import UsageError
+
+    two = JIG + "\n" + REEL.replace("X:1", "X:2")
+    for call in (lambda: check_tune(two), lambda: convert_tune(two),
+                 lambda: abc_to_midi(two, tmp_path / "two.mid")):
+        with pytest.raises(UsageError, match="holds 2 tunes and this function takes one"):
+            call()
+    assert not (tmp_path / "two.mid").exists()
+    with pytest.raises(UsageError, match="a list of tunes, not one string"):
+        next(convert_tunes(JIG))
+    results = list(convert_tunes(t for t in (JIG, REEL)))  # any iterable of tunes
+    assert [r.index for r in results] == [0, 1] and all(r.ok for r in results)

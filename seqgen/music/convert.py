@@ -46,6 +46,7 @@ from seqgen.music.abc import (
     count_bars,
     ends_with_barline,
     parse_header,
+    split_tunes,
     text_bars,
 )
 
@@ -789,7 +790,16 @@ def convert_tunes(
     bar_checks: bool = True,
 ) -> Iterator[TuneResult]:
     """Convert (and with `check`, check) many tunes, each in a worker under `limits`; yields one
-    TuneResult per tune in input order. A failing tune gets `error`; the others go on."""
+    TuneResult per tune in input order. A failing tune gets `error`; the others go on.
+
+    `texts` holds one tune per item (`split_tunes` splits a file). With more than one tune and
+    a time limit, the workers are forked from this process after it has imported music21 and
+    frozen its heap (gc.freeze), so that they start at once and share those pages: objects
+    alive at that moment are never collected afterwards."""
+    if isinstance(texts, str):
+        raise UsageError("convert_tunes takes a list of tunes, not one string; "
+                         "seqgen.music.abc.split_tunes(text) splits a file into them")
+    texts = list(texts)
     limits = limits or Limits()
     limits.validate()
     if to not in FORMATS:
@@ -834,14 +844,24 @@ def convert_tunes(
                              limits.timeout_s or 0.0 if status == "timeout" else 0.0)
 
 
+def _one_tune(text: str) -> str:
+    """`text`, or a UsageError when it holds several tunes (X: lines)."""
+    n = len(split_tunes(text))
+    if n > 1:
+        raise UsageError(f"the text holds {n} tunes and this function takes one; "
+                         "seqgen.music.abc.split_tunes(text) splits them (or use convert_tunes)")
+    return text
+
+
 def convert_tune(text: str, to: str = "midi", limits: Limits | None = None) -> TuneResult:
     """Convert one tune (in a worker under `limits`); the result has `data` or `error`."""
-    return next(convert_tunes([text], to=to, limits=limits))
+    return next(convert_tunes([_one_tune(text)], to=to, limits=limits))
 
 
 def check_tune(text: str, limits: Limits | None = None, bar_checks: bool = True) -> CheckResult:
     """Check one tune (see CheckResult): never raises for bad ABC, the reasons say what is wrong."""
-    r = next(convert_tunes([text], to="midi", limits=limits, check=True, bar_checks=bar_checks))
+    r = next(convert_tunes([_one_tune(text)], to="midi", limits=limits, check=True,
+                           bar_checks=bar_checks))
     assert r.check is not None
     return r.check
 
