@@ -101,11 +101,28 @@ ARCHITECTURE = ("embedding", "embed_dim", "hidden_size", "num_layers", "activati
                 "num_heads", "context_length", "positional")
 
 
+def _check_kind_options(cfg: TrainConfig) -> None:
+    """UsageError for a model option given (not None) that the kind has no use for, on a new
+    run (a saved config holds every field, filled in from the preset). --activation and --init
+    are checked with the model config."""
+    from seqgen.models.config import option
+
+    unused = ("embed_dim",) if cfg.kind == "transformer" else (
+        "num_heads", "context_length", "positional")
+    for name in unused:
+        if getattr(cfg, name) is not None:
+            owner = "the RNN kinds" if cfg.kind == "transformer" else "the transformer"
+            raise UsageError(f"{option(name)} applies to {owner} only, not to --model {cfg.kind}")
+
+
 def _check_init_from_model(cfg: TrainConfig, mcfg) -> None:
     """UsageError for an architecture option that differs from the --init-from model's (None
     means not given), and for a transformer --seq-len longer than its context."""
     from seqgen.models.config import option
 
+    if cfg.kind != mcfg.kind and cfg.kind != TrainConfig.kind:  # (the default: not chosen)
+        raise UsageError(f"--model {cfg.kind}: --init-from {cfg.init_from} fine-tunes its own "
+                         f"model ({mcfg.kind}); drop --model")
     for name in ARCHITECTURE:
         value = getattr(cfg, name)
         if value is not None and value != getattr(mcfg, name):
@@ -695,6 +712,8 @@ class Trainer:
         else:
             cfg = self.config
             cfg.validate()
+            if not cfg.init_from:
+                _check_kind_options(cfg)
         device = resolve_device(cfg.device)
         if cfg.compile and device == "cpu" and not (
                 os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")

@@ -25,10 +25,14 @@ def corpus(tmp_path, n=300):
 
 
 def tiny(tmp_path, **kw) -> TrainConfig:
-    base = dict(corpus=str(corpus(tmp_path)), preset="tiny", embed_dim=8, hidden_size=24,
-                num_layers=1, num_heads=2, context_length=16, batch_size=4, seq_len=16, steps=5,
+    base = dict(corpus=str(corpus(tmp_path)), preset="tiny", hidden_size=24,
+                num_layers=1, batch_size=4, seq_len=16, steps=5,
                 eval_every=5, log_every=2, warmup_steps=2, out=str(tmp_path / "run"),
                 device="cpu", precision="fp32", eval_tokens=256, threads=1, dropout=0.0)
+    if kw.get("kind") == "transformer":  # (options of the other kinds are refused)
+        base.update(num_heads=2, context_length=16)
+    else:
+        base.update(embed_dim=8)
     base.update(kw)
     return TrainConfig(**base)
 

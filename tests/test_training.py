@@ -36,10 +36,13 @@ def make_text(path, n_chars=12_000, seed=0, extra=""):
 
 def tiny(tmp_path, **kw) -> TrainConfig:
     corpus = kw.pop("corpus", None) or str(make_text(tmp_path / "corpus.txt"))
-    base = dict(corpus=corpus, preset="tiny", embed_dim=8, hidden_size=24, num_layers=1,
-                num_heads=2, context_length=16, batch_size=4, seq_len=16, steps=12,
-                eval_every=4, warmup_steps=2, out=str(tmp_path / "run"), device="cpu",
-                eval_tokens=512)
+    base = dict(corpus=corpus, preset="tiny", hidden_size=24, num_layers=1, batch_size=4,
+                seq_len=16, steps=12, eval_every=4, warmup_steps=2, out=str(tmp_path / "run"),
+                device="cpu", eval_tokens=512)
+    if kw.get("kind") == "transformer":  # (options of the other kinds are refused)
+        base.update(num_heads=2, context_length=16)
+    else:
+        base.update(embed_dim=8)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -353,6 +356,18 @@ def test_init_from_refuses_a_different_architecture(tmp_path, change, message):
     with pytest.raises(UsageError, match=message):
         train(tiny(tmp_path, init_from=str(base.out), out=str(tmp_path / "t"), **change))
     assert not (tmp_path / "t").exists()
+
+
+def test_options_of_another_kind_are_refused_from_python_too(tmp_path):
+    with pytest.raises(UsageError, match="--num-heads applies to the transformer only"):
+        train(tiny(tmp_path, num_heads=3))
+    with pytest.raises(UsageError, match="--embed-dim applies to the RNN kinds only"):
+        train(tiny(tmp_path, kind="transformer", embed_dim=8))
+    base = train(tiny(tmp_path, kind="gru", steps=2, out=str(tmp_path / "gru")))
+    with pytest.raises(UsageError, match="--model transformer: --init-from .* fine-tunes its "
+                                         r"own model \(gru\)"):
+        train(tiny(tmp_path, kind="transformer", init_from=str(base.out), hidden_size=None,
+                   num_heads=None, context_length=None, out=str(tmp_path / "t")))
 
 
 def test_init_from_transformer_refuses_seq_len_beyond_its_context(tmp_path):

@@ -144,8 +144,6 @@ def train(
     params.pop("plot")
     given = {k for k in params
              if getattr(ctx.get_parameter_source(k), "name", None) == "COMMANDLINE"}
-    if resume is None and not params.get("init_from"):
-        _check_kind_options(params["kind"], given)
     if params.get("init_from") and "kind" in given:
         from seqgen.errors import UsageError
 
@@ -276,22 +274,6 @@ def _summary(res) -> None:
     console.print(t)
     if res.best is not None:  # the lowest validation loss, which the last weights may not have
         info(f"sample with: seqgen sample {res.best}")
-
-
-def _check_kind_options(kind: str, given: set[str]) -> None:
-    """UsageError for a model option typed on the command line that `kind` has no use for
-    (--activation and --init are checked with the model config)."""
-    from seqgen.errors import UsageError
-    from seqgen.models.config import KINDS, option
-
-    if kind not in KINDS:
-        return  # (the config names the bad kind)
-    unused = ("embed_dim",) if kind == "transformer" else (
-        "num_heads", "context_length", "positional")
-    for name in unused:
-        if name in given:
-            owner = "the RNN kinds" if kind == "transformer" else "the transformer"
-            raise UsageError(f"{option(name)} applies to {owner} only, not to --model {kind}")
 
 
 def register(app: typer.Typer) -> None:
