@@ -105,7 +105,9 @@ class SampleConfig:
 
 @dataclass
 class Sample:
-    """One generated sample. `text` and `tokens` exclude the prompt, the stop string and <eos>."""
+    """One generated sample. `text` and `tokens` exclude the prompt, the stop string and the
+    <eos> that ends it (with stop_at_eos=False sampling runs past <eos>: it stays in `tokens`,
+    as a newline in `text`)."""
 
     index: int
     prompt: str

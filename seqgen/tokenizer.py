@@ -104,6 +104,8 @@ class Tokenizer:
         errors: "strict" raises VocabularyError listing unknown characters, "replace" maps them to
         ``<unk>``, "skip" drops them.
         """
+        if errors not in ("strict", "replace", "skip"):
+            raise VocabularyError(f"errors must be strict, replace or skip, not {errors!r}")
         stoi = self.stoi
         try:
             return [stoi[c] for c in text]
@@ -117,9 +119,7 @@ class Tokenizer:
             )
         if errors == "replace":
             return [stoi.get(c, UNK_ID) for c in text]
-        if errors == "skip":
-            return [stoi[c] for c in text if c in stoi]
-        raise ValueError(f"unknown errors mode {errors!r}")
+        return [stoi[c] for c in text if c in stoi]  # "skip"
 
     def encode_array(
         self, text: str, errors: Errors = "strict", source: str | None = None

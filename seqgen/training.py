@@ -347,7 +347,7 @@ def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
 # --------------------------------------------------------------------------------- events
 @dataclass
 class ProgressEvent:
-    """What the training loop reports. `kind`: start, step, eval, save, end."""
+    """What the training loop reports. `kind`: start, step, eval, end."""
 
     kind: str
     step: int
@@ -375,10 +375,13 @@ class ProgressEvent:
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the run directory and its best/ (None without validation), the last
+    step, why training stopped, and the losses, timings and history of the run."""
+
     out: Path
     best: Path | None
     step: int
-    stop_reason: str  # "steps", "time", "patience"
+    stop_reason: str  # "steps" (--steps reached), "time" (--minutes spent), "patience" (early stop)
     elapsed_s: float
     tokens_per_s: float
     train_loss: float | None
@@ -1286,9 +1289,14 @@ def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int
 
 
 def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None] | None = None,
-          resume: str | os.PathLike | None = None, overrides: dict | None = None) -> TrainResult:
-    """Train a model as `config` says (or continue the run in `resume`) and return the result."""
-    return Trainer(config, callback, resume, overrides).run()
+          resume: str | os.PathLike | None = None, overrides: dict | None = None,
+          handle_signals: bool = True) -> TrainResult:
+    """Train a model as `config` says (or continue the run in `resume`) and return the result.
+
+    Called from the main thread, it handles SIGINT and SIGTERM while it runs (saving a checkpoint
+    and raising Interrupted; the previous handlers are restored after); `handle_signals=False`
+    leaves them to the caller, who can stop a run with Trainer.request_stop."""
+    return Trainer(config, callback, resume, overrides, handle_signals).run()
 
 
 # --------------------------------------------------------------------------------- plotting

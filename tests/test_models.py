@@ -55,7 +55,7 @@ def test_config_round_trips_through_dict():
     ({"unknown_key": 1}, "unknown keys"),
     ({"hidden_size": "256"}, "'hidden_size' must be int"),
     ({"num_layers": True}, "'num_layers' must be int"),
-    ({"kind": "mamba"}, "--kind must be one of"),
+    ({"kind": "mamba"}, "--model must be one of"),
     ({"vocab_size": 0}, "vocab_size must be > 0"),
 ])
 def test_config_from_dict_is_strict(bad, message):

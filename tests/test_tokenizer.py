@@ -46,6 +46,8 @@ def test_replace_and_skip_modes():
     assert tok.decode(tok.encode("aéb", errors="skip")) == "ab"
     assert tok.encode_array("aéb", errors="replace").tolist() == ids
     assert tok.decode(tok.encode_array("aéb", errors="skip")) == "ab"
+    with pytest.raises(VocabularyError, match="errors must be strict, replace or skip"):
+        tok.encode("ab", errors="ignore")  # said even when every character is known
 
 
 def test_documents_are_separated_by_eos():

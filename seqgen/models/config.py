@@ -80,7 +80,8 @@ class ModelConfig:
             if getattr(self, name) <= 0:
                 raise UsageError(f"{option(name)} must be > 0, not {getattr(self, name)}")
 
-        choice("kind", KINDS)
+        if self.kind not in KINDS:  # (the option is --model, alias --kind)
+            raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.vocab_size <= 0:
             raise UsageError(f"vocab_size must be > 0 (it comes from the tokenizer), not {self.vocab_size}")
         choice("embedding", EMBEDDINGS)
