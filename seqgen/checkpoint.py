@@ -24,10 +24,12 @@ building it on torch's "meta" device first. torch.load and pickle are never used
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,11 +141,17 @@ def _json_safe(obj: Any) -> Any:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as e:  # its I/O errors (a full disk) are no OSError: make them one
+            m = re.search(r"os error (\d+)", str(e))
+            code = int(m.group(1)) if m else errno.EIO
+            raise OSError(code, os.strerror(code)) from e
 
 
 def _read_json(path: Path, what: str) -> dict:

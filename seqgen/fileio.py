@@ -214,8 +214,12 @@ def directory_lock(directory: str | os.PathLike, option: str | None = "--out"
     stale = f"pid {pid}" + (f" on {phost}" if phost and phost != host else "") \
         if pid is not None and pid != os.getpid() else None
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {host} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {host} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(),
+                      0)
+        except OSError as e:
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from e
         yield stale
     finally:
         with contextlib.suppress(OSError):

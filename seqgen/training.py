@@ -1196,10 +1196,15 @@ class _MetricsLog:
         if self.written is None:
             atomic_write_text(self.path, "".join(lines))
         else:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write("".join(lines))
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with open(self.path, "a", encoding="utf-8") as f:
+                    f.write("".join(lines))
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                from seqgen.fileio import WriteError
+
+                raise WriteError(f"cannot write {self.path}: {e.strerror or e}") from e
         self.written = len(history)
 
 

@@ -149,7 +149,8 @@ def test_real_full_then_read_only_disk_keeps_the_checkpoint(tmp_path):
         _fill(mnt)
         r = train_cli("train", "--resume", out, "--steps", "4")
         assert r.exit_code == 1, r.output
-        assert "No space left on device" in one_line(r)
+        assert "No space left on device" in one_line(r) and "cannot write" in r.stderr
+        assert "bug" not in r.stderr
         assert ck.load_checkpoint(out).step == 2 and ck.load_train_state(out)[2].meta["step"] == 2
         (mnt / "filler").unlink()
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
@@ -159,6 +160,27 @@ def test_real_full_then_read_only_disk_keeps_the_checkpoint(tmp_path):
         assert ck.load_checkpoint(out).step == 2
         after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
         assert after == before  # nothing lost, nothing half-written
+
+
+def test_a_full_disk_under_safetensors_is_a_write_error(tmp_path, monkeypatch):
+    """safetensors reports a failed write as its own SafetensorError, not an OSError: it must
+    still be the one-line 'cannot write FILE: No space left on device', the old file kept."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    model, tok = _model_and_tok()
+    d = _save(tmp_path / "run", 1, model, tok)
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                              "(os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(WriteError, match=r"cannot write .*model.safetensors\S*: No space left "
+                                         r"on device$"):
+        _save(d, 2, model, tok)
+    monkeypatch.undo()
+    assert ck.load_checkpoint(d).step == 1 and _leftovers(d) == []
 
 
 def test_a_save_into_a_read_only_directory_fails_clearly(tmp_path, monkeypatch):

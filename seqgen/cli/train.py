@@ -137,6 +137,7 @@ def train(
     Ctrl-C saves a checkpoint that --resume continues. Under `torchrun --nproc_per_node=N -m
     seqgen train ...` it trains with DistributedDataParallel.
     """
+    from seqgen.fileio import WriteError
     from seqgen.training import TrainConfig, Trainer, plot_loss_curve
 
     params = dict(ctx.params)
@@ -169,8 +170,9 @@ def train(
         try:
             plot_loss_curve(res.history, res.out / "loss.png", title=f"{res.corpus_name}: "
                             f"{res.model_summary}", grad_clip=res.config.grad_clip)
-        except OSError as e:  # the run is saved; a missing picture must not fail it
-            warn(f"{res.out / 'loss.png'} not written: {e.strerror or e}")
+        except (OSError, WriteError) as e:  # the run is saved; a missing picture must not fail it
+            warn(f"{res.out / 'loss.png'} not written: "
+                 f"{getattr(e, 'strerror', None) or str(e).rpartition(': ')[2]}")
     _summary(res)
     result(str(res.out))
 
