@@ -1078,6 +1078,10 @@ class Trainer:
                 stop_reason = "steps"
             if not sync:
                 interrupted = self._stop is not None
+            if interrupted and (stop_reason is not None or want_stop):
+                # the run is at its end anyway: finish it as usual (evaluate, save, exit 0)
+                # rather than leave a run that says "resume" and has nothing left to do
+                interrupted = False
             if interrupted:
                 break
             if want_stop and stop_reason is None:

@@ -167,6 +167,17 @@ def test_random_windows_resume_and_split_across_ranks():
 
 
 # --------------------------------------------------------------------------------- training
+def test_a_stop_request_at_the_last_step_finishes_the_run(tmp_path):
+    """Ctrl-C that lands during the last step: the run ends as it would have (final evaluation,
+    best/, exit 0), not as an interrupted run whose resume has nothing left to do."""
+    trainer = training.Trainer(tiny(tmp_path, steps=6, eval_every=4))
+    trainer.callback = lambda ev: ev.kind == "step" and ev.step == 6 and trainer.request_stop()
+    res = trainer.run()
+    assert res.step == 6 and res.stop_reason == "steps" and res.val_loss is not None
+    assert ck.load_checkpoint(res.out).metrics.get("interrupted") is None
+    assert ck.load_checkpoint(res.out).metrics["step"] == 6
+
+
 @pytest.mark.parametrize("kind, dropout", [("lstm", 0.2), ("transformer", 0.1)])
 def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout):
     """N steps straight == stop at N/2 (as Ctrl-C does), resume, N/2 more: same weights."""
