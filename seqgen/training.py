@@ -1078,8 +1078,8 @@ class Trainer:
                 stop_reason = "steps"
             if not sync:
                 interrupted = self._stop is not None
-            if interrupted and (stop_reason is not None or want_stop):
-                # the run is at its end anyway: finish it as usual (evaluate, save, exit 0)
+            if interrupted and stop_reason == "steps":
+                # the last step is done: finish the run as usual (evaluate, save, exit 0)
                 # rather than leave a run that says "resume" and has nothing left to do
                 interrupted = False
             if interrupted:
