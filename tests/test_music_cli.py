@@ -290,3 +290,31 @@ def test_convert_wav_renders_and_normalises(tmp_path):
         seconds = w.getnframes() / w.getframerate()
     assert seconds >= 10  # 6 bars of 4/4 at 120 quarter notes per minute = 12 s
     assert 0.8 < np.abs(x).max() / 32768 < 0.95  # peak near -1 dBFS
+
+
+def test_sigterm_stops_a_conversion_as_ctrl_c_does(tmp_path):
+    """kill (SIGTERM) mid-way: exit 130, the files written so far complete, no temporary file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from seqgen.data import load_corpus
+
+    src = tmp_path / "many.abc"
+    src.write_text("\n\n".join(load_corpus("folk").documents[:100]))
+    out = tmp_path / "xml"
+    p = subprocess.Popen([sys.executable, "-m", "seqgen", "convert", str(src), "--to",
+                          "musicxml", "-o", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.is_dir() and len(list(out.glob("*.musicxml"))) >= 2):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err, err
+    written = sorted(out.iterdir())
+    assert 2 <= len(written) < 100
+    assert not [f.name for f in written if f.name.startswith(".")]  # no temp or lock file
+    assert all(f.read_text().rstrip().endswith("</score-partwise>") for f in written)

@@ -131,5 +131,15 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"seqgen.cli.{_name}").register(app)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # unwind as Ctrl-C does: temporary files removed, exit 130
+
+
 def main() -> None:
+    import signal
+
+    try:  # SIGTERM (kill, a scheduler) stops every command as Ctrl-C does; training saves first
+        signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # (not the main thread)
+        pass
     app(prog_name="seqgen")
