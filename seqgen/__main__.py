@@ -1,4 +1,4 @@
-from seqgen.cli.app import main
+from seqgen.cli import main
 
 if __name__ == "__main__":
     main()
