@@ -40,6 +40,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("--glob for a single file", ["tokenizer", "build", "poem.txt", "--glob", "*.txt"], 2),
     ("token id out of range", ["tokenizer", "decode", "vocab.json", "5", "99999"], 2),
     ("token id that is not a number", ["tokenizer", "decode", "vocab.json", "5", "x"], 2),
+    ("token id of superscript digits", ["tokenizer", "decode", "vocab.json", "\u00b2"], 2),
     # seqgen train
     ("missing corpus", ["train", "missing.txt", "--steps", "1"], 2),
     ("unknown model kind", ["train", "poem.txt", "--model", "cnn", "--steps", "1"], 2),
@@ -62,6 +63,11 @@ CASES: list[tuple[str, list[str], int]] = [
                                          "--steps", "1"], 2),
     ("a transformer option for an LSTM", ["train", "poem.txt", "--model", "lstm",
                                           "--num-heads", "2", "--steps", "1"], 2),
+    ("--init-from with another size", ["train", "poem.txt", "--init-from", "ckpt",
+                                       "--hidden-size", "64", "--steps", "1"], 2),
+    ("--init-from with --model", ["train", "poem.txt", "--init-from", "ckpt", "--model", "gru",
+                                  "--steps", "1"], 2),
+    ("-q after the command", ["train", "poem.txt", "-q", "--steps", "1"], 2),
     ("more threads than sane", ["train", "poem.txt", "--threads", "100000", "--steps", "1"], 2),
     ("an unknown option", ["train", "poem.txt", "--stpes", "1"], 2),
     # seqgen sample
@@ -77,6 +83,10 @@ CASES: list[tuple[str, list[str], int]] = [
     ("missing prompt file", ["sample", "ckpt", "--prompt-file", "nothere.txt"], 2),
     ("a device torch does not know", ["sample", "ckpt", "--device", "tpu"], 2),
     ("a file as the tunes directory", ["sample", "ckpt", "--tunes", "1", "--out", "poem.txt"], 2),
+    ("a file name for the tunes directory", ["sample", "ckpt", "--tunes", "1", "--out",
+                                             "mine.abc"], 2),
+    ("--no-midi without --out", ["sample", "ckpt", "--no-midi"], 2),
+    ("--tunes with --num-samples", ["sample", "ckpt", "--tunes", "2", "--num-samples", "2"], 2),
     # seqgen abc2midi / convert
     ("missing ABC file", ["abc2midi", "nothere.abc"], 2),
     ("binary file as ABC", ["abc2midi", "binary.txt"], 2),
@@ -87,6 +97,8 @@ CASES: list[tuple[str, list[str], int]] = [
     ("unknown --to format", ["convert", "tune.abc", "--to", "mp3"], 2),
     ("an output name of another format", ["convert", "tune.abc", "--to", "midi", "-o",
                                           "tune.wav"], 2),
+    ("a --soundfont for MIDI output", ["convert", "tune.abc", "--to", "midi", "--soundfont",
+                                       "vocab.json"], 2),
     # seqgen models / inspect / eval
     ("vocabulary that is not JSON", ["models", "--vocab", "notjson.json"], 2),
     ("vocabulary size 0", ["models", "--vocab-size", "0"], 2),
@@ -97,6 +109,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("attention maps of an LSTM", ["inspect", "attention", "ckpt", "--prompt", "the sea"], 2),
     ("eval of a missing checkpoint", ["eval", "nothere"], 2),
     ("eval on a corpus with new characters", ["eval", "ckpt", "--corpus", "latin.txt"], 2),
+    ("eval's tune options for a text model", ["eval", "ckpt", "--tunes", "5"], 2),
 ]
 
 

@@ -138,7 +138,6 @@ def eval_command(
     config.validate()
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
-    info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     if ckpt.corpus_kind != "abc":
         typed = [p for p in ("tunes", "seed", "temperature", "length", "constrain", "jobs")
                  if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
@@ -150,6 +149,7 @@ def eval_command(
             raise UsageError(f"{option(typed[0])}: {ckpt.path} was trained on text, and the "
                              "tune options apply to ABC models; drop it (eval scores the "
                              "held-out loss)")
+    info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     with console.status("evaluating...") as status:
         report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))
     if fmt is Format.json:
