@@ -134,7 +134,7 @@ class Tokenizer:
         parts = []
         unknown: set[int] = set()
         for start in range(0, len(text), chunk):
-            codes = np.frombuffer(text[start : start + chunk].encode("utf-32-le"), dtype="<u4")
+            codes = np.frombuffer(text[start : start + chunk].encode("utf-32-le", "surrogatepass"), dtype="<u4")
             idx = np.searchsorted(self._codes, codes)
             idx = np.minimum(idx, len(self._codes) - 1) if len(self._codes) else idx
             found = self._codes[idx] == codes if len(self._codes) else np.zeros(len(codes), bool)

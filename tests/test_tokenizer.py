@@ -46,6 +46,9 @@ def test_replace_and_skip_modes():
     assert tok.decode(tok.encode("aéb", errors="skip")) == "ab"
     assert tok.encode_array("aéb", errors="replace").tolist() == ids
     assert tok.decode(tok.encode_array("aéb", errors="skip")) == "ab"
+    # a lone surrogate (from a bad decode upstream) is an unknown character on both paths
+    assert tok.encode_array("a\ud800", errors="replace").tolist() == tok.encode(
+        "a\ud800", errors="replace") == [tok.stoi["a"], UNK_ID]
     with pytest.raises(VocabularyError, match="errors must be strict, replace or skip"):
         tok.encode("ab", errors="ignore")  # said even when every character is known
 
