@@ -294,7 +294,6 @@ def test_convert_wav_renders_and_normalises(tmp_path):
 
 def test_sigterm_stops_a_conversion_as_ctrl_c_does(tmp_path):
     """kill (SIGTERM) mid-way: exit 130, the files written so far complete, no temporary file."""
-    import os
     import signal
     import subprocess
     import sys
