@@ -18,6 +18,7 @@ def resolve_device(name: str) -> str:
     lacks."""
     import torch
 
+    name = str(name)  # (a torch.device too)
     if not _DEVICE.match(name):
         raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())

@@ -59,6 +59,11 @@ class EvalConfig:
     eval_tokens: int = 0  # held-out tokens scored, at most (0: all)
     jobs: int = 2  # music-check workers
 
+    def __post_init__(self) -> None:
+        from seqgen.models.config import plain_values
+
+        plain_values(self)
+
     def validate(self) -> None:
         """UsageError naming the `seqgen eval` option of the first bad field."""
         from seqgen.models.config import check_types

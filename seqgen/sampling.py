@@ -70,6 +70,9 @@ class SampleConfig:
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
     def __post_init__(self) -> None:
+        from seqgen.models.config import plain_values
+
+        plain_values(self)
         if isinstance(self.stop, str):  # one stop string, not its characters
             self.stop = (self.stop,)
         elif isinstance(self.stop, list):

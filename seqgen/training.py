@@ -183,6 +183,11 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None: the cores idle at the start
     init_from: str | None = None  # fine-tune the model of this checkpoint directory
 
+    def __post_init__(self) -> None:
+        from seqgen.models.config import plain_values
+
+        plain_values(self)  # a Path for corpus/out/init_from, numpy numbers: as JSON holds them
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -644,6 +649,9 @@ class Trainer:
                 signal.signal(sig, h)
 
     def run(self) -> TrainResult:
+        import torch
+
+        threads = torch.get_num_threads()  # the caller's: set again at the end
         self.dist = _Dist()
         device_name = self.overrides.get("device", self.config.device)
         self.dist = _dist_setup(device_name)
@@ -657,6 +665,7 @@ class Trainer:
             self._leave_together()
             return result
         finally:
+            torch.set_num_threads(threads)
             if self.dist.owns_group:
                 import torch.distributed as dist
 
@@ -700,6 +709,10 @@ class Trainer:
                 cfg.validate()
             except UsageError as e:
                 raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
+            saved_minutes = cfg.minutes
+            sm = resume_state.meta
+            spent = bool(saved_minutes) and (sm.get("stop_reason") == "time" or float(
+                sm.get("elapsed_s", 0.0)) >= saved_minutes * 60)
             for k, v in self.overrides.items():
                 if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
                     was = getattr(cfg, k)
@@ -708,8 +721,13 @@ class Trainer:
                         + ("without it" if was is None else f"with {was!r}")
                         + "); start a new run instead")
                 setattr(cfg, k, v)
-            if "steps" in self.overrides and "minutes" not in self.overrides:
-                cfg.minutes = None  # a step count asked for now replaces the saved time budget
+            if spent and "steps" in self.overrides and "minutes" not in self.overrides:
+                cfg.minutes = None  # a step count asked for now replaces the spent time budget
+            elif spent and (cfg.minutes or 0) <= saved_minutes:
+                raise UsageError(f"{run_dir} already spent its --minutes {saved_minutes:g} "
+                                 f"budget ({float(sm.get('elapsed_s', 0.0)) / 60:.1f} minutes); "
+                                 "pass a larger --minutes to train on, or --steps N to train to "
+                                 "step N")
             cfg.out = str(run_dir)
             cfg.validate()
         else:
@@ -752,6 +770,7 @@ class Trainer:
         elif cfg.init_from:
             init_ckpt = ck.load_checkpoint(cfg.init_from)
             tokenizer = init_ckpt.tokenizer
+            _check_kind_options(replace(cfg, kind=init_ckpt.model_config.kind))
             _check_init_from_model(cfg, init_ckpt.model_config)
         if tokenizer is not None:
             new = sorted(set().union(*map(set, corpus.documents)) - set(tokenizer.chars), key=ord)
@@ -894,11 +913,6 @@ class Trainer:
             if self.step >= (rcfg.steps or math.inf):
                 raise UsageError(f"{out} already trained {self.step} steps (--steps "
                                  f"{rcfg.steps}); pass a larger --steps to train on")
-            if rcfg.minutes and (self.elapsed >= rcfg.minutes * 60 or (
-                    sm.get("stop_reason") == "time" and "minutes" not in self.overrides)):
-                raise UsageError(f"{out} already spent its --minutes {rcfg.minutes:g} budget "
-                                 f"({self.elapsed / 60:.1f} minutes); pass a larger --minutes "
-                                 "to train on, or --steps N to train to step N")
 
         fwd_model = model
         if rcfg.compile:
@@ -1105,6 +1119,9 @@ class Trainer:
             history.append(point)
             metrics = dict(point, best_val_loss=best_val, best_step=best_step,
                            num_params=model.num_params())
+            if (stop_reason is None and rcfg.patience and last_val is not None
+                    and evals_since_best >= rcfg.patience):
+                stop_reason = "patience"  # (before the save, which records why the run stopped)
             save(metrics, improved)
             t1 = time.perf_counter()
             last_eval_s = t1 - t0
@@ -1114,9 +1131,6 @@ class Trainer:
             self._emit(ProgressEvent("eval", self.step, val_loss=last_val, val_bpc=_bpc(last_val),
                                      best_val_loss=best_val, train_loss=last_train, lr=lr_now,
                                      tokens_per_s=tok_s, elapsed_s=self.elapsed, **info))
-            if (stop_reason is None and rcfg.patience and last_val is not None
-                    and evals_since_best >= rcfg.patience):
-                stop_reason = "patience"
             if stop_reason is not None:
                 break
 

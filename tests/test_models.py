@@ -422,4 +422,14 @@ def test_configs_refuse_values_of_the_wrong_type_naming_the_option():
         with pytest.raises(UsageError, match=message.replace("|", "\\|")):
             config.validate()
     assert SampleConfig(temperature=1, top_p=1).validate() is None  # an int is a float here
+    # what Python code naturally passes: paths, numpy numbers (stored as JSON would hold them)
+    from pathlib import Path
+
+    import numpy as np
+
+    t = TrainConfig(corpus=Path("poem.txt"), out=Path("run"), steps=np.int64(5),
+                    lr=np.float32(0.5))
+    t.validate()
+    assert (t.corpus, t.out, type(t.steps), type(t.lr)) == ("poem.txt", "run", int, float)
+    assert ModelConfig(kind="lstm", vocab_size=np.int32(10)).vocab_size == 10
     assert SampleConfig(stop="\n\n").stop == ("\n\n",)  # one string, not its characters

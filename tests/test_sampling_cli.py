@@ -112,6 +112,10 @@ def test_tunes_out_adds_to_the_tunes_already_there(ckpt, tmp_path):
                    "--no-midi", "--seed", "2")
     assert r.exit_code == 2 and "another seqgen run" in r.stderr, r.stderr
     assert len(list(out.iterdir())) == 4
+    # tunes that never come (too short a --length): no empty directory left behind
+    r = invoke("sample", str(ckpt), "--tunes", "1", "-p", r"X:1\nK:D\n", "--length", "2",
+               "--out", str(tmp_path / "new"), "--no-midi", "--seed", "2")
+    assert r.exit_code == 2 and "--length" in r.stderr and not (tmp_path / "new").exists()
 
 
 def test_a_closed_stdout_or_no_memory_is_one_line_not_a_bug(ckpt, monkeypatch):

@@ -283,6 +283,7 @@ def test_patience_stops_early(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path, steps=100, patience=2))
     assert res.stop_reason == "patience" and res.step == 12 and res.best_step == 4
+    assert ck.load_train_state(res.out)[2].meta["stop_reason"] == "patience"  # saved with why
 
 
 def test_time_budget_ends_cleanly(tmp_path):
@@ -299,6 +300,8 @@ def test_resuming_a_run_whose_time_budget_is_spent(tmp_path):
     assert res.stop_reason == "time"
     with pytest.raises(UsageError, match=r"already spent its --minutes 0.02 budget.*--steps N"):
         train(resume=res.out)
+    with pytest.raises(UsageError, match=r"already spent its --minutes 0.02 budget"):
+        train(resume=res.out, overrides={"minutes": 0.02})  # the same budget typed again
     more = train(resume=res.out, overrides={"steps": res.step + 5})
     assert more.step == res.step + 5 and more.stop_reason == "steps"
     assert more.config.minutes is None  # the step count replaced the time budget
@@ -314,15 +317,19 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
     try:
         torch.set_num_threads(2)
         starts = []
-        train(tiny(tmp_path, steps=2), callback=lambda ev: ev.kind == "start"
-              and starts.append(ev.message))
-        assert torch.get_num_threads() == 1 and "cpu fp32 1 thread(s)" in starts[0]
-        torch.set_num_threads(2)
-        train(tiny(tmp_path, steps=2, threads=2, out=str(tmp_path / "b")))
-        assert torch.get_num_threads() == 2  # --threads decides
+
+        def run(**kw):
+            train(tiny(tmp_path, steps=2, out=str(tmp_path / str(len(starts))), **kw),
+                  callback=lambda ev: ev.kind == "start" and starts.append(ev.message))
+            assert torch.get_num_threads() == 2  # the caller's setting, back after the run
+
+        run()
+        assert "cpu fp32 1 thread(s)" in starts[-1]
+        run(threads=2)
+        assert "cpu fp32 2 thread(s)" in starts[-1]  # --threads decides
         monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 7.0)  # never above torch's
-        train(tiny(tmp_path, steps=2, out=str(tmp_path / "c")))
-        assert torch.get_num_threads() == 2
+        run()
+        assert "cpu fp32 2 thread(s)" in starts[-1]
     finally:
         torch.set_num_threads(before)
 
@@ -335,6 +342,17 @@ def test_compile_without_a_compiler_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(UsageError, match="--compile on CPU needs a C\\+\\+ compiler"):
         train(tiny(tmp_path, compile=True))
     assert not (tmp_path / "run").exists()  # no empty run directory left behind
+
+
+def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
+    """Ctrl-C half-way, then the same --steps typed again: the time budget still counts (the
+    learning-rate schedule follows time as well as steps), as if the run had never stopped."""
+    trainer = training.Trainer(tiny(tmp_path, steps=12, minutes=30))
+    trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
+    with pytest.raises(Interrupted):
+        trainer.run()
+    more = train(resume=tmp_path / "run", overrides={"steps": 12})
+    assert more.step == 12 and more.config.minutes == 30
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
@@ -375,6 +393,10 @@ def test_options_of_another_kind_are_refused_from_python_too(tmp_path):
     with pytest.raises(UsageError, match="--embed-dim applies to the RNN kinds only"):
         train(tiny(tmp_path, kind="transformer", embed_dim=8))
     base = train(tiny(tmp_path, kind="gru", steps=2, out=str(tmp_path / "gru")))
+    # the checkpoint's config holds every field (num_heads 4 for a GRU too): still refused
+    with pytest.raises(UsageError, match="--num-heads applies to the transformer only"):
+        train(tiny(tmp_path, init_from=str(base.out), embed_dim=None, num_heads=4,
+                   out=str(tmp_path / "g")))
     with pytest.raises(UsageError, match="--model transformer: --init-from .* fine-tunes its "
                                          r"own model \(gru\)"):
         train(tiny(tmp_path, kind="transformer", init_from=str(base.out), hidden_size=None,

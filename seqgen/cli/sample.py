@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -263,8 +264,15 @@ def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None
     from seqgen.fileio import directory_lock
 
     # one writer at a time: two runs into one directory would pick the same tune numbers
-    with directory_lock(out, "--out"):
-        return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
+    created = not out.exists()
+    try:
+        with directory_lock(out, "--out"):
+            return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
+    except BaseException:
+        if created:  # a directory made for tunes that never came: not left behind empty
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:

@@ -6,6 +6,8 @@ Each field has a CLI option of the same name with dashes (``hidden_size`` -> ``-
 
 from __future__ import annotations
 
+import numbers
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -25,6 +27,20 @@ def option(name: str) -> str:
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
           "None": (type(None),)}
+
+
+def plain_values(config: Any) -> None:
+    """Turn the values of the dataclass `config` into what JSON holds and the checks expect: a
+    path (os.PathLike) into str, a numpy or other integral number into int, a real one into
+    float. Called by every config's __post_init__."""
+    for f in fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, os.PathLike):
+            setattr(config, f.name, os.fspath(v))
+        elif isinstance(v, numbers.Integral) and not isinstance(v, int):
+            setattr(config, f.name, int(v))
+        elif isinstance(v, numbers.Real) and not isinstance(v, (int, float)):
+            setattr(config, f.name, float(v))
 
 
 def wrong_type(config: Any) -> tuple[str, str, str] | None:
@@ -66,6 +82,9 @@ class ModelConfig:
     num_heads: int = 4  # transformer
     context_length: int = 256  # transformer: attention window in tokens
     positional: str = "learned"  # transformer: "learned" | "sinusoidal"
+
+    def __post_init__(self) -> None:
+        plain_values(self)
 
     def validate(self) -> None:
         """Raise UsageError naming the CLI option of the first bad field."""
@@ -129,19 +148,12 @@ class ModelConfig:
         unknown = sorted(set(d) - set(known))
         if unknown:
             raise CheckpointError(f"model config has unknown keys: {', '.join(map(repr, unknown))}")
-        values: dict[str, Any] = {}
-        for name, value in d.items():
-            default = getattr(cls, name)
-            if isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-                value = float(value) if ok else value
-            else:
-                ok = isinstance(value, type(default)) and not isinstance(value, bool)
-            if not ok:
-                raise CheckpointError(f"model config {name!r} must be {type(default).__name__}, "
-                                      f"not {type(value).__name__} ({value!r})")
-            values[name] = value
-        config = cls(**values)
+        config = cls(**d)
+        bad = wrong_type(config)
+        if bad is not None:
+            name, want, found = bad
+            raise CheckpointError(f"model config {name!r} must be {want}, not {found} "
+                                  f"({d[name]!r})")
         try:
             config.validate()
         except UsageError as e:
