@@ -73,7 +73,7 @@ def _leftovers(d: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("call, fail_at", [("replace", k) for k in range(1, 8)]
-                         + [("fsync", k) for k in range(1, 5)])
+                         + [("fsync", k) for k in range(1, 9)])
 def test_a_full_disk_at_any_point_of_a_save_keeps_a_loadable_checkpoint(tmp_path, monkeypatch,
                                                                          call, fail_at):
     """ENOSPC from the k-th rename or fsync of a save: a one-line WriteError naming the file, and
