@@ -711,8 +711,13 @@ class Trainer:
                 raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
             saved_minutes = cfg.minutes
             sm = resume_state.meta
-            spent = bool(saved_minutes) and (sm.get("stop_reason") == "time" or float(
-                sm.get("elapsed_s", 0.0)) >= saved_minutes * 60)
+            try:
+                saved_elapsed = float(sm.get("elapsed_s", 0.0))
+            except (TypeError, ValueError):
+                raise CheckpointError(f"{run_dir / ck.STATE_META}: unusable training state "
+                                      "(elapsed_s)") from None
+            spent = bool(saved_minutes) and (sm.get("stop_reason") == "time"
+                                             or saved_elapsed >= saved_minutes * 60)
             for k, v in self.overrides.items():
                 if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
                     was = getattr(cfg, k)
@@ -725,7 +730,7 @@ class Trainer:
                 cfg.minutes = None  # a step count asked for now replaces the spent time budget
             elif spent and (cfg.minutes or 0) <= saved_minutes:
                 raise UsageError(f"{run_dir} already spent its --minutes {saved_minutes:g} "
-                                 f"budget ({float(sm.get('elapsed_s', 0.0)) / 60:.1f} minutes); "
+                                 f"budget ({saved_elapsed / 60:.1f} minutes); "
                                  "pass a larger --minutes to train on, or --steps N to train to "
                                  "step N")
             cfg.out = str(run_dir)
