@@ -176,7 +176,9 @@ def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[flo
     recurrent = ckpt.model_config.kind != "transformer"
     if not recurrent:
         T = min(T, ckpt.model_config.context_length)
-    return held_out_loss(ckpt.model, ids, recurrent, T, int(tc.get("batch_size") or 64))
+    device = next(ckpt.model.parameters()).device  # (a checkpoint loaded onto a GPU)
+    return held_out_loss(ckpt.model, ids, recurrent, T, int(tc.get("batch_size") or 64),
+                         device=str(device))
 
 
 # ----------------------------------------------------------------------------- tune statistics

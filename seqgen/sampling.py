@@ -177,9 +177,11 @@ class TokenChooser:
 
         if self.greedy:
             return
-        noise = torch.empty(steps, batch, vocab, device=device)
+        # drawn where the generator lives (a CPU generator with a CUDA model), then moved
+        where = self.generator.device if self.generator is not None else device
+        noise = torch.empty(steps, batch, vocab, device=where)
         noise.exponential_(generator=self.generator).log_().neg_()  # Gumbel(0, 1)
-        self._noise, self._next = noise, 0
+        self._noise, self._next = noise.to(device), 0
 
     def choose(self, logits: Tensor, out: Tensor | None = None) -> Tensor:
         """The chosen token ids (B,) for logits (B, V), written into `out` when given."""

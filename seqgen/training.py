@@ -508,16 +508,22 @@ class RandomWindows:
 
 # --------------------------------------------------------------------------------- devices
 def resolve_precision(name: str, device: str, kind: str) -> str:
-    """fp32 or bf16. `auto`: bf16 on CUDA with bf16 support; on CPU bf16 for the transformer when
-    the processor has native bf16 (AMX/AVX-512 BF16), fp32 otherwise (the benchmark shows bf16
-    autocast slows torch's CPU LSTM/GRU kernels down)."""
+    """fp32 or bf16. `auto`: bf16 for the transformer on hardware with native bf16 (a CUDA GPU
+    from Ampere on; a CPU with AMX/AVX-512 BF16), fp32 otherwise. The RNN kinds stay fp32: on
+    the CPU the benchmark shows bf16 autocast slowing torch's LSTM/GRU kernels down, and on CUDA
+    torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for, without a gradient
+    scaler (not measured here: no GPU was lent)."""
     import torch
 
-    if name != "auto":
-        return name
+    if name != "auto" or kind != "transformer":
+        return name if name != "auto" else "fp32"
     if device.startswith("cuda"):
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device == "cpu" and kind == "transformer" and _cpu_has_bf16():
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # (torch before the argument existed)
+            native = torch.cuda.is_bf16_supported()
+        return "bf16" if native else "fp32"
+    if device == "cpu" and _cpu_has_bf16():
         return "bf16"
     return "fp32"
 
@@ -550,8 +556,9 @@ def _dist_setup(device_name: str) -> _Dist:
 
     owns = False
     if not dist.is_initialized():
-        cuda = device_name in ("cuda", "auto") and torch.cuda.is_available()
-        dist.init_process_group("nccl" if cuda else "gloo")
+        # nccl handles CUDA tensors only: gloo takes the CPU ones (the step's stop flags, the
+        # validation sums, a run trained on the CPU resumed on a GPU machine)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
         owns = True
     return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
                  True, owns)
@@ -1017,7 +1024,9 @@ class Trainer:
         t_prev = time.perf_counter()
         while True:
             x, y, fresh = batches.next()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            # (non_blocking only on CUDA: on MPS a copy from a freed CPU tensor can read garbage)
+            x = x.to(device, non_blocking=dev_type == "cuda")
+            y = y.to(device, non_blocking=dev_type == "cuda")
             if fam == "rnn" and fresh:
                 state = None
             with autocast():

@@ -355,6 +355,25 @@ def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
     assert more.step == 12 and more.config.minutes == 30
 
 
+def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypatch):
+    from seqgen.training import resolve_precision
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
+                        not including_emulation or True)  # an Ampere GPU
+    monkeypatch.setattr(training, "_cpu_has_bf16", lambda: False)
+    assert resolve_precision("auto", "cuda", "transformer") == "bf16"
+    for kind in ("lstm", "gru", "rnn"):  # cuDNN RNNs would run in fp16 under autocast
+        assert resolve_precision("auto", "cuda", kind) == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
+                        including_emulation)  # bf16 only emulated (a T4, a V100)
+    assert resolve_precision("auto", "cuda:1", "transformer") == "fp32"
+    assert resolve_precision("auto", "cpu", "transformer") == "fp32"
+    monkeypatch.setattr(training, "_cpu_has_bf16", lambda: True)  # AMX
+    assert resolve_precision("auto", "cpu", "transformer") == "bf16"
+    assert resolve_precision("auto", "cpu", "lstm") == "fp32"
+    assert resolve_precision("bf16", "cpu", "lstm") == "bf16"  # asked for: given
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
     scale_training_loss(lambda n: float("nan") if n > 6 else 1.0)
     with pytest.raises(TrainingError, match=r"loss became nan at step 7.*last good checkpoint.*step 4"):
