@@ -143,8 +143,10 @@ def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints"
     from seqgen.checkpoint import BEST, META, find_latest_checkpoint
 
     if path is not None:
-        if str(path) == "default" and not Path(path).exists() and default_model_dir():
-            return default_model_dir()
+        if str(path) == "default" and not Path(path).exists():
+            shipped = default_model_dir()
+            if shipped is not None:
+                return shipped
         return Path(path)
     found = find_latest_checkpoint(root)
     if found is not None and (found / BEST / META).is_file():

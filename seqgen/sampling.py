@@ -135,11 +135,16 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     most likely tokens whose probability mass reaches p (the most likely token is always kept).
     Ties at the k-th logit are all kept.
     """
-    import torch
-
     if logits.dim() != 2 or top_k < 0 or not 0.0 < top_p <= 1.0:
         raise UsageError(f"filter_logits needs logits (B, V), top_k >= 0 and top_p in (0, 1]; "
                          f"got a {tuple(logits.shape)} tensor, {top_k}, {top_p}")
+    return _filter_logits(logits, top_k, top_p)
+
+
+def _filter_logits(logits: Tensor, top_k: int, top_p: float) -> Tensor:
+    # (unchecked: TokenChooser checked its settings once, not at every step)
+    import torch
+
     out = logits.clone()
     if top_k and top_k < out.shape[-1]:
         kth = torch.topk(out, top_k, dim=-1).values[..., -1:]  # (B, 1)
@@ -194,7 +199,7 @@ class TokenChooser:
         g = self._noise[self._next]  # (B, V)
         self._next += 1
         if self.top_k or self.top_p < 1.0:
-            logits = filter_logits(logits, self.top_k, self.top_p)
+            logits = _filter_logits(logits, self.top_k, self.top_p)
         scores = torch.add(g, logits.float(), alpha=1.0 / self.temperature)  # (B, V)
         return torch.argmax(scores, dim=-1, out=out) if out is not None else scores.argmax(-1)
 
