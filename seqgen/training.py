@@ -687,85 +687,114 @@ class Trainer:
 
             dist.barrier()
 
-    def _run(self) -> TrainResult:
+    def _resume_config(self):
+        """On --resume: the run's saved config with this call's overrides, checked; its
+        directory, training state and lock (held from here, (path, stale lock) or None)."""
+        from seqgen import checkpoint as ck
+
+        locked = None
+        rp = Path(self.resume).expanduser()
+        if self.dist.rank == 0 and (rp / ck.META).is_file():  # before reading: no live run
+            from seqgen.fileio import directory_lock
+
+            locked = (rp, self._hold.enter_context(directory_lock(rp, None)))
+        run_dir, meta, resume_state = ck.load_train_state(self.resume)
+        src = run_dir / ck.META
+        cfg = TrainConfig.from_dict(meta["train_config"], source=str(src))
+        unresolved = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is None
+                      and f.name in RESOLVED]
+        if unresolved or cfg.preset == "auto":
+            raise CheckpointError(f"{src}: \"train_config\" does not give "
+                                  f"{', '.join(unresolved) or 'the preset'}; it was not "
+                                  "written by seqgen train, so it cannot be resumed")
+        try:
+            cfg.validate()
+        except UsageError as e:
+            raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
+        saved_minutes = cfg.minutes
+        sm = resume_state.meta
+        try:
+            saved_elapsed = float(sm.get("elapsed_s", 0.0))
+        except (TypeError, ValueError):
+            raise CheckpointError(f"{run_dir / ck.STATE_META}: unusable training state "
+                                  "(elapsed_s)") from None
+        spent = bool(saved_minutes) and (sm.get("stop_reason") == "time"
+                                         or saved_elapsed >= saved_minutes * 60)
+        for k, v in self.overrides.items():
+            if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
+                was = getattr(cfg, k)
+                raise UsageError(
+                    f"{_opt(k)} cannot change when resuming (the run was trained "
+                    + ("without it" if was is None else f"with {was!r}")
+                    + "); start a new run instead")
+            setattr(cfg, k, v)
+        if spent and "steps" in self.overrides and "minutes" not in self.overrides:
+            cfg.minutes = None  # a step count asked for now replaces the spent time budget
+        elif spent and (cfg.minutes or 0) <= saved_minutes:
+            raise UsageError(f"{run_dir} already spent its --minutes {saved_minutes:g} "
+                             f"budget ({saved_elapsed / 60:.1f} minutes); "
+                             "pass a larger --minutes to train on, or --steps N to train to "
+                             "step N")
+        cfg.out = str(run_dir)
+        cfg.validate()
+        return cfg, run_dir, resume_state, locked
+
+    def _restore(self, resume_state, optimizer, scheduler, batches, rcfg: TrainConfig,
+                 out: Path, device: str):
+        """Put the saved training state back: optimizer, schedule, data position, step, time,
+        random number generators and the carried RNN state. Returns (best_val, best_step,
+        evals_since_best, RNN state for this process's rows, metrics history)."""
         import torch
 
         from seqgen import checkpoint as ck
-        from seqgen.data import check_window, load_corpus, prepare_data
-        from seqgen.models import build_model
 
-        # -- config: fresh, or the saved one on resume
-        resume_state = None
-        locked = None
-        if self.resume is not None:
-            rp = Path(self.resume).expanduser()
-            if self.dist.rank == 0 and (rp / ck.META).is_file():  # before reading: no live run
-                from seqgen.fileio import directory_lock
+        sm, st = resume_state.meta, resume_state.tensors
+        try:
+            optimizer.load_state_dict(ck.unpack_state(sm["optimizer"], st))
+            scheduler.load_state_dict(sm["scheduler"])
+            batches.load_state_dict(sm["data"])
+            self.step = int(sm["step"])
+            self.elapsed = float(sm["elapsed_s"])
+            best_val, best_step = sm.get("best_val_loss"), sm.get("best_step")
+            evals_since_best = int(sm.get("evals_since_best", 0))
+            # random number generators: this process's own, when the run had as many
+            # processes (dropout masks then repeat exactly); else they start afresh
+            saved_world = int(sm.get("world_size", 1))
+            if saved_world == self.dist.world:
+                r = self.dist.rank
+                # clone(): torch 2.13's set_rng_state reads a row of a larger tensor from
+                # the wrong place (a segfault), so each row gets its own storage
+                if "torch_rng_ranks" in st:
+                    torch.set_rng_state(st["torch_rng_ranks"][r].clone())
+                elif self.dist.world == 1 and "torch_rng" in st:
+                    torch.set_rng_state(st["torch_rng"])
+                if device.startswith("cuda") and "cuda_rng_ranks" in st:
+                    torch.cuda.set_rng_state(st["cuda_rng_ranks"][r].clone(), device)
+            # the carried RNN state of every row of the global batch; this process's rows
+            state = ck.unpack_state(sm.get("rnn_state"), st)
+            lo, hi = rank_rows(rcfg.batch_size, self.dist.rank, self.dist.world)
+            if state is not None:
+                parts = state if isinstance(state, tuple) else (state,)
+                if any(t.dim() != 3 or t.shape[1] != rcfg.batch_size for t in parts):
+                    state = None  # one process's rows only (older runs): restart the state
+            if state is not None:
+                state = tuple(t[:, lo:hi].to(device) for t in state) \
+                    if isinstance(state, tuple) else state[:, lo:hi].to(device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{out / ck.STATE_META}: unusable training state ({e})") from None
+        history = _read_history(out / "metrics.jsonl", self.step)
+        if self.step >= (rcfg.steps or math.inf):
+            raise UsageError(f"{out} already trained {self.step} steps (--steps "
+                             f"{rcfg.steps}); pass a larger --steps to train on")
+        return best_val, best_step, evals_since_best, state, history
 
-                locked = (rp, self._hold.enter_context(directory_lock(rp, None)))
-            run_dir, meta, resume_state = ck.load_train_state(self.resume)
-            src = run_dir / ck.META
-            cfg = TrainConfig.from_dict(meta["train_config"], source=str(src))
-            unresolved = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is None
-                          and f.name in RESOLVED]
-            if unresolved or cfg.preset == "auto":
-                raise CheckpointError(f"{src}: \"train_config\" does not give "
-                                      f"{', '.join(unresolved) or 'the preset'}; it was not "
-                                      "written by seqgen train, so it cannot be resumed")
-            try:
-                cfg.validate()
-            except UsageError as e:
-                raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
-            saved_minutes = cfg.minutes
-            sm = resume_state.meta
-            try:
-                saved_elapsed = float(sm.get("elapsed_s", 0.0))
-            except (TypeError, ValueError):
-                raise CheckpointError(f"{run_dir / ck.STATE_META}: unusable training state "
-                                      "(elapsed_s)") from None
-            spent = bool(saved_minutes) and (sm.get("stop_reason") == "time"
-                                             or saved_elapsed >= saved_minutes * 60)
-            for k, v in self.overrides.items():
-                if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
-                    was = getattr(cfg, k)
-                    raise UsageError(
-                        f"{_opt(k)} cannot change when resuming (the run was trained "
-                        + ("without it" if was is None else f"with {was!r}")
-                        + "); start a new run instead")
-                setattr(cfg, k, v)
-            if spent and "steps" in self.overrides and "minutes" not in self.overrides:
-                cfg.minutes = None  # a step count asked for now replaces the spent time budget
-            elif spent and (cfg.minutes or 0) <= saved_minutes:
-                raise UsageError(f"{run_dir} already spent its --minutes {saved_minutes:g} "
-                                 f"budget ({saved_elapsed / 60:.1f} minutes); "
-                                 "pass a larger --minutes to train on, or --steps N to train to "
-                                 "step N")
-            cfg.out = str(run_dir)
-            cfg.validate()
-        else:
-            cfg = self.config
-            cfg.validate()
-            if not cfg.init_from:
-                _check_kind_options(cfg)
-        device = resolve_device(cfg.device)
-        if cfg.compile and device == "cpu" and not (
-                os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
-                or shutil.which("c++")):  # before the run directory is made
-            raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH for "
-                             "torch.compile; install one (apt-get install g++) or train without "
-                             "--compile")
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
-            from seqgen.devices import idle_threads
+    def _load_data(self, cfg: TrainConfig, run_dir: Path | None, resume_state):
+        """The corpus, its split and vocabulary (the checkpoint's on --resume and --init-from,
+        checked against the corpus), and the resumed or --init-from checkpoint. Returns
+        (corpus, data, its digest, resumed, init_ckpt)."""
+        from seqgen import checkpoint as ck
+        from seqgen.data import load_corpus, prepare_data
 
-            torch.set_num_threads(idle_threads(torch.get_num_threads()))
-        if self.dist.enabled and device == "cuda":
-            device = f"cuda:{self.dist.local_rank}"
-            torch.cuda.set_device(device)
-        dev_type = device.split(":")[0]
-
-        # -- data and vocabulary
         try:
             corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs,
                                  abc_headers=cfg.abc_headers)
@@ -794,12 +823,49 @@ class Trainer:
                     f"{shown}; fine-tuning needs a corpus written with the same characters"
                 )
         data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed)
-        tokenizer = data.tokenizer
         digest = data.digest()
         if resume_state is not None and resume_state.meta.get("corpus_digest", digest) != digest:
             raise DataError(f"{corpus.name}: not the text the run in {run_dir} was trained on "
                             "(its tokens differ); resume with that corpus, or start a new run "
                             f"from this one with --init-from {run_dir}")
+        return corpus, data, digest, resumed, init_ckpt
+
+    def _run(self) -> TrainResult:
+        import torch
+
+        from seqgen import checkpoint as ck
+        from seqgen.data import check_window
+        from seqgen.models import build_model
+
+        # -- config: fresh, or the saved one on resume
+        if self.resume is not None:
+            cfg, run_dir, resume_state, locked = self._resume_config()
+        else:
+            cfg, run_dir, resume_state, locked = self.config, None, None, None
+            cfg.validate()
+            if not cfg.init_from:
+                _check_kind_options(cfg)
+        device = resolve_device(cfg.device)
+        if cfg.compile and device == "cpu" and not (
+                os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+                or shutil.which("c++")):  # before the run directory is made
+            raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH for "
+                             "torch.compile; install one (apt-get install g++) or train without "
+                             "--compile")
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
+            from seqgen.devices import idle_threads
+
+            torch.set_num_threads(idle_threads(torch.get_num_threads()))
+        if self.dist.enabled and device == "cuda":
+            device = f"cuda:{self.dist.local_rank}"
+            torch.cuda.set_device(device)
+        dev_type = device.split(":")[0]
+
+        # -- data and vocabulary
+        corpus, data, digest, resumed, init_ckpt = self._load_data(cfg, run_dir, resume_state)
+        tokenizer = data.tokenizer
 
         # -- model
         if resumed is not None:
@@ -887,44 +953,8 @@ class Trainer:
         best_val, best_step, evals_since_best = None, None, 0
         state = None
         if resume_state is not None:
-            sm, st = resume_state.meta, resume_state.tensors
-            try:
-                optimizer.load_state_dict(ck.unpack_state(sm["optimizer"], st))
-                scheduler.load_state_dict(sm["scheduler"])
-                batches.load_state_dict(sm["data"])
-                self.step = int(sm["step"])
-                self.elapsed = float(sm["elapsed_s"])
-                best_val, best_step = sm.get("best_val_loss"), sm.get("best_step")
-                evals_since_best = int(sm.get("evals_since_best", 0))
-                # random number generators: this process's own, when the run had as many
-                # processes (dropout masks then repeat exactly); else they start afresh
-                saved_world = int(sm.get("world_size", 1))
-                if saved_world == self.dist.world:
-                    r = self.dist.rank
-                    # clone(): torch 2.13's set_rng_state reads a row of a larger tensor from
-                    # the wrong place (a segfault), so each row gets its own storage
-                    if "torch_rng_ranks" in st:
-                        torch.set_rng_state(st["torch_rng_ranks"][r].clone())
-                    elif self.dist.world == 1 and "torch_rng" in st:
-                        torch.set_rng_state(st["torch_rng"])
-                    if dev_type == "cuda" and "cuda_rng_ranks" in st:
-                        torch.cuda.set_rng_state(st["cuda_rng_ranks"][r].clone(), device)
-                # the carried RNN state of every row of the global batch; this process's rows
-                state = ck.unpack_state(sm.get("rnn_state"), st)
-                lo, hi = rank_rows(rcfg.batch_size, self.dist.rank, self.dist.world)
-                if state is not None:
-                    parts = state if isinstance(state, tuple) else (state,)
-                    if any(t.dim() != 3 or t.shape[1] != rcfg.batch_size for t in parts):
-                        state = None  # one process's rows only (older runs): restart the state
-                if state is not None:
-                    state = tuple(t[:, lo:hi].to(device) for t in state) \
-                        if isinstance(state, tuple) else state[:, lo:hi].to(device)
-            except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"{out / ck.STATE_META}: unusable training state ({e})") from None
-            history = _read_history(out / "metrics.jsonl", self.step)
-            if self.step >= (rcfg.steps or math.inf):
-                raise UsageError(f"{out} already trained {self.step} steps (--steps "
-                                 f"{rcfg.steps}); pass a larger --steps to train on")
+            best_val, best_step, evals_since_best, state, history = self._restore(
+                resume_state, optimizer, scheduler, batches, rcfg, out, device)
 
         fwd_model = model
         if rcfg.compile:
