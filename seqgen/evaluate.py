@@ -54,6 +54,7 @@ class EvalConfig:
     tunes: int = 100  # tunes sampled per mode (0: loss only)
     seed: int = 1234
     temperature: float = 1.0
+    top_p: float | None = None  # None: the CLI's default for the model (sampling.default_top_p)
     length: int = 1500  # characters per tune, at most
     constrain: str = "both"  # "both" | "abc" | "none"
     eval_tokens: int = 0  # held-out tokens scored, at most (0: all)
@@ -75,6 +76,8 @@ class EvalConfig:
             raise UsageError(f"--constrain must be both, abc or none, not {self.constrain!r}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise UsageError(f"--temperature must be > 0, not {self.temperature}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p must be in (0, 1], not {self.top_p}")
         if self.length < 10:
             raise UsageError(f"--length must be >= 10 characters, not {self.length}")
         if self.eval_tokens < 0:
@@ -307,7 +310,8 @@ def check_tunes(tunes: list[str], mode: str, reference: TuneStats | None = None,
 
 # ------------------------------------------------------------------------------------ sampling
 def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
-                      temperature: float = 1.0, length: int = 1500) -> tuple[list[str], int]:
+                      temperature: float = 1.0, length: int = 1500,
+                      top_p: float = 1.0) -> tuple[list[str], int]:
     """`count` tunes sampled together from the prompt 'X:' with generator seed `seed`, with the
     ABC constraint or without, each ended by <eos> or the next 'X:' (as ``seqgen sample --tunes``
     ends them) and numbered 1..count in their ``X:`` line as ``seqgen sample --tunes`` numbers
@@ -319,7 +323,7 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
 
     from seqgen.sampling import TUNE_BREAK, SampleConfig, generate, number_tune
 
-    cfg = SampleConfig(length=length, temperature=temperature, num_samples=count,
+    cfg = SampleConfig(length=length, temperature=temperature, top_p=top_p, num_samples=count,
                        stop=(TUNE_BREAK,), stop_at_eos=True, constrain=constrain)
     gen = torch.Generator().manual_seed(seed)
     samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, gen)
@@ -377,6 +381,10 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         checkpoint=str(ckpt.path), corpus=corpus.name, corpus_kind=corpus.kind,
         val_documents=len(data.split.val), val_tokens=scored, val_loss=loss,
         val_bpc=loss / math.log(2), config=asdict(config))
+    from seqgen.sampling import default_top_p
+
+    top_p = config.top_p if config.top_p is not None else default_top_p(ckpt.corpus_kind)
+    report.config["top_p"] = top_p
     if ckpt.corpus_kind == "abc" and corpus.kind == "abc" and config.tunes > 0:
         train_tunes = data.split.train
         reference = describe_tunes(train_tunes, "corpus")
@@ -388,7 +396,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
             say(f"sampling {config.tunes} tunes (--constrain {mode})")
             ts = time.perf_counter()
             tunes, finished = sample_eval_tunes(ckpt, config.tunes, mode, config.seed,
-                                                config.temperature, config.length)
+                                                config.temperature, config.length, top_p)
             sample_s = time.perf_counter() - ts
             say(f"checking {len(tunes)} tunes (--constrain {mode})")
             st = check_tunes(tunes, mode, reference, novelty, config.jobs)

@@ -648,6 +648,18 @@ def generate(model, tokenizer: Tokenizer, prompt: str = "", config: SampleConfig
 # ============================================================================== tunes
 TUNE_BREAK = "\nX:"  # the next tune's header: the current tune is over
 
+# `seqgen sample` and `seqgen eval` sample a model trained on ABC with top-p TUNE_TOP_P unless told
+# otherwise: a tune is garbled by one unlikely character (a 7 in `M:9/8`, a bar that runs over),
+# and nucleus sampling leaves out the tail of the distribution those come from (docs/quality.md
+# has the measurements). Text models, and the library's SampleConfig, sample from all (top-p 1).
+TUNE_TOP_P = 0.9
+
+
+def default_top_p(corpus_kind: str) -> float:
+    """The top-p the CLI samples a model with when --top-p is not given: TUNE_TOP_P for a model
+    trained on ABC (`corpus_kind` "abc"), else 1 (off)."""
+    return TUNE_TOP_P if corpus_kind == "abc" else 1.0
+
 
 @dataclass
 class Tune:

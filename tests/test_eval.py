@@ -215,12 +215,39 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     meta = json.loads((text / "checkpoint.json").read_text())
     meta["corpus"]["kind"] = "text"
     (text / "checkpoint.json").write_text(json.dumps(meta))
-    for args in (["--tunes", "5"], ["--seed", "3"], ["--temperature", "0.8"]):
+    for args in (["--tunes", "5"], ["--seed", "3"], ["--temperature", "0.8"], ["--top-p", "1"]):
         r = runner.invoke(app, ["eval", str(text), *args])
         assert r.exit_code == 2 and f"{args[0]}: " in r.stderr, r.output
         assert "was trained on text, and the tune options apply to ABC models" in r.stderr
     r = runner.invoke(app, ["eval", str(text), "--tunes", "0"])
     assert r.exit_code == 0 and "validation loss" in r.stdout
+
+
+def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatch):
+    """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.9),
+    --top-p to choose another (1: the model's whole distribution)."""
+    import seqgen.evaluate as ev
+
+    seen = []
+    real = ev.sample_eval_tunes
+
+    def spy(ckpt, count, constrain, seed, temperature=1.0, length=1500, top_p=1.0):
+        seen.append(top_p)
+        return real(ckpt, count, constrain, seed, temperature, length, top_p)
+
+    monkeypatch.setattr(ev, "sample_eval_tunes", spy)
+    runner = CliRunner()
+    for args, want in (([], 0.9), (["--top-p", "1"], 1.0), (["--top-p", "0.5"], 0.5)):
+        seen.clear()
+        r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300",
+                                "--constrain", "none", "--format", "json", *args])
+        assert r.exit_code == 0, r.output
+        assert seen == [want] and json.loads(r.stdout)["config"]["top_p"] == want
+    r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300",
+                            "--constrain", "none"])
+    assert "top-p 0.9" in r.stdout  # the table says how the tunes were sampled
+    r = runner.invoke(app, ["eval", str(abc_ckpt), "--top-p", "0"])
+    assert r.exit_code == 2 and "--top-p must be in (0, 1], not 0.0" in r.stderr
 
 
 # ------------------------------------------------------------------------- the default model

@@ -57,7 +57,7 @@ def render(report) -> None:
     ref = report.corpus_stats
     cfg = report.config
     q = Table(title=f"{cfg['tunes']} tunes per column, seed {cfg['seed']}, temperature "
-              f"{cfg['temperature']:g}", title_justify="left")
+              f"{cfg['temperature']:g}, top-p {cfg['top_p']:g}", title_justify="left")
     q.add_column("")
     for st in report.modes:
         q.add_column(f"--constrain {st.mode}", justify="right")
@@ -103,6 +103,10 @@ def eval_command(
                              "for every mode).", rich_help_panel=PT),
     temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).",
                                       rich_help_panel=PT),
+    top_p: float | None = typer.Option(
+        None, "--top-p", help="Sample only among the most likely characters whose probabilities "
+        "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (0.9 for ABC models).",
+        rich_help_panel=PT, show_default=False),
     length: int = typer.Option(1500, "--length", help="Characters per tune, at most.",
                                rich_help_panel=PT),
     constrain: Constrain = typer.Option(
@@ -133,13 +137,14 @@ def eval_command(
 
     torch.set_num_threads(threads or 1)
     config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
-                        length=length, constrain=constrain.value, eval_tokens=eval_tokens,
+                        top_p=top_p, length=length, constrain=constrain.value, eval_tokens=eval_tokens,
                         jobs=jobs)
     config.validate()
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     if ckpt.corpus_kind != "abc":
-        typed = [p for p in ("tunes", "seed", "temperature", "length", "constrain", "jobs")
+        typed = [p for p in ("tunes", "seed", "temperature", "top_p", "length", "constrain",
+                             "jobs")
                  if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
                  and not (p == "tunes" and tunes == 0)]  # --tunes 0: loss only, as it will be
         if typed:

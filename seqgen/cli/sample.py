@@ -50,9 +50,10 @@ def sample(
     top_k: int = typer.Option(
         0, "--top-k", help="Sample only among the k most likely characters (0 = all).",
         rich_help_panel=PS),
-    top_p: float = typer.Option(
-        1.0, "--top-p", help="Sample only among the most likely characters whose probabilities "
-        "add up to p, in (0, 1] (1 = all).", rich_help_panel=PS),
+    top_p: float | None = typer.Option(
+        None, "--top-p", help="Sample only among the most likely characters whose probabilities "
+        "add up to p, in (0, 1] (1 = all). Default: 0.9 for models trained on ABC (an unlikely "
+        "character can garble a tune), 1 otherwise.", rich_help_panel=PS, show_default=False),
     seed: int | None = typer.Option(
         None, "--seed", "-s", help="Random seed: the same seed gives the same text on the same "
         "machine. Default: a random one, reported on stderr.", rich_help_panel=PS,
@@ -139,8 +140,9 @@ def sample(
         raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
     from seqgen.sampling import SampleConfig
 
-    SampleConfig(length=length or 0, temperature=temperature, top_k=top_k, top_p=top_p,
-                 num_samples=num_samples, stop=stops).validate()  # before loading the model
+    SampleConfig(length=length or 0, temperature=temperature, top_k=top_k,
+                 top_p=1.0 if top_p is None else top_p, num_samples=num_samples,
+                 stop=stops).validate()  # before loading the model
     header = meter is not None or key is not None or title is not None
     if header:
         if prompt:
@@ -200,8 +202,13 @@ def sample(
             except ConstraintError as e:
                 warn(f"{e}; sampling without it")
                 constrain = "none"
-    info(f"seed {seed}" + (", ABC constraint on (--constrain none to switch it off)"
-                           if constrain == "abc" else ""))
+    if top_p is None:
+        from seqgen.sampling import default_top_p
+
+        top_p = default_top_p(ckpt.corpus_kind)
+    info(f"seed {seed}" + (f", top-p {top_p:g}" if top_p < 1 else "")
+         + (", ABC constraint on (--constrain none to switch it off)" if constrain == "abc"
+            else ""))
     config = SampleConfig(
         length=length if length is not None else (1500 if tunes else 500),
         temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
