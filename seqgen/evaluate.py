@@ -356,6 +356,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     """Evaluate a loaded checkpoint (see the module docstring). `progress(message)` is called
     before each stage (for a status line)."""
     from seqgen.data import prepare_data
+    from seqgen.sampling import default_top_p
 
     config = config or EvalConfig()
     config.validate()
@@ -381,8 +382,6 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         checkpoint=str(ckpt.path), corpus=corpus.name, corpus_kind=corpus.kind,
         val_documents=len(data.split.val), val_tokens=scored, val_loss=loss,
         val_bpc=loss / math.log(2), config=asdict(config))
-    from seqgen.sampling import default_top_p
-
     top_p = config.top_p if config.top_p is not None else default_top_p(ckpt.corpus_kind)
     report.config["top_p"] = top_p
     if ckpt.corpus_kind == "abc" and corpus.kind == "abc" and config.tunes > 0:
