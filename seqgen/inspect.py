@@ -232,7 +232,7 @@ def gradients_through_time(model: nn.Module, tokens: Tensor, clip: float = 0.0,
         g = torch.stack(parts, 1) if parts[0].dim() == 2 else torch.cat(parts, 1)  # (B, T, H)
         per = g.double().norm(dim=-1)  # (B, T); float64: norms of 1e-30 do not underflow
         med = per.median(dim=0).values if B > 1 else per[0]  # (T,), t = 1..T
-        norms[n] = med.flip(0).numpy()  # s = 0..T-1 steps back
+        norms[n] = med.flip(0).cpu().numpy()  # s = 0..T-1 steps back (from any device)
     pg = [g.double().reshape(-1) for g in pgrads if g is not None]
     grad_norm = float(torch.linalg.vector_norm(torch.cat(pg))) if pg else 0.0
     summary = model.summary() if hasattr(model, "summary") else model.config.kind
@@ -406,7 +406,7 @@ def plot_attention(layer_maps: Tensor, chars: list[str], path: str | os.PathLike
         if h >= nh:
             ax.axis("off")
             continue
-        ax.imshow(layer_maps[h].float().numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
+        ax.imshow(layer_maps[h].float().cpu().numpy(), cmap="viridis", vmin=0.0, vmax=1.0,
                   interpolation="nearest")
         ax.set_title(f"head {h + 1}", fontsize=8)
         ax.set_xticks(ticks, [labels[i] for i in ticks], fontsize=fontsize, family="monospace")
