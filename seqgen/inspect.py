@@ -230,9 +230,10 @@ def gradients_through_time(model: nn.Module, tokens: Tensor, clip: float = 0.0,
                  for g, s in zip(grads[i : i + len(states[n])], states[n], strict=True)]
         i += len(states[n])
         g = torch.stack(parts, 1) if parts[0].dim() == 2 else torch.cat(parts, 1)  # (B, T, H)
-        per = g.double().norm(dim=-1)  # (B, T); float64: norms of 1e-30 do not underflow
+        per = g.cpu().double().norm(dim=-1)  # (B, T); float64 (on the CPU: MPS has none):
+        # norms of 1e-30 do not underflow
         med = per.median(dim=0).values if B > 1 else per[0]  # (T,), t = 1..T
-        norms[n] = med.flip(0).cpu().numpy()  # s = 0..T-1 steps back (from any device)
+        norms[n] = med.flip(0).numpy()  # s = 0..T-1 steps back
     pg = [g.double().reshape(-1) for g in pgrads if g is not None]
     grad_norm = float(torch.linalg.vector_norm(torch.cat(pg))) if pg else 0.0
     summary = model.summary() if hasattr(model, "summary") else model.config.kind
@@ -298,7 +299,7 @@ def head_patterns(maps: Tensor) -> list[HeadPattern]:
     import torch
 
     L, nh, T, _ = maps.shape
-    pos = torch.arange(T)
+    pos = torch.arange(T, device=maps.device)
     dist = (pos[:, None] - pos[None, :]).clamp(min=0).float()  # (T, T) distance back
     out = []
     for li in range(L):
