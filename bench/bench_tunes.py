@@ -1,17 +1,17 @@
-"""Tune sampling speed of the shipped model: ABC constraint off and on, top-p 1 and 0.9.
+"""What top-p 0.9 costs in tune sampling speed: the shipped model, top-p 1 against 0.9.
 
-    python bench/bench_tunes.py                    # tunes from 'X:', medians of 3
-    python bench/bench_tunes.py --length 2000 --repeats 5 --streams 1,4,16
+    python bench/bench_tunes.py                  # both parts, medians of 3 and of 12 tunes
+    python bench/bench_tunes.py --repeats 5 --tunes 20
 
-Every case samples from the prompt 'X:' with the library's generate(), the decoder `seqgen
-sample` uses, on one torch thread, until each stream's tune ends (<eos>) or --length characters;
-the rate is the characters of the tunes over the wall time (a batch runs until its longest tune
-ends, as `seqgen sample --tunes` does), and a step's cost the wall time over the batch's steps. Tunes end at <eos> because after it the grammar has
-nothing more to allow: sampling on would be unconstrained work in a constrained case. The same
-seeds give each case the same first draws, but top-p and the constraint change the tunes and
-their lengths, so the table also gives the mean tune length. The cases run round-robin --repeats
-times and the table gives medians, so machine noise hits every case alike.
-docs/benchmarks.md ("Seventh session: top-p 0.9 for tunes") has a run of it.
+Part 1, the decode step: --length characters from the prompt 'X:' without the ABC constraint and
+without stopping at <eos> (every case does the same number of steps), 1 and 16 streams; the
+table gives the median time of one step of the batch. Part 2, whole tunes as `seqgen sample
+--tunes` makes them, one stream: --tunes tunes one after another from 'X:' (seeds 0, 1, ...),
+each ended by <eos>, with the ABC constraint (the default) and without, after one warm-up tune
+per case (the grammar's masks are built the first time a state is seen and cached; docs/quality.md);
+the table gives the median characters per second over the tunes. The cases run round-robin, so
+machine noise hits every case alike. Library generate(), the decoder `seqgen sample` uses, on one
+torch thread. docs/benchmarks.md ("Seventh session: top-p 0.9 for tunes") has a run of it.
 """
 
 from __future__ import annotations
@@ -26,44 +26,56 @@ from seqgen.checkpoint import load_checkpoint
 from seqgen.evaluate import default_model_dir
 from seqgen.sampling import SampleConfig, generate
 
-CASES = (("none", 1.0), ("none", 0.9), ("abc", 1.0), ("abc", 0.9))
+TOP_P = (1.0, 0.9)
+
+
+def timed(ckpt, cfg: SampleConfig, seed: int) -> tuple[float, list]:
+    t = time.perf_counter()
+    samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, torch.Generator().manual_seed(seed))
+    return time.perf_counter() - t, samples
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--length", type=int, default=1500, help="characters per tune, at most")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--streams", default="1,16", help="batch sizes, comma-separated")
+    ap.add_argument("--length", type=int, default=1000, help="part 1: steps per case")
+    ap.add_argument("--repeats", type=int, default=3, help="part 1: runs per case")
+    ap.add_argument("--tunes", type=int, default=12, help="part 2: tunes per case")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ckpt = load_checkpoint(default_model_dir())
-    streams = [int(s) for s in args.streams.split(",")]
-    rates: dict[tuple, list[float]] = {}
-    lengths: dict[tuple, list[float]] = {}
+    print(f"{ckpt.path}, 1 thread\n")
+
     step_us: dict[tuple, list[float]] = {}
     for rep in range(args.repeats):
-        for n in streams:
-            for constrain, top_p in CASES:
-                cfg = SampleConfig(length=args.length, top_p=top_p, num_samples=n,
-                                   stop_at_eos=True, constrain=constrain)
-                t = time.perf_counter()
-                samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg,
-                                   torch.Generator().manual_seed(rep))
-                dt = time.perf_counter() - t
-                chars = sum(len(s.tokens) for s in samples)
-                steps = max(len(s.tokens) for s in samples)  # the batch's decode steps
-                rates.setdefault((n, constrain, top_p), []).append(chars / dt)
-                lengths.setdefault((n, constrain, top_p), []).append(chars / n)
-                step_us.setdefault((n, constrain, top_p), []).append(dt / steps * 1e6)
-    print(f"{ckpt.path}: tunes from 'X:' (at most {args.length:,} characters), 1 thread, "
-          f"median of {args.repeats}\n")
-    print("| streams | " + " | ".join(f"`--constrain {c}`, top-p {p:g}" for c, p in CASES) + " |")
-    print("|---" * (len(CASES) + 1) + "|")
-    for n in streams:
-        cells = [f"{statistics.median(rates[(n, c, p)]):,.0f} chars/s, "
-                 f"{statistics.median(step_us[(n, c, p)]):,.0f} us/step "
-                 f"({statistics.mean(lengths[(n, c, p)]):,.0f} chars/tune)" for c, p in CASES]
-        print(f"| {n} | " + " | ".join(cells) + " |")
+        for n in (1, 16):
+            for p in TOP_P:
+                cfg = SampleConfig(length=args.length, top_p=p, num_samples=n, stop_at_eos=False)
+                dt, _ = timed(ckpt, cfg, rep)
+                step_us.setdefault((n, p), []).append(dt / args.length * 1e6)
+    print(f"Part 1: one decode step, {args.length:,} steps without the constraint, median of "
+          f"{args.repeats}\n")
+    print("| streams | top-p 1 | top-p 0.9 | top-p 0.9 costs |")
+    print("|---|---|---|---|")
+    for n in (1, 16):
+        a, b = (statistics.median(step_us[(n, p)]) for p in TOP_P)
+        print(f"| {n} | {a:,.0f} us | {b:,.0f} us | +{b - a:,.0f} us ({b / a - 1:+.0%}) |")
+
+    rate: dict[tuple, list[float]] = {}
+    for c in ("abc", "none"):
+        for p in TOP_P:  # warm-up: the grammar's masks of the common states
+            timed(ckpt, SampleConfig(length=1500, top_p=p, constrain=c), 10_000)
+    for seed in range(args.tunes):
+        for c in ("abc", "none"):
+            for p in TOP_P:
+                dt, [s] = timed(ckpt, SampleConfig(length=1500, top_p=p, constrain=c), seed)
+                rate.setdefault((c, p), []).append(len(s.tokens) / dt)
+    print(f"\nPart 2: {args.tunes} tunes one after another, one stream, median characters per "
+          "second\n")
+    print("| | top-p 1 | top-p 0.9 | ratio |")
+    print("|---|---|---|---|")
+    for c in ("abc", "none"):
+        a, b = (statistics.median(rate[(c, p)]) for p in TOP_P)
+        print(f"| `--constrain {c}` | {a:,.0f} chars/s | {b:,.0f} chars/s | {b / a:.2f} |")
 
 
 if __name__ == "__main__":
