@@ -118,7 +118,7 @@ def batching(args) -> None:
 
 def _throughput(cfg_kw: dict, steps: int) -> float:
     """Median training tokens/s over 5-step windows of a `steps`-step run (evaluation excluded)."""
-    from seqgen.training import TrainConfig, train
+    from seqgen.train import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         res = train(TrainConfig(corpus=str(SHAKESPEARE), steps=steps, eval_every=10**9,

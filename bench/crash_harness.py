@@ -268,7 +268,7 @@ def _warm_up() -> None:
     import seqgen.cli.app
     import seqgen.data
     import seqgen.models
-    import seqgen.training  # noqa: F401
+    import seqgen.train  # noqa: F401
 
     p = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.AdamW([p], lr=1e-3)

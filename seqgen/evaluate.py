@@ -168,7 +168,7 @@ def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[flo
     scored as training scores it (`training.held_out_loss`, with the run's window and batch)."""
     import numpy as np
 
-    from seqgen.training import held_out_loss
+    from seqgen.train import held_out_loss
 
     tc = ckpt.train_config
     ids = np.asarray(val_ids)

@@ -12,10 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from seqgen import checkpoint as ck
-from seqgen import training
 from seqgen.cli.app import app
 from seqgen.errors import TrainingError
-from seqgen.training import TrainConfig, train
+from seqgen.train import RandomWindows, StreamBatches, TrainConfig, plot_loss_curve, train
 
 
 def corpus(tmp_path, n=300):
@@ -67,7 +66,7 @@ def first_step_norm(res, seed):
     torch.manual_seed(seed)
     model = build_model(res.model_config)
     model.train()
-    Batches = training.RandomWindows if cfg.kind == "transformer" else training.StreamBatches
+    Batches = RandomWindows if cfg.kind == "transformer" else StreamBatches
     x, y, _ = Batches(data.train_ids, cfg.batch_size, cfg.seq_len, cfg.seed).next()
     logits, _ = model(x, None)  # (B, T, V)
     loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]),
@@ -121,10 +120,10 @@ def test_an_explosion_is_on_record_up_to_the_step_that_failed(tmp_path, scale_tr
 
 def test_loss_png_has_a_gradient_panel_only_when_there_are_norms(tmp_path):
     res = train(tiny(tmp_path, log_grad_norms=True, grad_clip=0.5))
-    with_norms = training.plot_loss_curve(res.history, tmp_path / "a.png", grad_clip=0.5)
+    with_norms = plot_loss_curve(res.history, tmp_path / "a.png", grad_clip=0.5)
     losses_only = [{k: v for k, v in h.items() if not k.startswith(("grad_norm", "clipped"))}
                    for h in res.history if "train_loss" in h]
-    without = training.plot_loss_curve(losses_only, tmp_path / "b.png")
+    without = plot_loss_curve(losses_only, tmp_path / "b.png")
     (w1, h1), (w2, h2) = png_size(with_norms), png_size(without)
     assert w1 == w2 and h1 > 1.4 * h2  # a second panel below the losses
 

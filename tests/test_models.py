@@ -386,7 +386,7 @@ def test_cli_models_lists_the_kinds_with_parameter_counts():
     for kind in KINDS:
         assert kind in result.stdout
     assert "--context-length" in result.stdout and "--init" in result.stdout
-    from seqgen.training import MODEL_PRESETS
+    from seqgen.train import MODEL_PRESETS
 
     for kind in KINDS:  # every preset's size, as `seqgen train --preset NAME` would build it
         family = "transformer" if kind == "transformer" else "rnn"
@@ -407,7 +407,7 @@ def test_configs_refuse_values_of_the_wrong_type_naming_the_option():
     """A library caller's `hidden_size="512"` is one UsageError, not a TypeError from torch."""
     from seqgen.evaluate import EvalConfig
     from seqgen.sampling import SampleConfig
-    from seqgen.training import TrainConfig
+    from seqgen.train import TrainConfig
 
     cases = [
         (ModelConfig(kind="lstm", vocab_size=10, hidden_size=12.5), "--hidden-size must be int, not float"),

@@ -25,12 +25,12 @@ import torch
 from typer.testing import CliRunner
 
 from seqgen import checkpoint as ck
-from seqgen import training
 from seqgen.cli.app import app
 from seqgen.errors import Interrupted
 from seqgen.fileio import LOCK_NAME, Locked, WriteError, directory_lock, is_locked
 from seqgen.models import ModelConfig, build_model
 from seqgen.tokenizer import Tokenizer
+from seqgen.train import TrainConfig, Trainer, default_out
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--hidden-size", "16", "--embed-dim", "8", "--batch-size", "2",
@@ -261,15 +261,15 @@ def test_the_lock_is_held_for_the_whole_run_and_released_on_errors(tmp_path, mon
         if ev.kind == "step" and ev.step == 2:
             raise RuntimeError("boom")
 
-    cfg = training.TrainConfig(corpus=str(corpus(tmp_path)), preset="tiny", hidden_size=16,
+    cfg = TrainConfig(corpus=str(corpus(tmp_path)), preset="tiny", hidden_size=16,
                                embed_dim=8, batch_size=2, seq_len=16, eval_every=1,
                                warmup_steps=1, steps=5, out=str(out), threads=1)
     with pytest.raises(RuntimeError, match="boom"):
-        training.Trainer(cfg, callback).run()
+        Trainer(cfg, callback).run()
     assert seen and all(seen)
     assert not is_locked(out) and not (out / LOCK_NAME).exists()
     # Interrupted (Ctrl-C) releases it too, after saving
-    trainer = training.Trainer(training.TrainConfig(**{**cfg.to_dict(), "overwrite": True}))
+    trainer = Trainer(TrainConfig(**{**cfg.to_dict(), "overwrite": True}))
     trainer.callback = lambda ev: ev.step == 1 and trainer.request_stop()
     with pytest.raises(Interrupted):
         trainer.run()
@@ -278,8 +278,8 @@ def test_the_lock_is_held_for_the_whole_run_and_released_on_errors(tmp_path, mon
 
 def test_the_default_out_skips_a_directory_another_run_is_starting_in(tmp_path):
     with directory_lock(tmp_path / "checkpoints" / "poem"):
-        assert training.default_out("poem.txt", str(tmp_path / "checkpoints")).name == "poem-2"
-    assert training.default_out("poem.txt", str(tmp_path / "checkpoints")).name == "poem"
+        assert default_out("poem.txt", str(tmp_path / "checkpoints")).name == "poem-2"
+    assert default_out("poem.txt", str(tmp_path / "checkpoints")).name == "poem"
 
 
 def test_lock_file_records_the_holder(tmp_path):

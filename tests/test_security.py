@@ -296,7 +296,7 @@ def test_safetensors_header_claiming_huge_tensors_is_refused(tmp_path):
 
 def test_resume_ignores_a_hostile_out_path(tmp_path):
     """--resume writes into the directory it was given, whatever train_config["out"] says."""
-    from seqgen.training import train
+    from seqgen.train import train
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("the sea, the stars and the wind.\n" * 60)

@@ -13,9 +13,26 @@ import pytest
 import torch
 
 from seqgen import checkpoint as ck
-from seqgen import training
+from seqgen.devices import resolve_device
 from seqgen.errors import DataError, Interrupted, TrainingError, UsageError
-from seqgen.training import RandomWindows, StreamBatches, TrainConfig, resolve_config, train
+from seqgen.train import (
+    DEFAULT_MINUTES,
+    MANY_PASSES,
+    MODEL_PRESETS,
+    TRAIN_PRESETS,
+    RandomWindows,
+    StreamBatches,
+    TrainConfig,
+    Trainer,
+    adamw,
+    default_out,
+    estimated_passes,
+    plot_loss_curve,
+    resolve_config,
+    resolve_precision,
+    train,
+)
+from seqgen.train import loop as train_loop
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wise kings sing of "
          "rivers and stone under pale moons").split()
@@ -55,9 +72,9 @@ def weights(path):
 def test_presets_fill_fields_and_explicit_options_win():
     cfg, mc = resolve_config(TrainConfig(preset="small", hidden_size=100, lr=0.5), 40, 10**6)
     assert mc.hidden_size == 100 and cfg.hidden_size == 100 and cfg.lr == 0.5
-    assert mc.embed_dim == training.MODEL_PRESETS["small"]["rnn"]["embed_dim"]
-    assert cfg.batch_size == training.TRAIN_PRESETS["small"]["rnn"]["batch_size"]
-    assert mc.vocab_size == 40 and cfg.minutes == training.DEFAULT_MINUTES  # default budget
+    assert mc.embed_dim == MODEL_PRESETS["small"]["rnn"]["embed_dim"]
+    assert cfg.batch_size == TRAIN_PRESETS["small"]["rnn"]["batch_size"]
+    assert mc.vocab_size == 40 and cfg.minutes == DEFAULT_MINUTES  # default budget
     t, tm = resolve_config(TrainConfig(kind="transformer", preset="tiny"), 40, 10**6)
     assert t.seq_len == tm.context_length
 
@@ -71,8 +88,8 @@ def test_auto_preset_depends_on_corpus_size_and_budget():
     assert resolve_config(TrainConfig(steps=2_000), 40, 1_000_000)[0].preset == "small"
     # many passes (the default budget on a corpus of folk tunes' size): wider, more dropout
     many, mm = resolve_config(TrainConfig(), 40, 580_000)
-    assert many.minutes == training.DEFAULT_MINUTES
-    assert training.estimated_passes(580_000, many.minutes * 60, None) >= training.MANY_PASSES
+    assert many.minutes == DEFAULT_MINUTES
+    assert estimated_passes(580_000, many.minutes * 60, None) >= MANY_PASSES
     assert many.preset == "medium" and mm.hidden_size > mc.hidden_size and mm.dropout > mc.dropout
     assert resolve_config(TrainConfig(steps=20_000), 40, 580_000)[0].preset == "medium"
     # the transformer's medium is for long budgets on big corpora only
@@ -110,7 +127,7 @@ def test_cuda_without_cuda_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(UsageError, match="CUDA is not available"):
-        training.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 # --------------------------------------------------------------------------------- batching
@@ -170,7 +187,7 @@ def test_random_windows_resume_and_split_across_ranks():
 def test_a_stop_request_at_the_last_step_finishes_the_run(tmp_path):
     """Ctrl-C that lands during the last step: the run ends as it would have (final evaluation,
     best/, exit 0), not as an interrupted run whose resume has nothing left to do."""
-    trainer = training.Trainer(tiny(tmp_path, steps=6, eval_every=4))
+    trainer = Trainer(tiny(tmp_path, steps=6, eval_every=4))
     trainer.callback = lambda ev: ev.kind == "step" and ev.step == 6 and trainer.request_stop()
     res = trainer.run()
     assert res.step == 6 and res.stop_reason == "steps" and res.val_loss is not None
@@ -186,7 +203,7 @@ def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout):
                           out=str(tmp_path / "a")))
     assert straight.step == 12
 
-    trainer = training.Trainer(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout,
+    trainer = Trainer(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout,
                                     out=str(tmp_path / "b")))
     trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
     with pytest.raises(Interrupted, match=r"--resume .*b"):
@@ -210,18 +227,18 @@ def test_adamw_is_fused_on_cpu_and_a_resume_keeps_the_saved_kind(tmp_path, monke
     """The fused AdamW (one kernel, ~5x faster steps on CPU) for new runs; a run saved with the
     per-tensor AdamW (before stop 12) resumes with it, so its resume stays exact."""
     p = torch.nn.Parameter(torch.zeros(3))
-    assert training.adamw([{"params": [p], "weight_decay": 0.0}], 1e-3).defaults["fused"] is True
+    assert adamw([{"params": [p], "weight_decay": 0.0}], 1e-3).defaults["fused"] is True
     fused = train(tiny(tmp_path, steps=4, out=str(tmp_path / "new")))
     meta = json.loads((fused.out / "train_state.json").read_text())
     assert all(g["fused"] is True for g in meta["optimizer"]["param_groups"])
 
-    real = training.adamw
-    monkeypatch.setattr(training, "adamw", lambda groups, lr: torch.optim.AdamW(
+    real = adamw
+    monkeypatch.setattr(train_loop, "adamw", lambda groups, lr: torch.optim.AdamW(
         groups, lr=lr, betas=(0.9, 0.99)))  # as seqgen built it before stop 12
     old = train(tiny(tmp_path, steps=4, out=str(tmp_path / "old")))
-    monkeypatch.setattr(training, "adamw", real)
+    monkeypatch.setattr(train_loop, "adamw", real)
     built = []
-    monkeypatch.setattr(training, "adamw", lambda groups, lr: built.append(real(groups, lr))
+    monkeypatch.setattr(train_loop, "adamw", lambda groups, lr: built.append(real(groups, lr))
                         or built[-1])
     assert train(resume=old.out, overrides={"steps": 6}).step == 6
     assert built and all(g["fused"] is None for g in built[0].param_groups)
@@ -269,7 +286,7 @@ def test_overwrite_removes_the_old_runs_best_checkpoint(tmp_path):
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5])
-    monkeypatch.setattr(training, "held_out_loss", lambda *a, **k: (next(losses), 100))
+    monkeypatch.setattr(train_loop, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path))
     assert (res.best_val_loss, res.best_step, res.val_loss) == (2.0, 8, 2.5)
     best = ck.load_checkpoint(res.out / "best")
@@ -280,7 +297,7 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
 
 def test_patience_stops_early(tmp_path, monkeypatch):
     losses = iter([2.0, 2.1, 2.2, 2.3, 2.4])
-    monkeypatch.setattr(training, "held_out_loss", lambda *a, **k: (next(losses), 100))
+    monkeypatch.setattr(train_loop, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path, steps=100, patience=2))
     assert res.stop_reason == "patience" and res.step == 12 and res.best_step == 4
     assert ck.load_train_state(res.out)[2].meta["stop_reason"] == "patience"  # saved with why
@@ -347,7 +364,7 @@ def test_compile_without_a_compiler_is_refused_before_anything_is_written(tmp_pa
 def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
     """Ctrl-C half-way, then the same --steps typed again: the time budget still counts (the
     learning-rate schedule follows time as well as steps), as if the run had never stopped."""
-    trainer = training.Trainer(tiny(tmp_path, steps=12, minutes=30))
+    trainer = Trainer(tiny(tmp_path, steps=12, minutes=30))
     trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
     with pytest.raises(Interrupted):
         trainer.run()
@@ -356,11 +373,9 @@ def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
 
 
 def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypatch):
-    from seqgen.training import resolve_precision
-
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
                         not including_emulation or True)  # an Ampere GPU
-    monkeypatch.setattr(training, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(train_loop, "_cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", "cuda", "transformer") == "bf16"
     for kind in ("lstm", "gru", "rnn"):  # cuDNN RNNs would run in fp16 under autocast
         assert resolve_precision("auto", "cuda", kind) == "fp32"
@@ -368,7 +383,7 @@ def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypa
                         including_emulation)  # bf16 only emulated (a T4, a V100)
     assert resolve_precision("auto", "cuda:1", "transformer") == "fp32"
     assert resolve_precision("auto", "cpu", "transformer") == "fp32"
-    monkeypatch.setattr(training, "_cpu_has_bf16", lambda: True)  # AMX
+    monkeypatch.setattr(train_loop, "_cpu_has_bf16", lambda: True)  # AMX
     assert resolve_precision("auto", "cpu", "transformer") == "bf16"
     assert resolve_precision("auto", "cpu", "lstm") == "fp32"
     assert resolve_precision("bf16", "cpu", "lstm") == "bf16"  # asked for: given
@@ -440,11 +455,11 @@ def test_bad_data_and_outputs(tmp_path):
 
 
 def test_default_out_is_numbered_when_taken(tmp_path):
-    first = training.default_out("some/dir/songs.abc", root=str(tmp_path))
+    first = default_out("some/dir/songs.abc", root=str(tmp_path))
     assert first == tmp_path / "songs"
     first.mkdir()
     (first / "checkpoint.json").write_text("{}")
-    assert training.default_out("songs.abc", root=str(tmp_path)) == tmp_path / "songs-2"
+    assert default_out("songs.abc", root=str(tmp_path)) == tmp_path / "songs-2"
 
 
 def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
@@ -478,7 +493,7 @@ def test_bf16_autocast_trains(tmp_path):
 def test_loss_curve_png(tmp_path):
     hist = [{"step": 10, "train_loss": 3.0}, {"step": 20, "train_loss": 2.5},
             {"step": 20, "val_loss": 2.6, "train_loss": 2.5}]
-    p = training.plot_loss_curve(hist, tmp_path / "loss.png", title="t")
+    p = plot_loss_curve(hist, tmp_path / "loss.png", title="t")
     assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from seqgen import checkpoint as ck
-from seqgen.training import TrainConfig, train
+from seqgen.train import TrainConfig, train
 
 # Gradients are averaged over processes by an all-reduce, so the sums run in a different order
 # than in one process: float32 rounding differences only.
@@ -55,7 +55,7 @@ def test_torchrun_two_processes_match_one(tmp_path, kind):
 STOP_AT_5 = """
 import json, sys
 from seqgen.errors import Interrupted
-from seqgen.training import TrainConfig, Trainer
+from seqgen.train import TrainConfig, Trainer
 trainer = Trainer(TrainConfig(**json.loads(sys.argv[1])))
 trainer.callback = lambda ev: ev.step == 4 and trainer.request_stop()
 try:

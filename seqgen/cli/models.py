@@ -25,7 +25,7 @@ OPTIONS = {
 def preset_configs(kind: str, vocab_size: int) -> dict[str, object]:
     """ModelConfig of `kind` for each training preset."""
     from seqgen.models import ModelConfig
-    from seqgen.training import MODEL_PRESETS, family
+    from seqgen.train import MODEL_PRESETS, family
 
     return {name: ModelConfig(kind=kind, vocab_size=vocab_size, **sizes[family(kind)])
             for name, sizes in MODEL_PRESETS.items()}

@@ -138,7 +138,7 @@ def train(
     seqgen train ...` it trains with DistributedDataParallel.
     """
     from seqgen.fileio import WriteError
-    from seqgen.training import TrainConfig, Trainer, plot_loss_curve
+    from seqgen.train import TrainConfig, Trainer, plot_loss_curve
 
     params = dict(ctx.params)
     params.pop("resume")

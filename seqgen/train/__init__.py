@@ -1,0 +1,46 @@
+"""Training: TrainConfig, presets, batching, and the loop (AdamW, warmup + cosine, clipping).
+
+    config = TrainConfig(corpus="folk", minutes=5)
+    result = train(config, callback=print)          # -> TrainResult(out=Path(...), ...)
+"""
+
+from seqgen.train.loop import (
+    ARCHITECTURE,
+    BATCHINGS,
+    DEFAULT_MINUTES,
+    DEVICES,
+    MANY_PASSES,
+    MODEL_PRESETS,
+    PRECISIONS,
+    PRESET_NAMES,
+    RESOLVED,
+    SCHEDULES,
+    SMALL_RNN_TOKENS_PER_S,
+    TRAIN_PRESETS,
+    ProgressEvent,
+    RandomWindows,
+    StreamBatches,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    adamw,
+    choose_preset,
+    default_out,
+    estimated_passes,
+    family,
+    held_out_loss,
+    plot_loss_curve,
+    rank_rows,
+    resolve_config,
+    resolve_precision,
+    train,
+)
+
+__all__ = [
+    "ARCHITECTURE", "BATCHINGS", "DEFAULT_MINUTES", "DEVICES", "MANY_PASSES", "MODEL_PRESETS",
+    "PRECISIONS", "PRESET_NAMES", "RESOLVED", "SCHEDULES", "SMALL_RNN_TOKENS_PER_S",
+    "TRAIN_PRESETS", "ProgressEvent", "RandomWindows", "StreamBatches", "TrainConfig",
+    "TrainResult", "Trainer", "adamw", "choose_preset", "default_out", "estimated_passes",
+    "family", "held_out_loss", "plot_loss_curve", "rank_rows", "resolve_config",
+    "resolve_precision", "train",
+]
