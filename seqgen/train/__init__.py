@@ -4,7 +4,7 @@
     result = train(config, callback=print)          # -> TrainResult(out=Path(...), ...)
 """
 
-from seqgen.train.loop import (
+from seqgen.train.config import (
     ARCHITECTURE,
     BATCHINGS,
     DEFAULT_MINUTES,
@@ -17,21 +17,23 @@ from seqgen.train.loop import (
     SCHEDULES,
     SMALL_RNN_TOKENS_PER_S,
     TRAIN_PRESETS,
+    TrainConfig,
+    choose_preset,
+    estimated_passes,
+    family,
+    resolve_config,
+)
+from seqgen.train.loop import (
     ProgressEvent,
     RandomWindows,
     StreamBatches,
-    TrainConfig,
     Trainer,
     TrainResult,
     adamw,
-    choose_preset,
     default_out,
-    estimated_passes,
-    family,
     held_out_loss,
     plot_loss_curve,
     rank_rows,
-    resolve_config,
     resolve_precision,
     train,
 )

@@ -30,323 +30,28 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.data import check_abc_headers
-from seqgen.devices import check_threads, resolve_device
+from seqgen.devices import resolve_device
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
+from seqgen.train.config import (
+    ARCHITECTURE,
+    RESOLVED,
+    TrainConfig,
+    check_init_from_model,
+    check_kind_options,
+    family,
+    option_of,
+    resolve_config,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
     from seqgen.models import ModelConfig
-
-PRESET_NAMES = ("tiny", "small", "medium")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16")
-SCHEDULES = ("cosine", "constant")
-BATCHINGS = ("auto", "stateful", "random")
-
-# Model sizes per preset. RNN kinds share one table; the transformer has its own.
-# Chosen by bench/bench_train.py (see docs/benchmarks.md, "Training").
-MODEL_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {
-        "rnn": dict(embed_dim=32, hidden_size=128, num_layers=1),
-        "transformer": dict(hidden_size=64, num_layers=2, num_heads=4, context_length=64),
-    },
-    "small": {
-        "rnn": dict(embed_dim=64, hidden_size=256, num_layers=1),
-        "transformer": dict(hidden_size=128, num_layers=4, num_heads=4, context_length=64),
-    },
-    "medium": {
-        "rnn": dict(embed_dim=64, hidden_size=384, num_layers=1),
-        "transformer": dict(hidden_size=384, num_layers=6, num_heads=6, context_length=256),
-    },
-}
-# Optimisation settings per preset (batch in sequences, seq_len in tokens).
-TRAIN_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {
-        "rnn": dict(batch_size=32, seq_len=64, lr=5e-3, dropout=0.0, weight_decay=0.0),
-        "transformer": dict(batch_size=16, seq_len=64, lr=3e-3, dropout=0.0, weight_decay=0.1),
-    },
-    "small": {
-        "rnn": dict(batch_size=32, seq_len=64, lr=8e-3, dropout=0.0, weight_decay=0.0),
-        "transformer": dict(batch_size=12, seq_len=64, lr=2e-3, dropout=0.1, weight_decay=0.1),
-    },
-    "medium": {
-        "rnn": dict(batch_size=32, seq_len=64, lr=5e-3, dropout=0.35, weight_decay=0.0),
-        "transformer": dict(batch_size=8, seq_len=256, lr=1e-3, dropout=0.2, weight_decay=0.1),
-    },
-}
-DEFAULT_MINUTES = 5.0  # the budget when neither --steps nor --minutes is given
-# How many passes over the corpus a budget allows decides between `small` and `medium` for the
-# RNN kinds: estimated from the `small` LSTM's training speed on a 2-core CPU. Measured with
-# today's `small` (no dropout; docs/benchmarks.md, Training), held-out loss of `small` minus
-# `medium`: folk at 8.3 passes (2 min) -0.077, at 12.4 (3 min) +0.022, at 16.6 (4 min) +0.077;
-# tinyshakespeare at 10.8 (5 min) +0.029. The crossover lies between 8.3 and 10.8.
-SMALL_RNN_TOKENS_PER_S = 40_000
-MANY_PASSES = 10
-
-
-def family(kind: str) -> str:
-    return "transformer" if kind == "transformer" else "rnn"
-
-
-# The ModelConfig fields a run may set; --init-from takes them all from its checkpoint
-# (only dropout may change).
-ARCHITECTURE = ("embedding", "embed_dim", "hidden_size", "num_layers", "activation", "init",
-                "num_heads", "context_length", "positional")
-
-
-def _check_kind_options(cfg: TrainConfig) -> None:
-    """UsageError for a model option given (not None) that the kind has no use for, on a new
-    run (a saved config holds every field, filled in from the preset). --activation and --init
-    are checked with the model config."""
-    from seqgen.models.config import option
-
-    unused = ("embed_dim",) if cfg.kind == "transformer" else (
-        "num_heads", "context_length", "positional")
-    for name in unused:
-        if getattr(cfg, name) is not None:
-            owner = "the RNN kinds" if cfg.kind == "transformer" else "the transformer"
-            raise UsageError(f"{option(name)} applies to {owner} only, not to --model {cfg.kind}")
-
-
-def _check_init_from_model(cfg: TrainConfig, mcfg) -> None:
-    """UsageError for an architecture option that differs from the --init-from model's (None
-    means not given), and for a transformer --seq-len longer than its context."""
-    from seqgen.models.config import option
-
-    if cfg.kind != mcfg.kind and cfg.kind != TrainConfig.kind:  # (the default: not chosen)
-        raise UsageError(f"--model {cfg.kind}: --init-from {cfg.init_from} fine-tunes its own "
-                         f"model ({mcfg.kind}); drop --model")
-    for name in ARCHITECTURE:
-        value = getattr(cfg, name)
-        if value is not None and value != getattr(mcfg, name):
-            raise UsageError(f"{option(name)} {value}: --init-from {cfg.init_from} fine-tunes "
-                             f"its own model ({name.replace('_', ' ')} "
-                             f"{getattr(mcfg, name)}); drop {option(name)}")
-    if (family(mcfg.kind) == "transformer" and cfg.seq_len is not None
-            and cfg.seq_len > mcfg.context_length):
-        raise UsageError(f"--seq-len {cfg.seq_len}: longer than the context length of the "
-                         f"--init-from model ({mcfg.context_length})")
-
-
-# --------------------------------------------------------------------------------- config
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run. Each field is one `seqgen train` option
-    (``batch_size`` -> ``--batch-size``; ``kind`` -> ``--model``). None means "from the preset"."""
-
-    corpus: str = "folk"  # file, directory or bundled corpus name
-    glob: str | None = None  # which files of a directory corpus
-    split_docs: bool = False  # blank-line separated blocks of a text file are documents
-    abc_headers: str = "music"  # ABC corpora: music (header fields that shape the music) | all
-    val_fraction: float = 0.1  # share of documents (or of the text) held out for validation
-    kind: str = "lstm"  # rnn | lstm | gru | transformer
-    preset: str = "auto"  # auto | tiny | small | medium
-    embedding: str | None = None
-    embed_dim: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    dropout: float | None = None
-    activation: str | None = None
-    init: str | None = None
-    num_heads: int | None = None
-    context_length: int | None = None
-    positional: str | None = None
-    batch_size: int | None = None  # sequences per step (global, over all processes)
-    seq_len: int | None = None  # tokens per window (truncated-BPTT length for RNNs)
-    batching: str = "auto"  # RNNs: stateful (auto) or random windows; transformer: random
-    lr: float | None = None  # peak learning rate
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50  # linear warmup from 0
-    schedule: str = "cosine"  # cosine | constant (after warmup)
-    weight_decay: float | None = None  # AdamW decoupled weight decay (matrices only)
-    grad_clip: float = 1.0  # clip the gradient norm to this; 0 turns clipping off
-    seed: int = 1337
-    steps: int | None = None  # optimizer steps; with --minutes, whichever ends first
-    minutes: float | None = None  # wall-clock budget for training (including evaluation)
-    eval_every: int = 100  # steps between validation runs (and checkpoint saves)
-    eval_tokens: int = 262144  # at most this many validation tokens per evaluation
-    patience: int = 0  # stop after this many evaluations without improvement; 0: never
-    log_every: int = 10  # steps between train-loss points in metrics.jsonl
-    log_grad_norms: bool = False  # also log every step's gradient norm (before clipping)
-    out: str | None = None  # run directory; default checkpoints/<corpus name>
-    overwrite: bool = False  # allow --out to replace an existing checkpoint
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
-    compile: bool = False  # torch.compile the model
-    threads: int | None = None  # CPU threads for torch; None: the cores idle at the start
-    init_from: str | None = None  # fine-tune the model of this checkpoint directory
-
-    def __post_init__(self) -> None:
-        from seqgen.models.config import plain_values
-
-        plain_values(self)  # a Path for corpus/out/init_from, numpy numbers: as JSON holds them
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
-        from seqgen.models.config import wrong_type
-
-        if not isinstance(d, dict):
-            raise CheckpointError(f"{source}: expected a JSON object")
-        if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
-            d = {**d, "abc_headers": "all"}
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise CheckpointError(f"{source}: unknown keys {', '.join(map(repr, unknown))}")
-        config = cls(**d)
-        bad = wrong_type(config)
-        if bad is not None:
-            raise CheckpointError(f"{source}: train_config {bad[0]!r} must be {bad[1]}, "
-                                  f"not {bad[2]}")
-        return config
-
-    def validate(self) -> None:
-        """UsageError naming the option of the first bad value."""
-        from seqgen.models import KINDS
-        from seqgen.models.config import check_types
-
-        check_types(self)
-
-        if self.kind not in KINDS:
-            raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if self.preset not in ("auto", *PRESET_NAMES):
-            raise UsageError(
-                f"--preset must be one of auto, {', '.join(PRESET_NAMES)}, not {self.preset!r}"
-            )
-        for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "context_length",
-                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise UsageError(f"{_opt(name)} must be > 0, not {v}")
-        check_threads(self.threads)
-        for name in ("lr", "minutes"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise UsageError(f"{_opt(name)} must be > 0, not {v}")
-        for name in ("warmup_steps", "patience"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"{_opt(name)} must be >= 0, not {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip"):
-            v = getattr(self, name)
-            if v is not None and not v >= 0:
-                raise UsageError(f"{_opt(name)} must be >= 0, not {v}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise UsageError(f"--dropout must be in [0, 1), not {self.dropout}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise UsageError(f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}")
-        if not 0 <= self.val_fraction < 1:
-            raise UsageError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
-        if self.batching not in BATCHINGS:
-            raise UsageError(f"--batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
-        if self.kind == "transformer" and self.batching == "stateful":
-            raise UsageError("--batching stateful applies to RNN kinds; the transformer trains on "
-                             "random windows")
-        check_abc_headers(self.abc_headers)
-        if self.device not in DEVICES:
-            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
-            )
-
-
-# TrainConfig fields that resolve_config always fills (a run to resume must have them all).
-RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "activation", "init",
-            "num_heads", "context_length", "positional", "batch_size", "seq_len", "lr",
-            "weight_decay")
-
-
-def _opt(name: str) -> str:
-    return "--model" if name == "kind" else "--" + name.replace("_", "-")
-
-
-def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: int | None,
-                  device: str = "cpu") -> str:
-    """The preset `--preset auto` picks from the corpus size, the budget and the device.
-
-    Measured with bench/bench_train.py and seqgen eval on the 2-core CPU (docs/benchmarks.md):
-    a budget that sees the corpus only a few times is best spent on a 1x256 LSTM without
-    dropout ("small"); one that allows many passes (a small corpus, or minutes to spare)
-    overfits it, and a wider LSTM with dropout ("medium", 1x384, dropout 0.35) gets a lower
-    held-out loss (its tunes convert to MIDI more often, but are not more often VALID). The
-    transformer's "medium" is far too slow for a CPU's minutes, so it gets it only with long
-    budgets on big corpora, or on CUDA.
-    """
-    if corpus_chars < 20_000:
-        return "tiny"
-    if device.startswith("cuda"):
-        return "medium"
-    long_budget = (budget_s is not None and budget_s > 30 * 60) or (
-        budget_s is None and steps is not None and steps >= 20_000)
-    if long_budget and corpus_chars >= 1_000_000:
-        return "medium"
-    if family(kind) == "rnn" and estimated_passes(corpus_chars, budget_s, steps) >= MANY_PASSES:
-        return "medium"
-    return "small"
-
-
-def estimated_passes(corpus_chars: int, budget_s: float | None, steps: int | None) -> float:
-    """About how many times the `small` RNN preset would see the corpus in the budget (the
-    smaller of the two when both --minutes and --steps are given)."""
-    small = TRAIN_PRESETS["small"]["rnn"]
-    tokens = [budget_s * SMALL_RNN_TOKENS_PER_S] if budget_s is not None else []
-    if steps is not None:
-        tokens.append(steps * small["batch_size"] * small["seq_len"])
-    return min(tokens) / max(corpus_chars, 1) if tokens else 0.0
-
-
-def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
-                   device: str = "cpu") -> tuple[TrainConfig, ModelConfig]:
-    """`config` with the preset and every None field filled in, and the model config."""
-    from seqgen.models import ModelConfig
-
-    config.validate()
-    fam = family(config.kind)
-    budget_s = config.minutes * 60 if config.minutes else None
-    if config.steps is None and config.minutes is None:
-        budget_s = DEFAULT_MINUTES * 60
-    preset = config.preset
-    if preset == "auto":
-        preset = choose_preset(config.kind, corpus_chars, budget_s, config.steps, device)
-    model_fields = {f.name for f in fields(ModelConfig)}
-    values: dict[str, Any] = {**MODEL_PRESETS[preset][fam], **TRAIN_PRESETS[preset][fam]}
-    resolved = replace(config, preset=preset)
-    for name, v in values.items():
-        if getattr(resolved, name) is None:
-            setattr(resolved, name, v)
-    if fam == "transformer":
-        if config.context_length is None and config.seq_len is not None:
-            resolved.context_length = max(config.seq_len, 2)
-        if config.seq_len is None:
-            resolved.seq_len = resolved.context_length
-        if resolved.seq_len > resolved.context_length:
-            raise UsageError(
-                f"--seq-len ({resolved.seq_len}) must not exceed --context-length "
-                f"({resolved.context_length}) for the transformer"
-            )
-    mc = ModelConfig(kind=config.kind, vocab_size=vocab_size)
-    for name in model_fields - {"kind", "vocab_size"}:
-        v = getattr(resolved, name, None)
-        if v is None:
-            setattr(resolved, name, getattr(mc, name))
-        else:
-            setattr(mc, name, v)
-    if resolved.steps is None and resolved.minutes is None:
-        resolved.minutes = DEFAULT_MINUTES
-    mc.validate()
-    return resolved, mc
 
 
 # --------------------------------------------------------------------------------- events
@@ -724,7 +429,7 @@ class Trainer:
             if k not in self.RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
                 was = getattr(cfg, k)
                 raise UsageError(
-                    f"{_opt(k)} cannot change when resuming (the run was trained "
+                    f"{option_of(k)} cannot change when resuming (the run was trained "
                     + ("without it" if was is None else f"with {was!r}")
                     + "); start a new run instead")
             setattr(cfg, k, v)
@@ -811,8 +516,8 @@ class Trainer:
         elif cfg.init_from:
             init_ckpt = ck.load_checkpoint(cfg.init_from)
             tokenizer = init_ckpt.tokenizer
-            _check_kind_options(replace(cfg, kind=init_ckpt.model_config.kind))
-            _check_init_from_model(cfg, init_ckpt.model_config)
+            check_kind_options(replace(cfg, kind=init_ckpt.model_config.kind))
+            check_init_from_model(cfg, init_ckpt.model_config)
         if tokenizer is not None:
             new = sorted(set().union(*map(set, corpus.documents)) - set(tokenizer.chars), key=ord)
             if new:
@@ -844,7 +549,7 @@ class Trainer:
             cfg, run_dir, resume_state, locked = self.config, None, None, None
             cfg.validate()
             if not cfg.init_from:
-                _check_kind_options(cfg)
+                check_kind_options(cfg)
         device = resolve_device(cfg.device)
         if cfg.compile and device == "cpu" and not (
                 os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
