@@ -27,6 +27,7 @@ from seqgen.train import (
     adamw,
     default_out,
     estimated_passes,
+    hardware,
     plot_loss_curve,
     resolve_config,
     resolve_precision,
@@ -375,7 +376,7 @@ def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
 def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
                         not including_emulation or True)  # an Ampere GPU
-    monkeypatch.setattr(train_loop, "_cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: False)
     assert resolve_precision("auto", "cuda", "transformer") == "bf16"
     for kind in ("lstm", "gru", "rnn"):  # cuDNN RNNs would run in fp16 under autocast
         assert resolve_precision("auto", "cuda", kind) == "fp32"
@@ -383,7 +384,7 @@ def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypa
                         including_emulation)  # bf16 only emulated (a T4, a V100)
     assert resolve_precision("auto", "cuda:1", "transformer") == "fp32"
     assert resolve_precision("auto", "cpu", "transformer") == "fp32"
-    monkeypatch.setattr(train_loop, "_cpu_has_bf16", lambda: True)  # AMX
+    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: True)  # AMX
     assert resolve_precision("auto", "cpu", "transformer") == "bf16"
     assert resolve_precision("auto", "cpu", "lstm") == "fp32"
     assert resolve_precision("bf16", "cpu", "lstm") == "bf16"  # asked for: given

@@ -4,6 +4,7 @@
     result = train(config, callback=print)          # -> TrainResult(out=Path(...), ...)
 """
 
+from seqgen.train.batches import RandomWindows, StreamBatches, rank_rows
 from seqgen.train.config import (
     ARCHITECTURE,
     BATCHINGS,
@@ -23,18 +24,14 @@ from seqgen.train.config import (
     family,
     resolve_config,
 )
+from seqgen.train.events import ProgressEvent, TrainResult
+from seqgen.train.hardware import resolve_precision
 from seqgen.train.loop import (
-    ProgressEvent,
-    RandomWindows,
-    StreamBatches,
     Trainer,
-    TrainResult,
     adamw,
     default_out,
     held_out_loss,
     plot_loss_curve,
-    rank_rows,
-    resolve_precision,
     train,
 )
 

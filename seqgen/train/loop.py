@@ -30,12 +30,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqgen.devices import resolve_device
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
+from seqgen.train.batches import RandomWindows, StreamBatches, rank_rows, to_tensor
 from seqgen.train.config import (
     ARCHITECTURE,
     RESOLVED,
@@ -46,246 +47,13 @@ from seqgen.train.config import (
     option_of,
     resolve_config,
 )
+from seqgen.train.distributed import Dist, dist_setup, gather_rows
+from seqgen.train.events import ProgressEvent, TrainResult
+from seqgen.train.hardware import resolve_precision
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
-    from seqgen.models import ModelConfig
-
-
-# --------------------------------------------------------------------------------- events
-@dataclass
-class ProgressEvent:
-    """What the training loop reports. `kind`: start, step, eval, end."""
-
-    kind: str
-    step: int
-    total_steps: int | None  # when --steps is set
-    elapsed_s: float
-    budget_s: float | None  # when --minutes is set
-    train_loss: float | None = None  # mean over the steps since the last report
-    val_loss: float | None = None  # nats per token
-    val_bpc: float | None = None  # bits per character
-    best_val_loss: float | None = None
-    lr: float | None = None
-    tokens_per_s: float | None = None
-    grad_norm: float | None = None  # before clipping
-    message: str = ""
-
-    @property
-    def fraction_done(self) -> float | None:
-        parts = []
-        if self.total_steps:
-            parts.append(self.step / self.total_steps)
-        if self.budget_s:
-            parts.append(self.elapsed_s / self.budget_s)
-        return min(1.0, max(parts)) if parts else None
-
-
-@dataclass
-class TrainResult:
-    """What `train` returns: the run directory and its best/ (None without validation), the last
-    step, why training stopped, and the losses, timings and history of the run."""
-
-    out: Path
-    best: Path | None
-    step: int
-    stop_reason: str  # "steps" (--steps reached), "time" (--minutes spent), "patience" (early stop)
-    elapsed_s: float
-    tokens_per_s: float
-    train_loss: float | None
-    val_loss: float | None
-    best_val_loss: float | None
-    best_step: int | None
-    config: TrainConfig
-    model_config: ModelConfig
-    model_summary: str
-    num_params: int
-    corpus_name: str
-    corpus_kind: str
-    train_tokens: int
-    val_tokens: int
-    device: str
-    precision: str
-    world_size: int
-    history: list[dict] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------- batching
-def _to_tensor(a: np.ndarray) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.asarray(a, dtype=np.int64))
-
-
-def rank_rows(batch_size: int, rank: int, world: int) -> tuple[int, int]:
-    """The rows [lo, hi) of a global batch of `batch_size` that process `rank` of `world` gets."""
-    return rank * batch_size // world, (rank + 1) * batch_size // world
-
-
-class StreamBatches:
-    """char-rnn batching: the id stream cut into `batch_size` rows of equal length; each call
-    returns the next window of `seq_len` tokens of every row, so a row's windows follow each other
-    and the hidden state can be carried across them. Each epoch starts at an offset in [0, seq_len)
-    drawn from the seed, so window edges move between epochs. This process gets rows
-    [rank * B / world, (rank + 1) * B / world).
-    """
-
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int,
-                 rank: int = 0, world: int = 1):
-        n = len(ids)
-        self.T = seq_len
-        self.B = batch_size
-        self.L = (n - 1) // batch_size  # tokens per row
-        if self.L < seq_len:
-            raise DataError(
-                f"the training split has {n:,} tokens, too few for {batch_size} rows of one "
-                f"{seq_len}-token window; use a smaller --batch-size or --seq-len"
-            )
-        lo, hi = rank_rows(batch_size, rank, world)
-        span = batch_size * self.L
-        self.x = ids[:span].reshape(batch_size, self.L)[lo:hi]  # (B_local, L), views of the memmap
-        self.y = ids[1 : span + 1].reshape(batch_size, self.L)[lo:hi]
-        self.seed = seed
-        self.epoch = 0
-        self.window = 0
-        self._start_epoch()
-
-    def _start_epoch(self) -> None:
-        import numpy as np
-
-        room = self.L - self.T  # the offset must leave at least one window
-        rng = np.random.default_rng([self.seed, self.epoch])
-        self.offset = int(rng.integers(0, min(self.T, room + 1))) if self.epoch else 0
-        self.windows = (self.L - self.offset) // self.T
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """(x, y, fresh): x, y (B_local, T) ids; fresh means "start from a zero state"."""
-        if self.window >= self.windows:
-            self.epoch += 1
-            self.window = 0
-            self._start_epoch()
-        fresh = self.window == 0
-        a = self.offset + self.window * self.T
-        self.window += 1
-        return _to_tensor(self.x[:, a : a + self.T]), _to_tensor(self.y[:, a : a + self.T]), fresh
-
-    def state_dict(self) -> dict:
-        return {"kind": "stream", "epoch": self.epoch, "window": self.window}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.epoch, self.window = int(d["epoch"]), int(d["window"])
-        self._start_epoch()
-
-
-class RandomWindows:
-    """B windows of `seq_len` tokens starting at random positions (numpy PCG64 from the seed).
-    All processes draw the same global batch and keep their own slice of it."""
-
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int,
-                 rank: int = 0, world: int = 1):
-        import numpy as np
-
-        self.ids, self.B, self.T = ids, batch_size, seq_len
-        self.high = len(ids) - seq_len  # exclusive bound of a start (the target needs T + 1)
-        if self.high < 1:
-            raise DataError(
-                f"the training split has {len(ids):,} tokens, fewer than one {seq_len + 1}-token "
-                "window; use a smaller --seq-len or a larger corpus"
-            )
-        self.lo, self.hi = rank_rows(batch_size, rank, world)
-        self.rng = np.random.default_rng(seed)
-        self.offsets = np.arange(seq_len + 1)
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        starts = self.rng.integers(0, self.high, size=self.B)[self.lo : self.hi]
-        w = self.ids[starts[:, None] + self.offsets]  # (B_local, T + 1)
-        return _to_tensor(w[:, :-1]), _to_tensor(w[:, 1:]), True
-
-    def state_dict(self) -> dict:
-        return {"kind": "random", "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.rng.bit_generator.state = d["rng"]
-
-
-# --------------------------------------------------------------------------------- devices
-def resolve_precision(name: str, device: str, kind: str) -> str:
-    """fp32 or bf16. `auto`: bf16 for the transformer on hardware with native bf16 (a CUDA GPU
-    from Ampere on; a CPU with AMX/AVX-512 BF16), fp32 otherwise. The RNN kinds stay fp32: on
-    the CPU the benchmark shows bf16 autocast slowing torch's LSTM/GRU kernels down, and on CUDA
-    torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for, without a gradient
-    scaler (not measured here: no GPU was lent)."""
-    import torch
-
-    if name != "auto" or kind != "transformer":
-        return name if name != "auto" else "fp32"
-    if device.startswith("cuda"):
-        try:
-            native = torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # (torch before the argument existed)
-            native = torch.cuda.is_bf16_supported()
-        return "bf16" if native else "fp32"
-    if device == "cpu" and _cpu_has_bf16():
-        return "bf16"
-    return "fp32"
-
-
-def _cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read(1 << 16)
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-# --------------------------------------------------------------------------------- distributed
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    enabled: bool = False
-    owns_group: bool = False
-
-
-def _dist_setup(device_name: str) -> _Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    import torch
-    import torch.distributed as dist
-
-    owns = False
-    if not dist.is_initialized():
-        # nccl handles CUDA tensors only: gloo takes the CPU ones (the step's stop flags, the
-        # validation sums, a run trained on the CPU resumed on a GPU machine)
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-        owns = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")),
-                 True, owns)
-
-
-def _gather_rows(t: torch.Tensor, d: _Dist, dim: int, sizes: list[int],
-                 device: str) -> torch.Tensor | None:
-    """Every process's `t` (its `sizes[rank]` rows along `dim`) joined along `dim` in rank order,
-    on CPU, on rank 0 (None elsewhere). All processes must call it together."""
-    import torch
-    import torch.distributed as dist
-
-    most = max(sizes)
-    pad = list(t.shape)
-    pad[dim] = most - t.shape[dim]
-    piece = torch.cat([t, t.new_zeros(pad)], dim) if pad[dim] else t
-    piece = piece.to(device).contiguous()
-    parts = [torch.empty_like(piece) for _ in range(d.world)]
-    dist.all_gather(parts, piece)
-    if d.rank != 0:
-        return None
-    return torch.cat([p.narrow(dim, 0, n).cpu() for p, n in zip(parts, sizes, strict=True)], dim)
 
 
 # --------------------------------------------------------------------------------- the trainer
@@ -364,9 +132,8 @@ class Trainer:
         import torch
 
         threads = torch.get_num_threads()  # the caller's: set again at the end
-        self.dist = _Dist()
-        device_name = self.overrides.get("device", self.config.device)
-        self.dist = _dist_setup(device_name)
+        self.dist = Dist()
+        self.dist = dist_setup()
         try:
             try:
                 with self._signals(), contextlib.ExitStack() as self._hold:
@@ -690,12 +457,12 @@ class Trainer:
                 rngs.append(torch.cuda.get_rng_state(device)[None])
             whole = state
             if self.dist.enabled:
-                rngs = [_gather_rows(t, self.dist, 0, [1] * self.dist.world, device) for t in rngs]
+                rngs = [gather_rows(t, self.dist, 0, [1] * self.dist.world, device) for t in rngs]
                 if state is not None:
                     rows = [rank_rows(rcfg.batch_size, r, self.dist.world)
                             for r in range(self.dist.world)]
                     sizes = [hi - lo for lo, hi in rows]
-                    parts = [_gather_rows(t, self.dist, 1, sizes, device)
+                    parts = [gather_rows(t, self.dist, 1, sizes, device)
                              for t in (state if isinstance(state, tuple) else (state,))]
                     whole = tuple(parts) if isinstance(state, tuple) else parts[0]
             if self.dist.rank != 0:
@@ -1007,7 +774,7 @@ def adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
 
 def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int,
                   autocast: Callable[[], Any] = contextlib.nullcontext, device: str = "cpu",
-                  d: _Dist | None = None) -> tuple[float, int]:
+                  d: Dist | None = None) -> tuple[float, int]:
     """Mean cross-entropy (nats per token) over `val_ids` (at least 2 ids), and the tokens scored.
 
     RNN kinds (`recurrent`) read the split as up to `batch_size` parallel rows, carrying the
@@ -1018,7 +785,7 @@ def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int
     import torch
     import torch.nn.functional as F
 
-    d = d or _Dist()
+    d = d or Dist()
     was_training = model.training
     model.eval()
     n = len(val_ids) - 1
@@ -1028,8 +795,8 @@ def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int
         if recurrent:
             rows = max(1, min(batch_size, n // T))
             L = n // rows
-            x_all = _to_tensor(val_ids[: rows * L]).view(rows, L)
-            y_all = _to_tensor(val_ids[1 : rows * L + 1]).view(rows, L)
+            x_all = to_tensor(val_ids[: rows * L]).view(rows, L)
+            y_all = to_tensor(val_ids[1 : rows * L + 1]).view(rows, L)
             mine = list(range(d.rank, rows, d.world))
             if mine:
                 x_all, y_all = x_all[mine].to(device), y_all[mine].to(device)
@@ -1046,7 +813,7 @@ def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int
             starts = list(range(d.rank * T, windows * T, d.world * T))
             for i in range(0, len(starts), batch_size):
                 idx = torch.tensor(starts[i : i + batch_size])[:, None] + torch.arange(T + 1)
-                w = _to_tensor(val_ids[idx.numpy()]).to(device)  # (b, T + 1)
+                w = to_tensor(val_ids[idx.numpy()]).to(device)  # (b, T + 1)
                 with autocast():
                     logits, _ = model(w[:, :-1], None)
                 total[0] += F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(),
