@@ -165,7 +165,7 @@ def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints"
 # ----------------------------------------------------------------------------- held-out loss
 def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[float, int]:
     """Mean cross-entropy (nats per character) of `ckpt.model` on `val_ids`, and the tokens scored:
-    scored as training scores it (`training.held_out_loss`, with the run's window and batch)."""
+    scored as training scores it (`seqgen.train.held_out_loss`, with the run's window and batch)."""
     import numpy as np
 
     from seqgen.train import held_out_loss

@@ -26,14 +26,9 @@ from seqgen.train.config import (
 )
 from seqgen.train.events import ProgressEvent, TrainResult
 from seqgen.train.hardware import resolve_precision
-from seqgen.train.loop import (
-    Trainer,
-    adamw,
-    default_out,
-    held_out_loss,
-    plot_loss_curve,
-    train,
-)
+from seqgen.train.held_out import held_out_loss
+from seqgen.train.loop import Trainer, adamw, default_out, train
+from seqgen.train.plot import plot_loss_curve
 
 __all__ = [
     "ARCHITECTURE", "BATCHINGS", "DEFAULT_MINUTES", "DEVICES", "MANY_PASSES", "MODEL_PRESETS",

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from seqgen.devices import resolve_device
 from seqgen.errors import CheckpointError, DataError, Interrupted, TrainingError, UsageError
-from seqgen.train.batches import RandomWindows, StreamBatches, rank_rows, to_tensor
+from seqgen.train.batches import RandomWindows, StreamBatches, rank_rows
 from seqgen.train.config import (
     ARCHITECTURE,
     RESOLVED,
@@ -50,6 +50,7 @@ from seqgen.train.config import (
 from seqgen.train.distributed import Dist, dist_setup, gather_rows
 from seqgen.train.events import ProgressEvent, TrainResult
 from seqgen.train.hardware import resolve_precision
+from seqgen.train.held_out import held_out_loss
 
 if TYPE_CHECKING:
     import torch
@@ -690,10 +691,6 @@ class Trainer:
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def _positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
-
-
 def _bpc(nats: float | None) -> float | None:
     return None if nats is None else nats / math.log(2)
 
@@ -772,61 +769,6 @@ def adamw(groups: list[dict], lr: float) -> torch.optim.AdamW:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 
-def held_out_loss(model, val_ids, recurrent: bool, seq_len: int, batch_size: int,
-                  autocast: Callable[[], Any] = contextlib.nullcontext, device: str = "cpu",
-                  d: Dist | None = None) -> tuple[float, int]:
-    """Mean cross-entropy (nats per token) over `val_ids` (at least 2 ids), and the tokens scored.
-
-    RNN kinds (`recurrent`) read the split as up to `batch_size` parallel rows, carrying the
-    state across `seq_len` windows (as in training); the transformer scores non-overlapping
-    windows of `seq_len`. Under DistributedDataParallel (`d`) the windows are shared out between
-    processes and the sums all-reduced. Training and `seqgen eval` both score with this.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    d = d or Dist()
-    was_training = model.training
-    model.eval()
-    n = len(val_ids) - 1
-    T = min(seq_len, n)
-    total = torch.zeros(2, dtype=torch.float64)
-    with torch.no_grad():
-        if recurrent:
-            rows = max(1, min(batch_size, n // T))
-            L = n // rows
-            x_all = to_tensor(val_ids[: rows * L]).view(rows, L)
-            y_all = to_tensor(val_ids[1 : rows * L + 1]).view(rows, L)
-            mine = list(range(d.rank, rows, d.world))
-            if mine:
-                x_all, y_all = x_all[mine].to(device), y_all[mine].to(device)
-                state = None
-                for a in range(0, L, T):
-                    x, y = x_all[:, a : a + T], y_all[:, a : a + T]
-                    with autocast():
-                        logits, state = model(x, state)
-                    total[0] += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
-                                                reduction="sum").item()
-                    total[1] += y.numel()
-        else:
-            windows = n // T
-            starts = list(range(d.rank * T, windows * T, d.world * T))
-            for i in range(0, len(starts), batch_size):
-                idx = torch.tensor(starts[i : i + batch_size])[:, None] + torch.arange(T + 1)
-                w = to_tensor(val_ids[idx.numpy()]).to(device)  # (b, T + 1)
-                with autocast():
-                    logits, _ = model(w[:, :-1], None)
-                total[0] += F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(),
-                                            reduction="sum").item()
-                total[1] += w[:, 1:].numel()
-    if d.enabled:
-        import torch.distributed as dist
-
-        dist.all_reduce(total)
-    model.train(was_training)
-    return (total[0] / total[1]).item(), int(total[1].item())
-
-
 def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None] | None = None,
           resume: str | os.PathLike | None = None, overrides: dict | None = None,
           handle_signals: bool = True) -> TrainResult:
@@ -836,67 +778,3 @@ def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent],
     and raising Interrupted; the previous handlers are restored after); `handle_signals=False`
     leaves them to the caller, who can stop a run with Trainer.request_stop."""
     return Trainer(config, callback, resume, overrides, handle_signals).run()
-
-
-# --------------------------------------------------------------------------------- plotting
-def plot_loss_curve(history: list[dict], path: str | os.PathLike, title: str = "",
-                    grad_clip: float | None = None) -> Path:
-    """A PNG of train and validation loss (nats per token) against step; returns `path`.
-
-    When the history has gradient norms (before clipping), a second panel draws them on a log
-    scale (every step's with --log-grad-norms; the largest since the previous log point too),
-    with a dotted line at `grad_clip` when it is > 0."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqgen.fileio import atomic_path
-
-    tr = [(h["step"], h["train_loss"]) for h in history
-          if h.get("train_loss") is not None and "val_loss" not in h]
-    va = [(h["step"], h["val_loss"]) for h in history if h.get("val_loss") is not None]
-    gn = [(h["step"], h["grad_norm"]) for h in history if _positive(h.get("grad_norm"))]
-    gmax = [(h["step"], h["grad_norm_max"]) for h in history if _positive(h.get("grad_norm_max"))]
-    if gn or gmax:
-        fig, (ax, gax) = plt.subplots(2, 1, figsize=(7, 6), dpi=110, sharex=True,
-                                      gridspec_kw={"height_ratios": [2, 1]})
-    else:
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    if tr:
-        ax.plot(*zip(*tr, strict=True), label="train", linewidth=1, alpha=0.8)
-    if va:
-        ax.plot(*zip(*va, strict=True), label="validation", marker="o", markersize=3)
-        best = min(va, key=lambda p: p[1])
-        ax.axhline(best[1], color="gray", linestyle=":", linewidth=1)
-        ax.annotate(f"best {best[1]:.3f} @ {best[0]}", best, textcoords="offset points",
-                    xytext=(5, 8), fontsize=8)
-    ax.set_ylabel("loss (nats per character)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    if tr or va:  # (a run too short for one logged point has nothing to label)
-        ax.legend()
-    if gn or gmax:
-        if gn:
-            gax.plot(*zip(*gn, strict=True), label="gradient norm", linewidth=0.8)
-        if gmax:
-            gax.plot(*zip(*gmax, strict=True), label="max since last point", linewidth=0.8,
-                     marker=".", markersize=3, alpha=0.7)
-        if grad_clip:
-            gax.axhline(grad_clip, color="gray", linestyle=":", linewidth=1,
-                        label=f"clip threshold {grad_clip:g}")
-        gax.set_yscale("log")
-        gax.set_ylabel("norm before clipping")
-        gax.grid(alpha=0.3, which="both")
-        gax.legend(fontsize=8)
-        ax = gax
-    ax.set_xlabel("step")
-    path = Path(path)
-    try:
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
