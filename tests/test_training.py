@@ -31,9 +31,10 @@ from seqgen.train import (
     plot_loss_curve,
     resolve_config,
     resolve_precision,
+    runstate,
+    start,
     train,
 )
-from seqgen.train import loop as train_loop
 
 WORDS = ("the quick brown fox jumps over a lazy dog while seven wise kings sing of "
          "rivers and stone under pale moons").split()
@@ -234,12 +235,12 @@ def test_adamw_is_fused_on_cpu_and_a_resume_keeps_the_saved_kind(tmp_path, monke
     assert all(g["fused"] is True for g in meta["optimizer"]["param_groups"])
 
     real = adamw
-    monkeypatch.setattr(train_loop, "adamw", lambda groups, lr: torch.optim.AdamW(
+    monkeypatch.setattr(start, "adamw", lambda groups, lr: torch.optim.AdamW(
         groups, lr=lr, betas=(0.9, 0.99)))  # as seqgen built it before stop 12
     old = train(tiny(tmp_path, steps=4, out=str(tmp_path / "old")))
-    monkeypatch.setattr(train_loop, "adamw", real)
+    monkeypatch.setattr(start, "adamw", real)
     built = []
-    monkeypatch.setattr(train_loop, "adamw", lambda groups, lr: built.append(real(groups, lr))
+    monkeypatch.setattr(start, "adamw", lambda groups, lr: built.append(real(groups, lr))
                         or built[-1])
     assert train(resume=old.out, overrides={"steps": 6}).step == 6
     assert built and all(g["fused"] is None for g in built[0].param_groups)
@@ -287,7 +288,7 @@ def test_overwrite_removes_the_old_runs_best_checkpoint(tmp_path):
 
 def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
     losses = iter([3.0, 2.0, 2.5])
-    monkeypatch.setattr(train_loop, "held_out_loss", lambda *a, **k: (next(losses), 100))
+    monkeypatch.setattr(runstate, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path))
     assert (res.best_val_loss, res.best_step, res.val_loss) == (2.0, 8, 2.5)
     best = ck.load_checkpoint(res.out / "best")
@@ -298,7 +299,7 @@ def test_best_checkpoint_is_the_lowest_validation_loss(tmp_path, monkeypatch):
 
 def test_patience_stops_early(tmp_path, monkeypatch):
     losses = iter([2.0, 2.1, 2.2, 2.3, 2.4])
-    monkeypatch.setattr(train_loop, "held_out_loss", lambda *a, **k: (next(losses), 100))
+    monkeypatch.setattr(runstate, "held_out_loss", lambda *a, **k: (next(losses), 100))
     res = train(tiny(tmp_path, steps=100, patience=2))
     assert res.stop_reason == "patience" and res.step == 12 and res.best_step == 4
     assert ck.load_train_state(res.out)[2].meta["stop_reason"] == "patience"  # saved with why

@@ -27,8 +27,9 @@ from seqgen.train.config import (
 from seqgen.train.events import ProgressEvent, TrainResult
 from seqgen.train.hardware import resolve_precision
 from seqgen.train.held_out import held_out_loss
-from seqgen.train.loop import Trainer, adamw, default_out, train
+from seqgen.train.loop import Trainer, train
 from seqgen.train.plot import plot_loss_curve
+from seqgen.train.start import adamw, default_out
 
 __all__ = [
     "ARCHITECTURE", "BATCHINGS", "DEFAULT_MINUTES", "DEVICES", "MANY_PASSES", "MODEL_PRESETS",

@@ -236,6 +236,14 @@ RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "a
             "weight_decay")
 
 
+# TrainConfig fields that may change on --resume: the budget, evaluation, device and precision.
+# `corpus` may be given again to say where the corpus is now: its tokens must be the ones the
+# run trained on (checked against the digest saved with the training state)
+RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
+                       "log_every", "log_grad_norms", "device", "precision", "compile",
+                       "threads", "corpus")
+
+
 def option_of(name: str) -> str:
     """The `seqgen train` option of a TrainConfig field: ``kind`` -> ``--model``."""
     return "--model" if name == "kind" else "--" + name.replace("_", "-")

@@ -1,6 +1,43 @@
-"""What the hardware decides for a run: its precision (fp32 or bf16 autocast)."""
+"""What the hardware decides for a run: the device it trains on (this process's GPU under
+torchrun), torch's CPU threads, and its precision (fp32 or bf16 autocast)."""
 
 from __future__ import annotations
+
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from seqgen.devices import resolve_device
+from seqgen.errors import UsageError
+
+if TYPE_CHECKING:
+    from seqgen.train.config import TrainConfig
+    from seqgen.train.distributed import Dist
+
+
+def run_device(cfg: TrainConfig, dist: Dist) -> str:
+    """The device the run trains on, with torch's CPU threads set (--threads, else the cores idle
+    now, unless OMP_NUM_THREADS says). UsageError for --compile on a CPU without a C++ compiler,
+    before the run directory is made."""
+    import torch
+
+    device = resolve_device(cfg.device)
+    if cfg.compile and device == "cpu" and not (
+            os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
+            or shutil.which("c++")):  # before the run directory is made
+        raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH for "
+                         "torch.compile; install one (apt-get install g++) or train without "
+                         "--compile")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
+        from seqgen.devices import idle_threads
+
+        torch.set_num_threads(idle_threads(torch.get_num_threads()))
+    if dist.enabled and device == "cuda":
+        device = f"cuda:{dist.local_rank}"
+        torch.cuda.set_device(device)
+    return device
 
 
 def resolve_precision(name: str, device: str, kind: str) -> str:
