@@ -262,8 +262,8 @@ def test_the_lock_is_held_for_the_whole_run_and_released_on_errors(tmp_path, mon
             raise RuntimeError("boom")
 
     cfg = TrainConfig(corpus=str(corpus(tmp_path)), preset="tiny", hidden_size=16,
-                               embed_dim=8, batch_size=2, seq_len=16, eval_every=1,
-                               warmup_steps=1, steps=5, out=str(out), threads=1)
+                      embed_dim=8, batch_size=2, seq_len=16, eval_every=1,
+                      warmup_steps=1, steps=5, out=str(out), threads=1)
     with pytest.raises(RuntimeError, match="boom"):
         Trainer(cfg, callback).run()
     assert seen and all(seen)

@@ -206,7 +206,7 @@ def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout):
     assert straight.step == 12
 
     trainer = Trainer(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout,
-                                    out=str(tmp_path / "b")))
+                           out=str(tmp_path / "b")))
     trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
     with pytest.raises(Interrupted, match=r"--resume .*b"):
         trainer.run()
