@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from seqgen.cli.app import app
 from seqgen.errors import CheckpointError, UsageError
-from seqgen.models import KINDS, ModelConfig, build_model
+from seqgen.models import KINDS, LanguageModel, ModelConfig, Stepper, build_model
 from seqgen.models.rnn import stacked
 
 RNN_KINDS = ("rnn", "lstm", "gru")
@@ -272,6 +272,13 @@ def test_stepper_adds_its_logit_bias():
             plain, _ = model.stepper().step(x)
             biased, _ = model.stepper(logit_bias=bias).step(x)
         torch.testing.assert_close(biased, plain + bias, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_is_a_language_model(kind):
+    model = tiny(kind)
+    assert isinstance(model, LanguageModel)
+    assert isinstance(model.stepper(), Stepper)
 
 
 def test_identity_init_sets_w_hh_to_identity():
