@@ -284,8 +284,11 @@ class FastDecoder(ModelDecoder):
     the stepper's logit bias, inside the output layer's addmm."""
 
     def __init__(self, model, batch_size: int, device):
+        import torch
+
         super().__init__(model, batch_size, device)
-        self.stepper = model.stepper(logit_bias=_unk_bias(model.config.vocab_size, device))
+        with torch.no_grad():  # weights laid out for inference: no graph back to the parameters
+            self.stepper = model.stepper(logit_bias=_unk_bias(model.config.vocab_size, device))
 
     def step(self, tok: Tensor) -> Tensor:
         logits, self.state = self.stepper.step(tok, self.state)
