@@ -23,7 +23,7 @@ class Stepper(Protocol):
     """A model's weights laid out once for many single-token steps (`LanguageModel.stepper`)."""
 
     def step(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
-        """tokens (B,) -> logits (B, V) plus the model's `logit_bias`, and the new state."""
+        """tokens (B,) -> logits (B, V) (plus the stepper's logit bias), and the new state."""
         ...
 
 
