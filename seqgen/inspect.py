@@ -10,8 +10,9 @@ character after the window). For a recurrent model, h_t^k is layer k's hidden st
 input t (t = 1..T); dL/dh_t^k is the gradient of L with respect to that tensor, through every path
 from it to the loss: to h_{t+1}^k (the recurrence) and to h_t^{k+1} (the layer above). torch's fused
 nn.RNN/LSTM/GRU do not expose h_t^k of lower layers as a tensor that both paths use, so the
-sequence is unrolled here one step and one layer at a time with the lecture's cell equations, using
-the module's own weights (tests check the logits equal the fused forward's). For an LSTM, "layer k"
+sequence is unrolled here one token at a time through the model's own `step` (the lecture's cell
+equations in seqgen/models/rnn.py, with the module's own weights; tests check the logits equal
+the fused forward's). For an LSTM, "layer k"
 is h_t; the cell state c_t is a second state tensor, reported as "layer k cell": dL/dh_t is the
 gradient through h_t only (holding c_t fixed), dL/dc_t includes the path through h_t = o * tanh(c_t)
 and the cell's additive path c_{t+1} = f * c_t + ..., the LSTM's "gradient highway".
@@ -103,48 +104,29 @@ def scale_recurrent(model: nn.Module, factor: float) -> None:
 
 
 def unroll_recurrent(model: nn.Module, inputs: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:
-    """Run an rnn/lstm/gru model one step and one layer at a time from a zero state.
+    """Run an rnn/lstm/gru model one step at a time from a zero state, through its own `step`
+    (the cell equations of seqgen/models/rnn.py, with the fused module's parameters).
 
     inputs (B, T) -> (logits of the last step (B, V), {"layer k": [h_1 .. h_T], each (B, H)};
-    for an LSTM also "layer k cell": [c_1 .. c_T]). The cells are torch's equations with the fused
-    module's own parameters (gate order i, f, g, o for the LSTM and r, z, n for the GRU). No
-    dropout: call it on a model in eval mode.
+    for an LSTM also "layer k cell": [c_1 .. c_T]). The step returns each layer's h_t as the
+    tensor that both the next step and the layer above read. No dropout: call it on a model in
+    eval mode.
     """
-    import torch
-
-    c = model.config
-    kind, L, H = c.kind, c.num_layers, c.hidden_size
-    B, T = inputs.shape
-    x = model._inputs(inputs)  # (B, T, E)
-    act = torch.tanh if c.activation == "tanh" else torch.relu
-    h = [x.new_zeros(B, H) for _ in range(L)]
-    cell = [x.new_zeros(B, H) for _ in range(L)]
+    L = model.config.num_layers
+    lstm = model.config.kind == "lstm"
     series: dict[str, list[Tensor]] = {f"layer {k + 1}": [] for k in range(L)}
-    if kind == "lstm":
+    if lstm:
         series.update({f"layer {k + 1} cell": [] for k in range(L)})
-    weights = [tuple(getattr(model.rnn, f"{n}_l{k}") for n in
-                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh")) for k in range(L)]
-    for t in range(T):
-        inp = x[:, t]  # (B, E), then (B, H) above layer 1
-        for k, (W_ih, W_hh, b_ih, b_hh) in enumerate(weights):
-            gi = inp @ W_ih.T + b_ih  # (B, G*H), G gates
-            gh = h[k] @ W_hh.T + b_hh  # (B, G*H)
-            if kind == "rnn":  # h_t = act(W_xh x_t + W_hh h_{t-1} + b)
-                h[k] = act(gi + gh)
-            elif kind == "lstm":
-                i, f, g, o = (gi + gh).chunk(4, dim=1)  # 4 x (B, H)
-                cell[k] = torch.sigmoid(f) * cell[k] + torch.sigmoid(i) * torch.tanh(g)
-                h[k] = torch.sigmoid(o) * torch.tanh(cell[k])
-                series[f"layer {k + 1} cell"].append(cell[k])
-            else:  # gru
-                ir, iz, in_ = gi.chunk(3, dim=1)
-                hr, hz, hn = gh.chunk(3, dim=1)
-                r, z = torch.sigmoid(ir + hr), torch.sigmoid(iz + hz)
-                n = torch.tanh(in_ + r * hn)
-                h[k] = (1 - z) * n + z * h[k]
-            series[f"layer {k + 1}"].append(h[k])
-            inp = h[k]
-    return model.head(h[-1]), series  # (B, V)
+    stepper = model.stepper()  # under grad mode: gradients reach the parameters through it
+    state = None
+    for t in range(inputs.shape[1]):
+        logits, state = stepper.step(inputs[:, t], state)  # state per layer: lists of (B, H)
+        hs, cs = state if lstm else (state, [])
+        for k in range(L):
+            series[f"layer {k + 1}"].append(hs[k])
+            if lstm:
+                series[f"layer {k + 1} cell"].append(cs[k])
+    return logits, series  # (B, V)
 
 
 def unroll_transformer(model: nn.Module, inputs: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:
@@ -152,20 +134,14 @@ def unroll_transformer(model: nn.Module, inputs: Tensor) -> tuple[Tensor, dict[s
 
     inputs (B, T) -> (logits of the last position (B, V), {"block k input": [x (B, T, D)]}).
     """
-    import torch.nn.functional as F
-
     T = inputs.shape[1]
     C = model.config.context_length
     if T > C:
         raise UsageError(f"--length ({T}) is longer than the transformer's context length ({C})")
-    x = model.embed(inputs)  # (B, T, D)
-    series: dict[str, list[Tensor]] = {}
-    for i, block in enumerate(model.blocks):
-        series[f"block {i + 1} input"] = [x]
-        x = block(x, None, i, 0)  # (B, T, D)
-    x = model.ln_f(x[:, -1])  # (B, D)
-    logits = model.head(x) if model.head is not None else F.linear(x, model.wte.weight)
-    return logits, series  # (B, V)
+    block_inputs: list[Tensor] = []
+    x = model.trunk(inputs, inputs=block_inputs)  # (B, T, D)
+    series = {f"block {i + 1} input": [x_in] for i, x_in in enumerate(block_inputs)}
+    return model.logits(x[:, -1]), series  # (B, V)
 
 
 # --------------------------------------------------------------------------------- gradients
@@ -259,24 +235,18 @@ def attention_maps(model: nn.Module, ids: Tensor) -> Tensor:
     if ids.dim() == 1:
         ids = ids[None]
     T = ids.shape[1]
-    C, nh = model.config.context_length, model.config.num_heads
+    C = model.config.context_length
     if T < 1:
         raise UsageError("--prompt is empty")
     if T > C:
         raise UsageError(f"--prompt is {T} characters, longer than the model's context length "
                          f"({C}); shorten it")
     model.eval()
-    causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()  # (T, T)
     maps = []
     with torch.no_grad():
         x = model.embed(ids)  # (1, T, D)
         for i, block in enumerate(model.blocks):
-            a = block.ln_1(x)  # (1, T, D)
-            D = a.shape[-1]
-            qkv = block.attn.qkv(a).view(1, T, 3, nh, D // nh)  # (1, T, 3, nh, hd)
-            q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (1, nh, T, hd)
-            scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D // nh)  # (1, nh, T, T)
-            maps.append(scores.masked_fill(~causal, float("-inf")).softmax(-1)[0])  # (nh, T, T)
+            maps.append(block.attn.probabilities(block.ln_1(x))[0])  # (nh, T, T)
             x = block(x, None, i, 0)
     return torch.stack(maps)  # (L, nh, T, T)
 

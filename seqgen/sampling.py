@@ -21,8 +21,8 @@ How a sample is made (docs/sampling.md has the details):
    ``<eos>`` and the stop strings, and hands new text to the caller for streaming.
 
 Speed: at the sizes this project trains, a step costs a few dozen tiny tensor operations, so the
-cost is per-operation overhead, not arithmetic. The fast decoders below (``RNNDecoder``,
-``TransformerDecoder``) run the model's own weights with the fewest operations per step: weights
+cost is per-operation overhead, not arithmetic. ``FastDecoder`` runs the model's own one-token
+step (``model.stepper()``, in seqgen/models/) with the fewest operations per step: weights
 pre-transposed once, the first RNN layer's input projection folded into a (V, gates) table, one
 fused SDPA call per layer over the preallocated KV cache, no allocations besides the ops' outputs.
 ``ModelDecoder`` is the plain path through ``model.forward`` (any model with the interface);
@@ -221,11 +221,11 @@ def _no_unk(logits: Tensor) -> Tensor:
     return logits
 
 
-def _unk_bias(vocab_size: int, like: Tensor) -> Tensor:
-    """(V,) zeros with -inf at <unk>: added to the output layer of the fast decoders."""
+def _unk_bias(vocab_size: int, device) -> Tensor:
+    """(V,) zeros with -inf at <unk>: the logit bias of the fast decoder's stepper."""
     import torch
 
-    bias = torch.zeros(vocab_size, dtype=like.dtype, device=like.device)
+    bias = torch.zeros(vocab_size, device=device)
     bias[UNK_ID] = float("-inf")
     return bias
 
@@ -278,177 +278,32 @@ class UncachedDecoder:
         return self._run()
 
 
-class RNNDecoder:
-    """One step of a stacked RNN, LSTM or GRU from the weights of torch's nn.RNN/LSTM/GRU.
-
-    Per layer k with input x (B, I) and state h, c (B, H), gates in torch's order:
-        lstm: i, f, g, o = x W_ih^T + b_ih + h W_hh^T + b_hh;  c = f*c + i*g;  h = o*tanh(c)
-        gru:  r, z = sigmoid(x W_ih^T + b_ih + h W_hh^T + b_hh)[r, z];
-              n = tanh((x W_ih^T + b_ih)[n] + r * (h W_hh^T + b_hh)[n]);  h = n + z * (h - n)
-        rnn:  h = act(x W_ih^T + b_ih + h W_hh^T + b_hh)
-    Layer 0's x W_ih^T + b_ih (+ b_hh except for GRU) is a row of a (V, G) table computed once,
-    since its input is an embedding (or one-hot) row.
-    """
+class FastDecoder(ModelDecoder):
+    """The prompt through ``model.forward``, then each token through the model's own one-token
+    step (``model.stepper()``: its weights laid out once, see seqgen/models/); <unk> is masked by
+    the stepper's logit bias, inside the output layer's addmm."""
 
     def __init__(self, model, batch_size: int, device):
         import torch
-        import torch.nn.functional as F
 
-        self.model = model
-        c = model.config
-        self.kind, self.L, self.H = c.kind, c.num_layers, c.hidden_size
-        rnn = model.rnn
-        self.act = torch.relu if c.kind == "rnn" and c.activation == "relu" else torch.tanh
-        gru = c.kind == "gru"
-        w_ih = [getattr(rnn, f"weight_ih_l{k}").detach() for k in range(self.L)]  # (G, I)
-        w_hh = [getattr(rnn, f"weight_hh_l{k}").detach() for k in range(self.L)]  # (G, H)
-        b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(self.L)]  # (G,)
-        b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(self.L)]  # (G,)
-        with torch.no_grad():
-            emb = model.embed.weight if model.embed is not None else model.onehot  # (V, E)
-            table = F.linear(emb.detach().float(), w_ih[0], b_ih[0])  # (V, G)
-            self.table = (table if gru else table + b_hh[0]).contiguous()
-        self.w_ih_t = [None] + [w.t().contiguous() for w in w_ih[1:]]  # (I, G)
-        self.w_hh_t = [w.t().contiguous() for w in w_hh]  # (H, G)
-        # the bias added to x W_ih^T for layers >= 1 (GRU keeps b_hh apart for its n gate)
-        self.b_in = [None] + [b_ih[k] if gru else b_ih[k] + b_hh[k] for k in range(1, self.L)]
-        self.b_hh = b_hh
-        self.head_t = model.head.weight.detach().t().contiguous()  # (H, V)
-        self.head_b = _unk_bias(c.vocab_size, self.head_t)  # (V,)
-        self.h: list[Tensor] = []
-        self.c: list[Tensor] = []
-
-    def prefill(self, ids: Tensor) -> Tensor:
-        logits, state = self.model(ids, None)  # the fused nn.LSTM/GRU/RNN over the prompt
-        if isinstance(state, tuple):
-            self.h, self.c = list(state[0].unbind(0)), list(state[1].unbind(0))
-        else:
-            self.h = list(state.unbind(0))
-        return _no_unk(logits[:, -1])
+        super().__init__(model, batch_size, device)
+        with torch.no_grad():  # weights laid out for inference: no graph back to the parameters
+            self.stepper = model.stepper(logit_bias=_unk_bias(model.config.vocab_size, device))
 
     def step(self, tok: Tensor) -> Tensor:
-        import torch
-
-        H, act = self.H, self.act
-        x = None
-        for k in range(self.L):
-            h = self.h[k]  # (B, H)
-            gi = self.table[tok] if k == 0 else torch.addmm(self.b_in[k], x, self.w_ih_t[k])  # (B, G)
-            if self.kind == "lstm":
-                gates = gi.addmm_(h, self.w_hh_t[k])  # (B, 4H): i, f, g, o
-                s = torch.sigmoid(gates)
-                g = torch.tanh(gates[:, 2 * H : 3 * H])
-                c = torch.addcmul(s[:, H : 2 * H] * self.c[k], s[:, :H], g)  # f*c + i*g
-                h = s[:, 3 * H :] * torch.tanh(c)
-                self.c[k] = c
-            elif self.kind == "gru":
-                gh = torch.addmm(self.b_hh[k], h, self.w_hh_t[k])  # (B, 3H): r, z, n
-                rz = torch.sigmoid(gi[:, : 2 * H] + gh[:, : 2 * H])
-                n = torch.tanh(torch.addcmul(gi[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
-                h = torch.addcmul(n, rz[:, H:], h - n)  # (1 - z) * n + z * h
-            else:
-                h = act(gi.addmm_(h, self.w_hh_t[k]))
-            self.h[k] = h
-            x = h
-        return torch.addmm(self.head_b, x, self.head_t)  # (B, V)
-
-
-class TransformerDecoder:
-    """One decode step of seqgen's transformer through its KV cache, with the fewest tensor ops.
-
-    Uses the model's own KVCache (so the sliding window behaves exactly as the model defines it):
-    the prompt and every window recompute go through ``model.forward``; a step that appends one
-    token to a cache with room left runs here, per layer:
-        h = ln_1(x); q, k, v = h Wqkv^T; cache[k, v] at position n; x += SDPA(q, K, V) Wproj^T
-        x += gelu_tanh(ln_2(x) Wfc^T) Wfc2^T
-    then logits = ln_f(x) Whead^T. Shapes: x (B, D), q (B, nh, 1, hd), K, V (B, nh, n+1, hd).
-    """
-
-    def __init__(self, model, batch_size: int, device):
-        self.model = model
-        c = model.config
-        self.D, self.nh, self.C = c.hidden_size, c.num_heads, c.context_length
-        self.hd = self.D // self.nh
-        self.cache = model.init_state(batch_size, device)
-        self.wte = model.wte.weight.detach() if model.wte is not None else model.onehot  # (V, D)
-        self.wpe = model.wpe.detach()  # (C, D)
-        head = model.head.weight if model.head is not None else model.wte.weight  # (V, D)
-        self.head_t = head.detach().t().contiguous()  # (D, V)
-        self.head_b = _unk_bias(c.vocab_size, self.head_t)  # (V,)
-        self.layers = []
-        for blk in model.blocks:
-            self.layers.append((
-                blk.ln_1.weight.detach(), blk.ln_1.bias.detach(), blk.ln_1.eps,
-                blk.attn.qkv.weight.detach().t().contiguous(),  # (D, 3D)
-                blk.attn.proj.weight.detach().t().contiguous(),  # (D, D)
-                blk.ln_2.weight.detach(), blk.ln_2.bias.detach(), blk.ln_2.eps,
-                blk.fc.weight.detach().t().contiguous(),  # (D, 4D)
-                blk.proj.weight.detach().t().contiguous(),  # (4D, D)
-            ))
-        ln_f = model.ln_f
-        self.ln_f = (ln_f.weight.detach(), ln_f.bias.detach(), ln_f.eps)
-        self._kv: list[tuple[Tensor, Tensor]] = []
-        self._kv_of: Tensor | None = None
-
-    def prefill(self, ids: Tensor) -> Tensor:
-        logits, self.cache = self.model(ids, self.cache)
-        return _no_unk(logits[:, -1])
-
-    def step(self, tok: Tensor) -> Tensor:
-        import torch
-        import torch.nn.functional as F
-
-        cache = self.cache
-        n = cache.length
-        if n >= self.C or cache.k is None or cache.k.dtype != torch.float32:
-            # the window is full (cut and recompute: the model does it) or not yet float32
-            logits, self.cache = self.model(tok.view(-1, 1), cache)
-            return _no_unk(logits[:, -1])
-        cache.tokens.select(1, n).copy_(tok)
-        cache.length = n + 1
-        if self._kv_of is not cache.k:  # per-layer views, made once per cache allocation
-            self._kv = [(cache.k[i], cache.v[i]) for i in range(len(self.layers))]
-            self._kv_of = cache.k
-        D, nh, hd = self.D, self.nh, self.hd
-        B = tok.shape[0]
-        x = F.embedding(tok, self.wte).add_(self.wpe[n])  # (B, D)
-        for layer, (K, V) in zip(self.layers, self._kv, strict=True):  # K, V: (B, nh, C, hd)
-            w1, b1, e1, wqkv, wproj, w2, b2, e2, wfc, wfc2 = layer
-            h = F.layer_norm(x, (D,), w1, b1, e1)  # (B, D)
-            qkv = torch.mm(h, wqkv).view(B, 3, nh, 1, hd)  # (B, 3, nh, 1, hd)
-            q, k, v = qkv.unbind(1)  # 3 x (B, nh, 1, hd)
-            K.narrow(2, n, 1).copy_(k)
-            V.narrow(2, n, 1).copy_(v)
-            Kn, Vn = K.narrow(2, 0, n + 1), V.narrow(2, 0, n + 1)  # (B, nh, n+1, hd)
-            y = F.scaled_dot_product_attention(q, Kn, Vn)  # (B, nh, 1, hd)
-            x = torch.addmm(x, y.view(B, D), wproj)  # y (B, nh, 1, hd) -> x (B, D)
-            h = F.layer_norm(x, (D,), w2, b2, e2)
-            x = torch.addmm(x, F.gelu(torch.mm(h, wfc), approximate="tanh"), wfc2)  # (B, D)
-        x = F.layer_norm(x, (D,), *self.ln_f)
-        return torch.addmm(self.head_b, x, self.head_t)  # (B, V)
-
-
-def _fast_decoder_class(model):
-    """The fast decoder for `model`, or None when it is not one of seqgen's models as expected."""
-    from seqgen.models.rnn import RNNLanguageModel
-    from seqgen.models.transformer import TransformerLanguageModel
-
-    if isinstance(model, TransformerLanguageModel):
-        return TransformerDecoder
-    if isinstance(model, RNNLanguageModel) and model.config.kind in ("rnn", "lstm", "gru"):
-        return RNNDecoder
-    return None
+        logits, self.state = self.stepper.step(tok, self.state)
+        return logits
 
 
 def make_decoder(model, batch_size: int, device, kind: str = "auto"):
-    """A decoder (prefill/step) for `model`: see DECODERS and the module docstring."""
+    """A decoder (prefill/step) for `model`: see DECODERS and the module docstring. "auto" is
+    FastDecoder for a model with a ``stepper`` (seqgen's LanguageModel), else ModelDecoder."""
     if kind == "uncached":
         return UncachedDecoder(model, batch_size, device)
     if kind in ("auto", "fast"):
-        cls = _fast_decoder_class(model)
-        if cls is not None:
+        if hasattr(model, "stepper"):
             try:
-                return cls(model, batch_size, device)
+                return FastDecoder(model, batch_size, device)
             except (AttributeError, TypeError, IndexError):
                 if kind == "fast":
                     raise

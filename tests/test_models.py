@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from seqgen.cli.app import app
 from seqgen.errors import CheckpointError, UsageError
-from seqgen.models import KINDS, ModelConfig, build_model
+from seqgen.models import KINDS, LanguageModel, ModelConfig, Stepper, build_model
+from seqgen.models.rnn import stacked
 
 RNN_KINDS = ("rnn", "lstm", "gru")
 ATOL = 1e-5
@@ -187,29 +188,97 @@ def test_detach_state_cuts_the_graph(kind):
     assert model.detach_state(None) is None
 
 
-# ----------------------------------------------------------------------------- reference RNN cell
-@pytest.mark.parametrize("activation, init", [("tanh", "default"), ("relu", "identity"),
-                                              ("relu", "default")])
-def test_reference_cell_equals_fused_rnn_outputs_and_gradients(activation, init):
-    model = tiny("rnn", activation=activation, init=init)
+# ----------------------------------------------------------------------------- one-token step
+def step_loop(model, x: torch.Tensor, state=None):
+    """The naive loop: model.step over x (B, T) one token at a time -> logits (B, T, V), state."""
+    stepper = model.stepper()
+    out = []
+    for t in range(x.shape[1]):
+        logits, state = stepper.step(x[:, t], state)
+        out.append(logits)
+    return torch.stack(out, 1), state
+
+
+@pytest.mark.parametrize("kind, activation, init", [
+    ("rnn", "tanh", "default"), ("rnn", "relu", "identity"), ("rnn", "relu", "default"),
+    ("lstm", "tanh", "default"), ("gru", "tanh", "default")])
+def test_reference_cells_equal_fused_rnn_outputs_and_gradients(kind, activation, init):
+    """The cell functions (rnn_cell, lstm_cell, gru_cell), stepped one token at a time, against
+    torch's fused nn.RNN/LSTM/GRU: logits, final state and every parameter's gradient."""
+    model = tiny(kind, activation=activation, init=init)
     x = tokens(3, 9)
     h0 = 0.5 * torch.randn(2, 3, H)
+    state0 = (h0, 0.3 * torch.randn(2, 3, H)) if kind == "lstm" else h0
     target = tokens(3, 9, seed=1)
 
     def run(forward):
         model.zero_grad()
-        logits, h = forward(x, h0)
-        loss = F.cross_entropy(logits.reshape(-1, V), target.reshape(-1)) + h.square().mean()
+        logits, state = forward(x, state0)
+        state = stacked(state)
+        hs = state if kind == "lstm" else (state,)
+        loss = F.cross_entropy(logits.reshape(-1, V), target.reshape(-1)) + sum(
+            h.square().mean() for h in hs)
         loss.backward()
-        return logits.detach(), h.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+        return (logits.detach(), [h.detach() for h in hs],
+                {n: p.grad.clone() for n, p in model.named_parameters()})
 
     fused = run(model.forward)
-    ref = run(model.forward_reference)
+    ref = run(lambda x, state: step_loop(model, x, state))
     torch.testing.assert_close(ref[0], fused[0], atol=ATOL, rtol=0)
-    torch.testing.assert_close(ref[1], fused[1], atol=ATOL, rtol=0)
+    for r, f in zip(ref[1], fused[1], strict=True):
+        torch.testing.assert_close(r, f, atol=ATOL, rtol=0)
     assert fused[2].keys() == ref[2].keys()
     for name in fused[2]:
         torch.testing.assert_close(ref[2][name], fused[2][name], atol=ATOL, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("embedding", ["learned", "onehot"])
+def test_step_over_a_sequence_equals_forward(kind, embedding):
+    """The contract of step(): one token at a time gives forward's logits (1e-5), from None and
+    from init_state; and forward carries on from the state step returns. For the transformer past
+    its context too (T = 30 > C = 12): forward with a cache is the sliding window."""
+    model = tiny(kind, embedding=embedding)
+    T = 30 if kind == "transformer" else 20
+    x = tokens(3, T + 5, seed=2)
+    with torch.no_grad():
+        if kind == "transformer":
+            full, _ = model(x, model.init_state(3, "cpu"))
+            plain, _ = model(x[:, :12])
+            torch.testing.assert_close(full[:, :12], plain, atol=ATOL, rtol=0)
+        else:
+            full, _ = model(x)
+        stepped, state = step_loop(model, x[:, :T])
+        again, _ = step_loop(model, x[:, :T], model.init_state(3, "cpu"))
+        one, state1 = model.step(x[:, 0], None)
+        rest, _ = model(x[:, T:], state)
+    torch.testing.assert_close(stepped, full[:, :T], atol=ATOL, rtol=0)
+    torch.testing.assert_close(again, stepped, atol=0, rtol=0)
+    torch.testing.assert_close(one, full[:, 0], atol=ATOL, rtol=0)
+    torch.testing.assert_close(rest, full[:, T:], atol=ATOL, rtol=0)
+    if kind != "transformer":  # the state per layer: a list of (B, H) tensors, or two for lstm
+        layers = state[0] if kind == "lstm" else state
+        assert isinstance(layers, list) and len(layers) == 2 and layers[0].shape == (3, H)
+
+
+def test_stepper_adds_its_logit_bias():
+    for kind in KINDS:
+        model = tiny(kind)
+        bias = torch.zeros(V)
+        bias[3] = float("-inf")
+        bias[5] = 2.0
+        x = tokens(2, 1)[:, 0]
+        with torch.no_grad():
+            plain, _ = model.stepper().step(x)
+            biased, _ = model.stepper(logit_bias=bias).step(x)
+        torch.testing.assert_close(biased, plain + bias, atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_is_a_language_model(kind):
+    model = tiny(kind)
+    assert isinstance(model, LanguageModel)
+    assert isinstance(model.stepper(), Stepper)
 
 
 def test_identity_init_sets_w_hh_to_identity():

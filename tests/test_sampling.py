@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 
 from seqgen.errors import DataError, UsageError, VocabularyError
 from seqgen.models import ModelConfig, build_model
+from seqgen.models.rnn import RecurrentStepper
+from seqgen.models.transformer import TransformerStepper
 from seqgen.sampling import (
+    FastDecoder,
     ModelDecoder,
-    RNNDecoder,
     SampleConfig,
-    TransformerDecoder,
     UncachedDecoder,
     choose_tokens,
     default_threads,
@@ -182,21 +183,49 @@ def test_cached_and_uncached_decoding_agree(kind):
                             ("transformer", "learned", 16)])
 def test_fast_decoder_logits_match_the_model_step_by_step(kind, embedding, batch):
     """Past the transformer's context too (the window slides at 16 tokens here); and with as
-    many streams as `--num-samples 16`."""
+    many streams as `--num-samples 16`. The uncached reference too, for the RNNs at every step
+    and for the transformer while the text fits its context (past it, the windows differ)."""
     model = tiny_model(kind, context_length=16, embedding=embedding)
     fast = make_decoder(model, batch, "cpu", "auto")
-    assert isinstance(fast, TransformerDecoder if kind == "transformer" else RNNDecoder)
+    assert isinstance(fast, FastDecoder)
+    assert isinstance(fast.stepper, TransformerStepper if kind == "transformer" else RecurrentStepper)
     ref = ModelDecoder(model, batch, "cpu")
+    uncached = UncachedDecoder(model, batch, "cpu")
     prompts = ["X:1\nK:D\n", "abcdefg|", "g|fedcba", "K:G\nAB|c"]
     ids = torch.tensor([TOK.encode(prompts[i % 4]) for i in range(batch)])
     steps = torch.randint(2, TOK.vocab_size, (30, batch), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        a, b = fast.prefill(ids), ref.prefill(ids)
-        assert torch.allclose(a, b, atol=1e-4)
-        for tok in steps:
-            a, b = fast.step(tok), ref.step(tok)
+        a, b, c = fast.prefill(ids), ref.prefill(ids), uncached.prefill(ids)
+        assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-4)
+        for t, tok in enumerate(steps):
+            a, b, c = fast.step(tok), ref.step(tok), uncached.step(tok)
             assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+            if kind != "transformer" or ids.shape[1] + t + 1 <= 16:
+                assert torch.allclose(a, c, atol=1e-4), (t, (a - c).abs().max())
             assert a[:, UNK_ID].eq(-math.inf).all()
+
+
+def test_a_model_without_a_stepper_decodes_through_its_forward():
+    """make_decoder: "auto" falls back to ModelDecoder for a model that has no one-token step;
+    "fast" says it has none."""
+
+    class Plain(torch.nn.Module):  # only forward and init_state
+        def __init__(self, model):
+            super().__init__()
+            self.inner, self.config = model, model.config
+
+        def forward(self, tokens, state=None):
+            return self.inner(tokens, state)
+
+        def init_state(self, batch_size, device="cpu"):
+            return self.inner.init_state(batch_size, device)
+
+    model = Plain(tiny_model("gru")).eval()
+    assert isinstance(make_decoder(model, 2, "cpu", "auto"), ModelDecoder)
+    assert not isinstance(make_decoder(model, 2, "cpu", "auto"), FastDecoder)
+    with pytest.raises(UsageError, match="no fast decoder"):
+        make_decoder(model, 2, "cpu", "fast")
+    assert run(model, length=20, seed=3)[0].text == run(model.inner, length=20, seed=3)[0].text
 
 
 def test_uncached_transformer_is_nanogpt_style_window():

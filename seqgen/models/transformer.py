@@ -16,6 +16,11 @@ when a token would make it longer than C, the window is first cut to its last `k
 recomputed in one forward pass together with the new tokens. So every C - keep + 1 tokens cost one
 extra forward over keep tokens: O(1) amortised per token, and no token ever sees more than C.
 Decoding with a cache is for inference: it runs under torch.no_grad() and updates the cache in place.
+
+`step(tokens, cache)` appends ONE token per stream: `block_step` is `Block.forward` for that
+token, with the weights pre-transposed once (`stepper()`, `TransformerStepper`: one mm per
+product) and one SDPA call over the preallocated cache; a step that would cut the window goes
+through `forward`. Sampling's fast decoding uses it; tests check it against `forward`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class KVCache:
         self.v: Tensor | None = None  # (L, B, nh, C, hd)
         self.tokens = torch.zeros(batch_size, c.context_length, dtype=torch.long, device=device)  # (B, C)
         self.length = 0  # tokens held, the same for every batch row
+        self.layers: list[tuple[Tensor, Tensor]] = []  # (k[i], v[i]) per layer, once allocated
 
     def layer(self, i: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """Keys and values of layer i: 2 x (B, nh, C, hd), in the dtype attention runs in."""
@@ -58,8 +64,8 @@ class KVCache:
                 self.v = torch.zeros(self.shape, dtype=dtype, device=self.device)
             else:
                 self.k, self.v = self.k.to(dtype), self.v.to(dtype)
-            self._layers = [(self.k[i], self.v[i]) for i in range(self.shape[0])]
-        return self._layers[i]
+            self.layers = [(self.k[i], self.v[i]) for i in range(self.shape[0])]
+        return self.layers[i]
 
     def window(self) -> Tensor:
         """The tokens the cache holds, oldest first: (B, length)."""
@@ -98,6 +104,16 @@ class CausalSelfAttention(nn.Module):
         y = self.proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
         return F.dropout(y, p, True) if p else y
 
+    def probabilities(self, x: Tensor) -> Tensor:
+        """The attention weights SDPA applies in a plain causal forward (it does not return them):
+        softmax(q k^T / sqrt(hd)) with the causal mask. x (B, T, D) -> (B, nh, T, T), float32"""
+        B, T, D = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.nh, D // self.nh)  # (B, T, 3, nh, hd)
+        q, k, _ = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, nh, T, hd)
+        scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(D // self.nh)  # (B, nh, T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()  # (T, T)
+        return scores.masked_fill(~causal, float("-inf")).softmax(-1)
+
 
 class Block(nn.Module):
     def __init__(self, config: ModelConfig):
@@ -115,6 +131,32 @@ class Block(nn.Module):
         h = self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))  # (B, T, D)
         p = self.dropout if self.training else 0.0
         return x + (F.dropout(h, p, True) if p else h)
+
+
+# Block.forward for one new token per stream, with the weights laid out by TransformerStepper:
+# (ln_1 weight, bias, eps, W_qkv^T, W_o^T, ln_2 weight, bias, eps, W_fc^T, W_proj^T), each W^T
+# (in, out) so that every product is one mm, or one addmm that also adds the residual.
+BlockWeights = tuple[Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, float, Tensor, Tensor]
+
+
+def block_step(x: Tensor, n: int, K: Tensor, V: Tensor, w: BlockWeights) -> Tensor:
+    """x (B, D), the token at position n; K, V (B, nh, C, hd) the layer's cache -> x (B, D).
+
+        q, k, v = ln_1(x) W_qkv;  K[n], V[n] = k, v;  x = x + SDPA(q, K[:n+1], V[:n+1]) W_o
+        x = x + gelu(ln_2(x) W_fc) W_proj
+    """
+    ln1_w, ln1_b, ln1_eps, W_qkv, W_o, ln2_w, ln2_b, ln2_eps, W_fc, W_proj = w
+    B, D = x.shape
+    nh, hd = K.shape[1], K.shape[3]
+    h = F.layer_norm(x, (D,), ln1_w, ln1_b, ln1_eps)  # (B, D)
+    q, k, v = torch.mm(h, W_qkv).view(B, 3, nh, 1, hd).unbind(1)  # 3 x (B, nh, 1, hd)
+    K.narrow(2, n, 1).copy_(k)
+    V.narrow(2, n, 1).copy_(v)
+    Kn, Vn = K.narrow(2, 0, n + 1), V.narrow(2, 0, n + 1)  # (B, nh, n+1, hd)
+    y = F.scaled_dot_product_attention(q, Kn, Vn)  # (B, nh, 1, hd)
+    x = torch.addmm(x, y.view(B, D), W_o)  # (B, D)
+    h = F.layer_norm(x, (D,), ln2_w, ln2_b, ln2_eps)
+    return torch.addmm(x, F.gelu(torch.mm(h, W_fc), approximate="tanh"), W_proj)  # (B, D)
 
 
 def sinusoidal_table(C: int, D: int) -> Tensor:
@@ -165,17 +207,29 @@ class TransformerLanguageModel(nn.Module):
         x = self.wte(tokens) if self.wte is not None else F.embedding(tokens, self.onehot)
         return x + self.wpe[start : start + T]
 
-    def _run(self, tokens: Tensor, cache: KVCache | None, start: int) -> Tensor:
-        # tokens (B, T) at positions start..start+T-1 -> logits (B, T, V)
+    def trunk(self, tokens: Tensor, cache: KVCache | None = None, start: int = 0,
+              inputs: list[Tensor] | None = None) -> Tensor:
+        """The residual stream after the last block: tokens (B, T) at positions
+        start..start+T-1 -> x (B, T, D). `inputs` collects each block's input (B, T, D)."""
         x = self.embed(tokens, start)  # (B, T, D)
         if self.training and self.config.dropout:
             x = F.dropout(x, self.config.dropout, True)
         for i, block in enumerate(self.blocks):
+            if inputs is not None:
+                inputs.append(x)
             x = block(x, cache, i, start)
-        x = self.ln_f(x)  # (B, T, D)
+        return x
+
+    def logits(self, x: Tensor) -> Tensor:
+        """ln_f, then the output layer: x (..., D) -> logits (..., V)."""
+        x = self.ln_f(x)
         if self.head is not None:
-            return self.head(x)  # (B, T, V)
-        return F.linear(x, self.wte.weight)  # (B, T, V), tied
+            return self.head(x)
+        return F.linear(x, self.wte.weight)  # tied to the token embedding
+
+    def _run(self, tokens: Tensor, cache: KVCache | None, start: int) -> Tensor:
+        # tokens (B, T) at positions start..start+T-1 -> logits (B, T, V)
+        return self.logits(self.trunk(tokens, cache, start))
 
     def forward(self, tokens: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache | None]:
         # tokens (B, T) -> logits (B, T, V)
@@ -215,6 +269,16 @@ class TransformerLanguageModel(nn.Module):
     def detach_state(self, state: KVCache | None) -> KVCache | None:
         return state  # nothing is carried between training windows
 
+    def stepper(self, logit_bias: Tensor | None = None) -> TransformerStepper:
+        """The weights laid out for many `step`s (see TransformerStepper)."""
+        return TransformerStepper(self, logit_bias)
+
+    def step(self, tokens: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """ONE token per stream appended to the cache: tokens (B,) -> logits (B, V), the cache
+        (None: a new one). The same logits as `forward(tokens[:, None], cache)`. Lays the weights
+        out anew on every call: for many steps hold `stepper()` and call its `step`."""
+        return self.stepper().step(tokens, state)
+
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -230,3 +294,51 @@ class TransformerLanguageModel(nn.Module):
             parts.append(f"dropout {c.dropout:g}")
         parts.append(f"{format_count(self.num_params())} params")
         return ", ".join(parts)
+
+
+class TransformerStepper:
+    """The weights of a TransformerLanguageModel laid out for `step`: each matrix transposed once
+    (`BlockWeights`), for one token per stream at a time through the model's own KVCache.
+
+    Built once per sampling run by `model.stepper()`; it holds tensors derived from the
+    parameters, so build a new one after the weights change. `logit_bias` (V,) is added to every
+    step's logits (sampling puts -inf at <unk>; none by default).
+    """
+
+    def __init__(self, model: TransformerLanguageModel, logit_bias: Tensor | None = None):
+        self.model = model
+        self.C = model.config.context_length
+        self.wte = model.wte.weight.detach() if model.wte is not None else model.onehot  # (V, D)
+        self.wpe = model.wpe.detach()  # (C, D)
+        head = model.head.weight if model.head is not None else model.wte.weight  # (V, D)
+        self.W_head_T = head.detach().t().contiguous()  # (D, V)
+        self.bias = None if logit_bias is None else logit_bias.to(self.W_head_T)  # (V,)
+        self.b_y = self.bias if self.bias is not None else torch.zeros_like(self.W_head_T[0])
+        self.layers: list[BlockWeights] = [(
+            blk.ln_1.weight.detach(), blk.ln_1.bias.detach(), blk.ln_1.eps,
+            blk.attn.qkv.weight.detach().t().contiguous(),  # (D, 3D)
+            blk.attn.proj.weight.detach().t().contiguous(),  # (D, D)
+            blk.ln_2.weight.detach(), blk.ln_2.bias.detach(), blk.ln_2.eps,
+            blk.fc.weight.detach().t().contiguous(),  # (D, 4D)
+            blk.proj.weight.detach().t().contiguous(),  # (4D, D)
+        ) for blk in model.blocks]
+        ln_f = model.ln_f
+        self.ln_f = (ln_f.weight.detach(), ln_f.bias.detach(), ln_f.eps)
+
+    def step(self, tokens: Tensor, cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """tokens (B,) appended to `cache` (None: a new one) -> logits (B, V), the cache."""
+        if cache is None:
+            cache = self.model.init_state(tokens.shape[0], tokens.device)
+        n = cache.length
+        if n >= self.C or cache.k is None or cache.k.dtype != torch.float32:
+            # the window is full (cut and recompute: the model does it) or not yet float32
+            logits, cache = self.model(tokens.view(-1, 1), cache)
+            logits = logits[:, -1].float()  # (B, V)
+            return (logits if self.bias is None else logits + self.bias), cache
+        cache.tokens.select(1, n).copy_(tokens)
+        cache.length = n + 1
+        x = F.embedding(tokens, self.wte).add_(self.wpe[n])  # (B, D)
+        for w, (K, V) in zip(self.layers, cache.layers, strict=True):  # K, V: (B, nh, C, hd)
+            x = block_step(x, n, K, V, w)
+        x = F.layer_norm(x, (x.shape[1],), *self.ln_f)  # (B, D)
+        return torch.addmm(self.b_y, x, self.W_head_T), cache  # (B, V)
