@@ -556,7 +556,7 @@ class Sampler:
         self.samples: list[Sample] = []
         self.constraint = None  # per-stream masks of allowed tokens (ConstrainedBatch), or None
         if config.constrain == "abc":
-            from seqgen.constrain import ConstrainedBatch, ConstraintError, abc_constraint
+            from seqgen.music.grammar import ConstrainedBatch, ConstraintError, abc_constraint
 
             try:
                 grammar = abc_constraint(tokenizer)

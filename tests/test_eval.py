@@ -116,8 +116,8 @@ def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckp
 # ------------------------------------------------------------------------ constrained sampling
 def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
-    from seqgen.constrain import abc_constraint
     from seqgen.music.abc import ends_with_barline, parse_header
+    from seqgen.music.grammar import abc_constraint
     from seqgen.sampling import SampleConfig, generate
 
     ckpt = load_checkpoint(abc_ckpt)

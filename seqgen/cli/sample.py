@@ -147,7 +147,7 @@ def sample(
     if header:
         if prompt:
             raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
-        from seqgen.constrain import header_prompt
+        from seqgen.music.tunes import header_prompt
 
         prompt = header_prompt(meter=meter, key=key, title=title)
 
@@ -195,7 +195,7 @@ def sample(
     if constrain is None:  # default: on for ABC models whose vocabulary can spell ABC
         constrain = "abc" if ckpt.corpus_kind == "abc" else "none"
         if constrain == "abc":
-            from seqgen.constrain import ConstraintError, abc_constraint
+            from seqgen.music.grammar import ConstraintError, abc_constraint
 
             try:
                 abc_constraint(tok)
