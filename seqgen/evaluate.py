@@ -54,7 +54,7 @@ class EvalConfig:
     tunes: int = 100  # tunes sampled per mode (0: loss only)
     seed: int = 1234
     temperature: float = 1.0
-    top_p: float | None = None  # None: the CLI's default for the model (sampling.default_top_p)
+    top_p: float | None = None  # None: the CLI's default for the model (music.tunes.default_top_p)
     length: int = 1500  # characters per tune, at most
     constrain: str = "both"  # "both" | "abc" | "none"
     eval_tokens: int = 0  # held-out tokens scored, at most (0: all)
@@ -321,7 +321,8 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
     place of failures."""
     import torch
 
-    from seqgen.sampling import TUNE_BREAK, SampleConfig, generate, number_tune
+    from seqgen.music.tunes import TUNE_BREAK, number_tune
+    from seqgen.sampling import SampleConfig, generate
 
     cfg = SampleConfig(length=length, temperature=temperature, top_p=top_p, num_samples=count,
                        stop=(TUNE_BREAK,), stop_at_eos=True, constrain=constrain)
@@ -356,7 +357,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     """Evaluate a loaded checkpoint (see the module docstring). `progress(message)` is called
     before each stage (for a status line)."""
     from seqgen.data import prepare_data
-    from seqgen.sampling import default_top_p
+    from seqgen.music.tunes import default_top_p
 
     config = config or EvalConfig()
     config.validate()

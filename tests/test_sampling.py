@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from seqgen.errors import DataError, UsageError, VocabularyError
 from seqgen.models import ModelConfig, build_model
+from seqgen.music.tunes import number_tune, sample_tunes
 from seqgen.sampling import (
     ModelDecoder,
     RNNDecoder,
@@ -23,8 +24,6 @@ from seqgen.sampling import (
     filter_logits,
     generate,
     make_decoder,
-    number_tune,
-    sample_tunes,
 )
 from seqgen.tokenizer import EOS_ID, UNK_ID, Tokenizer
 
@@ -398,7 +397,7 @@ def test_number_tune():
 
 
 def test_tune_prompt_completes_a_header_the_vocabulary_can_spell():
-    from seqgen.sampling import tune_prompt
+    from seqgen.music.tunes import tune_prompt
 
     abc = Tokenizer.build(["X:1\nM:6/8\nL:1/8\nK:D\n|abc|"])
     assert tune_prompt(abc, "") == "X:"
