@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from seqgen.cli.app import app
-from seqgen.evaluate import NoveltyIndex, normalise_key, tune_body
+from seqgen.music.quality import NoveltyIndex, normalise_key, tune_body
 
 TUNES = [
     "X:{n}\nT:Reel {n}\nM:C|\nL:1/8\nK:D\n|:ABcd efge|fdec dBAF|ABcd efge|fdec d2d2:|\n",
