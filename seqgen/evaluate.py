@@ -24,12 +24,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
+from seqgen.music.tunes import TUNE_LENGTH
 
 if TYPE_CHECKING:
     from seqgen.checkpoint import Checkpoint
@@ -46,8 +47,8 @@ class EvalConfig:
     tunes: int = 100  # tunes sampled per mode (0: loss only)
     seed: int = 1234
     temperature: float = 1.0
-    top_p: float | None = None  # None: the CLI's default for the model (music.tunes.default_top_p)
-    length: int = 1500  # characters per tune, at most
+    top_p: float | None = None  # None: as seqgen sample (music.tunes.resolve_sampling)
+    length: int = TUNE_LENGTH  # characters per tune, at most (as seqgen sample --tunes)
     constrain: str = "both"  # "both" | "abc" | "none"
     eval_tokens: int = 0  # held-out tokens scored, at most (0: all)
     jobs: int = 2  # music-check workers
@@ -153,30 +154,6 @@ def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[flo
                          device=str(device))
 
 
-# ------------------------------------------------------------------------------------ sampling
-def sample_eval_tunes(ckpt: Checkpoint, count: int, constrain: str, seed: int,
-                      temperature: float = 1.0, length: int = 1500,
-                      top_p: float = 1.0) -> tuple[list[str], int]:
-    """`count` tunes sampled together from the prompt 'X:' with generator seed `seed`, with the
-    ABC constraint or without, each ended by <eos> or the next 'X:' (as ``seqgen sample --tunes``
-    ends them) and numbered 1..count in their ``X:`` line as ``seqgen sample --tunes`` numbers
-    them (the model's own reference number is not music, and users never see it). Returns the
-    tunes and how many ended within `length` characters; a tune that ran out of length is kept as
-    it is (and usually fails the check): unlike ``seqgen sample``, eval does not sample again in
-    place of failures."""
-    import torch
-
-    from seqgen.music.tunes import TUNE_BREAK, number_tune
-    from seqgen.sampling import SampleConfig, generate
-
-    cfg = SampleConfig(length=length, temperature=temperature, top_p=top_p, num_samples=count,
-                       stop=(TUNE_BREAK,), stop_at_eos=True, constrain=constrain)
-    gen = torch.Generator().manual_seed(seed)
-    samples = generate(ckpt.model, ckpt.tokenizer, "X:", cfg, gen)
-    tunes = [number_tune(("X:" + s.text).strip(), i + 1) + "\n" for i, s in enumerate(samples)]
-    return tunes, sum(s.stop_reason != "length" for s in samples)
-
-
 # --------------------------------------------------------------------------------------- main
 def checkpoint_corpus(ckpt: Checkpoint, spec: str | None = None) -> Corpus:
     """The corpus `spec` (default: the one the checkpoint trained on, with its --glob and
@@ -203,7 +180,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     before each stage (for a status line)."""
     from seqgen.data import prepare_data
     from seqgen.music.quality import NoveltyIndex, check_tunes, describe_tunes
-    from seqgen.music.tunes import default_top_p
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling, sample_eval_tunes
 
     config = config or EvalConfig()
     config.validate()
@@ -229,9 +206,13 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         checkpoint=str(ckpt.path), corpus=corpus.name, corpus_kind=corpus.kind,
         val_documents=len(data.split.val), val_tokens=scored, val_loss=loss,
         val_bpc=loss / math.log(2), config=asdict(config))
-    top_p = config.top_p if config.top_p is not None else default_top_p(ckpt.corpus_kind)
-    report.config["top_p"] = top_p
-    if ckpt.corpus_kind == "abc" and corpus.kind == "abc" and config.tunes > 0:
+    tunes_too = ckpt.corpus_kind == "abc" and corpus.kind == "abc" and config.tunes > 0
+    # sampled as `seqgen sample --tunes` samples (each mode sets its own constraint)
+    sampling = resolve_sampling(ckpt, SamplingRequest(
+        tunes=tunes_too, length=config.length, temperature=config.temperature,
+        top_p=config.top_p))
+    report.config["top_p"] = sampling.config.top_p
+    if tunes_too:
         train_tunes = data.split.train
         reference = describe_tunes(train_tunes, "corpus")
         report.corpus_stats = reference
@@ -241,8 +222,9 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         for mode in modes:
             say(f"sampling {config.tunes} tunes (--constrain {mode})")
             ts = time.perf_counter()
-            tunes, finished = sample_eval_tunes(ckpt, config.tunes, mode, config.seed,
-                                                config.temperature, config.length, top_p)
+            tunes, finished = sample_eval_tunes(
+                ckpt, config.tunes, config.seed,
+                replace(sampling.config, constrain=mode), sampling.prompt)
             sample_s = time.perf_counter() - ts
             say(f"checking {len(tunes)} tunes (--constrain {mode})")
             st = check_tunes(tunes, mode, reference, novelty, config.jobs)

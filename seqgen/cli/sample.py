@@ -134,20 +134,14 @@ def sample(
     check_threads(threads)
     if tunes is not None and tunes < 1:
         raise UsageError(f"--tunes must be >= 1, not {tunes}")
-    if constrain is not None and constrain not in ("abc", "none"):
-        raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
-    from seqgen.sampling import SampleConfig
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling
 
-    SampleConfig(length=length or 0, temperature=temperature, top_k=top_k,
-                 top_p=1.0 if top_p is None else top_p, num_samples=num_samples,
-                 stop=stops).validate()  # before loading the model
-    header = meter is not None or key is not None or title is not None
-    if header:
-        if prompt:
-            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
-        from seqgen.music.tunes import header_prompt
-
-        prompt = header_prompt(meter=meter, key=key, title=title)
+    request = SamplingRequest(
+        prompt=prompt, prompt_source=str(prompt_file) if prompt_file is not None else "--prompt",
+        tunes=tunes is not None, meter=meter, key=key, title=title, length=length,
+        temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
+        constrain=constrain, unknown=unknown.value)
+    request.validate()  # before loading the model
 
     import torch
 
@@ -162,59 +156,16 @@ def sample(
     ckpt = load_checkpoint(path, device=device)
     tok = ckpt.tokenizer
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
-    if tunes is not None and ckpt.corpus_kind != "abc":
-        raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was trained "
-                         f"on text ({ckpt.corpus_name})")
-    if tunes is not None:
-        from seqgen.music.tunes import tune_prompt
-
-        full = tune_prompt(tok, prompt)
-        if prompt and full != prompt:
-            unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
-            info(f"the prompt's header has no L:; added {unit} (ABC's default for its meter)")
-        prompt = full
-    source = (str(prompt_file) if prompt_file is not None
-              else "--meter/--key/--title" if header else "--prompt")
-    missing = tok.unknown_chars(prompt)
-    if missing:
-        from seqgen.tokenizer import _show
-
-        what = f"{source}: {len(missing)} character(s) the model does not know: {_show(missing)}"
-        if unknown is Unknown.strict:
-            from seqgen.errors import VocabularyError
-
-            raise VocabularyError(f"{what}; remove them or pass --unknown skip")
-        warn(f"{what}; skipped")
-        prompt = "".join(c for c in prompt if c not in set(missing))
+    resolved = resolve_sampling(ckpt, request, notify=lambda level, message: (
+        warn if level == "warning" else info)(message))
+    config, prompt = resolved.config, resolved.prompt
     if seed is None:
         import secrets
 
         seed = secrets.randbelow(2**31)
-    if constrain is None:  # default: on for ABC models whose vocabulary can spell ABC
-        constrain = "abc" if ckpt.corpus_kind == "abc" else "none"
-        if constrain == "abc":
-            from seqgen.music.grammar import ConstraintError, abc_constraint
-
-            try:
-                abc_constraint(tok)
-            except ConstraintError as e:
-                warn(f"{e}; sampling without it")
-                constrain = "none"
-    if top_p is None:
-        from seqgen.music.tunes import default_top_p
-
-        top_p = default_top_p(ckpt.corpus_kind)
-    info(f"seed {seed}" + (f", top-p {top_p:g}" if top_p < 1 else "")
-         + (", ABC constraint on (--constrain none to switch it off)" if constrain == "abc"
-            else ""))
-    config = SampleConfig(
-        length=length if length is not None else (1500 if tunes else 500),
-        temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
-        unknown="strict",
-        constrain=constrain,
-        key=key if meter is None else None,  # with --meter, K: is in the prompt
-    )
-    config.validate()
+    info(f"seed {seed}" + (f", top-p {config.top_p:g}" if config.top_p < 1 else "")
+         + (", ABC constraint on (--constrain none to switch it off)"
+            if config.constrain == "abc" else ""))
     generator = torch.Generator(device=device).manual_seed(seed)
 
     if tunes is not None:

@@ -1,9 +1,14 @@
-"""Tunes: the prompts they start from, sampling whole tunes, numbering them, writing them.
+"""Tunes: how a checkpoint samples them, the prompts they start from, sampling whole tunes,
+numbering them, writing them.
 
-    from seqgen.music.tunes import sample_tunes
-    tunes = sample_tunes(model, tokenizer, 3, "X:1\\nM:6/8\\nK:D\\n",
-                         SampleConfig(length=1500, constrain="abc"))
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling, sample_tunes
+    plan = resolve_sampling(ckpt, SamplingRequest(tunes=True, meter="6/8", key="D"))
+    tunes = sample_tunes(ckpt.model, ckpt.tokenizer, 3, plan.prompt, plan.config)
     tunes[0].text      # 'X:1\\nM:6/8\\nL:1/8\\nK:D\\n...', numbered 1..3
+
+`resolve_sampling` is where `seqgen sample` and `seqgen eval` get their defaults for a
+checkpoint: for a model trained on ABC the ABC constraint, top-p TUNE_TOP_P, TUNE_LENGTH
+characters per tune and the header written from --meter/--key/--title.
 
 No torch and no music21 at import (both are imported by the functions that need them).
 """
@@ -19,14 +24,16 @@ from typing import TYPE_CHECKING
 
 from seqgen.errors import DataError, UsageError
 from seqgen.music.abc import parse_meter
-from seqgen.sampling import Sample, SampleConfig, generate
+from seqgen.sampling import CONSTRAINTS, Sample, SampleConfig, generate
 
 if TYPE_CHECKING:
     import torch
 
+    from seqgen.checkpoint import Checkpoint
     from seqgen.tokenizer import Tokenizer
 
 TUNE_BREAK = "\nX:"  # the next tune's header: the current tune is over
+TUNE_LENGTH = 1500  # characters per tune, at most, unless told (seqgen sample --tunes, eval)
 
 # `seqgen sample` and `seqgen eval` sample a model trained on ABC with top-p TUNE_TOP_P unless told
 # otherwise: a tune is garbled by one unlikely character (a 7 in `M:9/8`, a bar that runs over),
@@ -128,7 +135,7 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
     if count < 1:
         raise UsageError(f"--tunes must be >= 1, not {count}")
     prompt = tune_prompt(tokenizer, prompt)
-    base = config or SampleConfig(length=1500)
+    base = config or SampleConfig(length=TUNE_LENGTH)
     not_abc = 0
     stops = tuple(dict.fromkeys((TUNE_BREAK, *base.stop)))
     tunes: list[Tune] = []
@@ -159,6 +166,27 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
         f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
         f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"
     )
+
+
+def sample_eval_tunes(ckpt: Checkpoint, count: int, seed: int, config: SampleConfig,
+                      prompt: str = "X:") -> tuple[list[str], int]:
+    """`count` tunes sampled together (one batch, `config` but its num_samples) from `prompt`
+    with generator seed `seed`, each ended by <eos> or the next 'X:' (as ``seqgen sample
+    --tunes`` ends them) and numbered 1..count in their ``X:`` line as ``seqgen sample --tunes``
+    numbers them (the model's own reference number is not music, and users never see it).
+    Returns the tunes and how many ended within the length; a tune that ran out of length is
+    kept as it is (and usually fails the check): unlike `sample_tunes`, this does not sample
+    again in place of failures (``seqgen eval`` measures them)."""
+    import dataclasses
+
+    import torch
+
+    stops = tuple(dict.fromkeys((TUNE_BREAK, *config.stop)))
+    cfg = dataclasses.replace(config, num_samples=count, stop=stops, stop_at_eos=True)
+    gen = torch.Generator().manual_seed(seed)
+    samples = generate(ckpt.model, ckpt.tokenizer, prompt, cfg, gen)
+    tunes = [number_tune((prompt + s.text).strip(), i + 1) + "\n" for i, s in enumerate(samples)]
+    return tunes, sum(s.stop_reason != "length" for s in samples)
 
 
 # ------------------------------------------------------------------------------------ writing
@@ -214,3 +242,135 @@ def tune_directory(out: str | Path, option: str = "--out") -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
+
+
+# ------------------------------------------------------------------- settings of a checkpoint
+@dataclass
+class SamplingRequest:
+    """What the user asked for, as `seqgen sample` and `seqgen eval` take it. None (and an empty
+    prompt) leave the choice to `resolve_sampling`, which knows the checkpoint."""
+
+    prompt: str = ""
+    prompt_source: str = "--prompt"  # what messages about the prompt call it (a file's name)
+    tunes: bool = False  # whole tunes (seqgen sample --tunes, seqgen eval); ABC models only
+    meter: str | None = None  # --meter, --key, --title: a tune header written for the model
+    key: str | None = None  # (without --meter: the key the ABC constraint fixes)
+    title: str | None = None
+    length: int | None = None  # None: TUNE_LENGTH per tune, else SampleConfig's 500
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float | None = None  # None: TUNE_TOP_P for models trained on ABC, else 1
+    num_samples: int = 1
+    stop: tuple[str, ...] = ()
+    constrain: str | None = None  # None: "abc" for ABC models whose vocabulary can spell ABC
+    unknown: str = "strict"  # prompt characters the model does not know: error, or "skip"
+
+    def validate(self) -> None:
+        """UsageError naming the option of the first bad value: all that can be checked before
+        a checkpoint is loaded."""
+        if self.constrain is not None and self.constrain not in CONSTRAINTS:
+            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
+        SampleConfig(length=self.length or 0, temperature=self.temperature, top_k=self.top_k,
+                     top_p=1.0 if self.top_p is None else self.top_p,
+                     num_samples=self.num_samples, stop=self.stop,
+                     unknown=self.unknown).validate()
+        self.written_prompt()
+
+    def has_header(self) -> bool:
+        return self.meter is not None or self.key is not None or self.title is not None
+
+    def written_prompt(self) -> str:
+        """The prompt as given: `header_prompt` of --meter/--key/--title when any is given
+        (UsageError when a prompt is given too), else `prompt`."""
+        if not self.has_header():
+            return self.prompt
+        if self.prompt:
+            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
+        return header_prompt(meter=self.meter, key=self.key, title=self.title)
+
+
+@dataclass
+class ResolvedSampling:
+    """How to sample a checkpoint: the settings, and the prompt as the sampler takes it."""
+
+    config: SampleConfig
+    prompt: str
+
+
+Notify = Callable[[str, str], None]  # (level "info" | "warning", message)
+
+
+def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
+                     notify: Notify | None = None) -> ResolvedSampling:
+    """The settings and prompt `request` means for checkpoint `ckpt`: the one place that
+    decides the defaults of `seqgen sample` and `seqgen eval`.
+
+    For a model trained on ABC: the ABC constraint (unless its vocabulary cannot spell ABC:
+    then none, with a warning), top-p TUNE_TOP_P, and with `tunes` TUNE_LENGTH characters per
+    tune and the prompt completed by `tune_prompt` (a missing L: written out, with a note).
+    Text models: no constraint, top-p 1, 500 characters. Prompt characters the model does not
+    know are a VocabularyError, or dropped with a warning (`unknown` "skip"). `notify(level,
+    message)` hears the notes and warnings as they come (the library never prints); UsageError
+    for a bad request, or `tunes` with a text model."""
+    say = notify or (lambda level, message: None)
+    request.validate()
+    tok, abc = ckpt.tokenizer, ckpt.corpus_kind == "abc"
+    prompt = request.written_prompt()
+    if request.tunes:
+        if not abc:
+            raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was "
+                             f"trained on text ({ckpt.corpus_name})")
+        full = tune_prompt(tok, prompt)
+        if prompt and full != prompt:
+            unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
+            say("info", f"the prompt's header has no L:; added {unit} (ABC's default for its "
+                        "meter)")
+        prompt = full
+    prompt = _known_characters(tok, prompt, request, say)
+    constrain = request.constrain
+    if constrain is None:
+        constrain = _default_constraint(tok, abc, say)
+    length = request.length
+    if length is None:
+        length = TUNE_LENGTH if request.tunes else SampleConfig.length
+    config = SampleConfig(
+        length=length, temperature=request.temperature, top_k=request.top_k,
+        top_p=request.top_p if request.top_p is not None else default_top_p(ckpt.corpus_kind),
+        num_samples=request.num_samples, stop=request.stop, unknown="strict",
+        constrain=constrain,
+        key=request.key if request.meter is None else None,  # with a meter, K: is in the prompt
+    )
+    config.validate()
+    return ResolvedSampling(config, prompt)
+
+
+def _known_characters(tok: Tokenizer, prompt: str, request: SamplingRequest,
+                      say: Notify) -> str:
+    """`prompt`, or VocabularyError naming the characters the model does not know (without them
+    and a warning with `unknown` "skip")."""
+    missing = tok.unknown_chars(prompt)
+    if not missing:
+        return prompt
+    from seqgen.errors import VocabularyError
+    from seqgen.tokenizer import _show
+
+    source = "--meter/--key/--title" if request.has_header() else request.prompt_source
+    what = f"{source}: {len(missing)} character(s) the model does not know: {_show(missing)}"
+    if request.unknown == "strict":
+        raise VocabularyError(f"{what}; remove them or pass --unknown skip")
+    say("warning", f"{what}; skipped")
+    return "".join(c for c in prompt if c not in set(missing))
+
+
+def _default_constraint(tok: Tokenizer, abc: bool, say: Notify) -> str:
+    """"abc" for a model trained on ABC whose vocabulary can spell ABC, else "none"."""
+    if not abc:
+        return "none"
+    from seqgen.music.grammar import ConstraintError, abc_constraint
+
+    try:
+        abc_constraint(tok)
+    except ConstraintError as e:
+        say("warning", f"{e}; sampling without it")
+        return "none"
+    return "abc"
