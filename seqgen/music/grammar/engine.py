@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from seqgen.music.grammar import rules
-from seqgen.music.grammar.state import TEXT_STATES, Header, Phase, State
+from seqgen.music.grammar.state import BODY, HEADER, TEXT_STATES, Header, State
 from seqgen.music.grammar.vocabulary import (
     BODY_CHARS,
     EOS_ID,
@@ -82,10 +82,10 @@ class AbcConstraint:
         except KeyError:
             pass
         rep = None
-        if s.phase == Phase.BODY and s.body not in TEXT_STATES:
+        if s.phase == BODY and s.body not in TEXT_STATES:
             # in the body every note letter moves alike: share the first one's move
             rep = self._note_rep.get(token, -1)
-        elif s.header == Header.VALUE and s.field == "T":  # so does every character of free text
+        elif s.field == "T" and s.header == Header.VALUE:  # so does every character of free text
             rep = self._text_rep.get(token)
         if rep is not None and rep != token:
             nxt = None if rep < 0 else self.advance(s, rep)
@@ -108,7 +108,7 @@ class AbcConstraint:
             import numpy as np
 
             m = np.zeros(len(self.itos), dtype=bool)
-            body = s.phase == Phase.BODY and s.body not in TEXT_STATES
+            body = s.phase == BODY and s.body not in TEXT_STATES
             for i in self._body_ids if body else self._ids:
                 m[i] = self.advance(s, i) is not None
             m[EOS_ID] = self.advance(s, EOS_ID) is not None
@@ -126,7 +126,7 @@ class AbcConstraint:
     def feed_text(self, s: State, text: str, lenient: bool = False) -> State:
         """The state after the characters of `text`; ConstraintError naming the first character
         the grammar refuses. `lenient` reads a header in any order and with any values (prompts)."""
-        if lenient and s.phase == Phase.HEADER:
+        if lenient and s.phase == HEADER:
             s = s._replace(lenient=1)
         line, col = 1, 0
         for ch in text:

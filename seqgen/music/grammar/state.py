@@ -79,6 +79,9 @@ class Body(str, Enum):
     END = "end"  # after <eos>
 
 
+# The hot paths of the rules and the engine compare against these module globals: reading an
+# attribute of an Enum class goes through EnumType.__getattr__'s slow hook before Python 3.12.
+HEADER, BODY, ENDED = Phase.HEADER, Phase.BODY, Phase.ENDED
 # Body positions inside quoted text or an inline field, where letters are text, not notes.
 TEXT_STATES = frozenset((Body.QUOTE, Body.SYMBOL, Body.SYMBOL_SLASH, Body.SYMBOL_BASS,
                          Body.ANNOTATION, Body.INLINE_LETTER, Body.INLINE_VALUE))

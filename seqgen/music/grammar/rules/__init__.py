@@ -65,7 +65,7 @@ from seqgen.music.grammar.rules import (
     quoted,
 )
 from seqgen.music.grammar.rules.barlines import eos
-from seqgen.music.grammar.state import Body, Header, Phase, State
+from seqgen.music.grammar.state import BODY, HEADER, Body, Header, State
 from seqgen.music.grammar.vocabulary import MAX_FIELD_CHARS, Lexicon
 
 Rule = Callable[[Lexicon, State, str], "State | None"]
@@ -84,9 +84,9 @@ HEADER_RULES: dict[Header, Rule] = {
 }
 
 BODY_RULES: dict[Body, Rule] = {
-    Body.START: barlines.line_start,
-    Body.LINE_START: barlines.line_start,
-    Body.BAR_START: barlines.after_barline,
+    Body.START: barlines.bar_start,
+    Body.LINE_START: barlines.bar_start,
+    Body.BAR_START: barlines.bar_start,
     Body.BAR_SPACE: barlines.bar_space,
     Body.LINE_OPEN: barlines.line_open,
     Body.BRACKET: barlines.after_bracket,
@@ -130,15 +130,15 @@ BODY_RULES: dict[Body, Rule] = {
 
 def step(lx: Lexicon, s: State, ch: str) -> State | None:
     """The state after character `ch`, or None when the grammar does not allow it."""
-    if s.phase == Phase.HEADER:
-        return HEADER_RULES[s.header](lx, s, ch)
-    if s.phase == Phase.BODY:
+    if s.phase == BODY:
         if s.line_lead and ch == ":":
             return None  # 'b:' at the start of a line would read as a header field
         nxt = BODY_RULES[s.body](lx, s, ch)
         if nxt is not None and s.line_lead:
             nxt = nxt._replace(line_lead=False)
         return nxt
+    if s.phase == HEADER:
+        return HEADER_RULES[s.header](lx, s, ch)
     return None
 
 
@@ -148,7 +148,7 @@ def signature(lx: Lexicon, s: State) -> State:
     (the barlines `close_bar` allows change at those counts), and the length of free header
     text only as empty, under the limit or at it. Masks are cached per representative, so a new
     bar or title seldom needs a new mask."""
-    if s.phase == Phase.BODY:
+    if s.phase == BODY:
         b = s.bars
         if b == 0:
             return s
@@ -163,7 +163,7 @@ def signature(lx: Lexicon, s: State) -> State:
         else:
             rb = lx.min_bars
         return s if rb == b else s._replace(bars=rb)
-    if (s.header == Header.VALUE and s.field == "T" and not s.lenient
+    if (s.field == "T" and s.header == Header.VALUE and not s.lenient
             and 1 < s.text_len < MAX_FIELD_CHARS):
         return s._replace(text_len=1)
     return s

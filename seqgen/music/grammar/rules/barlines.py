@@ -10,7 +10,7 @@ from __future__ import annotations
 from seqgen.music.grammar.rules.elements import start_element
 from seqgen.music.grammar.rules.groups import chord_start
 from seqgen.music.grammar.rules.inline import inline_start
-from seqgen.music.grammar.state import Body, Phase, State
+from seqgen.music.grammar.state import BODY, Body, Phase, State
 from seqgen.music.grammar.vocabulary import SECTION_BARS, Lexicon
 
 
@@ -60,35 +60,26 @@ def barline(lx: Lexicon, s: State, ch: str) -> State | None:
         if ch in "|]:":
             return close_bar(lx, s, "|" + ch)
         done = close_bar(lx, s, "|")
-        return None if done is None else after_barline(lx, done, ch)
+        return None if done is None else bar_start(lx, done, ch)
     if s.partial == ":":
         return close_bar(lx, s, ":|") if ch == "|" else None
     return None
 
 
 # ----------------------------------------------------------------------- the start of a bar
-def _tune_over(lx: Lexicon, s: State) -> bool:
-    return s.bars >= lx.max_bars or s.last_bar == "|]"
-
-
-def after_barline(lx: Lexicon, s: State, ch: str) -> State | None:
-    """Body.BAR_START: a line break, a space, or the bar's first element (only a line break
-    once the tune is over)."""
-    if ch == "\n":
+def bar_start(lx: Lexicon, s: State, ch: str) -> State | None:
+    """Body.BAR_START, Body.START, Body.LINE_START: right after a barline a line break (also
+    once the tune is over) or a space; at the start of the tune or a line the '|' of an opening
+    repeat; then the bar's first element (none once the tune is over)."""
+    after_barline = s.body == Body.BAR_START
+    if ch == "\n" and after_barline:
         return s._replace(body=Body.LINE_START)
-    if _tune_over(lx, s):
+    if s.bars >= lx.max_bars or s.last_bar == "|]":  # the tune is over
         return None
-    if ch == " ":
-        return s._replace(body=Body.BAR_SPACE)
-    return bar_opening(lx, s, ch)
-
-
-def line_start(lx: Lexicon, s: State, ch: str) -> State | None:
-    """Body.START, Body.LINE_START: an opening repeat ('|' then ':') or the bar's first element
-    (nothing once the tune is over)."""
-    if _tune_over(lx, s):
-        return None
-    if ch == "|":
+    if after_barline:
+        if ch == " ":
+            return s._replace(body=Body.BAR_SPACE)
+    elif ch == "|":
         return s._replace(body=Body.LINE_OPEN)
     return bar_opening(lx, s, ch)
 
@@ -159,7 +150,7 @@ def ending_space(lx: Lexicon, s: State, ch: str) -> State | None:
 def eos(lx: Lexicon, s: State) -> State | None:
     """The state after <eos>: only in the body, right after a barline (not '|:'), once the
     tune has `min_bars` bars."""
-    if s.phase != Phase.BODY or s.bars < lx.min_bars:
+    if s.phase != BODY or s.bars < lx.min_bars:
         return None
     if s.body == Body.BARLINE and s.partial == "|":
         s = close_bar(lx, s, "|")

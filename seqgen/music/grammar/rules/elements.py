@@ -11,6 +11,11 @@ from seqgen.music.grammar.rules.timing import can_start_note
 from seqgen.music.grammar.state import NO_SLUR, SLUR_WITH_NOTE, Body, State
 from seqgen.music.grammar.vocabulary import DECORATIONS, NOTE_LETTERS, Lexicon
 
+_LINE_HEADS = frozenset((Body.LINE_START, Body.START))  # a letter here may start 'b:' (a field)
+_NOTE_ONLY = frozenset((Body.DECORATION, Body.ACCIDENTAL, Body.BROKEN))  # a note, rest or chord
+# right before a note: a quoted string or a grace group, not both, and one of it
+_SYMBOL_OR_GRACES = frozenset((Body.AFTER_SYMBOL, Body.GRACE_DONE))
+
 
 def start_element(lx: Lexicon, s: State, ch: str) -> State | None:
     """`ch` as the first character of a note, rest, chord, decoration, chord symbol, grace
@@ -19,25 +24,23 @@ def start_element(lx: Lexicon, s: State, ch: str) -> State | None:
         return None
     if ch in NOTE_LETTERS or ch == "z":
         return begin_note(s, Body.NOTE if ch != "z" else Body.REST,
-                          line_lead=s.body in (Body.LINE_START, Body.START))
+                          line_lead=s.body in _LINE_HEADS)
     if ch in "^_=":
         return s._replace(body=Body.ACCIDENTAL, partial=ch, last_length=None)
     if ch == "[" and lx.chords and s.body != Body.ACCIDENTAL:  # notes sounding together
         return begin_note(s, Body.CHORD, inner=0)
-    if s.body in (Body.DECORATION, Body.ACCIDENTAL, Body.BROKEN):
+    if s.body in _NOTE_ONLY:
         return None
-    if ch == '"' and s.body not in (Body.AFTER_SYMBOL, Body.GRACE_DONE) and (lx.roots or lx.places):
+    if ch == '"' and s.body not in _SYMBOL_OR_GRACES and (lx.roots or lx.places):
         return s._replace(body=Body.QUOTE, partial="", inner=0, last_length=None)
     if ch in DECORATIONS:
         # after a quoted string a decoration may not precede a chord: music21 reads the
         # '~' of '"G"~[CE]' as a note
         body = Body.DECORATION if s.body != Body.AFTER_SYMBOL else Body.SYMBOL_DECORATION
         return s._replace(body=body, last_length=None)
-    if s.body == Body.GRACE_DONE:
-        return None
-    if ch == "{" and s.triplet_left == 0 and s.body != Body.AFTER_SYMBOL and "}" in lx.stoi:
+    if ch == "{" and s.triplet_left == 0 and s.body not in _SYMBOL_OR_GRACES and "}" in lx.stoi:
         return s._replace(body=Body.GRACE, partial="", last_length=None)
-    if ch == "(" and s.slur == NO_SLUR:
+    if ch == "(" and s.slur == NO_SLUR and s.body != Body.GRACE_DONE:
         return s._replace(body=Body.PAREN, last_length=None)
     return None
 

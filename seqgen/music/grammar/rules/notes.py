@@ -14,7 +14,7 @@ from seqgen.music.grammar.vocabulary import Lexicon
 def note_length(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.NOTE, Body.REST, Body.CHORD_LENGTH: octave marks (a note, at most two), then the
     length; a character that cannot continue the length ends the note and is read after it."""
-    if s.body == Body.NOTE and not s.partial and ch in "',":
+    if ch in "'," and not s.partial and s.body == Body.NOTE:
         if s.octave >= 2:
             return None
         return s._replace(octave=s.octave + 1)
