@@ -177,8 +177,8 @@ class AbcConstraint:
 # ------------------------------------------------------------------------------ streams
 class ConstrainedBatch:
     """The constraint for the streams of one batch: the masks of all streams as one array, and
-    moving every stream on by its chosen token. A stream whose constraint is off (`active` False)
-    allows everything."""
+    moving every stream on by its chosen token. A stream whose constraint is off (its state None,
+    after a token the grammar refused) allows everything."""
 
     def __init__(self, constraint: AbcConstraint, batch: int, prompt: str = ""):
         import numpy as np
