@@ -21,7 +21,8 @@ Bar lengths (timing.py, barlines.py)
 Groups (groups.py)
   9. Chords ``[CEg]``: 2 to 4 notes without lengths, the length after ``]``.
  10. Triplets ``(3``: three notes of one written length. Slurs ``( )``: one level, closed
-     within the bar. Grace notes ``{gf}``: 1 to 4 notes before a note or rest.
+     within the bar. Grace notes ``{gf}``: 1 to 4 notes before a note or rest (not
+     together with a quoted string), none in a triplet.
 Quoted text (quoted.py)
  11. Before a note, rest or chord, one of: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``),
      an annotation (``"^fine"``, ``">"``: a placement character, at most 20 characters) or
