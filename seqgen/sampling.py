@@ -34,10 +34,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from seqgen.errors import DataError, UsageError
+from seqgen.errors import UsageError
 from seqgen.tokenizer import EOS_ID, UNK_ID
 
 if TYPE_CHECKING:
@@ -411,7 +411,7 @@ class Sampler:
         self.samples: list[Sample] = []
         self.constraint = None  # per-stream masks of allowed tokens (ConstrainedBatch), or None
         if config.constrain == "abc":
-            from seqgen.constrain import ConstrainedBatch, ConstraintError, abc_constraint
+            from seqgen.music.grammar import ConstrainedBatch, ConstraintError, abc_constraint
 
             try:
                 grammar = abc_constraint(tokenizer)
@@ -499,105 +499,3 @@ def generate(model, tokenizer: Tokenizer, prompt: str = "", config: SampleConfig
             on_text(index, piece)
     return sampler.samples
 
-
-# ============================================================================== tunes
-TUNE_BREAK = "\nX:"  # the next tune's header: the current tune is over
-
-# `seqgen sample` and `seqgen eval` sample a model trained on ABC with top-p TUNE_TOP_P unless told
-# otherwise: a tune is garbled by one unlikely character (a 7 in `M:9/8`, a bar that runs over),
-# and nucleus sampling leaves out the tail of the distribution those come from (docs/quality.md
-# has the measurements). Text models, and the library's SampleConfig, sample from all (top-p 1).
-TUNE_TOP_P = 0.9
-
-
-def default_top_p(corpus_kind: str) -> float:
-    """The top-p the CLI samples a model with when --top-p is not given: TUNE_TOP_P for a model
-    trained on ABC (`corpus_kind` "abc"), else 1 (off)."""
-    return TUNE_TOP_P if corpus_kind == "abc" else 1.0
-
-
-@dataclass
-class Tune:
-    """One complete sampled tune: ABC text numbered X:number, ending in a newline."""
-
-    number: int
-    text: str
-    end: str  # "eos" (end-of-document token) | "X:" (the next tune began) | "stop" (a --stop)
-    sample: Sample = field(repr=False)
-
-
-def number_tune(text: str, number: int) -> str:
-    """`text` with its first ``X:`` line replaced by ``X:number`` (added when missing)."""
-    lines = text.split("\n")
-    if lines and lines[0].startswith("X:"):
-        lines[0] = f"X:{number}"
-    else:
-        lines.insert(0, f"X:{number}")
-    return "\n".join(lines)
-
-
-def tune_prompt(tokenizer: Tokenizer, prompt: str) -> str:
-    """The prompt `sample_tunes` starts every tune from: "X:" for an empty one; a header with a
-    K: line and no L: gets ABC's default unit length written out before K: (as every training
-    tune has it, and as the music check wants it; `music.abc.with_unit`), when the vocabulary
-    can spell it."""
-    if not prompt:
-        return "X:"
-    from seqgen.music.abc import with_unit
-
-    full = with_unit(prompt)
-    if set(tokenizer.unknown_chars(full)) - set(tokenizer.unknown_chars(prompt)):
-        return prompt
-    return full
-
-
-def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
-                 config: SampleConfig | None = None, generator: torch.Generator | None = None,
-                 max_rounds: int = 10,
-                 on_tune: Callable[[Tune], None] | None = None, first: int = 1) -> list[Tune]:
-    """Exactly `count` complete tunes, numbered first..first + count - 1 (X: and Tune.number).
-
-    Each round samples the missing tunes together as one batch (config.num_samples is ignored);
-    a stream ends at <eos> or where it starts the next tune ("\\nX:"). A tune counts when it ended
-    that way and has X: and K: headers; streams that ran out of --length are dropped and sampled
-    again. DataError after `max_rounds` rounds without enough tunes (the model does not end
-    tunes, or --length is too short). The prompt is completed by `tune_prompt`. The ABC
-    constraint is on only when `config` asks for it (`SampleConfig(constrain="abc")`; the
-    command line switches it on by default for ABC models).
-    """
-    from seqgen.music.abc import looks_like_abc
-
-    if count < 1:
-        raise UsageError(f"--tunes must be >= 1, not {count}")
-    prompt = tune_prompt(tokenizer, prompt)
-    base = config or SampleConfig(length=1500)
-    not_abc = 0
-    stops = tuple(dict.fromkeys((TUNE_BREAK, *base.stop)))
-    tunes: list[Tune] = []
-    for _ in range(max_rounds):
-        need = count - len(tunes)
-        cfg = SampleConfig(**{**asdict(base), "num_samples": need, "stop": stops,
-                              "stop_at_eos": True})
-        for s in generate(model, tokenizer, prompt, cfg, generator):
-            if s.stop_reason == "length":
-                continue
-            text = (prompt + s.text).strip()
-            if not looks_like_abc(text):
-                not_abc += 1
-                continue
-            end = "X:" if s.stop_string == TUNE_BREAK else s.stop_reason
-            number = first + len(tunes)
-            tune = Tune(number, number_tune(text, number) + "\n", end, s)
-            tunes.append(tune)
-            if on_tune is not None:
-                on_tune(tune)
-        if len(tunes) == count:
-            return tunes
-    if not tunes and not_abc:
-        raise DataError(f"{not_abc} samples ended, none of them an ABC tune (X: and K: headers): "
-                        "give an ABC header as the prompt, such as 'X:1\\nM:6/8\\nK:D\\n', and "
-                        "a model trained on ABC")
-    raise DataError(
-        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
-        f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"
-    )

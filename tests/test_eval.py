@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from typer.testing import CliRunner
 
 from seqgen.cli.app import app
-from seqgen.evaluate import NoveltyIndex, normalise_key, tune_body
+from seqgen.music.quality import NoveltyIndex, normalise_key, tune_body
 
 TUNES = [
     "X:{n}\nT:Reel {n}\nM:C|\nL:1/8\nK:D\n|:ABcd efge|fdec dBAF|ABcd efge|fdec d2d2:|\n",
@@ -116,8 +116,8 @@ def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckp
 # ------------------------------------------------------------------------ constrained sampling
 def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
-    from seqgen.constrain import abc_constraint
     from seqgen.music.abc import ends_with_barline, parse_header
+    from seqgen.music.grammar import abc_constraint
     from seqgen.sampling import SampleConfig, generate
 
     ckpt = load_checkpoint(abc_ckpt)
@@ -141,10 +141,11 @@ def test_eval_numbers_its_tunes_as_sample_tunes_does(abc_ckpt):
     """eval checks the tunes users get: `seqgen sample --tunes` writes X:1..N over whatever
     reference number the model sampled, so eval does too (a garbled 'X:]07' is not music)."""
     from seqgen.checkpoint import load_checkpoint
-    from seqgen.evaluate import sample_eval_tunes
+    from seqgen.music.tunes import sample_eval_tunes
+    from seqgen.sampling import SampleConfig
 
     ckpt = load_checkpoint(abc_ckpt)
-    tunes, _ = sample_eval_tunes(ckpt, 3, "none", seed=3, temperature=2.0, length=200)
+    tunes, _ = sample_eval_tunes(ckpt, 3, seed=3, config=SampleConfig(length=200, temperature=2.0))
     assert [t.split("\n")[0] for t in tunes] == ["X:1", "X:2", "X:3"]
     assert all(t.endswith("\n") and t.count("\nX:") == 0 for t in tunes)
 
@@ -226,16 +227,16 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
 def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatch):
     """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.9),
     --top-p to choose another (1: the model's whole distribution)."""
-    import seqgen.evaluate as ev
+    import seqgen.music.tunes as tunes_module
 
     seen = []
-    real = ev.sample_eval_tunes
+    real = tunes_module.sample_eval_tunes
 
-    def spy(ckpt, count, constrain, seed, temperature=1.0, length=1500, top_p=1.0):
-        seen.append(top_p)
-        return real(ckpt, count, constrain, seed, temperature, length, top_p)
+    def spy(ckpt, count, seed, config, prompt="X:"):
+        seen.append(config.top_p)
+        return real(ckpt, count, seed, config, prompt)
 
-    monkeypatch.setattr(ev, "sample_eval_tunes", spy)
+    monkeypatch.setattr(tunes_module, "sample_eval_tunes", spy)
     runner = CliRunner()
     for args, want in (([], 0.9), (["--top-p", "1"], 1.0), (["--top-p", "0.5"], 0.5)):
         seen.clear()
@@ -248,6 +249,50 @@ def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatc
     assert "top-p 0.9" in r.stdout  # the table says how the tunes were sampled
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--top-p", "0"])
     assert r.exit_code == 2 and "--top-p must be in (0, 1], not 0.0" in r.stderr
+
+
+def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_path):
+    """One function decides what `seqgen sample` and `seqgen eval` sample with unless told."""
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.errors import UsageError, VocabularyError
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling
+
+    ckpt = load_checkpoint(abc_ckpt)
+    notes = []
+    r = resolve_sampling(ckpt, SamplingRequest(tunes=True), lambda *a: notes.append(a))
+    c = r.config
+    assert (c.constrain, c.top_p, c.length, r.prompt) == ("abc", 0.9, 1500, "X:") and not notes
+    r = resolve_sampling(ckpt, SamplingRequest(prompt="X:1\nM:2/4\nK:D\n", tunes=True,
+                                               top_p=1.0, constrain="none", length=300),
+                         lambda *a: notes.append(a))
+    assert (r.config.constrain, r.config.top_p, r.config.length) == ("none", 1.0, 300)
+    assert r.prompt == "X:1\nM:2/4\nL:1/16\nK:D\n" and notes == [
+        ("info", "the prompt's header has no L:; added L:1/16 (ABC's default for its meter)")]
+    r = resolve_sampling(ckpt, SamplingRequest(meter="6/8", key="D", title="T"))
+    assert r.prompt == "X:1\nT:T\nM:6/8\nL:1/8\nK:D\n" and r.config.length == 500
+    assert r.config.key is None  # K: is in the prompt
+    assert resolve_sampling(ckpt, SamplingRequest(key="D")).config.key == "D"
+    with pytest.raises(UsageError, match="not both"):
+        SamplingRequest(prompt="X:", meter="6/8").validate()
+    with pytest.raises(UsageError, match="--constrain must be abc or none"):
+        SamplingRequest(constrain="xml").validate()
+    with pytest.raises(VocabularyError, match="--prompt: 1 character"):
+        resolve_sampling(ckpt, SamplingRequest(prompt="X:\u00e9"))
+    notes.clear()
+    r = resolve_sampling(ckpt, SamplingRequest(prompt="X:\u00e9", unknown="skip"),
+                         lambda *a: notes.append(a))
+    assert r.prompt == "X:" and notes[0][0] == "warning"
+    # a text model: no constraint, top-p 1, and no tunes
+    text = tmp_path / "text"
+    shutil.copytree(abc_ckpt, text)
+    meta = json.loads((text / "checkpoint.json").read_text())
+    meta["corpus"]["kind"] = "text"
+    (text / "checkpoint.json").write_text(json.dumps(meta))
+    tck = load_checkpoint(text)
+    c = resolve_sampling(tck, SamplingRequest()).config
+    assert (c.constrain, c.top_p, c.length) == ("none", 1.0, 500)
+    with pytest.raises(UsageError, match="--tunes needs a model trained on ABC tunes"):
+        resolve_sampling(tck, SamplingRequest(tunes=True))
 
 
 # ------------------------------------------------------------------------- the default model

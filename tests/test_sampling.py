@@ -14,6 +14,7 @@ from seqgen.errors import DataError, UsageError, VocabularyError
 from seqgen.models import ModelConfig, build_model
 from seqgen.models.rnn import RecurrentStepper
 from seqgen.models.transformer import TransformerStepper
+from seqgen.music.tunes import number_tune, sample_tunes
 from seqgen.sampling import (
     FastDecoder,
     ModelDecoder,
@@ -24,8 +25,6 @@ from seqgen.sampling import (
     filter_logits,
     generate,
     make_decoder,
-    number_tune,
-    sample_tunes,
 )
 from seqgen.tokenizer import EOS_ID, UNK_ID, Tokenizer
 
@@ -427,7 +426,7 @@ def test_number_tune():
 
 
 def test_tune_prompt_completes_a_header_the_vocabulary_can_spell():
-    from seqgen.sampling import tune_prompt
+    from seqgen.music.tunes import tune_prompt
 
     abc = Tokenizer.build(["X:1\nM:6/8\nL:1/8\nK:D\n|abc|"])
     assert tune_prompt(abc, "") == "X:"

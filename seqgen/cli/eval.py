@@ -107,8 +107,9 @@ def eval_command(
         None, "--top-p", help="Sample only among the most likely characters whose probabilities "
         "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (0.9 for ABC models).",
         rich_help_panel=PT, show_default=False),
-    length: int = typer.Option(1500, "--length", help="Characters per tune, at most.",
-                               rich_help_panel=PT),
+    length: int | None = typer.Option(
+        None, "--length", help="Characters per tune, at most. Default: as seqgen sample --tunes "
+        "(1500).", rich_help_panel=PT, show_default=False),
     constrain: Constrain = typer.Option(
         Constrain.both, "--constrain", help="Sample with the ABC constraint (abc), without "
         "(none), or both side by side at the same seed.", rich_help_panel=PT),
@@ -137,8 +138,8 @@ def eval_command(
 
     torch.set_num_threads(threads or 1)
     config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
-                        top_p=top_p, length=length, constrain=constrain.value, eval_tokens=eval_tokens,
-                        jobs=jobs)
+                        top_p=top_p, constrain=constrain.value, eval_tokens=eval_tokens,
+                        jobs=jobs, **({} if length is None else {"length": length}))
     config.validate()
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)

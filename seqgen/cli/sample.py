@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import sys
 import time
 from enum import Enum
@@ -136,20 +134,14 @@ def sample(
     check_threads(threads)
     if tunes is not None and tunes < 1:
         raise UsageError(f"--tunes must be >= 1, not {tunes}")
-    if constrain is not None and constrain not in ("abc", "none"):
-        raise UsageError(f"--constrain must be abc or none, not {constrain!r}")
-    from seqgen.sampling import SampleConfig
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling
 
-    SampleConfig(length=length or 0, temperature=temperature, top_k=top_k,
-                 top_p=1.0 if top_p is None else top_p, num_samples=num_samples,
-                 stop=stops).validate()  # before loading the model
-    header = meter is not None or key is not None or title is not None
-    if header:
-        if prompt:
-            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
-        from seqgen.constrain import header_prompt
-
-        prompt = header_prompt(meter=meter, key=key, title=title)
+    request = SamplingRequest(
+        prompt=prompt, prompt_source=str(prompt_file) if prompt_file is not None else "--prompt",
+        tunes=tunes is not None, meter=meter, key=key, title=title, length=length,
+        temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
+        constrain=constrain, unknown=unknown.value)
+    request.validate()  # before loading the model
 
     import torch
 
@@ -164,59 +156,16 @@ def sample(
     ckpt = load_checkpoint(path, device=device)
     tok = ckpt.tokenizer
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
-    if tunes is not None and ckpt.corpus_kind != "abc":
-        raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was trained "
-                         f"on text ({ckpt.corpus_name})")
-    if tunes is not None:
-        from seqgen.sampling import tune_prompt
-
-        full = tune_prompt(tok, prompt)
-        if prompt and full != prompt:
-            unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))
-            info(f"the prompt's header has no L:; added {unit} (ABC's default for its meter)")
-        prompt = full
-    source = (str(prompt_file) if prompt_file is not None
-              else "--meter/--key/--title" if header else "--prompt")
-    missing = tok.unknown_chars(prompt)
-    if missing:
-        from seqgen.tokenizer import _show
-
-        what = f"{source}: {len(missing)} character(s) the model does not know: {_show(missing)}"
-        if unknown is Unknown.strict:
-            from seqgen.errors import VocabularyError
-
-            raise VocabularyError(f"{what}; remove them or pass --unknown skip")
-        warn(f"{what}; skipped")
-        prompt = "".join(c for c in prompt if c not in set(missing))
+    resolved = resolve_sampling(ckpt, request, notify=lambda level, message: (
+        warn if level == "warning" else info)(message))
+    config, prompt = resolved.config, resolved.prompt
     if seed is None:
         import secrets
 
         seed = secrets.randbelow(2**31)
-    if constrain is None:  # default: on for ABC models whose vocabulary can spell ABC
-        constrain = "abc" if ckpt.corpus_kind == "abc" else "none"
-        if constrain == "abc":
-            from seqgen.constrain import ConstraintError, abc_constraint
-
-            try:
-                abc_constraint(tok)
-            except ConstraintError as e:
-                warn(f"{e}; sampling without it")
-                constrain = "none"
-    if top_p is None:
-        from seqgen.sampling import default_top_p
-
-        top_p = default_top_p(ckpt.corpus_kind)
-    info(f"seed {seed}" + (f", top-p {top_p:g}" if top_p < 1 else "")
-         + (", ABC constraint on (--constrain none to switch it off)" if constrain == "abc"
-            else ""))
-    config = SampleConfig(
-        length=length if length is not None else (1500 if tunes else 500),
-        temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples, stop=stops,
-        unknown="strict",
-        constrain=constrain,
-        key=key if meter is None else None,  # with --meter, K: is in the prompt
-    )
-    config.validate()
+    info(f"seed {seed}" + (f", top-p {config.top_p:g}" if config.top_p < 1 else "")
+         + (", ABC constraint on (--constrain none to switch it off)"
+            if config.constrain == "abc" else ""))
     generator = torch.Generator(device=device).manual_seed(seed)
 
     if tunes is not None:
@@ -267,60 +216,33 @@ def _why(s) -> str:
 
 def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
     if out is None:
-        return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
-    from seqgen.fileio import directory_lock
+        return _write_tunes(ckpt, prompt, count, config, generator, None, fmt, seed)
+    from seqgen.music.tunes import TuneFiles, tune_directory
 
-    # one writer at a time: two runs into one directory would pick the same tune numbers
-    created = not out.exists()
-    try:
-        with directory_lock(out, "--out"):
-            return _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed)
-    except BaseException:
-        if created:  # a directory made for tunes that never came: not left behind empty
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
+    with tune_directory(out):
+        files = TuneFiles(out, count, midi)
+        if files.first > 1:
+            info(f"{out} holds tunes up to number {files.first - 1}; these are numbered from "
+                 f"{files.first}")
+        return _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed)
 
 
-def _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
-    from seqgen.fileio import atomic_write_text
-    from seqgen.sampling import sample_tunes
-
-    convert = None
-    if out is not None and midi:
-        from seqgen.music.convert import abc_to_midi as convert
-    first = 1
-    if out is not None and out.is_dir():  # add to the tunes already there, never replace them
-        taken = [int(m.group(1)) for p in out.iterdir()
-                 if (m := re.fullmatch(r"tune_(\d+)\.(abc|mid)", p.name))]
-        if taken:
-            first = max(taken) + 1
-            info(f"{out} holds tunes up to number {first - 1}; these are numbered from {first}")
-    width = max(2, len(str(first + count - 1)))
-    done = [0]
+def _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed) -> None:
+    from seqgen.music.tunes import sample_tunes
 
     def on_tune(tune) -> None:
-        files = []
-        if out is not None:
-            stem = out / f"tune_{tune.number:0{width}d}"
-            atomic_write_text(stem.with_suffix(".abc"), tune.text)
-            files.append(str(stem.with_suffix(".abc")))
-            if convert is not None:
-                from seqgen.errors import DataError
-
-                try:
-                    convert(tune.text, stem.with_suffix(".mid"))
-                    files.append(str(stem.with_suffix(".mid")))
-                except DataError as e:
-                    warn(f"tune {tune.number}: no MIDI ({e}); wrote the .abc only")
-        done[0] += 1
+        written: list[str] = []
+        if files is not None:
+            written, no_midi = files.write(tune)
+            if no_midi is not None:
+                warn(f"tune {tune.number}: no MIDI ({no_midi}); wrote the .abc only")
         if fmt is Format.json:
             d = tune.sample.to_dict()
-            d.update(number=tune.number, text=tune.text, end=tune.end, files=files, seed=seed,
+            d.update(number=tune.number, text=tune.text, end=tune.end, files=written, seed=seed,
                      checkpoint=str(ckpt.path))
             result(json.dumps(d, ensure_ascii=False))
-        elif out is not None:
-            for f in files:
+        elif files is not None:
+            for f in written:
                 result(f)
         else:
             result(tune.text + "\n")  # tunes separated by blank lines: a valid ABC file
@@ -328,7 +250,7 @@ def _write_tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -
     t0 = time.perf_counter()
     with console.status(f"sampling {count} tune(s)..."):
         sample_tunes(ckpt.model, ckpt.tokenizer, count, prompt, config, generator,
-                     on_tune=on_tune, first=first)
+                     on_tune=on_tune, first=files.first if files is not None else 1)
     info(f"{count} tune(s) in {time.perf_counter() - t0:.2f} s")
 
 

@@ -20,12 +20,14 @@ played once more from its own start (the previous ``|:``, ``:|``, ``::``, ``||``
 of the tune), and first and second endings are honoured. Grace notes are not played (they have no
 written duration) and chord symbols are not sounded: the MIDI holds the melody.
 
+Parsing goes through the workarounds of seqgen/music/m21.py (music21's warnings collected, bars
+kept as written, tokens and decorations music21 would drop or misread fixed first).
+
 music21 is imported inside functions only; importing this module is cheap.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
@@ -42,6 +44,7 @@ from typing import Any
 
 from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import atomic_path, atomic_write_bytes
+from seqgen.music import m21
 from seqgen.music.abc import (
     count_bars,
     ends_with_barline,
@@ -144,43 +147,6 @@ class ConversionError(DataError):
 
 
 # ------------------------------------------------------------------------------------ parsing
-@contextlib.contextmanager
-def _music21_quiet(warnings_out: list[str], beams: bool = True) -> Iterator[None]:
-    """Collect music21's ABC warnings instead of printing them, and switch off its re-barring of
-    over-full bars (which hides bad bar lengths and invents time signatures); without `beams`,
-    skip beaming (only notation needs it, and it is a third of the parsing time)."""
-    import warnings
-
-    from music21 import abcFormat
-    from music21.abcFormat import translate
-    from music21.stream import base as stream_base
-
-    def collect(msg: Any, header: Any = None) -> None:
-        warnings_out.append(" ".join(map(str, msg)) if isinstance(msg, list | tuple) else str(msg))
-
-    envs = [abcFormat.environLocal, translate.environLocal]
-    saved = [e.__dict__.get("warn") for e in envs]
-    saved_rebar = translate.reBar
-    saved_beams = stream_base.Stream.makeBeams
-    try:
-        for e in envs:
-            e.warn = collect
-        translate.reBar = lambda part, inPlace=False: None
-        if not beams:
-            stream_base.Stream.makeBeams = lambda self, *a, **k: None  # type: ignore[method-assign]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        translate.reBar = saved_rebar
-        stream_base.Stream.makeBeams = saved_beams  # type: ignore[method-assign]
-        for e, w in zip(envs, saved, strict=True):
-            if w is None:
-                e.__dict__.pop("warn", None)
-            else:
-                e.warn = w
-
-
 def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
     """Parse one tune with music21: (a music21 Score, music21's warnings). ConversionError when it
     cannot be read. Runs in the calling process with no time limit: prefer the functions below.
@@ -192,103 +158,15 @@ def parse_tune(text: str, beams: bool = True) -> tuple[Any, list[str]]:
         raise ConversionError("the tune is empty")
     warns: list[str] = []
     try:
-        with _music21_quiet(warns, beams):
-            handler = _handler_class()(abcVersion=abcFormat.ABCFile().abcVersion)
-            handler.process(_prepare_text(text))
+        with m21.quiet(warns, beams):
+            handler = m21.handler_class()(abcVersion=abcFormat.ABCFile().abcVersion)
+            handler.process(m21.prepare_text(text))
             score = translate.abcToStreamScore(handler)
     except RecursionError:
         raise ConversionError("music21 cannot parse this tune (too deeply nested)") from None
     except Exception as e:  # music21 raises a dozen unrelated types for bad ABC
         raise ConversionError(f"music21 cannot parse this tune: {_one_line(e)}") from None
     return score, warns
-
-
-_INLINE_FIELD = re.compile(r"^\[([A-Za-z]):(.*)\]$", re.DOTALL)
-_ANNOTATION = re.compile(r'"[\^_<>@][^"]*"')
-_HANDLER: Any = None
-
-
-def _handler_class() -> Any:
-    """music21's ABCHandler with fixes to its token list (music21 10.5.1):
-
-    - a note with an annotation such as ``">"D`` (text to the right of the note) is dropped
-      silently, bar lengths and all; annotations (quoted text starting with ^ _ < > @) are text,
-      not music, and are removed before music21 sees them;
-    - a broken rhythm before a slur (``g>(a``) is ignored: the slur is opened one note early;
-    - an inline field such as ``[M:3/4]`` or ``[K:D]`` is read as a chord (and lost); it becomes
-      the field it is;
-    - a field right after a barline (an ``M:`` line after ``:|``, say) is dropped when the tune is
-      split into measures (music21 clips the first token of a measure that starts with a field);
-      it is given a copy to clip, so that meter, key and tempo changes take effect.
-    """
-    global _HANDLER
-    if _HANDLER is not None:
-        return _HANDLER
-    from music21 import abcFormat
-
-    class FixedHandler(abcFormat.ABCHandler):
-        def tokenize(self, strSrc: str) -> None:
-            super().tokenize(strSrc)
-            fixed: list[Any] = []
-            for t in self.tokens:
-                if isinstance(t, abcFormat.ABCNote) and '"' in t.src:
-                    t.src = _ANNOTATION.sub("", t.src)
-                if isinstance(t, abcFormat.ABCChord):
-                    m = _INLINE_FIELD.match(t.src.strip())
-                    if m:
-                        t = abcFormat.ABCMetadata(f"{m.group(1)}:{m.group(2).strip()}")
-                if (isinstance(t, abcFormat.ABCMetadata) and fixed
-                        and isinstance(fixed[-1], abcFormat.ABCBar)):
-                    fixed.append(abcFormat.ABCMetadata(t.src))
-                if (isinstance(t, abcFormat.ABCSlurStart) and fixed
-                        and isinstance(fixed[-1], abcFormat.ABCBrokenRhythmMarker)):
-                    # 'g>(a': music21 applies '>' only between adjacent notes; the slur
-                    # (notation only) opens one note early instead
-                    fixed.insert(max(0, len(fixed) - 2), t)
-                    continue
-                fixed.append(t)
-            self.tokens = fixed
-
-    _HANDLER = FixedHandler
-    return _HANDLER
-
-
-_NOTE_START = set("^_=ABCDEFGabcdefg[")
-
-
-def _prepare_text(text: str) -> str:
-    """Work around music21 10.5.1 dropping notes silently, by editing decorations (only; the
-    notes, bars and repeats are left as written and line numbers are kept):
-
-    - a note right after the fermata shorthand ``H`` (``HA2``) is dropped: the ``H`` goes;
-    - an invisible rest ``x`` is dropped with its length: it becomes a rest ``z``.
-    """
-    lines = text.split("\n")
-    body = parse_header(text).body_line - 1
-    for k in range(body, len(lines)):
-        line = lines[k]
-        if ("H" not in line and "x" not in line) or re.match(r"^\s*[A-Za-z+]:", line):
-            continue
-        out, i, n = [], 0, len(line)
-        while i < n:
-            c = line[i]
-            if c == "%":
-                out.append(line[i:])
-                break
-            if c in "\"!+" or (c == "[" and re.match(r"\[[A-Za-z]:", line[i:i + 3])):
-                close = "]" if c == "[" else c
-                j = line.find(close, i + 1)
-                j = n - 1 if j < 0 else j
-                out.append(line[i:j + 1])
-                i = j + 1
-                continue
-            if c == "H" and i + 1 < n and line[i + 1] in _NOTE_START:
-                i += 1
-                continue
-            out.append("z" if c == "x" else c)
-            i += 1
-        lines[k] = "".join(out)
-    return "\n".join(lines)
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,5 +1,5 @@
-"""The ABC constraint (seqgen.constrain): the grammar, bar-length steering, no dead ends, and that
-tunes chosen at random among the allowed characters pass the music check."""
+"""The ABC constraint (seqgen.music.grammar): the grammar, bar-length steering, no dead ends,
+and that tunes chosen at random among the allowed characters pass the music check."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqgen.constrain import EOS_ID, KEYS, AbcConstraint, ConstrainedBatch, ConstraintError
+from seqgen.music.grammar import EOS_ID, KEYS, AbcConstraint, ConstrainedBatch, ConstraintError
 from seqgen.tokenizer import Tokenizer
 
 # A small vocabulary: every construct of the grammar, few characters (random walks stay cheap).
@@ -211,7 +211,7 @@ def test_a_line_never_starts_like_a_header_field(c):
 def test_prompt_is_read_leniently_and_body_strictly(c):
     s = feed(c, "X:1\nM:6/8\nK:D\n", lenient=True)  # no L: (ABC's default 1/8 applies)
     # 6/8 is 3/4 of a whole note: 144 ticks; a quarter of the unit 1/8: 6 ticks
-    assert s.phase == 1 and s.tb == 144 and s.tq == 6
+    assert s.phase == 1 and s.bar_ticks == 144 and s.quarter_unit_ticks == 6
     s = feed(c, "X:1\nM:6/8\nL:1/8\nK:D\n|:ABc", lenient=True)
     assert "d" in c.allowed_chars(s)
     with pytest.raises(ConstraintError, match="line 4"):
@@ -345,3 +345,11 @@ def test_random_tunes_pass_the_music_check():
     results = list(convert.convert_tunes(tunes, check=True, jobs=2))
     bad = [(t, r.check.reasons) for t, r in zip(tunes, results, strict=True) if not r.check.valid]
     assert not bad, bad[0]
+
+
+def test_every_position_has_a_rule():
+    """A new position without a rule would be a dead end (KeyError in the engine)."""
+    from seqgen.music.grammar import Body, Header
+    from seqgen.music.grammar.rules import BODY_RULES, HEADER_RULES
+
+    assert set(BODY_RULES) == set(Body) and set(HEADER_RULES) == set(Header)

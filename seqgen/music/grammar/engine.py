@@ -1,0 +1,220 @@
+"""The engine of the ABC constraint: masks of allowed token ids, the moves between states, their
+caches, and the streams of a batch. What may follow what is the rules' (rules/).
+
+Speed: states are small immutable tuples; both the mask of a state and the move (state, id) ->
+state are cached, so after warm-up a character costs two dictionary lookups. Masks are cached
+per `rules.signature` (states whose masks are equal share one). No torch here: masks are numpy
+bool arrays over the tokenizer's ids (``<eos>`` = id 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from seqgen.music.grammar import rules
+from seqgen.music.grammar.state import BODY, HEADER, TEXT_STATES, Header, State
+from seqgen.music.grammar.vocabulary import (
+    BODY_CHARS,
+    EOS_ID,
+    NOTE_LETTERS,
+    TEXT_PUNCTUATION,
+    UNK_ID,
+    ConstraintError,
+    Lexicon,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from seqgen.tokenizer import Tokenizer
+
+
+class AbcConstraint:
+    """The ABC grammar over one tokenizer's vocabulary (see seqgen.music.grammar).
+
+    ``start()`` is the state at the start of a document; ``mask(state)`` the allowed ids (numpy
+    bool, size vocab_size, ``<eos>`` included); ``advance(state, id)`` the next state, None when
+    the id is not allowed. Masks and moves are cached per state.
+    """
+
+    def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
+                 key: str | None = None):
+        self.lex = Lexicon(itos, min_bars, max_bars, key)
+        self.itos, self.stoi = self.lex.itos, self.lex.stoi
+        self.min_bars, self.max_bars = min_bars, max_bars
+        self._chars = [(i, c) for i, c in enumerate(self.itos) if i > UNK_ID]
+        letters = [i for i, c in self._chars if c in NOTE_LETTERS]
+        # body: note letters share one move; characters no body state takes are refused at once
+        self._note_rep = {i: letters[0] for i in letters}
+        self._note_rep.update({i: i for i, c in self._chars if c in BODY_CHARS})
+        self._note_rep[EOS_ID] = EOS_ID
+        self._ids = [i for i, _ in self._chars]
+        self._body_ids = [i for i, c in self._chars if c in BODY_CHARS]  # the rest: never
+        text = [i for i, c in self._chars if c != " " and (c.isalnum() or c in TEXT_PUNCTUATION)]
+        self._text_rep = {i: text[0] for i in text} if text else {}
+        # the order in which _live tries characters: the ones most states allow first
+        likely = "abcdefgABCDEFG|\n z2"
+        self._probe = sorted((c for _, c in self._chars),
+                             key=lambda c: likely.index(c) if c in likely else len(likely))
+        self._masks: dict[State, np.ndarray] = {}
+        self._moves: dict[tuple[State, int], State | None] = {}
+        self._alive: dict[State, bool] = {}
+        self._sigs: dict[State, State] = {}
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    # ------------------------------------------------------------------------- public API
+    def start(self) -> State:
+        return State()
+
+    def step(self, s: State, ch: str) -> State | None:
+        """The state after character `ch`, or None when it is not allowed (no look-ahead)."""
+        return rules.step(self.lex, s, ch)
+
+    def advance(self, s: State, token: int) -> State | None:
+        """The state after `token` (an id), or None when the grammar does not allow it."""
+        key = (s, token)
+        try:
+            return self._moves[key]
+        except KeyError:
+            pass
+        rep = None
+        if s.phase == BODY and s.body not in TEXT_STATES:
+            # in the body every note letter moves alike: share the first one's move
+            rep = self._note_rep.get(token, -1)
+        elif s.field == "T" and s.header == Header.VALUE:  # so does every character of free text
+            rep = self._text_rep.get(token)
+        if rep is not None and rep != token:
+            nxt = None if rep < 0 else self.advance(s, rep)
+        elif token == EOS_ID:
+            nxt = rules.eos(self.lex, s)
+        elif token == UNK_ID or token >= len(self.itos) or token < 0:
+            nxt = None
+        else:
+            nxt = rules.step(self.lex, s, self.itos[token])
+            if nxt is not None and not self._live(nxt):
+                nxt = None  # a move into a dead end (one step of look-ahead)
+        self._moves[key] = nxt
+        return nxt
+
+    def mask(self, s: State) -> np.ndarray:
+        """The ids allowed after state `s` (bool array of vocab_size; never all False)."""
+        s = self._sig(s)
+        m = self._masks.get(s)
+        if m is None:
+            import numpy as np
+
+            m = np.zeros(len(self.itos), dtype=bool)
+            body = s.phase == BODY and s.body not in TEXT_STATES
+            for i in self._body_ids if body else self._ids:
+                m[i] = self.advance(s, i) is not None
+            m[EOS_ID] = self.advance(s, EOS_ID) is not None
+            if not m.any():  # never happens for states the grammar reaches (tested)
+                m[EOS_ID] = True
+            m.flags.writeable = False
+            self._masks[s] = m
+        return m
+
+    def allowed_chars(self, s: State) -> str:
+        """The allowed characters as a string ('\\x00' standing for <eos>), for tests and errors."""
+        m = self.mask(s)
+        return ("\x00" if m[EOS_ID] else "") + "".join(c for i, c in self._chars if m[i])
+
+    def feed_text(self, s: State, text: str, lenient: bool = False) -> State:
+        """The state after the characters of `text`; ConstraintError naming the first character
+        the grammar refuses. `lenient` reads a header in any order and with any values (prompts)."""
+        if lenient and s.phase == HEADER:
+            s = s._replace(lenient=1)
+        line, col = 1, 0
+        for ch in text:
+            col += 1
+            nxt = rules.step(self.lex, s, ch)
+            if nxt is None:
+                raise ConstraintError(
+                    f"the prompt breaks the ABC grammar at line {line}, column {col} ({ch!r}"
+                    f" where {self._describe(s)}); fix it or sample with --constrain none")
+            s = nxt
+            if ch == "\n":
+                line, col = line + 1, 0
+        if s.lenient:
+            # generation is strict; a prompt that ends inside a header line the strict grammar
+            # cannot finish ('M:7/') finishes that line leniently
+            strict = s._replace(lenient=0)
+            s = strict if self._viable(strict) else s._replace(lenient=2)
+        return s
+
+    # ----------------------------------------------------------------------------- search
+    def _sig(self, s: State) -> State:
+        """The representative of `s`'s class of states (rules.signature), cached."""
+        r = self._sigs.get(s)
+        if r is None:
+            r = self._sigs[s] = rules.signature(self.lex, s)
+        return r
+
+    def _live(self, s: State) -> bool:
+        """Some character or <eos> may follow state `s`."""
+        s = self._sig(s)
+        live = self._alive.get(s)
+        if live is None:
+            lx, step = self.lex, rules.step
+            live = rules.eos(lx, s) is not None or any(
+                step(lx, s, c) is not None for c in self._probe)
+            self._alive[s] = live
+        return live
+
+    def _viable(self, s: State) -> bool:
+        return any(self.advance(s, i) is not None for i in range(len(self.itos)))
+
+    def _describe(self, s: State) -> str:
+        allowed = self.allowed_chars(s._replace(lenient=0)).replace("\n", "\\n")
+        allowed = allowed.replace("\x00", "<eos>")
+        return f"the grammar allows {allowed[:40]!r}" if allowed else "nothing may follow"
+
+
+# ------------------------------------------------------------------------------ streams
+class ConstrainedBatch:
+    """The constraint for the streams of one batch: the masks of all streams as one array, and
+    moving every stream on by its chosen token. A stream whose constraint is off (its state None,
+    after a token the grammar refused) allows everything."""
+
+    def __init__(self, constraint: AbcConstraint, batch: int, prompt: str = ""):
+        import numpy as np
+
+        self.constraint = constraint
+        s0 = constraint.feed_text(constraint.start(), prompt, lenient=True)
+        self.states: list[State | None] = [s0] * batch
+        self._all = np.ones(constraint.vocab_size, dtype=bool)
+
+    def masks(self) -> np.ndarray:
+        """(B, V) bool: the ids each stream may take next."""
+        import numpy as np
+
+        c = self.constraint
+        return np.stack([c.mask(s) if s is not None else self._all for s in self.states])
+
+    def advance(self, tokens: Sequence[int]) -> None:
+        """Move every stream on by its token (a stream given a refused token switches off)."""
+        c = self.constraint
+        for b, t in enumerate(tokens):
+            s = self.states[b]
+            if s is not None:
+                self.states[b] = c.advance(s, int(t))
+
+
+_CACHE: dict[tuple[tuple[str, ...], int, int, str | None], AbcConstraint] = {}
+
+
+def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64,
+                   key: str | None = None) -> AbcConstraint:
+    """The AbcConstraint of a tokenizer's vocabulary (with K: fixed to `key` when given), shared
+    (with its caches) by every sampler in this process that uses the same vocabulary."""
+    ident = (tuple(tokenizer.itos), min_bars, max_bars, key)
+    c = _CACHE.get(ident)
+    if c is None:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key)
+    return c

@@ -1,0 +1,173 @@
+"""The rules of the ABC grammar: which character may follow which, one function per position.
+
+What the grammar enforces (a strict, common subset of ABC 2.1 that seqgen's music check and
+music21 read without complaint):
+
+Header (header.py)
+  1. ``X:`` a number first; ``K:`` last, once ``M:`` and ``L:`` are there; one field a line.
+  2. ``M:`` one of METERS, ``L:`` one of UNIT_LENGTHS, ``Q:`` a tempo (``Q:80``): once each.
+  3. ``K:`` one of KEYS (only `key` when the sampler fixes it); ``[K:]`` likewise.
+  4. Free text (``T C O R N B Z S H``): plain letters, digits and punctuation, at most 80
+     characters, at most 10 lines. One space may follow a colon.
+Notes (elements.py, notes.py, timing.py)
+  5. Notes ``[^^|^|_|__|=]? [A-Ga-g] [',]{0,2} length?``, rests ``z length?``, lengths of
+     LENGTHS; decorations ``. ~ T u v`` before a note; single spaces between elements.
+  6. Ties ``-`` after a note; broken rhythm ``A>B``/``A<B``: both notes of one written length.
+Bar lengths (timing.py, barlines.py)
+  7. No note may overfill the bar under ``M:`` and ``L:`` (a triplet counts as two of its
+     notes, a broken pair as two equal notes; chords as one note; symbols take no time).
+  8. A plain ``|`` closes a full bar, the first bar (a pickup) or one after a section barline
+     (``|| |] |: :|``); a short bar elsewhere must end a section.
+Groups (groups.py)
+  9. Chords ``[CEg]``: 2 to 4 notes without lengths, the length after ``]``.
+ 10. Triplets ``(3``: three notes of one written length. Slurs ``( )``: one level, closed
+     within the bar. Grace notes ``{gf}``: 1 to 4 notes before a note or rest (not
+     together with a quoted string), none in a triplet.
+Quoted text (quoted.py)
+ 11. Before a note, rest or chord, one of: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``),
+     an annotation (``"^fine"``, ``">"``: a placement character, at most 20 characters) or
+     a word of QUOTED_WORDS (``"D.C."``). A decoration after it precedes a note, not a chord.
+Barlines, lines, endings (barlines.py)
+ 12. Barlines ``|  ||  |]  |:  :|``; no ``::`` (music21 loses notes around it in some tunes).
+ 13. Endings ``[1`` after a barline, ``[2`` after ``:|``.
+ 14. A line break only right after a barline; no blank lines or comments; a line never starts
+     with a letter and a colon (ABC would read a header field).
+Inline fields (inline.py)
+ 15. ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar, values as in the header; a
+     new meter or unit counts from that bar on.
+The end (barlines.py)
+ 16. ``|]`` ends the tune; ``<eos>`` only right after a barline (not ``|:``), once the tune
+     has `min_bars` bars; after `max_bars` bars the next barline ends it.
+
+Adding a rule: a position (a member of state.Body or state.Header, or a field of State) and a
+function ``rule(lx, s, ch) -> State | None`` (the state after character `ch`, None when it is
+not allowed; pure: same state and character, same answer), entered in BODY_RULES or
+HEADER_RULES below. What the engine (engine.py) relies on:
+
+- every state the rules reach keeps a way to finish (tests/test_music_grammar.py searches);
+- `signature` merges states whose masks are equal: a rule that reads a counter (bars...) must
+  keep the counter's values it tells apart apart there;
+- outside TEXT_STATES every note letter moves alike (the engine computes the first letter's move
+  and shares it), and so does every character of free header text: a rule that tells note
+  letters apart (ties of equal pitch, say) must change that sharing in AbcConstraint.advance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from seqgen.music.grammar.rules import (
+    barlines,
+    elements,
+    groups,
+    header,
+    inline,
+    notes,
+    quoted,
+)
+from seqgen.music.grammar.rules.barlines import eos
+from seqgen.music.grammar.state import BODY, HEADER, Body, Header, State
+from seqgen.music.grammar.vocabulary import MAX_FIELD_CHARS, Lexicon
+
+Rule = Callable[[Lexicon, State, str], "State | None"]
+
+
+def _nothing(lx: Lexicon, s: State, ch: str) -> None:
+    return None
+
+
+HEADER_RULES: dict[Header, Rule] = {
+    Header.DOC_START: header.doc_start,
+    Header.LINE_START: header.field_letter,
+    Header.COLON: header.colon,
+    Header.VALUE: header.field_value,
+    Header.DONE: _nothing,
+}
+
+BODY_RULES: dict[Body, Rule] = {
+    Body.START: barlines.bar_start,
+    Body.LINE_START: barlines.bar_start,
+    Body.BAR_START: barlines.bar_start,
+    Body.BAR_SPACE: barlines.bar_space,
+    Body.LINE_OPEN: barlines.line_open,
+    Body.BRACKET: barlines.after_bracket,
+    Body.ENDING: barlines.ending,
+    Body.ENDING_SPACE: barlines.ending_space,
+    Body.BARLINE: barlines.barline,
+    Body.NOTE: notes.note_length,
+    Body.REST: notes.note_length,
+    Body.ACCIDENTAL: elements.accidental,
+    Body.DECORATION: elements.decoration,
+    Body.SYMBOL_DECORATION: elements.decoration,
+    Body.DECORATED: _nothing,  # (a passing position, never a state)
+    Body.AFTER_NOTE: notes.after_note,
+    Body.TIE: notes.tie,
+    Body.BROKEN: notes.broken,
+    Body.SPACE: notes.space,
+    Body.CHORD: groups.chord,
+    Body.CHORD_ACCIDENTAL: groups.chord_accidental,
+    Body.CHORD_NOTE: groups.chord_note,
+    Body.CHORD_LENGTH: notes.note_length,
+    Body.PAREN: groups.paren,
+    Body.TRIPLET: groups.triplet,
+    Body.SLUR_OPEN: groups.slur_open,
+    Body.GRACE: groups.grace,
+    Body.GRACE_ACCIDENTAL: groups.grace_accidental,
+    Body.GRACE_NOTE: groups.grace_note,
+    Body.GRACE_DONE: groups.grace_done,
+    Body.QUOTE: quoted.quote,
+    Body.SYMBOL: quoted.symbol,
+    Body.SYMBOL_SLASH: quoted.symbol_slash,
+    Body.SYMBOL_BASS: quoted.symbol_bass,
+    Body.ANNOTATION: quoted.annotation,
+    Body.AFTER_SYMBOL: elements.after_symbol,
+    Body.INLINE_LETTER: inline.inline_letter,
+    Body.INLINE_VALUE: inline.inline_value,
+    Body.INLINE_DONE: inline.inline_done,
+    Body.INLINE_BRACKET: inline.inline_bracket,
+    Body.END: _nothing,
+}
+
+
+def step(lx: Lexicon, s: State, ch: str) -> State | None:
+    """The state after character `ch`, or None when the grammar does not allow it."""
+    if s.phase == BODY:
+        if s.line_lead and ch == ":":
+            return None  # 'b:' at the start of a line would read as a header field
+        nxt = BODY_RULES[s.body](lx, s, ch)
+        if nxt is not None and s.line_lead:
+            nxt = nxt._replace(line_lead=False)
+        return nxt
+    if s.phase == HEADER:
+        return HEADER_RULES[s.header](lx, s, ch)
+    return None
+
+
+def signature(lx: Lexicon, s: State) -> State:
+    """A representative of the states whose masks equal that of `s`: the bar count matters
+    only as 0, below min_bars - 1, min_bars - 1, up to max_bars - 2, max_bars - 1 and beyond
+    (the barlines `close_bar` allows change at those counts), and the length of free header
+    text only as empty, under the limit or at it. Masks are cached per representative, so a new
+    bar or title seldom needs a new mask."""
+    if s.phase == BODY:
+        b = s.bars
+        if b == 0:
+            return s
+        if b >= lx.max_bars:
+            rb = lx.max_bars
+        elif b == lx.max_bars - 1:
+            rb = b
+        elif b < lx.min_bars - 1:
+            rb = 1
+        elif b == lx.min_bars - 1:  # the next barline may be the final '|]'
+            rb = b
+        else:
+            rb = lx.min_bars
+        return s if rb == b else s._replace(bars=rb)
+    if (s.field == "T" and s.header == Header.VALUE and not s.lenient
+            and 1 < s.text_len < MAX_FIELD_CHARS):
+        return s._replace(text_len=1)
+    return s
+
+
+__all__ = ["BODY_RULES", "HEADER_RULES", "Rule", "eos", "signature", "step"]

@@ -1,0 +1,123 @@
+"""Where a tune is in the grammar: `State`, an immutable tuple, and the enums of its positions.
+
+The enums are str- and int-valued, so that a state hashes and compares as fast as a tuple of
+plain strings and ints: the engine caches masks and moves by state.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum
+from typing import NamedTuple
+
+
+class Phase(IntEnum):
+    HEADER = 0
+    BODY = 1
+    ENDED = 2  # after <eos>
+
+
+class Header(str, Enum):
+    """Where a header line is."""
+
+    DOC_START = "X"  # the start of the document: only X follows
+    LINE_START = "line"  # a field's letter follows
+    COLON = "colon"  # the letter was read: its colon follows
+    VALUE = "value"  # the field's value, up to the line break
+    DONE = ""  # in the body
+
+
+class Body(str, Enum):
+    """Where the body is: between elements, or inside one (which rule reads the next character:
+    see rules.BODY_RULES)."""
+
+    # the start of a bar, a line, the tune
+    START = "start"  # right after K: (the body's start)
+    LINE_START = "nl"  # after a line break
+    BAR_START = "bar"  # right after a barline
+    BAR_SPACE = "barsp"  # a space after a barline
+    LINE_OPEN = "open"  # '|' at the start of the tune or a line: only '|:' may follow
+    BRACKET = "ending"  # '[' at the start of a bar: an ending, an inline field or a chord
+    ENDING = "endsp"  # after '[1' or '[2'
+    ENDING_SPACE = "endsp2"  # a space after an ending or an inline field: the music follows
+    BARLINE = "bar1"  # a barline's first character ('|' or ':'; partial holds it)
+    # notes and rests
+    NOTE = "note"  # a note letter: octave marks, then the length (partial: its text so far)
+    REST = "rest"  # 'z': the length
+    ACCIDENTAL = "acc"  # '^' '_' '=' (partial), then the note letter
+    DECORATION = "dec"  # '.' '~' 'T' 'u' 'v': the note, rest or chord it decorates
+    SYMBOL_DECORATION = "symdec"  # a decoration after a chord symbol: a note or rest, no chord
+    DECORATED = "decnote"  # passing only: the decorated element starts (never a resting state)
+    AFTER_NOTE = "after"  # a note, rest or chord is complete
+    TIE = "tie"  # '-' after a note
+    BROKEN = "broken"  # '>' or '<': the second note of the pair
+    SPACE = "space"  # a space between elements
+    # chords [CEG]
+    CHORD = "chord"  # '[' of a chord: its first note
+    CHORD_ACCIDENTAL = "cacc"
+    CHORD_NOTE = "cnote"  # a chord's note: octave marks, the next note or ']'
+    CHORD_LENGTH = "chordlen"  # after ']': the chord's length
+    # triplets, slurs, grace notes
+    PAREN = "paren"  # '(': a triplet '(3' or a slur
+    TRIPLET = "tuplet"  # '(3': its first note (or a slur)
+    SLUR_OPEN = "slur_open"  # '(' of a slur: its first note
+    GRACE = "grace"  # '{': the first grace note
+    GRACE_ACCIDENTAL = "gacc"
+    GRACE_NOTE = "gnote"  # a grace note: octave marks, another grace note or '}'
+    GRACE_DONE = "grace_done"  # '}': the note the grace notes lead to
+    # quoted text: chord symbols, annotations, words
+    QUOTE = "cs"  # '"': a chord root, a word, or an annotation's placement character
+    SYMBOL = "csr"  # a chord symbol's root and kind, or a word (partial: the text so far)
+    SYMBOL_SLASH = "csb"  # '/' of a chord symbol: the bass root
+    SYMBOL_BASS = "csbr"  # the bass root: '#' or 'b', then the closing quote
+    ANNOTATION = "ann"  # an annotation's text
+    AFTER_SYMBOL = "sym"  # a closing quote: the note the text belongs to
+    # inline fields [M:3/4]
+    INLINE_LETTER = "inl1"  # '[' and the field's letter: ':'
+    INLINE_VALUE = "inlv"  # the value, then ']'
+    INLINE_DONE = "inl_done"  # ']': another field, a space or the music
+    INLINE_BRACKET = "inlbr"  # '[' after an inline field: another field or a chord
+    END = "end"  # after <eos>
+
+
+# The hot paths of the rules and the engine compare against these module globals: reading an
+# attribute of an Enum class goes through EnumType.__getattr__'s slow hook before Python 3.12.
+HEADER, BODY, ENDED = Phase.HEADER, Phase.BODY, Phase.ENDED
+# Body positions inside quoted text or an inline field, where letters are text, not notes.
+TEXT_STATES = frozenset((Body.QUOTE, Body.SYMBOL, Body.SYMBOL_SLASH, Body.SYMBOL_BASS,
+                         Body.ANNOTATION, Body.INLINE_LETTER, Body.INLINE_VALUE))
+# Slur states
+NO_SLUR, SLUR_EMPTY, SLUR_WITH_NOTE = 0, 1, 2
+
+
+class State(NamedTuple):
+    """Where a tune is in the grammar. Immutable and hashable (masks and moves are cached)."""
+
+    phase: Phase = Phase.HEADER
+    # header
+    header: Header = Header.DOC_START
+    field: str = ""  # the letter of the field being read (header or inline; "T": free text)
+    value: str = ""  # the value so far (X, Q, M, L, K; free text keeps only its length)
+    text_len: int = 0  # characters of the value so far (-1: only the space after the colon)
+    seen: str = ""  # the fields of X M L K Q read so far
+    free_lines: int = 0  # free-text lines (T: C: ...) so far
+    meter: str | None = None  # the M: value read (strings hash fast)
+    unit: str = ""  # the L: value read ("" none)
+    lenient: int = 0  # 1: reading a prompt's header; 2: the prompt's last header line
+    # body
+    body: Body = Body.START  # where in the body (Body)
+    partial: str = ""  # a token so far: length suffix, accidental, barline, symbol text, graces
+    octave: int = 0  # octave marks on the current note
+    bar_ticks: int | None = None  # the bar's length in ticks (TICKS per whole note); None: free
+    quarter_unit_ticks: int = 6  # ticks of a quarter of the unit length (lengths are n/4 units)
+    filled: int = 0  # ticks of the current bar so far
+    bar_has_notes: bool = False  # the current bar holds a note
+    bars: int = 0  # bars with notes closed so far
+    section_start: bool = True  # the current bar starts a section (or the tune)
+    triplet_left: int = 0  # notes of a triplet still to come
+    forced_length: str | None = None  # the length every coming note of a triplet / pair has
+    times: int = 1  # the current note counts this many times (2: first note of a triplet)
+    last_length: str | None = None  # length of the note just finished (for '>' and '<')
+    slur: int = NO_SLUR  # NO_SLUR | SLUR_EMPTY (open, no note yet) | SLUR_WITH_NOTE
+    last_bar: str = ""  # the last barline ('[1' and '[2' count: they follow one)
+    line_lead: bool = False  # the body line so far is one note letter ('b' then ':' = a field)
+    inner: int = 0  # notes of the chord [...] so far, or characters of the annotation
