@@ -1,4 +1,4 @@
-"""Sampling text from a trained model: token choice, fast incremental decoding, stop rules, tunes.
+"""Sampling text from a trained model: token choice, fast incremental decoding, stop rules.
 
     from seqgen.sampling import SampleConfig, generate
     samples = generate(model, tokenizer, "ROMEO:", SampleConfig(length=200, temperature=0.8),
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from seqgen.tokenizer import Tokenizer
 
 DECODERS = ("auto", "fast", "model", "uncached")
-CONSTRAINTS = ("none", "abc")  # see seqgen/constrain.py
+CONSTRAINTS = ("none", "abc")  # see seqgen/music/grammar/
 MAX_CHUNK = 32  # tokens generated between two looks from Python (first chunk: 1 token)
 
 
@@ -66,7 +66,7 @@ class SampleConfig:
     stop_at_eos: bool = True  # a sample ends at the end-of-document token (else it is a newline)
     unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
     decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
-    constrain: str = "none"  # "abc": mask characters that would break an ABC tune (constrain.py)
+    constrain: str = "none"  # "abc": mask characters that would break an ABC tune (music/grammar)
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
     def __post_init__(self) -> None:
