@@ -32,7 +32,9 @@ TIMEOUT_HELP = "Stop converting a tune after this many seconds (each tune runs i
 MAX_CHARS_HELP = "Refuse tunes longer than this many characters."
 MAX_BARS_HELP = "Refuse tunes with more than this many bars."
 JOBS_HELP = "Convert this many tunes at once (worker processes)."
-TEMPO_HELP = "Tempo in quarter notes per minute for tunes without a Q: field."
+TEMPO_HELP = ("Play every tune at this many quarter notes a minute. Default: the tune's Q: "
+              "field, else the dance its R: field names or its meter suggests (a jig at 116 "
+              "dotted quarters a minute; docs/music.md).")
 
 
 def _read(spec: str) -> tuple[str, str, Path | None]:
@@ -117,7 +119,7 @@ def _duration(seconds: float) -> str:
 
 def _run(
     input: str, output: Path | None, to: str, tune: int | None, check: bool,
-    timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float, bar_check: bool,
+    timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float | None, bar_check: bool,
     soundfont: Path | None,
 ) -> None:
     from rich import box
@@ -134,7 +136,7 @@ def _run(
         raise UsageError("--check writes no files: drop -o, or drop --check to convert")
     if soundfont is not None and to != "wav":
         raise UsageError("--soundfont applies to --to wav only")
-    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, default_qpm=tempo)
+    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, tempo=tempo)
     limits.validate()
     if to == "wav" and not check:
         # fail before converting anything, naming the package to install or the bad soundfont
@@ -255,7 +257,7 @@ def abc2midi(
     max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
     max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+    tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
 ) -> None:
     """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
 
@@ -281,7 +283,7 @@ def convert(
     max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
     max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+    tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
 ) -> None:
     """Convert ABC tunes to MIDI, MusicXML or WAV (one file per tune).
 
