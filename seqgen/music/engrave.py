@@ -113,7 +113,8 @@ def _music_line(line: str, lineno: int, notes: list[str]) -> str:
                 notes.append(f"line {lineno}: a '!' without its closing '!' was left out")
             i += 1
         elif c == "+" and (m := _PLUS_DECORATION.match(line, i)):
-            out.append(f"!{m.group(1)}!")
+            name = m.group(1)  # +trill+, or an old (ABC 1.6) chord such as +E3A3+
+            out.append(f"[{name}]" if re.fullmatch(r"[A-Ga-g^_=,'0-9/]+", name) else f"!{name}!")
             i = m.end()
         elif c == "[" and (m := _INLINE.match(line, i)):
             letter, value = m.group(1), m.group(2).strip()
@@ -161,7 +162,7 @@ def prepare(tune: str) -> tuple[str, list[str]]:
     head: list[str] = [] if "X" in h.fields else ["X:1"]
     for raw in lines[:h.body_line - 1]:
         m = _FIELD_LINE.match(raw.strip())
-        if m and m.group(2).strip() and m.group(1) not in "QR":
+        if m and m.group(2).strip() and m.group(1) not in "QRPG":  # not drawn by verovio
             head.append(f"{m.group(1)}:{m.group(2).strip()}")
     if "K" not in h.fields:
         head.append("K:C")
