@@ -199,3 +199,25 @@ def test_instruments_and_compression(tmp_path):
     ogg, rate = sf.read(str(tmp_path / "a.ogg"), always_2d=True)
     assert flac.shape == (44100, 2) and ogg.shape[1] == 1 and rate == 44100
     assert (tmp_path / "a.ogg").stat().st_size < (tmp_path / "a.wav").stat().st_size / 10
+
+
+def test_a_whole_tune_compresses_in_a_thread(tmp_path):
+    """libvorbis's stack use grows with one write: a minute of audio written at once crashed a
+    page's audio thread (segmentation fault); written in blocks it does not."""
+    import subprocess
+    import sys
+
+    code = f"""
+import wave, numpy as np
+from concurrent.futures import ThreadPoolExecutor
+from seqgen.music.audio import compress_wav
+x = (np.random.default_rng(0).standard_normal(44100 * 60 * 2) * 3000).astype("<i2")
+with wave.open({str(tmp_path / "long.wav")!r}, "wb") as w:
+    w.setnchannels(2); w.setsampwidth(2); w.setframerate(44100); w.writeframes(x.tobytes())
+with ThreadPoolExecutor(1) as pool:
+    pool.submit(compress_wav, {str(tmp_path / "long.wav")!r}, {str(tmp_path / "long.ogg")!r},
+                "ogg", True).result()
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-500:]
+    assert (tmp_path / "long.ogg").stat().st_size > 100_000

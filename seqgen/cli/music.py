@@ -13,14 +13,26 @@ import typer
 
 from seqgen.cli.console import console, info, result, warn
 
+NEW_FORMATS = ("flac", "ogg", "svg", "png", "pdf", "html")  # made by seqgen.cli.scores
+
 
 class Format(str, Enum):
     midi = "midi"
     musicxml = "musicxml"
     wav = "wav"
+    flac = "flac"
+    ogg = "ogg"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    html = "html"
 
 
-IN_HELP = "An ABC file with one or many tunes, or '-' to read ABC from stdin."
+IN_HELP = ("An ABC file with one or many tunes, a directory of .abc files (read in name order), "
+           "or '-' to read ABC from stdin.")
+INSTRUMENT_HELP = ("The General MIDI instrument that plays the tunes: fiddle, flute, whistle, "
+                   "accordion, concertina, piano, harp, guitar, banjo, pipes, ... or a program "
+                   "number 1-128.")
 OUT_HELP = (
     "Where to write: a file (with a suffix, e.g. tune.mid) for a single tune; a directory for "
     "many tunes (one file per tune, "
@@ -49,7 +61,13 @@ def _read(spec: str) -> tuple[str, str, Path | None]:
         return text, "stdin", None
     path = Path(spec)
     if path.is_dir():
-        raise DataError(f"{path}: is a directory; give an ABC file")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".abc" and p.is_file())
+        if not files:
+            raise DataError(f"{path}: a directory without .abc files; give an ABC file or a "
+                            "directory of them")
+        # one text, tunes in file order (line numbers in messages count through the files)
+        text = "\n\n".join(read_text_file(p).rstrip() for p in files) + "\n"
+        return text, str(path), path
     return read_text_file(path), str(path), path
 
 
@@ -76,7 +94,9 @@ def _select(text: str, name: str, tune: int | None) -> list[tuple[int, str]]:
 
 
 # the file names each format may be written to (-o for a single tune)
-SUFFIXES = {"midi": (".mid", ".midi"), "musicxml": (".musicxml", ".xml"), "wav": (".wav",)}
+SUFFIXES = {"midi": (".mid", ".midi"), "musicxml": (".musicxml", ".xml"), "wav": (".wav",),
+            "flac": (".flac",), "ogg": (".ogg", ".oga"), "svg": (".svg",), "png": (".png",),
+            "pdf": (".pdf",)}
 
 
 def _targets(stems: list[str], src: Path | None, out: Path | None, suffix: str,
@@ -120,7 +140,7 @@ def _duration(seconds: float) -> str:
 def _run(
     input: str, output: Path | None, to: str, tune: int | None, check: bool,
     timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float | None, bar_check: bool,
-    soundfont: Path | None,
+    soundfont: Path | None, instrument: str = "fiddle",
 ) -> None:
     from rich import box
     from rich.markup import escape
@@ -136,7 +156,8 @@ def _run(
         raise UsageError("--check writes no files: drop -o, or drop --check to convert")
     if soundfont is not None and to != "wav":
         raise UsageError("--soundfont applies to --to wav only")
-    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, tempo=tempo)
+    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, tempo=tempo,
+                    instrument=instrument)
     limits.validate()
     if to == "wav" and not check:
         # fail before converting anything, naming the package to install or the bad soundfont
@@ -160,7 +181,9 @@ def _run(
     failed = invalid = 0
     notes_out: list[str] = []
     t0 = time.perf_counter()
-    with console.status(f"converting {len(tunes)} tunes...") as status:
+    from seqgen.cli.scores import progress_bar
+
+    with progress_bar(len(tunes), f"converting {len(tunes)} tune(s)") as advance:
         results = convert_tunes([t for _, t in tunes], to=to, limits=limits, jobs=jobs,
                                 check=check, bar_checks=bar_check)
         for r in results:
@@ -213,7 +236,7 @@ def _run(
                     notes_out.append(f"tune {label} (line {first}): "
                                      f"{_file_lines(r.error or '', first)}")
             table.add_row(*row)
-            status.update(f"converted {r.index + 1} of {len(tunes)} tunes...")
+            advance()
     elapsed = time.perf_counter() - t0
     console.print(table)
     for line in notes_out:
@@ -258,6 +281,7 @@ def abc2midi(
     max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
     tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
+    instrument: str = typer.Option("fiddle", "--instrument", help=INSTRUMENT_HELP),
 ) -> None:
     """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
 
@@ -266,15 +290,19 @@ def abc2midi(
     stdout.
     """
     _run(input, output, "midi", tune, check, timeout, max_chars, max_bars, jobs, tempo,
-         bar_check, None)
+         bar_check, None, instrument)
 
 
 def convert(
     input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
     to: Format = typer.Option(..., "--to", help="Output format: midi, musicxml (notation, repeats "
-                              "as written) or wav (audio; needs fluidsynth or timidity)."),
+                              "as written), wav, flac or ogg (audio; needs fluidsynth or "
+                              "timidity), svg, png or pdf (engraved scores; png and pdf need the "
+                              "Cairo library), or html (one page of every tune: score, audio "
+                              "player, ABC text, check verdict)."),
     output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP.replace(
-        "IN.mid", "IN.mid/.musicxml/.wav").replace("IN-midi/", "IN-FORMAT/")),
+        "IN.mid", "IN.mid/.svg/...").replace("IN-midi/", "IN-FORMAT/")
+        + " For html: the page's file (default IN.html)."),
     tune: int | None = typer.Option(None, "--tune", help=TUNE_HELP),
     soundfont: Path | None = typer.Option(
         None, "--soundfont", help="General MIDI soundfont (.sf2) for fluidsynth (default: "
@@ -284,15 +312,22 @@ def convert(
     max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
     jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
     tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
+    instrument: str = typer.Option("fiddle", "--instrument", help=INSTRUMENT_HELP),
 ) -> None:
-    """Convert ABC tunes to MIDI, MusicXML or WAV (one file per tune).
+    """Convert ABC tunes to MIDI, MusicXML, audio (WAV, FLAC, Ogg), engraved scores (SVG, PNG,
+    PDF; one file per tune) or one HTML page of them all.
 
     WAV renders the MIDI with fluidsynth (and a General MIDI soundfont) or timidity, whichever
     is installed, normalised to a peak of -1 dBFS. The summary table goes to stderr, the paths
     written to stdout.
     """
+    if to.value in NEW_FORMATS:
+        from seqgen.cli.scores import convert_new
+
+        return convert_new(input, output, to.value, tune, jobs,
+                           (timeout, max_chars, max_bars, tempo, instrument), soundfont)
     _run(input, output, to.value, tune, False, timeout, max_chars, max_bars, jobs, tempo, True,
-         soundfont)
+         soundfont, instrument)
 
 
 def register(root: Any) -> None:

@@ -78,6 +78,10 @@ def sample(
         show_default=False),
     midi: bool = typer.Option(True, "--midi/--no-midi", help="With --out: also write MIDI files.",
                               rich_help_panel=PO),
+    page: bool = typer.Option(
+        True, "--page/--no-page", help="With --out: also write DIR/index.html, one page of every "
+        "tune in DIR (score, audio player, ABC, check verdict; audio as tune_NN.ogg when a "
+        "synthesizer is installed).", rich_help_panel=PO),
     fmt: Format = typer.Option(
         Format.text, "--format", "-f", help="text: the samples (one sample streams as it is "
         "generated); json: one JSON object per line and sample, with prompt, text, tokens, stop "
@@ -122,6 +126,8 @@ def sample(
         raise UsageError("--out writes tunes: use it with --tunes N")
     if not midi and out is None:
         raise UsageError("--no-midi applies to the files --out writes: add --out DIR")
+    if not page and out is None:
+        raise UsageError("--no-page applies to the files --out writes: add --out DIR")
     if tunes is not None and num_samples != 1:
         raise UsageError("--tunes N samples its N tunes together already: drop --num-samples")
     if out is not None and out.exists() and not out.is_dir():
@@ -169,7 +175,7 @@ def sample(
     generator = torch.Generator(device=device).manual_seed(seed)
 
     if tunes is not None:
-        _tunes(ckpt, prompt, tunes, config, generator, out, midi, fmt, seed)
+        _tunes(ckpt, prompt, tunes, config, generator, out, midi, fmt, seed, page)
         return
 
     stream = num_samples == 1 and fmt is Format.text
@@ -214,7 +220,7 @@ def _why(s) -> str:
     return {"eos": "end of document", "length": "--length"}[s.stop_reason]
 
 
-def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None:
+def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed, page=False) -> None:
     if out is None:
         return _write_tunes(ckpt, prompt, count, config, generator, None, fmt, seed)
     from seqgen.music.tunes import TuneFiles, tune_directory
@@ -224,7 +230,13 @@ def _tunes(ckpt, prompt, count, config, generator, out, midi, fmt, seed) -> None
         if files.first > 1:
             info(f"{out} holds tunes up to number {files.first - 1}; these are numbered from "
                  f"{files.first}")
-        return _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed)
+        _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed)
+        if page:
+            from seqgen.cli.scores import write_index
+
+            index = write_index(out)
+            if index is not None:
+                info(f"open {index} in a browser to see and hear the tunes")
 
 
 def _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed) -> None:

@@ -67,8 +67,12 @@ def compress_wav(src: str | os.PathLike, dst: str | os.PathLike, fmt: str,
         raise SeqgenError(f"cannot read the synthesizer's WAV output: {e}") from None
     if mono and data.shape[1] > 1:
         data = data.mean(axis=1, keepdims=True)
-    with atomic_path(dst) as tmp:
-        sf.write(str(tmp), data, rate, format=container, subtype=subtype)
+    with atomic_path(dst) as tmp, sf.SoundFile(str(tmp), "w", rate, data.shape[1],
+                                                 subtype, format=container) as f:
+        # in blocks: libvorbis takes stack space in proportion to one write, and one write of
+        # a whole tune overflows a thread's stack (a crash, not an error)
+        for start in range(0, len(data), 16384):
+            f.write(data[start:start + 16384])
 
 
 def render_audio(midi: bytes, path: str | os.PathLike, fmt: str | None = None,

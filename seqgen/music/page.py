@@ -89,7 +89,8 @@ def data_uri(data: bytes, mime: str) -> str:
 # ----------------------------------------------------------------------------------- building
 def build_page(tunes: list[str], title: str, *, names: list[str] | None = None,
                limits=None, jobs: int = 1, audio: str = "embed",
-               audio_dir: str | os.PathLike | None = None, midi_links: list[str] | None = None,
+               audio_dir: str | os.PathLike | None = None,
+               midi_links: list[str | None] | None = None,
                soundfont: str | os.PathLike | None = None,
                progress: Progress | None = None) -> Page:
     """The page of `tunes` (one tune's text per item), titled `title`.
@@ -97,9 +98,9 @@ def build_page(tunes: list[str], title: str, *, names: list[str] | None = None,
     Each tune is checked and converted to MIDI (seqgen.music.convert, under `limits`, `jobs`
     workers) and engraved (seqgen.music.engrave). Audio, when a synthesizer is installed and
     `audio` is not "none": Ogg Vorbis, embedded as a data: URI ("embed"), or written into
-    `audio_dir` as NAME.ogg and linked ("beside"; `names` gives each tune's file stem). Without
-    a synthesizer the page links each tune's MIDI (`midi_links`, else embedded) and says how to
-    get audio. `progress(stage, done, total)` hears how far each stage is."""
+    `audio_dir` as NAME.ogg and linked ("beside"; `names` gives each tune's file stem; a file
+    already there is kept). Each tune's MIDI is linked (`midi_links`, else embedded); without a
+    synthesizer the page says how to get audio. `progress(stage, done, total)` hears how far each stage is."""
     from seqgen.music.abc import parse_header
     from seqgen.music.convert import Limits, convert_tunes
     from seqgen.music.engrave import engrave_tunes
@@ -162,7 +163,7 @@ def _add_audio(page_tunes: list[PageTune], midis: list[bytes | None], audio: str
     from seqgen.music.convert import require_synth
 
     for i, pt in enumerate(page_tunes):
-        if midi_links is not None:
+        if midi_links is not None and midi_links[i]:
             pt.midi = midi_links[i]
         elif midis[i] is not None:
             pt.midi = data_uri(midis[i], "audio/midi")
@@ -177,9 +178,10 @@ def _add_audio(page_tunes: list[PageTune], midis: list[bytes | None], audio: str
     todo = [i for i, m in enumerate(midis) if m is not None]
 
     def one(i: int) -> tuple[int, str | None]:
-        if audio == "beside":
+        if audio == "beside":  # made once: tunes beside a page are added, never changed
             path = Path(audio_dir) / f"{names[i]}.ogg"
-            render_audio(midis[i], path, "ogg", soundfont, mono=True)
+            if not path.is_file():
+                render_audio(midis[i], path, "ogg", soundfont, mono=True)
             return i, path.name
         with tempfile.TemporaryDirectory(prefix="seqgen-page-") as d:
             path = Path(d) / "tune.ogg"
