@@ -309,7 +309,9 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
     assert r.exit_code == 0, r.output
     assert "assets/default" in r.stderr and "ABC constraint on" in r.stderr
     names = sorted(p.name for p in (tmp_path / "tunes").iterdir())
-    assert names == ["tune_01.abc", "tune_01.mid"]
+    # the tune, its MIDI, the page of the directory (and its audio, with a synthesizer)
+    assert [n for n in names if n != "tune_01.ogg"] == ["index.html", "tune_01.abc", "tune_01.mid"]
+    assert "open tunes/index.html" in r.stderr
     text = (tmp_path / "tunes" / "tune_01.abc").read_text()
     assert "\nT:The Test\nM:6/8\nL:1/8\nK:Dmix\n" in text
     check = check_tune(text)
