@@ -35,6 +35,7 @@ and a single line break (docs/sampling.md, "How a prompt is read").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -160,7 +161,8 @@ def rescore(src: Path, threads: int) -> float:
     spec.loader.exec_module(mod)
     ckpt = torch.load(src / "out-shakespeare-char" / "ckpt.pt", map_location="cpu",
                       weights_only=True)
-    gpt = mod.GPT(mod.GPTConfig(**ckpt["model_args"]))
+    with contextlib.redirect_stdout(sys.stderr):  # (it prints its parameter count)
+        gpt = mod.GPT(mod.GPTConfig(**ckpt["model_args"]))
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
     gpt.load_state_dict(state)
 
@@ -256,13 +258,13 @@ def readings(ckpt_path: Path, corpus: Path, cases: int, threads: int) -> str:
 def report(rows: list[dict], minutes: float, threads: int, load: str) -> str:
     lines = [f"load average at the start: {load}; {threads} torch thread(s) each; budget "
              f"{minutes:g} min", "",
-             "| run | model | steps | training s | tokens/s | held-out nats/char (seqgen's "
-             "evaluation) | nanoGPT's own estimate |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+             "| run | model | steps | training s | whole process s | tokens/s | held-out "
+             "nats/char (seqgen's evaluation) | nanoGPT's own estimate |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         own = f"{r['own_val']:.4f}" if r["own_val"] is not None else ""
         lines.append(f"| {r['name']} | {r['model']} | {r['steps']:,} | {r['train_s']:.1f} | "
-                     f"{r['tokens_per_s']:,.0f} | {r['val']:.4f} | {own} |")
+                     f"{r['wall_s']:.1f} | {r['tokens_per_s']:,.0f} | {r['val']:.4f} | {own} |")
     for r in rows:
         lines += ["", f"{r['name']}, 300 characters:", "", "```", r["sample"], "```"]
     return "\n".join(lines)

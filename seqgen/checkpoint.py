@@ -375,7 +375,8 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
         raise CheckpointError(f"{src}: \"corpus\" must have a name and a kind of 'abc' or 'text'")
     if corpus.get("split", "document") not in SPLITS:
         raise CheckpointError(f"{src}: \"corpus\" \"split\" must be 'document' or 'position'")
-    if not isinstance(corpus.get("context", ""), str) or len(corpus.get("context", "")) > MAX_CONTEXT:
+    context = corpus.get("context", "")
+    if not isinstance(context, str) or len(context) > MAX_CONTEXT:
         raise CheckpointError(f"{src}: \"corpus\" \"context\" must be a string of at most "
                               f"{MAX_CONTEXT} characters")
     for name, entry in meta["files"].items():

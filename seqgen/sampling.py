@@ -2,7 +2,8 @@
 
     from seqgen.sampling import SampleConfig, generate
     ckpt = load_checkpoint("checkpoints/tinyshakespeare")
-    samples = generate(ckpt.model, ckpt.tokenizer, "ROMEO:", SampleConfig(length=200, temperature=0.8),
+    samples = generate(ckpt.model, ckpt.tokenizer, "ROMEO:",
+                       SampleConfig(length=200, temperature=0.8),
                        generator=torch.Generator().manual_seed(1), context=ckpt.context)
     print(samples[0].text)
 
@@ -536,8 +537,9 @@ def generate(model, tokenizer: Tokenizer, prompt: str = "", config: SampleConfig
 
     on_text(index, text) is called with each stream's new text as soon as it is decided (for
     streaming). `context`: what the model reads before the prompt, a checkpoint's `context`
-    (`encode_prompt`; None: <eos>, the start of a document). Raises VocabularyError for prompt characters the model does
-    not know (unless config.unknown == "skip") and UsageError for bad settings.
+    (`encode_prompt`; None: <eos>, the start of a document). Raises VocabularyError for prompt
+    characters the model does not know (unless config.unknown == "skip") and UsageError for
+    bad settings.
     """
     sampler = Sampler(model, tokenizer, prompt, config, generator, context)
     for index, piece in sampler:

@@ -101,8 +101,8 @@ def held_out_losses(ckpt: Checkpoint, ids: list[int], ends: list[int]) -> dict[i
         if ckpt.model_config.kind != "transformer":
             last = max(ends)
             logits, _ = model(torch.tensor([ids[:last]]), None)  # (1, last, V)
-            nll = torch.nn.functional.cross_entropy(logits[0].float(), torch.tensor(ids[1:last + 1]),
-                                                    reduction="none")
+            nll = torch.nn.functional.cross_entropy(logits[0].float(),
+                                                    torch.tensor(ids[1:last + 1]), reduction="none")
             return {e: nll[e - CONTINUATION:e] for e in ends}
         for e in ends:
             window = ids[max(0, e - C):e + 1]
@@ -188,11 +188,13 @@ def test_a_prompt_longer_than_the_context_scores_as_training_reads_it(trained, p
     data = prepare_data(load_corpus(str(play_file)), tok, 0.1, 1337)
     ids = [int(i) for i in data.val_ids]
     starts = [s for s in speech_starts(ckpt, ids, "one") if 300 < s < len(ids) - 300]
-    cases = [(s, s + random.Random(s).randint(150, 250)) for s in random.Random(kind).sample(starts, 12)]
+    cases = [(s, s + random.Random(s).randint(150, 250))
+             for s in random.Random(kind).sample(starts, 12)]
     reference = held_out_losses(ckpt, ids, [c + CONTINUATION for _, c in cases])
     gaps = [(sampler_losses(ckpt, tok.decode(ids[s:c]), ids[c:c + CONTINUATION])
              - reference[c + CONTINUATION]).mean().item() for s, c in cases]
-    assert all(c - s > ckpt.model_config.context_length for s, c in cases)
+    if kind == "transformer":
+        assert all(c - s > ckpt.model_config.context_length for s, c in cases)
     gap = sum(gaps) / len(gaps)
     print(f"\n{kind} long prompts: mean gap {gap:+.3f} nats/char over {len(gaps)} prompts")
     assert abs(gap) <= MAX_GAP, (kind, gap)
