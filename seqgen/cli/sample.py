@@ -188,7 +188,9 @@ def sample(
             sys.stdout.write(piece)
             sys.stdout.flush()
 
-    sampler = Sampler(ckpt.model, tok, prompt, config, generator)  # checks the prompt first
+    # (checks the prompt first) read as the model read text in training: a document's start, or
+    # a paragraph of the one text it learned (seqgen.checkpoint.prompt_context)
+    sampler = Sampler(ckpt.model, tok, prompt, config, generator, ckpt.context)
     if stream:
         sys.stdout.write(prompt)
         sys.stdout.flush()
@@ -262,7 +264,8 @@ def _write_tunes(ckpt, prompt, count, config, generator, files, fmt, seed) -> No
     t0 = time.perf_counter()
     with console.status(f"sampling {count} tune(s)..."):
         sample_tunes(ckpt.model, ckpt.tokenizer, count, prompt, config, generator,
-                     on_tune=on_tune, first=files.first if files is not None else 1)
+                     on_tune=on_tune, first=files.first if files is not None else 1,
+                     context=ckpt.context)
     info(f"{count} tune(s) in {time.perf_counter() - t0:.2f} s")
 
 

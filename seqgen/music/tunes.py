@@ -119,7 +119,8 @@ def number_tune(text: str, number: int) -> str:
 def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                  config: SampleConfig | None = None, generator: torch.Generator | None = None,
                  max_rounds: int = 10,
-                 on_tune: Callable[[Tune], None] | None = None, first: int = 1) -> list[Tune]:
+                 on_tune: Callable[[Tune], None] | None = None, first: int = 1,
+                 context: str | None = None) -> list[Tune]:
     """Exactly `count` complete tunes, numbered first..first + count - 1 (X: and Tune.number).
 
     Each round samples the missing tunes together as one batch (config.num_samples is ignored);
@@ -128,7 +129,8 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
     again. DataError after `max_rounds` rounds without enough tunes (the model does not end
     tunes, or --length is too short). The prompt is completed by `tune_prompt`. The ABC
     constraint is on only when `config` asks for it (`SampleConfig(constrain="abc")`; the
-    command line switches it on by default for ABC models).
+    command line switches it on by default for ABC models). `context`: the checkpoint's (None:
+    <eos>; a model trained on a single tune never saw <eos>: seqgen.sampling.encode_prompt).
     """
     from seqgen.music.abc import looks_like_abc
 
@@ -143,7 +145,7 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
         need = count - len(tunes)
         cfg = SampleConfig(**{**asdict(base), "num_samples": need, "stop": stops,
                               "stop_at_eos": True})
-        for s in generate(model, tokenizer, prompt, cfg, generator):
+        for s in generate(model, tokenizer, prompt, cfg, generator, context=context):
             if s.stop_reason == "length":
                 continue
             text = (prompt + s.text).strip()
@@ -184,7 +186,7 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, seed: int, config: SampleCon
     stops = tuple(dict.fromkeys((TUNE_BREAK, *config.stop)))
     cfg = dataclasses.replace(config, num_samples=count, stop=stops, stop_at_eos=True)
     gen = torch.Generator().manual_seed(seed)
-    samples = generate(ckpt.model, ckpt.tokenizer, prompt, cfg, gen)
+    samples = generate(ckpt.model, ckpt.tokenizer, prompt, cfg, gen, context=ckpt.context)
     tunes = [number_tune((prompt + s.text).strip(), i + 1) + "\n" for i, s in enumerate(samples)]
     return tunes, sum(s.stop_reason != "length" for s in samples)
 

@@ -155,6 +155,7 @@ class RunState:
         import torch
 
         from seqgen import checkpoint as ck
+        from seqgen.sampling import text_context
 
         rngs, whole = self._gather()
         if self.dist.rank != 0:
@@ -174,9 +175,11 @@ class RunState:
             "evals_since_best": self.evals_since_best, "corpus_digest": self.digest,
             "stop_reason": self.stop_reason,
         }
+        split = self.data.split  # how sampling will read prompts (seqgen.sampling.encode_prompt)
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
-                      metrics=metrics)
+                      metrics=metrics, corpus_split=split.by,
+                      context=text_context(split.train[0]) if split.by == "position" else None)
         self.metrics_log.write(self.history)
         if best:
             ck.save_checkpoint(self.out / ck.BEST, self.model, **common)
