@@ -48,7 +48,7 @@ def test_a_device_this_machine_lacks_is_a_usage_error(tmp_path):
 
     d, _, _ = _save(tmp_path)
     assert ck.load_checkpoint(d, device=torch.device("cpu")).step == 7  # a torch.device too
-    with pytest.raises(UsageError, match="--device must be auto, cpu"):
+    with pytest.raises(UsageError, match="device must be auto, cpu"):
         ck.load_checkpoint(d, device="foo")
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="CUDA is not available here"):

@@ -156,7 +156,7 @@ def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
     from seqgen.sampling import SampleConfig, generate
 
     ckpt = load_checkpoint(abc_ckpt)
-    with pytest.raises(UsageError, match="--constrain"):
+    with pytest.raises(UsageError, match="constrain"):
         SampleConfig(constrain="xml").validate()
     with pytest.raises(UsageError, match="ABC grammar at line 5"):
         generate(ckpt.model, ckpt.tokenizer, "X:1\nT:a\nM:C|\nK:D\n]",
@@ -274,7 +274,7 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
     assert resolve_sampling(ckpt, SamplingRequest(key="D")).config.key == "D"
     with pytest.raises(UsageError, match="not both"):
         SamplingRequest(prompt="X:", meter="6/8").validate()
-    with pytest.raises(UsageError, match="--constrain must be abc or none"):
+    with pytest.raises(UsageError, match="constrain must be abc or none"):
         SamplingRequest(constrain="xml").validate()
     with pytest.raises(VocabularyError, match="--prompt: 1 character"):
         resolve_sampling(ckpt, SamplingRequest(prompt="X:\u00e9"))
@@ -291,7 +291,7 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
     tck = load_checkpoint(text)
     c = resolve_sampling(tck, SamplingRequest()).config
     assert (c.constrain, c.top_p, c.length) == ("none", 1.0, 500)
-    with pytest.raises(UsageError, match="--tunes needs a model trained on ABC tunes"):
+    with pytest.raises(UsageError, match="tunes needs a model trained on ABC tunes"):
         resolve_sampling(tck, SamplingRequest(tunes=True))
 
 

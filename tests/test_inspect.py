@@ -168,7 +168,7 @@ def test_attention_refuses_an_rnn_and_a_prompt_longer_than_the_context():
         attention_maps(rnn, torch.zeros(3, dtype=torch.long))
     tf = build_model(ModelConfig(kind="transformer", vocab_size=5, hidden_size=8, num_layers=1,
                                  num_heads=2, context_length=4))
-    with pytest.raises(UsageError, match="--prompt"):
+    with pytest.raises(UsageError, match="prompt"):
         attention_maps(tf, torch.zeros(5, dtype=torch.long))
 
 

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 
 from seqgen import __version__
-from seqgen.cli.console import error, set_quiet
+from seqgen.cli.console import error, message, set_quiet
 from seqgen.errors import SeqgenError
 
 # Each module under seqgen/cli/ named here has `register(app)`.
@@ -46,7 +46,7 @@ class SeqgenGroup(TyperGroup):
         except SeqgenError as e:
             if _debug(ctx):
                 raise
-            error(str(e))
+            error(message(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             if _debug(ctx):

@@ -49,7 +49,7 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
 
     from seqgen.errors import UsageError
     from seqgen.models import KINDS, ModelConfig, build_model
-    from seqgen.models.config import option
+    from seqgen.config import flag_of
 
     kind, *mods = spec.strip().lower().split("+")
     if kind == "irnn":  # Le, Jaitly & Hinton: ReLU + identity initialisation
@@ -71,7 +71,8 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
     if kind != "transformer":
         for name in ("num_heads", "context_length"):
             if single and cfg.get(name) is not None:
-                raise UsageError(f"{option(name)} applies to the transformer only, not to {kind}")
+                raise UsageError(f"{flag_of(ModelConfig, name)} applies to the transformer only, "
+                                 f"not to {kind}")
             cfg.pop(name, None)
     elif single and cfg.get("embed_dim") is not None:
         raise UsageError("--embed-dim applies to the RNN kinds; the transformer's embedding is "

@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from seqgen.cli.console import console, info, result, warn
+from seqgen.cli.console import console, info, message, result, warn
 
 
 class Format(str, Enum):
@@ -201,7 +201,7 @@ def _run(
                     except SeqgenError as e:
                         if len(tunes) == 1:
                             raise
-                        r.error = str(e)
+                        r.error = message(e)
                 if r.ok:
                     row.append("[green]ok[/]")
                     result(str(targets[r.index]))

@@ -42,6 +42,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from seqgen.config import check_fields, setting
 from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import atomic_path, atomic_write_bytes
 from seqgen.music import m21
@@ -63,20 +64,15 @@ class Limits:
     """Per-tune limits: a tune over a size limit is refused before parsing; one that takes longer
     than `timeout_s` seconds is stopped. None switches a limit off (timeout None: run in-process)."""
 
-    timeout_s: float | None = 10.0
-    max_chars: int | None = 8000
-    max_bars: int | None = 150
-    default_qpm: float = DEFAULT_QPM
+    timeout_s: float | None = setting(10.0, gt=0, unit="seconds", value=False, flag="--timeout")
+    max_chars: int | None = setting(8000, gt=0, value=False)
+    max_bars: int | None = setting(150, gt=0, value=False)
+    default_qpm: float = setting(DEFAULT_QPM, ge=1, le=1000, value=False, flag="--tempo",
+                                 text="between 1 and 1000 quarter notes per minute")
 
     def validate(self) -> None:
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise UsageError("--timeout must be > 0 seconds")
-        if self.max_chars is not None and self.max_chars <= 0:
-            raise UsageError("--max-chars must be > 0")
-        if self.max_bars is not None and self.max_bars <= 0:
-            raise UsageError("--max-bars must be > 0")
-        if not 1 <= self.default_qpm <= 1000:
-            raise UsageError("--tempo must be between 1 and 1000 quarter notes per minute")
+        """UsageError naming the first bad field."""
+        check_fields(self)
 
 
 @dataclass
@@ -681,7 +677,7 @@ def convert_tunes(
     limits = limits or Limits()
     limits.validate()
     if to not in FORMATS:
-        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+        raise UsageError(f"`to` must be one of {', '.join(FORMATS)}, not {to!r}", params=True)
     work: list[tuple] = []
     pre: dict[int, TuneResult] = {}
     for i, text in enumerate(texts):
