@@ -45,8 +45,8 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    from seqgen.models import KINDS, build_model
     from seqgen.config import flag_of
+    from seqgen.models import KINDS, build_model
     from seqgen.train import TrainConfig
 
     if vocab is not None:
