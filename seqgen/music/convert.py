@@ -622,7 +622,7 @@ def run_limited(
             if running:
                 now = time.monotonic()
                 soonest = min(d for _, _, d in running.values())
-                ready = wait(list(running), timeout=max(0.0, soonest - now))
+                ready: list[Any] = wait(list(running), timeout=max(0.0, soonest - now))
                 for conn in ready:
                     i, proc, _ = running.pop(conn)
                     try:
