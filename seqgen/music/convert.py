@@ -28,10 +28,12 @@ music21 is imported inside functions only; importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -538,7 +540,26 @@ def _musicxml_bytes(score: Any) -> bytes:
 
 
 # ------------------------------------------------------------------------------------ workers
-def _child(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+@contextlib.contextmanager
+def _signals_held() -> Iterator[Any]:
+    """SIGINT and SIGTERM held back while a worker is forked; yields the signal mask to give
+    back (None where there are no masks). A signal handled inside the fork's Python hooks
+    (logging's lock release after the fork) would raise its KeyboardInterrupt there, where the
+    interpreter prints "Exception ignored" and drops it: Ctrl-C or `kill` lost, the conversion
+    running on to the end. Held back, it is handled just after, in run_limited's own code."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield None
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple, mask: Any = None) -> None:
+    if mask is not None:  # the parent's signals, held back while it forked this worker
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     # A worker: its output is not the user's, and music21 may print; silence both streams.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -614,10 +635,12 @@ def run_limited(
         while emit < len(args_list):
             while len(running) < jobs and next_i < len(args_list):
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i]), daemon=True)
-                proc.start()
+                with _signals_held() as mask:  # a Ctrl-C or kill now stops us after the fork
+                    proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i], mask),
+                                       daemon=True)
+                    proc.start()
+                    running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 send.close()
-                running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 next_i += 1
             if running:
                 now = time.monotonic()
