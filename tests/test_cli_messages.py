@@ -163,6 +163,7 @@ def ws(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", CASES, ids=[" ".join(c[0]) for c in CASES])
 def test_the_cli_names_the_option_of_the_field(ws, args, message):
     old = os.getcwd()

@@ -88,6 +88,7 @@ def test_novelty_is_forty_body_characters_ignoring_white_space():
 
 
 # ------------------------------------------------------------------------- held-out loss
+@pytest.mark.slow
 def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
     from seqgen.data import load_corpus, prepare_data
@@ -114,6 +115,7 @@ def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckp
 
 
 # ------------------------------------------------------------------------ constrained sampling
+@pytest.mark.slow
 def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
     from seqgen.music.abc import ends_with_barline, parse_header
@@ -164,6 +166,7 @@ def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
 
 
 # ---------------------------------------------------------------------------- evaluate, CLI
+@pytest.mark.slow
 def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
     r = CliRunner().invoke(app, ["eval", str(abc_ckpt), "--tunes", "4", "--length", "600",
                                  "--format", "json", "--jobs", "2", "--temperature", "0.8"])
@@ -184,6 +187,7 @@ def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
     assert abc["meter_tvd"] is not None and 0.0 <= abc["meter_tvd"] <= 1.0
 
 
+@pytest.mark.slow
 def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "0"])
@@ -224,6 +228,7 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     assert r.exit_code == 0 and "validation loss" in r.stdout
 
 
+@pytest.mark.slow
 def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatch):
     """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.9),
     --top-p to choose another (1: the model's whole distribution)."""
@@ -296,6 +301,7 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
 
 
 # ------------------------------------------------------------------------- the default model
+@pytest.mark.slow
 def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypatch):
     from seqgen.evaluate import default_model_dir
     from seqgen.music.convert import check_tune

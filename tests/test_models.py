@@ -422,6 +422,7 @@ def test_state_dict_saves_to_safetensors_and_reloads(kind, tmp_path):
 
 
 # ----------------------------------------------------------------------------- learning
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_overfits_a_tiny_repeated_string(kind):
     torch.manual_seed(0)

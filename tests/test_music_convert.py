@@ -234,6 +234,7 @@ def corrupted(draw):
     return text
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corrupted())
 def test_corrupted_tunes_never_crash_or_hang(text):
@@ -279,6 +280,7 @@ def test_one_tune_functions_take_one_tune_and_convert_tunes_a_list(tmp_path):
     assert [r.index for r in results] == [0, 1] and all(r.ok for r in results)
 
 
+@pytest.mark.slow
 def test_a_signal_during_a_workers_fork_is_not_lost(tmp_path):
     """SIGTERM (as `kill` sends) that arrives while a worker is forked: its KeyboardInterrupt
     must not be raised inside the fork's Python hooks (logging's lock release), where the

@@ -72,6 +72,7 @@ def _leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call, fail_at", [("replace", k) for k in range(1, 8)]
                          + [("fsync", k) for k in range(1, 9)])
 def test_a_full_disk_at_any_point_of_a_save_keeps_a_loadable_checkpoint(tmp_path, monkeypatch,
@@ -202,6 +203,7 @@ def test_a_save_into_a_read_only_directory_fails_clearly(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------- concurrency
+@pytest.mark.slow
 def test_a_second_run_into_the_same_out_is_refused(tmp_path):
     """A real `seqgen train` process holds --out; a second run (fresh, --overwrite or --resume)
     is refused in one line naming its pid, the checkpoint loads at any moment while the run saves

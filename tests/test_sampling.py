@@ -402,6 +402,7 @@ def test_idle_cores_reads_the_machine():
     assert 1 <= usable_cores() <= (os.cpu_count() or 1)
 
 
+@pytest.mark.slow
 def test_same_seed_same_text_whatever_the_thread_count():
     """default_threads depends on the machine (its cores), so a seed must not depend on threads."""
     torch.manual_seed(0)

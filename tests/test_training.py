@@ -200,6 +200,7 @@ def test_a_stop_request_at_the_last_step_finishes_the_run(tmp_path):
     assert ck.load_checkpoint(res.out).metrics["step"] == 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, dropout", [("lstm", 0.2), ("transformer", 0.1)])
 def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout, monkeypatch):
     """N steps straight == stop at N/2 (as Ctrl-C does), resume, N/2 more: same weights.
@@ -318,6 +319,7 @@ def test_patience_stops_early(tmp_path, monkeypatch):
     assert ck.load_train_state(res.out)[2].meta["stop_reason"] == "patience"  # saved with why
 
 
+@pytest.mark.slow
 def test_time_budget_ends_cleanly(tmp_path):
     res = train(tiny(tmp_path, steps=None, minutes=0.02, eval_every=1000))
     assert res.stop_reason == "time" and res.step > 0
@@ -325,6 +327,7 @@ def test_time_budget_ends_cleanly(tmp_path):
     assert res.val_loss is not None
 
 
+@pytest.mark.slow
 def test_resuming_a_run_whose_time_budget_is_spent(tmp_path):
     """`seqgen train` (a 5-minute budget) then `--resume DIR --steps N` trains to step N; a bare
     --resume says the budget is spent instead of training one step and stopping 'by time'."""
