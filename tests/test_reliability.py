@@ -303,3 +303,31 @@ def test_the_checkpoint_json_lists_only_complete_files(tmp_path):
     meta = json.loads((d / ck.META).read_text())
     assert set(meta["files"]) == {ck.WEIGHTS, ck.STATE_TENSORS, ck.STATE_META}
     assert _leftovers(d) == []
+
+
+@pytest.mark.slow
+def test_a_signal_handled_where_python_drops_exceptions_still_stops_the_command(tmp_path):
+    """SIGTERM (or Ctrl-C) whose KeyboardInterrupt is raised inside a __del__ (or a weakref
+    callback, or a fork's hooks), where Python prints "Exception ignored" and goes on: `seqgen`
+    interrupts again, so that the command still stops."""
+    script = tmp_path / "dropped.py"
+    script.write_text('''
+import os, signal
+from seqgen.cli.app import stop_on_signals
+stop_on_signals()
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs here, inside __del__
+            pass
+try:
+    Finalized()
+    for _ in range(10**7):
+        pass
+    print("ran on")
+except KeyboardInterrupt:
+    print("interrupted")
+''')
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "interrupted", (r.stdout, r.stderr)
+    assert "Exception ignored" not in r.stderr

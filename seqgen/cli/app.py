@@ -7,6 +7,7 @@ that `seqgen --help` stays instant.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import typer
@@ -135,11 +136,39 @@ def _terminated(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # unwind as Ctrl-C does: temporary files removed, exit 130
 
 
-def main() -> None:
+def _dropped(unraisable: Any) -> None:
+    """sys.unraisablehook: a Ctrl-C or SIGTERM whose KeyboardInterrupt was raised where Python
+    cannot pass it on (a __del__, a weakref callback, a fork's Python hooks) would be dropped
+    with an "Exception ignored" message and the command would run on; interrupt again instead,
+    so that it arrives in the command's own code. Anything else is reported as Python does."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        import _thread
+        import threading
+
+        # from another thread, a moment later: raised here, it would be dropped again
+        timer = threading.Timer(0.01, _thread.interrupt_main)
+        timer.daemon = True
+        try:
+            timer.start()
+        except RuntimeError:  # (the interpreter is shutting down: it stops anyway)
+            pass
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, a scheduler) stops a command as Ctrl-C does (training saves first), and
+    neither is lost where Python drops exceptions. Only `main` installs this: library callers
+    keep their own handlers."""
     import signal
 
-    try:  # SIGTERM (kill, a scheduler) stops every command as Ctrl-C does; training saves first
+    try:
         signal.signal(signal.SIGTERM, _terminated)
     except ValueError:  # (not the main thread)
-        pass
+        return
+    sys.unraisablehook = _dropped
+
+
+def main() -> None:
+    stop_on_signals()
     app(prog_name="seqgen")

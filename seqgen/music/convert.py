@@ -542,11 +542,13 @@ def _musicxml_bytes(score: Any) -> bytes:
 # ------------------------------------------------------------------------------------ workers
 @contextlib.contextmanager
 def _signals_held() -> Iterator[Any]:
-    """SIGINT and SIGTERM held back while a worker is forked; yields the signal mask to give
-    back (None where there are no masks). A signal handled inside the fork's Python hooks
-    (logging's lock release after the fork) would raise its KeyboardInterrupt there, where the
-    interpreter prints "Exception ignored" and drops it: Ctrl-C or `kill` lost, the conversion
-    running on to the end. Held back, it is handled just after, in run_limited's own code."""
+    """SIGINT and SIGTERM held back from this thread while it forks a worker; yields the signal
+    mask to give back (None where there are no masks). A signal handled inside the fork's
+    Python hooks (logging's lock release after the fork) would raise its KeyboardInterrupt
+    there, where the interpreter prints "Exception ignored" and drops it: Ctrl-C or `kill` lost,
+    the conversion running on to the end. Held back, it is handled just after, in run_limited's
+    own code. (A signal that another thread takes, such as a progress spinner's, can still be
+    handled in the hooks: the CLI interrupts again then, seqgen/cli/app.py `stop_on_signals`.)"""
     if not hasattr(signal, "pthread_sigmask"):
         yield None
         return
