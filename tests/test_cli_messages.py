@@ -135,24 +135,13 @@ CASES: list[tuple[list[str], str]] = [
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
+    """The bad-input table's workspace (a 2-step LSTM in ckpt/), and two copies of its run with
+    a bad value in checkpoint.json."""
     import shutil
 
-    root = tmp_path_factory.mktemp("messages")
-    poem = "".join(f"line {i % 13}: the sea, the stars and the wind.\n" for i in range(200))
-    (root / "poem.txt").write_text(poem)
-    (root / "tiny.txt").write_text("the sea\n")
-    (root / "tune.abc").write_text("X:1\nT:Test\nM:4/4\nL:1/8\nK:G\nGABc dedB|dedB dedB|]\n")
-    (root / "emptydir").mkdir()
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        r = runner.invoke(app, ["-q", "train", "poem.txt", "--preset", "tiny", "--hidden-size",
-                                "16", "--embed-dim", "8", "--batch-size", "2", "--seq-len", "16",
-                                "--eval-every", "1", "--warmup-steps", "1", "--device", "cpu",
-                                "--threads", "1", "--no-plot", "--steps", "2", "--out", "ckpt"])
-    finally:
-        os.chdir(old)
-    assert r.exit_code == 0, r.output
+    from test_reliability_inputs import workspace
+
+    root = workspace(tmp_path_factory.mktemp("messages"))
     for name, key, field, value in (("badmodel", "model_config", "num_layers", 0),
                                     ("badtrain", "train_config", "lr", -1.0)):
         shutil.copytree(root / "ckpt", root / name)
