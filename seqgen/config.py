@@ -42,7 +42,7 @@ class Rule:
     finite: bool = False  # no inf (NaN fails every bound)
     unit: str = ""  # after the bounds in a message: ">= 10 characters"
     note: str = ""  # in parentheses after them: "(0 = off)"
-    text: str | None = None  # the rule as the message says it, where the bounds would read otherwise
+    text: str | None = None  # the rule as the message says it, where bounds would read otherwise
     value: bool = True  # the message ends with ", not VALUE"
     check: Callable[[Any], str | None] | None = None  # a rule no bound says: its text, when broken
 

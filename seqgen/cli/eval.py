@@ -152,9 +152,9 @@ def eval_command(
             from seqgen.config import flag_of
             from seqgen.errors import UsageError
 
-            raise UsageError(f"{flag_of(EvalConfig, typed[0])}: {ckpt.path} was trained on text, and the "
-                             "tune options apply to ABC models; drop it (eval scores the "
-                             "held-out loss)")
+            raise UsageError(f"{flag_of(EvalConfig, typed[0])}: {ckpt.path} was trained on "
+                             "text, and the tune options apply to ABC models; drop it (eval "
+                             "scores the held-out loss)")
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     with console.status("evaluating...") as status:
         report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))

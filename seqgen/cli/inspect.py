@@ -90,6 +90,7 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
     return build_model(config)
 
 
+# The options of `seqgen inspect gradients`, declared once each (their help is the --help text).
 Checkpoint = Annotated[str | None, typer.Argument(
     help="A checkpoint directory (a run or its best/). Without it: a fresh model "
     "(see --model).", show_default=False)]

@@ -27,6 +27,7 @@ class Unknown(str, Enum):
     skip = "skip"
 
 
+# The options of `seqgen sample`, declared once each (their help is the --help text).
 Checkpoint = Annotated[Path | None, typer.Argument(
     help="A checkpoint directory (a run directory or its best/), or 'default' for the "
     "model shipped with seqgen. Default: best/ of the newest run under checkpoints/, else "

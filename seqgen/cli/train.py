@@ -19,12 +19,15 @@ PO = "Optimisation"
 PB = "Budget and checkpoints"
 
 
+# The options of `seqgen train`, declared once each (their help is the --help text).
 Corpus = Annotated[str, typer.Argument(
     help=CORPUS_HELP, show_default=False)]
 Kind = Annotated[str, typer.Option(
-    "--model", "--kind", "-m", help="Model kind: rnn, lstm, gru or transformer.", rich_help_panel=PM)]
+    "--model", "--kind", "-m", help="Model kind: rnn, lstm, gru or transformer.",
+    rich_help_panel=PM)]
 Preset = Annotated[str, typer.Option(
-    "--preset", "-p", help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
+    "--preset", "-p",
+    help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
     "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
     "over a small corpus). Individual options below override it.", rich_help_panel=PM)]
 Embedding = Annotated[str | None, typer.Option(
@@ -40,7 +43,8 @@ Dropout = Annotated[float | None, typer.Option(
 Activation = Annotated[str | None, typer.Option(
     help="Vanilla rnn only: tanh or relu (default tanh).", rich_help_panel=PM)]
 Init = Annotated[str | None, typer.Option(
-    help="Vanilla rnn only: default (torch's initialisation; the default) or identity (IRNN).", rich_help_panel=PM)]
+    help="Vanilla rnn only: default (torch's initialisation; the default) or identity (IRNN).",
+    rich_help_panel=PM)]
 NumHeads = Annotated[int | None, typer.Option(
     help="Transformer attention heads." + FP, rich_help_panel=PM)]
 ContextLength = Annotated[int | None, typer.Option(
@@ -48,9 +52,11 @@ ContextLength = Annotated[int | None, typer.Option(
 Positional = Annotated[str | None, typer.Option(
     help="Transformer positions: learned or sinusoidal (default learned).", rich_help_panel=PM)]
 BatchSize = Annotated[int | None, typer.Option(
-    "--batch-size", "-b", help="Sequences per optimizer step (over all processes)." + FP, rich_help_panel=PO)]
+    "--batch-size", "-b", help="Sequences per optimizer step (over all processes)." + FP,
+    rich_help_panel=PO)]
 SeqLen = Annotated[int | None, typer.Option(
-    help="Tokens per training window (the truncated-BPTT length for RNN kinds)." + FP, rich_help_panel=PO)]
+    help="Tokens per training window (the truncated-BPTT length for RNN kinds)." + FP,
+    rich_help_panel=PO)]
 Batching = Annotated[str, typer.Option(
     help="RNN kinds: stateful (auto: windows follow each other and the hidden state is "
     "carried, truncated BPTT) or random (random windows from a zero state). The transformer "
@@ -60,7 +66,8 @@ Lr = Annotated[float | None, typer.Option(
 MinLrRatio = Annotated[float, typer.Option(
     help="The cosine decays to lr times this.", rich_help_panel=PO)]
 WarmupSteps = Annotated[int, typer.Option(
-    "--warmup-steps", "--warmup", help="Linear learning-rate warmup, in steps.", rich_help_panel=PO)]
+    "--warmup-steps", "--warmup", help="Linear learning-rate warmup, in steps.",
+    rich_help_panel=PO)]
 Schedule = Annotated[str, typer.Option(
     help="After warmup: cosine (decay over the run's steps "
     "or minutes) or constant.", rich_help_panel=PO)]
@@ -71,15 +78,18 @@ GradClip = Annotated[float, typer.Option(
 Seed = Annotated[int, typer.Option(
     help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
 ValFraction = Annotated[float, typer.Option(
-    help="Share of the documents (of the text, for one document) held out, in [0, 1).", rich_help_panel=PO)]
+    help="Share of the documents (of the text, for one document) held out, in [0, 1).",
+    rich_help_panel=PO)]
 Glob = Annotated[str | None, typer.Option(
-    help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).", rich_help_panel=PO)]
+    help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",
+    rich_help_panel=PO)]
 SplitDocs = Annotated[bool, typer.Option(
     "--split-docs", help="Treat blank-line separated blocks of a text file as separate "
     "documents.", rich_help_panel=PO)]
 AbcHeaders = Annotated[str, typer.Option(
     help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
-    "R P V K in that order, and fill in a missing L:) or all (the tunes as written).", rich_help_panel=PO)]
+    "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
+    rich_help_panel=PO)]
 Steps = Annotated[int | None, typer.Option(
     "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
     "first).", rich_help_panel=PB)]
@@ -105,9 +115,11 @@ Overwrite = Annotated[bool, typer.Option(
     "goes at this run's first save).", rich_help_panel=PB)]
 Resume = Annotated[str | None, typer.Option(
     "--resume", "-r", help="Continue the run in this directory exactly where it stopped "
-    "(give a larger --steps or --minutes to train longer; give CORPUS only if it has moved).", rich_help_panel=PB)]
+    "(give a larger --steps or --minutes to train longer; give CORPUS only if it has moved).",
+    rich_help_panel=PB)]
 InitFrom = Annotated[str | None, typer.Option(
-    help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).", rich_help_panel=PB)]
+    help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).",
+    rich_help_panel=PB)]
 Device = Annotated[str, typer.Option(
     help="auto, cpu, cuda or mps.", rich_help_panel=PB)]
 Precision = Annotated[str, typer.Option(
