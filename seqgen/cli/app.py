@@ -7,6 +7,7 @@ that `seqgen --help` stays instant.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 from typing import Any
 
@@ -138,35 +139,27 @@ def _terminated(signum: int, frame: Any) -> None:
 
 def _dropped(unraisable: Any) -> None:
     """sys.unraisablehook: a Ctrl-C or SIGTERM whose KeyboardInterrupt was raised where Python
-    cannot pass it on (a __del__, a weakref callback, a fork's Python hooks) would be dropped
-    with an "Exception ignored" message and the command would run on; interrupt again instead,
-    so that it arrives in the command's own code. Anything else is reported as Python does."""
+    cannot pass it on (a __del__, a weakref callback, a fork's hooks) would be dropped with an
+    "Exception ignored" message and the command would run on; interrupt again a moment later
+    instead (SIGALRM, whose handler raises it), so that it arrives in the command's own code.
+    The timer is set at once: a signal handled in this hook's own code would be dropped too."""
     if isinstance(unraisable.exc_value, KeyboardInterrupt):
-        import _thread
-        import threading
-
-        # from another thread, a moment later: raised here, it would be dropped again
-        timer = threading.Timer(0.01, _thread.interrupt_main)
-        timer.daemon = True
-        try:
-            timer.start()
-        except RuntimeError:  # (the interpreter is shutting down: it stops anyway)
-            pass
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
         return
     sys.__unraisablehook__(unraisable)
 
 
 def stop_on_signals() -> None:
     """SIGTERM (kill, a scheduler) stops a command as Ctrl-C does (training saves first), and
-    neither is lost where Python drops exceptions. Only `main` installs this: library callers
-    keep their own handlers."""
-    import signal
-
+    neither is lost where Python drops exceptions (POSIX: with SIGALRM, `_dropped`). Only
+    `main` installs this: library callers keep their own handlers."""
     try:
         signal.signal(signal.SIGTERM, _terminated)
+        if hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, _terminated)
+            sys.unraisablehook = _dropped
     except ValueError:  # (not the main thread)
-        return
-    sys.unraisablehook = _dropped
+        pass
 
 
 def main() -> None:
