@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import CheckpointError, SeqgenError
+from seqgen.errors import CheckpointError, SeqgenError, restated
 from seqgen.fileio import atomic_path, atomic_write_text, read_json_object
 
 if TYPE_CHECKING:
@@ -457,7 +457,8 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
         with torch.device("meta"):
             plan = build_model(config)
     except SeqgenError as e:
-        raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
+        raise restated(CheckpointError, e,
+                       lambda m: f"{src}: the model config cannot be built ({m})") from None
     except (RuntimeError, ValueError, TypeError, OverflowError) as e:
         raise CheckpointError(f"{src}: the model config cannot be built ({type(e).__name__})") \
             from None
@@ -531,9 +532,10 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except CheckpointError as e:
-        raise CheckpointError(f"{src}: {e}") from None
+        raise restated(CheckpointError, e, lambda m: f"{src}: {m}") from None
     except (SeqgenError, TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{src}: bad \"model_config\" ({e})") from None
+        raise restated(CheckpointError, e, lambda m: f"{src}: bad \"model_config\" ({m})") \
+            from None
     try:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"], source=f"{src} \"tokenizer\"")
     except SeqgenError as e:
@@ -549,7 +551,8 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
     try:
         model = build_model(config)
     except SeqgenError as e:
-        raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
+        raise restated(CheckpointError, e,
+                       lambda m: f"{src}: the model config cannot be built ({m})") from None
     _check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
                   {k: tuple(v.shape) for k, v in weights.items()}, directory / WEIGHTS)
     model.load_state_dict(weights, strict=True)
@@ -614,7 +617,8 @@ def _load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
     p = Path(path).expanduser()
     if p.is_dir() and not (p / META).is_file():
         raise CheckpointError(
-            f"{p}: not a seqgen checkpoint (no {META} in it); --resume takes a run directory"
+            f"{p}: not a seqgen checkpoint (no {META} in it); `resume` takes a run directory",
+            params=True
         )
     directory, meta = read_meta(p)
     if STATE_META not in meta["files"] or STATE_TENSORS not in meta["files"]:

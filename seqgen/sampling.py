@@ -39,12 +39,12 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import UsageError
 from seqgen.tokenizer import EOS_ID, UNK_ID
 
@@ -65,21 +65,28 @@ class SampleConfig:
     """How to sample. Every field but `stop_at_eos` and `decoder` (library and benchmark
     settings) has a `seqgen sample` option of the same name with dashes."""
 
-    length: int = 500  # characters to generate per sample, at most (the prompt not counted)
-    temperature: float = 1.0  # divides the logits; 0 = greedy (always the most likely character)
-    top_k: int = 0  # keep only the k most likely characters (0 = all)
-    top_p: float = 1.0  # keep the smallest set of most likely characters whose mass reaches p
-    num_samples: int = 1  # streams sampled together as one batch
-    stop: tuple[str, ...] = ()  # a sample ends before the first of these strings it generates
-    stop_at_eos: bool = True  # a sample ends at the end-of-document token (else it is a newline)
-    unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
-    decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
-    constrain: str = "none"  # "abc": mask characters that would break an ABC tune (music/grammar)
+    # characters to generate per sample, at most (the prompt not counted)
+    length: int = setting(500, ge=0)
+    # divides the logits; 0 = greedy (always the most likely character)
+    temperature: float = setting(1.0, ge=0, finite=True, text="a number >= 0")
+    top_k: int = setting(0, ge=0, note="0 = off")  # keep only the k most likely characters
+    # keep the smallest set of most likely characters whose mass reaches p
+    top_p: float = setting(1.0, gt=0, le=1, note="1 = off")
+    num_samples: int = setting(1, ge=1)  # streams sampled together as one batch
+    # a sample ends before the first of these strings it generates
+    stop: tuple[str, ...] = setting((), check=lambda stops: "a non-empty string" if any(
+        not isinstance(s, str) or not s for s in stops) else None, value=False)
+    # a sample ends at the end-of-document token (else it is a newline)
+    stop_at_eos: bool = setting(True, flag=None)
+    # prompt characters outside the vocabulary: "strict" (error) | "skip"
+    unknown: str = setting("strict", choices=("strict", "skip"), text="strict or skip")
+    # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
+    decoder: str = setting("auto", choices=DECODERS, flag=None)
+    # "abc": mask characters that would break an ABC tune (music/grammar)
+    constrain: str = setting("none", choices=CONSTRAINTS, text="abc or none")
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
     def __post_init__(self) -> None:
-        from seqgen.models.config import plain_values
-
         plain_values(self)
         if isinstance(self.stop, str):  # one stop string, not its characters
             self.stop = (self.stop,)
@@ -87,31 +94,12 @@ class SampleConfig:
             self.stop = tuple(self.stop)
 
     def validate(self) -> None:
-        """UsageError naming the `seqgen sample` option of the first bad field."""
-        from seqgen.models.config import check_types
-
-        check_types(self)
-        if self.length < 0:
-            raise UsageError(f"--length must be >= 0, not {self.length}")
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise UsageError(f"--temperature must be a number >= 0, not {self.temperature}")
-        if self.top_k < 0:
-            raise UsageError(f"--top-k must be >= 0 (0 = off), not {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UsageError(f"--top-p must be in (0, 1] (1 = off), not {self.top_p}")
-        if self.num_samples < 1:
-            raise UsageError(f"--num-samples must be >= 1, not {self.num_samples}")
-        if any(not isinstance(s, str) or not s for s in self.stop):
-            raise UsageError("--stop must be a non-empty string")
-        if self.unknown not in ("strict", "skip"):
-            raise UsageError(f"--unknown must be strict or skip, not {self.unknown!r}")
-        if self.decoder not in DECODERS:
-            raise UsageError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
-        if self.constrain not in CONSTRAINTS:
-            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
+        """UsageError naming the first bad field."""
+        check_fields(self)
         if self.key is not None and self.constrain != "abc":
-            raise UsageError("--key without --meter needs the ABC constraint (--constrain abc, "
-                             "the default for ABC models), or give --meter too")
+            raise UsageError("`key` without `meter` needs the ABC constraint (`constrain` abc, "
+                             "the default for ABC models), or give `meter` too",
+                             config=SampleConfig)
 
 
 @dataclass

@@ -150,6 +150,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert isinstance(r.exception, SystemExit) and r.exit_code == 2  # without --debug: a message
 
 
+@pytest.mark.slow
 def test_corpora_lists_bundled_collections():
     r = run("tokenizer", "corpora")
     assert r.exit_code == 0

@@ -54,6 +54,7 @@ def test_same_seed_same_text_and_options_reach_the_sampler(text_ckpt):
     assert greedy.stdout == greedy2.stdout  # greedy ignores the seed
 
 
+@pytest.mark.slow
 def test_abc_models_sample_with_top_p_0_9_unless_told(tmp_path):
     """A tune is garbled by one unlikely character: for a model trained on ABC, seqgen sample
     leaves out the least likely 10% of the distribution unless --top-p says otherwise; a text

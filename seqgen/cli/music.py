@@ -7,11 +7,11 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from seqgen.cli.console import console, info, result, warn
+from seqgen.cli.console import console, info, message, result, warn
 
 NEW_FORMATS = ("flac", "ogg", "svg", "png", "pdf", "html")  # made by seqgen.cli.scores
 
@@ -47,6 +47,16 @@ JOBS_HELP = "Convert this many tunes at once (worker processes)."
 TEMPO_HELP = ("Play every tune at this many quarter notes a minute. Default: the tune's Q: "
               "field, else the dance its R: field names or its meter suggests (a jig at 116 "
               "dotted quarters a minute; docs/music.md).")
+
+# the options abc2midi and convert share
+Input = Annotated[str, typer.Argument(help=IN_HELP, metavar="IN")]
+Tune = Annotated[int | None, typer.Option("--tune", help=TUNE_HELP)]
+Timeout = Annotated[float, typer.Option("--timeout", help=TIMEOUT_HELP)]
+MaxChars = Annotated[int, typer.Option("--max-chars", help=MAX_CHARS_HELP)]
+MaxBars = Annotated[int, typer.Option("--max-bars", help=MAX_BARS_HELP)]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", help=JOBS_HELP)]
+Tempo = Annotated[float | None, typer.Option("--tempo", help=TEMPO_HELP, show_default=False)]
+Instrument = Annotated[str, typer.Option("--instrument", help=INSTRUMENT_HELP)]
 
 
 def _read(spec: str) -> tuple[str, str, Path | None]:
@@ -148,7 +158,7 @@ def _run(
 
     from seqgen.errors import SeqgenError, UsageError
     from seqgen.music.abc import tune_stem
-    from seqgen.music.convert import SUFFIX, Limits, convert_tunes, render_wav, require_synth
+    from seqgen.music.convert import SUFFIX, Limits, convert_tunes, require_synth
 
     if jobs < 1:
         raise UsageError("--jobs must be >= 1")
@@ -193,49 +203,13 @@ def _run(
             row = [label, escape((inf.title or "") if inf else ""), escape((inf and inf.meter) or ""),
                    escape((inf and inf.key) or "")]
             row.append(str(inf.bars) if inf is not None and inf.bars else "")
-            if not check:
-                ok = r.ok and inf is not None
-                row += [str(inf.notes), _duration(inf.seconds)] if ok else ["", ""]  # type: ignore[union-attr]
             if check:
-                cr = r.check
-                assert cr is not None
-                mark = {True: "ok", False: "[red]no[/]"}
-                share = "" if cr.metrical_share is None else f"{100 * cr.metrical_share:.0f}%"
-                if cr.metrical_share is not None and not cr.metrical_ok:
-                    share = f"[red]{share}[/]"
-                row += [mark[cr.converts], mark[cr.headers_ok], share, mark[cr.ends_with_barline],
-                        "[green]VALID[/]" if cr.valid else "[red]INVALID[/]"]
-                reasons = [_file_lines(x, first) for x in cr.reasons]
-                if not cr.valid:
-                    invalid += 1
-                for x in reasons:
-                    notes_out.append(f"tune {label} (line {first}): {x}")
-                result("\t".join([label, "VALID" if cr.valid else "INVALID",
-                                  (inf.title or "") if inf else "", reasons[0] if reasons and
-                                  not cr.valid else ""]).rstrip("\t"))
+                cells, valid = _check_row(r, label, first, notes_out)
+                invalid += not valid
             else:
-                if r.ok and r.data is not None:
-                    path = targets[r.index]
-                    try:
-                        if to == "wav":
-                            render_wav(r.data, path, soundfont=soundfont)
-                        else:
-                            from seqgen.fileio import atomic_write_bytes
-
-                            atomic_write_bytes(path, r.data)
-                    except SeqgenError as e:
-                        if len(tunes) == 1:
-                            raise
-                        r.error = str(e)
-                if r.ok:
-                    row.append("[green]ok[/]")
-                    result(str(targets[r.index]))
-                else:
-                    failed += 1
-                    row.append("[red]failed[/]")
-                    notes_out.append(f"tune {label} (line {first}): "
-                                     f"{_file_lines(r.error or '', first)}")
-            table.add_row(*row)
+                cells = _write_row(r, label, first, targets, to, soundfont, len(tunes), notes_out)
+                failed += cells[-1] != "[green]ok[/]"
+            table.add_row(*row, *cells)
             advance()
     elapsed = time.perf_counter() - t0
     console.print(table)
@@ -260,10 +234,62 @@ def _run(
                           f"{n - failed} were written")
 
 
+def _check_row(r, label: str, first: int, notes_out: list[str]) -> tuple[list[str], bool]:
+    """The --check cells of result `r` (A, B, C, D, status) and whether it is VALID; its
+    reasons go to `notes_out`, its line to stdout."""
+    cr = r.check
+    inf = r.info
+    assert cr is not None
+    mark = {True: "ok", False: "[red]no[/]"}
+    share = "" if cr.metrical_share is None else f"{100 * cr.metrical_share:.0f}%"
+    if cr.metrical_share is not None and not cr.metrical_ok:
+        share = f"[red]{share}[/]"
+    cells = [mark[cr.converts], mark[cr.headers_ok], share, mark[cr.ends_with_barline],
+             "[green]VALID[/]" if cr.valid else "[red]INVALID[/]"]
+    reasons = [_file_lines(x, first) for x in cr.reasons]
+    for x in reasons:
+        notes_out.append(f"tune {label} (line {first}): {x}")
+    result("\t".join([label, "VALID" if cr.valid else "INVALID",
+                      (inf.title or "") if inf else "", reasons[0] if reasons and
+                      not cr.valid else ""]).rstrip("\t"))
+    return cells, cr.valid
+
+
+def _write_row(r, label: str, first: int, targets: list[Path], to: str,
+               soundfont: Path | None, count: int, notes_out: list[str]) -> list[str]:
+    """Write the converted tune of result `r` to its target (the path goes to stdout); its
+    cells (notes, duration, status), a failure's reason in `notes_out`. One tune of `count`
+    that cannot be written is an error."""
+    from seqgen.errors import SeqgenError
+    from seqgen.music.convert import render_wav
+
+    inf = r.info
+    ok = r.ok and inf is not None
+    cells = [str(inf.notes), _duration(inf.seconds)] if ok else ["", ""]  # type: ignore[union-attr]
+    if r.ok and r.data is not None:
+        path = targets[r.index]
+        try:
+            if to == "wav":
+                render_wav(r.data, path, soundfont=soundfont)
+            else:
+                from seqgen.fileio import atomic_write_bytes
+
+                atomic_write_bytes(path, r.data)
+        except SeqgenError as e:
+            if count == 1:
+                raise
+            r.error = message(e)
+    if r.ok:
+        result(str(targets[r.index]))
+        return [*cells, "[green]ok[/]"]
+    notes_out.append(f"tune {label} (line {first}): {_file_lines(r.error or '', first)}")
+    return [*cells, "[red]failed[/]"]
+
+
 def abc2midi(
-    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    input: Input,
     output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP),
-    tune: int | None = typer.Option(None, "--tune", help=TUNE_HELP),
+    tune: Tune = None,
     check: bool = typer.Option(
         False, "--check",
         help="Validate only, write nothing: per tune (A) converts with notes and no pitch "
@@ -276,12 +302,12 @@ def abc2midi(
         help="Check bar lengths (C) and the final barline (D) with --check; switch off for "
         "tunes that use line ends as barlines, such as the Essen collection.",
     ),
-    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
-    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
-    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
-    instrument: str = typer.Option("fiddle", "--instrument", help=INSTRUMENT_HELP),
+    timeout: Timeout = 10.0,
+    max_chars: MaxChars = 8000,
+    max_bars: MaxBars = 150,
+    jobs: Jobs = 1,
+    tempo: Tempo = None,
+    instrument: Instrument = "fiddle",
 ) -> None:
     """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
 
@@ -294,7 +320,7 @@ def abc2midi(
 
 
 def convert(
-    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    input: Input,
     to: Format = typer.Option(..., "--to", help="Output format: midi, musicxml (notation, repeats "
                               "as written), wav, flac or ogg (audio; needs fluidsynth or "
                               "timidity), svg, png or pdf (engraved scores; png and pdf need the "
@@ -303,16 +329,16 @@ def convert(
     output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP.replace(
         "IN.mid", "IN.mid/.svg/...").replace("IN-midi/", "IN-FORMAT/")
         + " For html: the page's file (default IN.html)."),
-    tune: int | None = typer.Option(None, "--tune", help=TUNE_HELP),
+    tune: Tune = None,
     soundfont: Path | None = typer.Option(
         None, "--soundfont", help="General MIDI soundfont (.sf2) for fluidsynth (default: "
         "$SEQGEN_SOUNDFONT or the first one in /usr/share/sounds/sf2 and similar)."),
-    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
-    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
-    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float | None = typer.Option(None, "--tempo", help=TEMPO_HELP, show_default=False),
-    instrument: str = typer.Option("fiddle", "--instrument", help=INSTRUMENT_HELP),
+    timeout: Timeout = 10.0,
+    max_chars: MaxChars = 8000,
+    max_bars: MaxBars = 150,
+    jobs: Jobs = 1,
+    tempo: Tempo = None,
+    instrument: Instrument = "fiddle",
 ) -> None:
     """Convert ABC tunes to MIDI, MusicXML, audio (WAV, FLAC, Ogg), engraved scores (SVG, PNG,
     PDF; one file per tune) or one HTML page of them all.

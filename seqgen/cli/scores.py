@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from seqgen.cli.console import console, info, result, warn
+from seqgen.cli.console import console, info, message, result, warn
 
 SCORE_FORMATS = ("svg", "png", "pdf")
 AUDIO_FORMATS = ("flac", "ogg")
@@ -118,7 +118,7 @@ def _scores(texts, tunes, targets, to, jobs, limits) -> list[str]:
                     svg_to(e.svg, targets[e.index], to)
                     result(str(targets[e.index]))
                 except SeqgenError as err:
-                    failed.append(f"{label}: {err}")
+                    failed.append(f"{label}: {message(err)}")
             else:
                 failed.append(f"{label}: {_file_lines(e.error or '', first)}")
             advance()
@@ -140,7 +140,7 @@ def _audio(texts, tunes, targets, to, jobs, limits, soundfont) -> list[str]:
                 render_audio(r.data, targets[r.index], to, soundfont)
                 result(str(targets[r.index]))
             except SeqgenError as err:
-                failed.append(f"{label}: {err}")
+                failed.append(f"{label}: {message(err)}")
             advance()
     return failed
 

@@ -35,20 +35,35 @@ AUDIO_FORMATS = {"flac": ("FLAC", "PCM_16", ".flac"), "ogg": ("OGG", "VORBIS", "
 MIME = {"flac": "audio/flac", "ogg": "audio/ogg", "wav": "audio/wav"}
 
 
-def program_of(instrument: str | int) -> int:
-    """The General MIDI program (0-127) of an instrument name from INSTRUMENTS, or of a program
-    number given as such (1-128 as people count them, as a string or int). UsageError naming
-    `--instrument` and the names otherwise."""
+def _program(instrument: str | int) -> int | str:
+    """The 0-based program of `instrument`, or what is wrong with it (a message's words)."""
     if isinstance(instrument, int) or str(instrument).strip().isdigit():
         n = int(instrument)
         if not 1 <= n <= 128:
-            raise UsageError(f"--instrument: General MIDI programs run from 1 to 128, not {n}")
+            return f"General MIDI programs run from 1 to 128, not {n}"
         return n - 1
     name = str(instrument).strip().lower().replace(" ", "-").replace("_", "-")
     if name not in INSTRUMENTS:
-        raise UsageError(f"--instrument: unknown instrument {instrument!r}; use one of "
-                         f"{', '.join(sorted(INSTRUMENTS))}, or a General MIDI program 1-128")
+        return (f"unknown instrument {instrument!r}; use one of "
+                f"{', '.join(sorted(INSTRUMENTS))}, or a General MIDI program 1-128")
     return INSTRUMENTS[name]
+
+
+def instrument_problem(instrument: str | int) -> str | None:
+    """What is wrong with `instrument`, or None when program_of knows it (the rule of the
+    `instrument` field of seqgen.music.convert.Limits)."""
+    program = _program(instrument)
+    return program if isinstance(program, str) else None
+
+
+def program_of(instrument: str | int) -> int:
+    """The General MIDI program (0-127) of an instrument name from INSTRUMENTS, or of a program
+    number given as such (1-128 as people count them, as a string or int). UsageError naming
+    `instrument` (the CLI: --instrument) and the names otherwise."""
+    program = _program(instrument)
+    if isinstance(program, str):
+        raise UsageError(f"`instrument`: {program}", params=True)
+    return program
 
 
 def compress_wav(src: str | os.PathLike, dst: str | os.PathLike, fmt: str,

@@ -28,10 +28,12 @@ music21 is imported inside functions only; importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,6 +44,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from seqgen.config import check_fields, setting
 from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import atomic_path, atomic_write_bytes
 from seqgen.music import m21
@@ -52,8 +55,8 @@ from seqgen.music.abc import (
     split_tunes,
     text_bars,
 )
-from seqgen.music.audio import DEFAULT_INSTRUMENT, program_of
-from seqgen.music.tempo import DEFAULT_QPM, check_qpm, choose_tempo
+from seqgen.music.audio import DEFAULT_INSTRUMENT, instrument_problem, program_of
+from seqgen.music.tempo import DEFAULT_QPM, choose_tempo, qpm_problem
 
 FORMATS = ("midi", "musicxml", "wav")
 SUFFIX = {"midi": ".mid", "musicxml": ".musicxml", "wav": ".wav"}
@@ -67,22 +70,16 @@ class Limits:
     tune's own (seqgen.music.tempo.choose_tempo: Q:, else its dance); `instrument`, a General
     MIDI instrument name or program (seqgen.music.audio.INSTRUMENTS)."""
 
-    timeout_s: float | None = 10.0
-    max_chars: int | None = 8000
-    max_bars: int | None = 150
-    tempo: float | None = None
-    instrument: str = DEFAULT_INSTRUMENT
+    timeout_s: float | None = setting(10.0, gt=0, unit="seconds", value=False, flag="--timeout")
+    max_chars: int | None = setting(8000, gt=0, value=False)
+    max_bars: int | None = setting(150, gt=0, value=False)
+    tempo: float | None = setting(None, value=False, check=qpm_problem)  # None: each tune's own
+    instrument: str = setting(DEFAULT_INSTRUMENT, link=": ", value=False,
+                              check=instrument_problem)
 
     def validate(self) -> None:
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise UsageError("--timeout must be > 0 seconds")
-        if self.max_chars is not None and self.max_chars <= 0:
-            raise UsageError("--max-chars must be > 0")
-        if self.max_bars is not None and self.max_bars <= 0:
-            raise UsageError("--max-bars must be > 0")
-        if self.tempo is not None:
-            check_qpm(self.tempo)
-        program_of(self.instrument)
+        """UsageError naming the first bad field."""
+        check_fields(self)
 
 
 @dataclass
@@ -561,7 +558,28 @@ def _musicxml_bytes(score: Any) -> bytes:
 
 
 # ------------------------------------------------------------------------------------ workers
-def _child(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+@contextlib.contextmanager
+def _signals_held() -> Iterator[Any]:
+    """SIGINT and SIGTERM held back from this thread while it forks a worker; yields the signal
+    mask to give back (None where there are no masks). A signal handled inside the fork's
+    Python hooks (logging's lock release after the fork) would raise its KeyboardInterrupt
+    there, where the interpreter prints "Exception ignored" and drops it: Ctrl-C or `kill` lost,
+    the conversion running on to the end. Held back, it is handled just after, in run_limited's
+    own code. (A signal that another thread takes, such as a progress spinner's, can still be
+    handled in the hooks: the CLI interrupts again then, seqgen/cli/app.py `stop_on_signals`.)"""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield None
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple, mask: Any = None) -> None:
+    if mask is not None:  # the parent's signals, held back while it forked this worker
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     # A worker: its output is not the user's, and music21 may print; silence both streams.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -640,15 +658,17 @@ def run_limited(
         while emit < len(args_list):
             while len(running) < jobs and next_i < len(args_list):
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i]), daemon=True)
-                proc.start()
+                with _signals_held() as mask:  # a Ctrl-C or kill now stops us after the fork
+                    proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i], mask),
+                                       daemon=True)
+                    proc.start()
+                    running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 send.close()
-                running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 next_i += 1
             if running:
                 now = time.monotonic()
                 soonest = min(d for _, _, d in running.values())
-                ready = wait(list(running), timeout=max(0.0, soonest - now))
+                ready: list[Any] = wait(list(running), timeout=max(0.0, soonest - now))
                 for conn in ready:
                     i, proc, _ = running.pop(conn)
                     try:
@@ -703,7 +723,7 @@ def convert_tunes(
     limits = limits or Limits()
     limits.validate()
     if to not in FORMATS:
-        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+        raise UsageError(f"`to` must be one of {', '.join(FORMATS)}, not {to!r}", params=True)
     work: list[tuple] = []
     pre: dict[int, TuneResult] = {}
     for i, text in enumerate(texts):

@@ -319,7 +319,7 @@ def _finish(mei: str, notes: list[str]) -> str:
             tie.set("startid", "#" + tie.get("startid", ""))
     for section in root.iter(q + "section"):
         kids = list(section)
-        marks = {}  # index of a measure in kids -> [(kind, value)]
+        marks: dict[int, list[tuple[str, str]]] = {}  # index of a measure in kids -> marks
         for k, el in enumerate(kids):
             if el.tag != q + "measure":
                 continue

@@ -143,7 +143,7 @@ def _facts(text: str, info) -> list[str]:
     out = []
     if h.number is not None:
         out.append(f"X:{h.number}")
-    rhythm = (h.fields.get("R") or [None])[0]
+    rhythm = h.fields["R"][0] if h.fields.get("R") else None
     for label, value in (("rhythm", rhythm), ("meter", h.meter), ("key", h.key)):
         if value:
             out.append(f"{label} {value}")
@@ -162,11 +162,11 @@ def _add_audio(page_tunes: list[PageTune], midis: list[bytes | None], audio: str
     from seqgen.music.audio import render_audio
     from seqgen.music.convert import require_synth
 
-    for i, pt in enumerate(page_tunes):
-        if midi_links is not None and midi_links[i]:
-            pt.midi = midi_links[i]
-        elif midis[i] is not None:
-            pt.midi = data_uri(midis[i], "audio/midi")
+    for pt, midi, link in zip(page_tunes, midis, midi_links or [None] * len(midis), strict=True):
+        if link:
+            pt.midi = link
+        elif midi is not None:
+            pt.midi = data_uri(midi, "audio/midi")
     if audio == "none":
         return None
     try:
@@ -175,29 +175,29 @@ def _add_audio(page_tunes: list[PageTune], midis: list[bytes | None], audio: str
         raise
     except SeqgenError:
         return AUDIO_HINT
-    todo = [i for i, m in enumerate(midis) if m is not None]
+    todo = [(i, m) for i, m in enumerate(midis) if m is not None]
 
-    def one(i: int) -> tuple[int, str | None]:
+    def one(i: int, midi: bytes) -> tuple[int, str | None]:
         if audio == "beside":  # made once: tunes beside a page are added, never changed
             path = Path(audio_dir) / f"{names[i]}.ogg"
             if not path.is_file():
-                render_audio(midis[i], path, "ogg", soundfont, mono=True)
+                render_audio(midi, path, "ogg", soundfont, mono=True)
             return i, path.name
         with tempfile.TemporaryDirectory(prefix="seqgen-page-") as d:
             path = Path(d) / "tune.ogg"
-            render_audio(midis[i], path, "ogg", soundfont, mono=True)
+            render_audio(midi, path, "ogg", soundfont, mono=True)
             return i, data_uri(path.read_bytes(), "audio/ogg")
 
     failed = 0
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(one, i) for i in todo]
+        futures = [pool.submit(one, i, m) for i, m in todo]
         for k, fut in enumerate(futures):
             try:
                 i, uri = fut.result()
                 page_tunes[i].audio = uri
             except SeqgenError as e:
                 failed += 1
-                page_tunes[todo[k]].warnings.append(f"no audio: {e}")
+                page_tunes[todo[k][0]].warnings.append(f"no audio: {e}")
             say("audio", k + 1, len(todo))
     return f"audio could not be made for {failed} tune(s) (see their notes)" if failed else None
 

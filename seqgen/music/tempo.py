@@ -110,12 +110,20 @@ def dance_of(rhythm: str | None) -> Dance | None:
     return None
 
 
-def check_qpm(qpm: float, option: str = "--tempo") -> float:
-    """`qpm`, or UsageError naming `option` when it is out of range."""
+def qpm_problem(qpm: float) -> str | None:
+    """What a tempo of `qpm` quarter notes a minute must be instead, or None when it is in range
+    (the rule of the `tempo` field of seqgen.music.convert.Limits)."""
     lo, hi = QPM_RANGE
     if not lo <= qpm <= hi:
-        raise UsageError(f"{option} must be between {lo:g} and {hi:g} quarter notes a minute, "
-                         f"not {qpm:g}")
+        return f"between {lo:g} and {hi:g} quarter notes a minute, not {qpm:g}"
+    return None
+
+
+def check_qpm(qpm: float) -> float:
+    """`qpm`, or UsageError naming `tempo` (the CLI: --tempo) when it is out of range."""
+    problem = qpm_problem(qpm)
+    if problem is not None:
+        raise UsageError(f"`tempo` must be {problem}", params=True)
     return qpm
 
 
@@ -135,7 +143,7 @@ def _from_dance(h: TuneHeader) -> TempoChoice:
     meter = (h.meter or "").strip()
     unit = parse_unit(h.unit_length or "", parse_meter(meter))
     scale = float(unit / Fraction(1, 8))
-    rhythm = (h.fields.get("R") or [None])[0]
+    rhythm = h.fields["R"][0] if h.fields.get("R") else None
     dance = dance_of(rhythm)
     if dance is not None:
         return TempoChoice(dance.qpm * scale, f"R:{dance.name}", dance, unit)

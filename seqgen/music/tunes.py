@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqgen.config import check_fields, like
 from seqgen.errors import DataError, UsageError
 from seqgen.music.abc import parse_meter
-from seqgen.sampling import CONSTRAINTS, Sample, SampleConfig, generate
+from seqgen.sampling import Sample, SampleConfig, generate
 
 if TYPE_CHECKING:
     import torch
@@ -63,18 +64,19 @@ def header_prompt(meter: str | None = None, key: str | None = None, title: str |
     if title is not None:
         title = " ".join(title.split())
         if not title:
-            raise UsageError("--title must not be empty")
+            raise UsageError("`title` must not be empty", params=True)
         lines.append(f"T:{title}")
     if meter is not None:
         meter = meter.strip()
         if parse_meter(meter) is None:
-            raise UsageError(f"--meter must be a meter such as 6/8, 3/4, 2/4, C or C|, "
-                             f"not {meter!r}")
+            raise UsageError(f"`meter` must be a meter such as 6/8, 3/4, 2/4, C or C|, "
+                             f"not {meter!r}", params=True)
         lines += [f"M:{meter}", f"L:{unit}"]
     if key is not None:
         key = key.strip()
         if not _KEY_ARG.match(key):
-            raise UsageError(f"--key must be a key such as D, Em, Ador or Dmix, not {key!r}")
+            raise UsageError(f"`key` must be a key such as D, Em, Ador or Dmix, not {key!r}",
+                             params=True)
         if meter is not None:
             lines.append(f"K:{key}")
     return "\n".join(lines) + "\n"
@@ -135,7 +137,7 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
     from seqgen.music.abc import looks_like_abc
 
     if count < 1:
-        raise UsageError(f"--tunes must be >= 1, not {count}")
+        raise UsageError(f"count must be >= 1 (tunes to sample), not {count}")
     prompt = tune_prompt(tokenizer, prompt)
     base = config or SampleConfig(length=TUNE_LENGTH)
     not_abc = 0
@@ -165,9 +167,9 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                         "give an ABC header as the prompt, such as 'X:1\\nM:6/8\\nK:D\\n', and "
                         "a model trained on ABC")
     raise DataError(
-        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
-        f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"
-    )
+        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within `length` "
+        f"{base.length} characters after {max_rounds} rounds; raise `length`, or train longer",
+        params=True)
 
 
 def sample_eval_tunes(ckpt: Checkpoint, count: int, seed: int, config: SampleConfig,
@@ -258,24 +260,23 @@ class SamplingRequest:
     meter: str | None = None  # --meter, --key, --title: a tune header written for the model
     key: str | None = None  # (without --meter: the key the ABC constraint fixes)
     title: str | None = None
-    length: int | None = None  # None: TUNE_LENGTH per tune, else SampleConfig's 500
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float | None = None  # None: TUNE_TOP_P for models trained on ABC, else 1
-    num_samples: int = 1
-    stop: tuple[str, ...] = ()
-    constrain: str | None = None  # None: "abc" for ABC models whose vocabulary can spell ABC
-    unknown: str = "strict"  # prompt characters the model does not know: error, or "skip"
+    # None: TUNE_LENGTH per tune, else SampleConfig's 500
+    length: int | None = like(SampleConfig, "length", None)
+    temperature: float = like(SampleConfig, "temperature", 1.0)
+    top_k: int = like(SampleConfig, "top_k", 0)
+    # None: TUNE_TOP_P for models trained on ABC, else 1
+    top_p: float | None = like(SampleConfig, "top_p", None)
+    num_samples: int = like(SampleConfig, "num_samples", 1)
+    stop: tuple[str, ...] = like(SampleConfig, "stop", ())
+    # None: "abc" for ABC models whose vocabulary can spell ABC
+    constrain: str | None = like(SampleConfig, "constrain", None)
+    # prompt characters the model does not know: error, or "skip"
+    unknown: str = like(SampleConfig, "unknown", "strict")
 
     def validate(self) -> None:
-        """UsageError naming the option of the first bad value: all that can be checked before
-        a checkpoint is loaded."""
-        if self.constrain is not None and self.constrain not in CONSTRAINTS:
-            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
-        SampleConfig(length=self.length or 0, temperature=self.temperature, top_k=self.top_k,
-                     top_p=1.0 if self.top_p is None else self.top_p,
-                     num_samples=self.num_samples, stop=self.stop,
-                     unknown=self.unknown).validate()
+        """UsageError naming the first bad field: all that can be checked before a checkpoint
+        is loaded."""
+        check_fields(self)
         self.written_prompt()
 
     def has_header(self) -> bool:
@@ -287,7 +288,8 @@ class SamplingRequest:
         if not self.has_header():
             return self.prompt
         if self.prompt:
-            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
+            raise UsageError("give `prompt` (or --prompt-file) or `meter`/`key`/`title`, not both",
+                             config=SamplingRequest)
         return header_prompt(meter=self.meter, key=self.key, title=self.title)
 
 
@@ -320,8 +322,8 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
     prompt = request.written_prompt()
     if request.tunes:
         if not abc:
-            raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was "
-                             f"trained on text ({ckpt.corpus_name})")
+            raise UsageError(f"`tunes` needs a model trained on ABC tunes; {ckpt.path} was "
+                             f"trained on text ({ckpt.corpus_name})", config=SamplingRequest)
         full = tune_prompt(tok, prompt)
         if prompt and full != prompt:
             unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))

@@ -143,8 +143,8 @@ class RunState:
             self.metrics_log.write(self.history)
         return TrainingError(
             f"the {what} became {loss if what == 'loss' else grad_norm} at step "
-            f"{self.step + 1}; {last}; try a lower --lr (now {self.cfg.lr:g}) or --grad-clip"
-        )
+            f"{self.step + 1}; {last}; try a lower `lr` (now {self.cfg.lr:g}) or `grad_clip`",
+            params=True)
 
     # ------------------------------------------------------------------ save
     def save(self, metrics: dict, best: bool) -> None:
@@ -238,8 +238,8 @@ class RunState:
                                   f"({e})") from None
         self.history = read_history(self.out / "metrics.jsonl", self.step)
         if self.step >= (self.cfg.steps or math.inf):
-            raise UsageError(f"{self.out} already trained {self.step} steps (--steps "
-                             f"{self.cfg.steps}); pass a larger --steps to train on")
+            raise UsageError(f"{self.out} already trained {self.step} steps (`steps` "
+                             f"{self.cfg.steps}); pass a larger `steps` to train on", params=True)
 
     def _restore_rngs(self, st: dict) -> None:
         import torch
