@@ -17,6 +17,9 @@ What is measured:
   share, D final barline, VALID) and is compared with the training tunes: rates, meters, keys
   and lengths against the training split, and novelty (``copies``: the share of tunes that copy
   a run of 40 characters of training music). seqgen/music/quality.py measures them.
+- The form of those tunes and of the training tunes side by side (seqgen.music.form: AABB, parts
+  of 8 bars, fragments, bars that recur, the opening's return, the last note on the tonic,
+  accidentals; docs/quality.md "Form").
 """
 
 from __future__ import annotations
@@ -164,6 +167,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     """Evaluate a loaded checkpoint (see the module docstring). `progress(message)` is called
     before each stage (for a status line)."""
     from seqgen.data import prepare_data
+    from seqgen.music.form import form_stats
     from seqgen.music.quality import NoveltyIndex, check_tunes, describe_tunes
     from seqgen.music.tunes import SamplingRequest, resolve_sampling, sample_eval_tunes
 
@@ -200,6 +204,8 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     if tunes_too:
         train_tunes = data.split.train
         reference = describe_tunes(train_tunes, "corpus")
+        say("reading the form of the training tunes")
+        reference.form = form_stats(train_tunes)
         report.corpus_stats = reference
         say("indexing the training tunes for novelty")
         novelty = NoveltyIndex(train_tunes)
@@ -215,6 +221,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
             st = check_tunes(tunes, mode, reference, novelty, config.jobs)
             st.sample_seconds = sample_s
             st.finished = finished / max(len(tunes), 1)
+            st.form = form_stats(tunes)
             st.examples = tunes[:3]
             report.modes.append(st)
     report.seconds = time.perf_counter() - t0

@@ -81,9 +81,35 @@ def render(report) -> None:
     row("key distance (TVD)", [f"{s.key_tvd:.2f}" if s.key_tvd is not None else "-" for s in m],
         "0")
     row("bars: median (p10-p90)", [_bars(s.bars) for s in m], _bars(ref.bars) if ref else "")
+    _form_rows(row, m, ref)
     row("why not VALID", [_top(s.reasons, 3) or "-" for s in m])
     row("sampling / checking", [f"{s.sample_seconds:.1f} s / {s.check_seconds:.1f} s" for s in m])
     out.print(q)
+
+
+# (label, FormStats field): the form measures (docs/quality.md "Form"), as shares
+FORM_ROWS = (
+    ("AABB, 8-bar parts", "aabb"),
+    ("parts of 8 bars", "eight_bar_parts"),
+    ("parts of 1-4 bars", "fragments"),
+    ("bars recurring (mean)", "recurring"),
+    ("no bar repeated", "no_repeated_bar"),
+    ("opening bars return", "opening_returns"),
+    ("last note the tonic", "last_note_tonic"),
+    ("with an accidental", "accidentals"),
+)
+
+
+def _form_rows(row, modes, ref) -> None:
+    """The form measures of each mode and of the training tunes."""
+    if all(s.form is None for s in modes):
+        return
+    ref_form = ref.form if ref is not None else None
+    for label, name in FORM_ROWS:
+        row(label, [_pct(getattr(s.form, name)) if s.form else "-" for s in modes],
+            _pct(getattr(ref_form, name)) if ref_form else "")
+    row("forms", [_top(s.form.forms, 3) if s.form else "-" for s in modes],
+        _top(ref_form.forms, 3) if ref_form else "")
 
 
 def eval_command(

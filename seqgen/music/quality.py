@@ -17,10 +17,11 @@ and lengths against the training tunes, and novelty (copies of training music).
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+from seqgen.music.form import FormStats
 
 NOVELTY_CHARS = 40
 
@@ -48,26 +49,17 @@ class TuneStats:
     check_seconds: float = 0.0
     examples: list[str] = field(default_factory=list)  # the first tunes, as sampled
     reasons: dict[str, int] = field(default_factory=dict)  # why tunes were not VALID
+    form: FormStats | None = None  # parts, repeats, bars that return, the last note (music.form)
 
 
 # ------------------------------------------------------------------------------- keys, meters
-_KEY = re.compile(r"^\s*([A-Ga-g])([#b]?)\s*([A-Za-z]*)")
-_MODE_NAMES = {"": "", "maj": "", "ion": "", "m": "m", "min": "m", "aeo": "m", "mix": "mix",
-               "dor": "dor", "phr": "phr", "lyd": "lyd", "loc": "loc"}
-
-
 def normalise_key(k: str | None) -> str:
-    """'D Mixolydian' -> 'Dmix', 'E Minor' -> 'Em', 'G' -> 'G'; '?' when unreadable."""
-    if not k:
-        return "?"
-    m = _KEY.match(k)
-    if not m:
-        return "?"
-    word = m.group(3).lower()
-    mode = _MODE_NAMES.get(word[:3] if len(word) > 1 else word)
-    if mode is None:
-        return "?"
-    return m.group(1).upper() + m.group(2) + mode
+    """'D Mixolydian' -> 'Dmix', 'E Minor' -> 'Em', 'G' -> 'G'; '?' when unreadable (the key
+    reading of seqgen.music.keys, which --key and the tonic check share)."""
+    from seqgen.music.keys import read_key
+
+    key = read_key(k)
+    return "?" if key is None else key.name
 
 
 def normalise_meter(m: str | None) -> str:

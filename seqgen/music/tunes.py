@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from seqgen.config import check_fields, like
 from seqgen.errors import DataError, UsageError
 from seqgen.music.abc import parse_meter
+from seqgen.music.keys import read_key
 from seqgen.sampling import Sample, SampleConfig, generate
 
 if TYPE_CHECKING:
@@ -50,9 +51,6 @@ def default_top_p(corpus_kind: str) -> float:
 
 
 # ------------------------------------------------------------------------------------ prompts
-_KEY_ARG = re.compile(r"^[A-G][#b]?(m|min|maj|mix|dor|phr|lyd|loc|aeo|ion)?$", re.IGNORECASE)
-
-
 def header_prompt(meter: str | None = None, key: str | None = None, title: str | None = None,
                   unit: str = "1/8") -> str:
     """The start of a tune for ``seqgen sample --meter 6/8 --key Dmix --title "..."``:
@@ -74,7 +72,7 @@ def header_prompt(meter: str | None = None, key: str | None = None, title: str |
         lines += [f"M:{meter}", f"L:{unit}"]
     if key is not None:
         key = key.strip()
-        if not _KEY_ARG.match(key):
+        if read_key(key, strict=True) is None:
             raise UsageError(f"`key` must be a key such as D, Em, Ador or Dmix, not {key!r}",
                              params=True)
         if meter is not None:

@@ -1,0 +1,349 @@
+"""The form of tunes: parts, their lengths and repeats, bars that return, the last note, for
+`seqgen eval` (sampled tunes against the training split) and for the form distribution that
+training saves in checkpoint.json.
+
+    from seqgen.music.form import corpus_forms, form_stats, read_form
+    read_form(tune).form           # 'AABB'
+    form_stats(tunes).aabb         # the share of tunes with two 8-bar parts, each repeated
+    corpus_forms(training_tunes)   # forms and part lengths per meter and rhythm (R:)
+
+How a tune is read: music21's ABC tokenizer (its ``ABCHandler``, with seqgen.music.m21's fixes;
+no score is built, so a tune takes a few milliseconds) gives each note its pitch (key signature
+and accidentals applied, as music21 plays it) and duration (broken rhythm and tuplets applied);
+the bars, parts and repeats are read here from its barline tokens. docs/quality.md ("Form")
+defines every measure; in short:
+
+- a *part* is the music between section barlines (``|:``, ``:|``, ``::``, ``||``, ``|]``,
+  ``[|``) and the tune's start and end; its *bars* are the bars holding a note or rest, less a
+  *pickup*: a first bar shorter than the meter. A part closed by ``:|`` (or with endings) is
+  *repeated*. With endings (``[1``/``|1`` ... ``:|`` ``[2``/``:|2`` ...) the first ending's
+  bars are the part's, and the second ending (as many bars as the first, or up to the next
+  section barline) is its other ending, not more bars and not a new part;
+- the *form* gives each part a letter, the same letter to parts whose bars are equal, doubled
+  for a repeat: ``|: A :||: B :|`` and ``A || A || B || B`` are both ``AABB``;
+- a bar *recurs* when its notes and durations (pitches as sounded, rests, grace notes left
+  out) equal another bar's in the tune; bars as written (a repeat sign writes no new bars).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from seqgen.music.abc import TuneHeader, parse_header, parse_meter
+from seqgen.music.keys import pitch_class, read_key
+
+EIGHT = 8  # bars of a part of the usual length (16 in 2/4, whose bars are half as long)
+FRAGMENT = 4  # a part of 1 to FRAGMENT bars is a fragment
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ACCIDENTAL = re.compile(r"[\^_=]")
+_QUOTED = re.compile(r'"[^"]*"|![^!]*!|\+[^+]*\+')
+
+Event = tuple[tuple[str, ...] | None, Fraction]  # (the pitches, None for a rest; duration)
+
+
+@dataclass(frozen=True)
+class Part:
+    letter: str
+    bars: int  # bars of music, pickup and second ending not counted
+    repeated: bool
+
+
+@dataclass
+class TuneForm:
+    """The form of one tune and its measures (see the module docstring)."""
+
+    meter: str  # as written in M: ('6/8', 'C|'; '' when absent)
+    rhythm: str  # R: in lower case ('reel', 'double jig'; '' when absent)
+    parts: list[Part]
+    recurring: float  # the share of its bars that equal another of its bars (0 with no bars)
+    opening_returns: bool  # its first two bars come back, in that order, later on
+    last_note_tonic: bool | None  # None: no readable key or no note
+    accidental: bool  # any note written with ^, _ or =
+
+    @property
+    def form(self) -> str:
+        return "".join(p.letter * (2 if p.repeated else 1) for p in self.parts)
+
+    def usual_length(self, bars: int) -> bool:
+        """`bars` is the usual part length: 8 (16 in 2/4)."""
+        return bars == EIGHT or (self.meter.replace(" ", "") == "2/4" and bars == 2 * EIGHT)
+
+    @property
+    def aabb(self) -> bool:
+        """Two parts of the usual length (8 bars; 16 in 2/4), each repeated."""
+        return self.form == "AABB" and all(self.usual_length(p.bars) for p in self.parts)
+
+
+@dataclass
+class _Bar:
+    events: tuple[Event, ...]
+    length: Fraction  # in quarter notes
+    full: Fraction | None  # the meter's bar length in quarter notes (None: free meter)
+    ending: int = 0  # 0, or the ending (1 or 2) it is in
+
+
+# ---------------------------------------------------------------------------------- reading
+def _tokens(tune: str) -> list[Any]:
+    """music21's ABC tokens of `tune` (pitches and durations assigned), with seqgen's fixes."""
+    from seqgen.music import m21
+
+    handler = m21.handler_class()()
+    with m21.quiet([]):
+        handler.process(m21.prepare_text(tune))
+    return list(handler.tokens)
+
+
+def _pitch(name: str) -> str:
+    return name.replace("n", "")  # music21 writes a natural it was told of: 'Cn5' is C5
+
+
+def _event(t: Any, kind: str) -> Event | None:
+    """A note, rest or chord token as (pitches, duration); None for a grace note."""
+    if getattr(t, "inGrace", False):
+        return None
+    ql = Fraction(t.quarterLength).limit_denominator(3840)
+    tuplet = getattr(t, "activeTuplet", None)
+    if tuplet is not None:
+        ql *= Fraction(tuplet.tupletMultiplier()).limit_denominator(64)
+    if kind == "ABCChord":
+        names = tuple(_pitch(s.pitchName) for s in t.subTokens
+                      if type(s).__name__ == "ABCNote" and s.pitchName)
+        return (names or None, ql)
+    if t.isRest or not t.pitchName:
+        return (None, ql)
+    return ((_pitch(t.pitchName),), ql)
+
+
+class _Reader:
+    """Walks the tokens of one tune into bars and section marks."""
+
+    def __init__(self, h: TuneHeader):
+        self.full = _quarters(h.meter)
+        self.key = read_key(h.key)
+        self.items: list[_Bar | str] = []  # bars and marks: 'section' ':|' '|:' 'e1' 'e2'
+        self.events: list[Event] = []
+        self.ending = 0
+        self.last_note: str | None = None
+        self.last_key = self.key
+        self.accidental = False
+
+    def read(self, tokens: list[Any]) -> None:
+        for t in tokens:
+            kind = type(t).__name__
+            if kind in ("ABCNote", "ABCChord"):
+                self._note(t, kind)
+            elif kind == "ABCBar":
+                self._barline(t)
+            elif kind == "ABCMetadata":
+                self._field(t.src)
+        self._close_bar()
+
+    def _note(self, t: Any, kind: str) -> None:
+        ev = _event(t, kind)
+        if ev is None:
+            return
+        self.events.append(ev)
+        if ev[0] is not None:
+            self.last_note, self.last_key = ev[0][-1], self.key
+        if _ACCIDENTAL.search(_QUOTED.sub("", t.src)):
+            self.accidental = True
+
+    def _field(self, src: str) -> None:
+        letter, _, value = src.partition(":")
+        if letter == "M":
+            self.full = _quarters(value)
+        elif letter == "K":
+            self.key = read_key(value) or self.key
+
+    def _close_bar(self) -> None:
+        if self.events:
+            length = sum((d for _, d in self.events), Fraction(0))
+            self.items.append(_Bar(tuple(self.events), length, self.full, self.ending))
+        self.events = []
+
+    def _barline(self, t: Any) -> None:
+        self._close_bar()
+        form, src = t.repeatForm, t.src.strip()
+        if form in ("first", "second"):
+            self.ending = 1 if form == "first" else 2
+            self.items.append(f"e{self.ending}")
+            return
+        if form in ("end", "start"):
+            self.items.append(":|" if form == "end" else "|:")
+        elif src in ("||", "|]", "[|"):
+            self.items.append("section")
+        else:
+            return  # a plain bar line: an ending goes on
+        self.ending = 0
+
+
+def _quarters(meter: str | None) -> Fraction | None:
+    bar = parse_meter(meter or "")
+    return None if bar is None else bar * 4
+
+
+def _split_parts(items: list[_Bar | str]) -> list[tuple[list[_Bar], bool]]:
+    """The parts: (their bars, pickup and second ending left out; repeated)."""
+    parts: list[tuple[list[_Bar], bool]] = []
+    bars: list[_Bar] = []
+    repeated, second, first_len = False, 0, 0
+
+    def close() -> None:
+        nonlocal bars, repeated, second, first_len
+        if bars and bars[0].full is not None and bars[0].length < bars[0].full:
+            bars = bars[1:]  # a pickup
+        if bars:
+            parts.append((bars, repeated))
+        bars, repeated, second, first_len = [], False, 0, 0
+
+    for i, it in enumerate(items):
+        nxt = items[i + 1] if i + 1 < len(items) else None
+        if isinstance(it, _Bar):
+            if it.ending == 2 and repeated:
+                second += 1
+                if second >= max(first_len, 1) and not isinstance(nxt, str):
+                    close()  # the second ending is over; the next part goes on without a mark
+                continue
+            first_len += it.ending == 1
+            bars.append(it)
+        elif it == ":|":
+            repeated = True
+            if nxt != "e2":
+                close()
+        elif it == "e1":
+            repeated = True
+        elif it in ("section", "|:") and not (it == "|:" and not bars):
+            close()
+    close()
+    return parts
+
+
+def _letters(parts: list[tuple[list[_Bar], bool]]) -> list[Part]:
+    seen: dict[tuple, str] = {}
+    out = []
+    for bars, repeated in parts:
+        sig = tuple(b.events for b in bars)
+        letter = seen.setdefault(sig, LETTERS[min(len(seen), len(LETTERS) - 1)])
+        out.append(Part(letter, len(bars), repeated))
+    return out
+
+
+def read_form(tune: str) -> TuneForm | None:
+    """The form and measures of one tune's ABC text; None when music21 cannot read it."""
+    try:
+        tokens = _tokens(tune)
+    except Exception:  # noqa: BLE001 (music21 raises anything on garbled ABC; unread, counted)
+        return None
+    h = parse_header(tune)
+    r = _Reader(h)
+    r.read(tokens)
+    parts = _split_parts(r.items)
+    sigs = [b.events for bars, _ in parts for b in bars]
+    counts = Counter(sigs)
+    tonic = None
+    if r.last_note is not None and r.last_key is not None:
+        tonic = pitch_class(r.last_note) == r.last_key.tonic_class
+    rhythm = " ".join((h.fields.get("R") or [""])[0].lower().split())
+    return TuneForm(
+        meter=(h.meter or "").strip(), rhythm=rhythm, parts=_letters(parts),
+        recurring=sum(counts[s] > 1 for s in sigs) / len(sigs) if sigs else 0.0,
+        opening_returns=len(sigs) >= 4 and any(sigs[i:i + 2] == sigs[:2]
+                                               for i in range(2, len(sigs) - 1)),
+        last_note_tonic=tonic, accidental=r.accidental)
+
+
+# ------------------------------------------------------------------------------- many tunes
+@dataclass
+class FormStats:
+    """The form measures of a set of tunes (None where nothing was measured)."""
+
+    tunes: int = 0  # read (music21 read them)
+    unread: int = 0
+    parts: int = 0
+    aabb: float | None = None  # share of tunes
+    eight_bar_parts: float | None = None  # share of all parts: 8 bars (16 in 2/4)
+    fragments: float | None = None  # share of all parts: 1 to 4 bars
+    recurring: float | None = None  # mean over tunes of the share of bars that recur
+    no_repeated_bar: float | None = None  # share of tunes
+    opening_returns: float | None = None  # share of tunes
+    last_note_tonic: float | None = None  # share of tunes with a readable key and a note
+    accidentals: float | None = None  # share of tunes
+    forms: dict[str, int] = field(default_factory=dict)  # the most common forms, by count
+
+
+def _share(xs: list[bool]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def form_stats(tunes: list[str], top: int = 8) -> FormStats:
+    """The form measures of `tunes` (see FormStats; `top`: how many forms to keep)."""
+    read = [read_form(t) for t in tunes]
+    forms = [f for f in read if f is not None]
+    st = FormStats(tunes=len(forms), unread=len(read) - len(forms))
+    if not forms:
+        return st
+    parts = [(f, p) for f in forms for p in f.parts]
+    st.parts = len(parts)
+    st.aabb = _share([f.aabb for f in forms])
+    st.eight_bar_parts = _share([f.usual_length(p.bars) for f, p in parts])
+    st.fragments = _share([1 <= p.bars <= FRAGMENT for _, p in parts])
+    st.recurring = sum(f.recurring for f in forms) / len(forms)
+    st.no_repeated_bar = _share([f.recurring == 0 for f in forms])
+    st.opening_returns = _share([f.opening_returns for f in forms])
+    st.last_note_tonic = _share([f.last_note_tonic for f in forms
+                                 if f.last_note_tonic is not None])
+    st.accidentals = _share([f.accidental for f in forms])
+    st.forms = dict(Counter(f.form or "-" for f in forms).most_common(top))
+    return st
+
+
+# ------------------------------------------------------------------- the corpus distribution
+FORMS_VERSION = 1
+
+
+def corpus_forms(tunes: list[str]) -> dict:
+    """The forms and part lengths of `tunes` per meter and rhythm, as checkpoint.json keeps them
+    ("corpus" "forms"): ``{"version": 1, "tunes": N, "groups": [{"meter": "6/8", "rhythm":
+    "jig", "tunes": n, "forms": {"AABB": {"8,8": count, ...}, ...}}, ...]}``, groups and forms
+    most common first. A form's key lists its written parts' bar counts ('8,8' for AABB's two
+    parts); tunes music21 cannot read, or without a bar, are left out."""
+    groups: dict[tuple[str, str], Counter[tuple[str, str]]] = {}
+    total = 0
+    for t in tunes:
+        f = read_form(t)
+        if f is None or not f.parts:
+            continue
+        total += 1
+        shape = ",".join(str(p.bars) for p in f.parts)
+        groups.setdefault((f.meter, f.rhythm), Counter())[(f.form, shape)] += 1
+    out = []
+    for (meter, rhythm), c in sorted(groups.items(), key=lambda kv: -sum(kv[1].values())):
+        forms: dict[str, dict[str, int]] = {}
+        for (form, shape), n in c.most_common():
+            forms.setdefault(form, {})[shape] = n
+        out.append({"meter": meter, "rhythm": rhythm, "tunes": sum(c.values()), "forms": forms})
+    return {"version": FORMS_VERSION, "tunes": total, "groups": out}
+
+
+def forms_problem(value: Any) -> str | None:
+    """What is wrong with a checkpoint.json "corpus" "forms" value (see corpus_forms), or None."""
+    if not isinstance(value, dict) or type(value.get("version")) is not int:
+        return "must be an object with an integer \"version\""
+    if value["version"] > FORMS_VERSION:
+        return None  # a newer layout: kept as it is, read by a newer seqgen
+    if type(value.get("tunes")) is not int or not isinstance(value.get("groups"), list):
+        return "must have integer \"tunes\" and a list of \"groups\""
+    for g in value["groups"]:
+        if (not isinstance(g, dict) or not isinstance(g.get("meter"), str)
+                or not isinstance(g.get("rhythm"), str) or type(g.get("tunes")) is not int
+                or not isinstance(g.get("forms"), dict)):
+            return "groups must have a \"meter\", a \"rhythm\", \"tunes\" and \"forms\""
+        for shapes in g["forms"].values():
+            if not isinstance(shapes, dict) or not all(
+                    isinstance(k, str) and type(n) is int and n > 0 for k, n in shapes.items()):
+                return "each form must map part lengths to a positive count"
+    return None
