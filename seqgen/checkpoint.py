@@ -78,6 +78,9 @@ class Checkpoint:
     # what the model reads before a prompt: None = <eos>, a document's start; else characters
     # of the one text it was trained on (a paragraph break): see prompt_context
     context: str | None = None
+    # the forms and part lengths of its training tunes per meter and rhythm, for an ABC model
+    # trained since they were recorded (seqgen.music.form.corpus_forms); None before that
+    forms: dict | None = None
 
 
 @dataclass
@@ -286,13 +289,15 @@ def save_checkpoint(
     train_state: TrainState | None = None,
     corpus_split: str | None = None,
     context: str | None = None,
+    forms: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
     `corpus_split` is how training split the corpus (seqgen.data.Split.by): "document" (its
     documents each ended by <eos>) or "position" (one text, no <eos>); with "position",
     `context` is what sampling reads before a prompt (seqgen.sampling.text_context). Both are
-    saved under "corpus" (see `prompt_context`). The weights (and the training state, when
+    saved under "corpus" (see `prompt_context`), and so is `forms`, the forms and part lengths
+    of an ABC corpus's training tunes (seqgen.music.form.corpus_forms). The weights (and the training state, when
     given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
     those files, is written last.
     """
@@ -331,7 +336,8 @@ def save_checkpoint(
         "tokenizer": tokenizer.to_dict(),
         "corpus": {"name": str(corpus_name), "kind": corpus_kind,
                    **({"split": corpus_split} if corpus_split is not None else {}),
-                   **({"context": context} if context is not None else {})},
+                   **({"context": context} if context is not None else {}),
+                   **({"forms": forms} if forms is not None else {})},
         "step": int(step),
         "metrics": _json_safe(metrics or {}),
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
@@ -379,6 +385,12 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
     if not isinstance(context, str) or len(context) > MAX_CONTEXT:
         raise CheckpointError(f"{src}: \"corpus\" \"context\" must be a string of at most "
                               f"{MAX_CONTEXT} characters")
+    if "forms" in corpus:
+        from seqgen.music.form import forms_problem
+
+        problem = forms_problem(corpus["forms"])
+        if problem:
+            raise CheckpointError(f"{src}: \"corpus\" \"forms\" {problem}")
     for name, entry in meta["files"].items():
         if name not in FILES:
             raise CheckpointError(f"{src}: \"files\" names {name[:80]!r}, which is not a file of a "
@@ -570,6 +582,7 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
         path=directory,
         meta=meta,
         context=prompt_context(meta),
+        forms=meta["corpus"].get("forms"),
     )
 
 

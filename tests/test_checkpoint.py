@@ -117,6 +117,7 @@ def test_consistent_but_invalid_safetensors_is_refused(tmp_path):
     lambda m: m["tokenizer"].__setitem__("chars", ["a", "a"]),
     lambda m: m.__setitem__("step", -1),
     lambda m: m["corpus"].__setitem__("kind", "midi"),
+    lambda m: m["corpus"].__setitem__("forms", {"version": 1, "tunes": 3, "groups": "AABB"}),
 ])
 def test_bad_metadata_is_refused(tmp_path, edit):
     d, _, _ = _save(tmp_path)
@@ -125,6 +126,21 @@ def test_bad_metadata_is_refused(tmp_path, edit):
     (d / ck.META).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError):
         ck.load_checkpoint(d)
+
+
+def test_the_corpus_form_distribution_round_trips_and_old_checkpoints_load(tmp_path):
+    from seqgen.music.form import corpus_forms
+
+    tune = "X:1\nM:6/8\nL:1/8\nR:jig\nK:D\n|:" + "|".join(["dfd dfd", "AFA AFA"] * 4) + ":|\n"
+    forms = corpus_forms([tune, tune])
+    d, _, _ = _save(tmp_path, name="with", forms=forms)
+    loaded = ck.load_checkpoint(d)
+    assert loaded.forms == forms
+    assert loaded.forms["groups"][0]["forms"] == {"AA": {"8": 2}}
+    # saved before the distribution was recorded (or trained on text): loads, with None
+    d, _, _ = _save(tmp_path, name="without")
+    assert "forms" not in json.loads((d / ck.META).read_text())["corpus"]
+    assert ck.load_checkpoint(d).forms is None
 
 
 def test_truncated_json_and_non_checkpoints_are_refused(tmp_path):

@@ -185,6 +185,15 @@ def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
     ref = d["corpus_stats"]
     assert set(ref["meters"]) == {"C|", "6/8", "2/4"}
     assert abc["meter_tvd"] is not None and 0.0 <= abc["meter_tvd"] <= 1.0
+    # the form of the training tunes: each a 4-bar part (the reel and jig repeated), bars 1
+    # and 3 the same, ending on the tonic (Am's A too)
+    form = ref["form"]
+    assert form["parts"] == form["tunes"] > 0 and form["unread"] == 0
+    assert form["aabb"] == 0 and form["eight_bar_parts"] == 0 and form["fragments"] == 1
+    assert form["recurring"] == 0.5 and form["no_repeated_bar"] == 0
+    assert form["opening_returns"] == 0 and form["last_note_tonic"] == 1
+    assert form["accidentals"] == 0 and set(form["forms"]) == {"AA", "A"}
+    assert abc["form"]["tunes"] + abc["form"]["unread"] == 4
 
 
 @pytest.mark.slow
@@ -193,6 +202,12 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "0"])
     assert r.exit_code == 0, r.output
     assert "validation loss" in r.stdout and "bits/char" in r.stdout
+    assert "AABB" not in r.stdout  # no tunes, no form
+    r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300",
+                            "--constrain", "abc"])
+    assert r.exit_code == 0, r.output
+    assert "AABB, 8-bar parts" in r.stdout and "last note the tonic" in r.stdout
+    assert re.search(r"last note the tonic .*100\.0%", r.stdout)  # the training tunes' column
     for args in (["eval", str(tmp_path / "nothing")], ["eval", str(abc_ckpt), "--tunes", "-1"],
                  ["eval", str(abc_ckpt), "--constrain", "maybe"]):
         r = runner.invoke(app, args)

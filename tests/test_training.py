@@ -492,6 +492,11 @@ def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
     assert loaded.corpus_kind == "abc"
     # music headers (the default): the Z: line is not trained on, L: is filled in, and it is said
     assert "@" not in loaded.tokenizer.chars and "(ABC, music headers)" in started[0]
+    # the forms of the training tunes, for each checkpoint of the run: one 2-bar part, repeated
+    n = loaded.forms["tunes"]
+    assert 20 <= n < 29 and ck.load_checkpoint(res.out / ck.BEST).forms == loaded.forms
+    assert loaded.forms["groups"] == [{"meter": "", "rhythm": "", "tunes": n,
+                                       "forms": {"AA": {"2": n}}}]
     hist = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
     evals = [h for h in hist if "val_loss" in h]
     assert evals and all(h["val_bpc"] == pytest.approx(h["val_loss"] / math.log(2)) for h in evals)

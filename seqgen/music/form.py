@@ -87,13 +87,23 @@ class _Bar:
 
 
 # ---------------------------------------------------------------------------------- reading
+_DOUBLE_REPEAT = re.compile(r"(?<![|:])::(?![|:])")
+_FIELD_LINE = re.compile(r"^\s*[A-Za-z+]:")
+
+
 def _tokens(tune: str) -> list[Any]:
-    """music21's ABC tokens of `tune` (pitches and durations assigned), with seqgen's fixes."""
+    """music21's ABC tokens of `tune` (pitches and durations assigned), with seqgen's fixes;
+    ``::`` is written ``:||:`` first (music21 reads the note before a ``::`` with the rest of
+    the line as a header field: ``A::d`` becomes field A)."""
     from seqgen.music import m21
 
+    lines = tune.split("\n")
+    start = parse_header(tune).body_line - 1
+    lines[start:] = [ln if _FIELD_LINE.match(ln) else _DOUBLE_REPEAT.sub(":||:", ln)
+                     for ln in lines[start:]]
     handler = m21.handler_class()()
     with m21.quiet([]):
-        handler.process(m21.prepare_text(tune))
+        handler.process(m21.prepare_text("\n".join(lines)))
     return list(handler.tokens)
 
 

@@ -47,6 +47,7 @@ class RunState:
     out: Path
     replacing: bool = False  # --overwrite: the first save removes what the old run left there
     took_over: str | None = None  # the lock of a run that no longer runs, taken over
+    forms: dict | None = None  # an ABC corpus's forms (music.form.corpus_forms), for checkpoints
     fwd_model: Any = None  # the model as a step calls it (compiled, in DDP); set after restore
     # how far it has got
     step: int = 0
@@ -179,7 +180,8 @@ class RunState:
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
                       metrics=metrics, corpus_split=split.by,
-                      context=text_context(split.train[0]) if split.by == "position" else None)
+                      context=text_context(split.train[0]) if split.by == "position" else None,
+                      forms=self.forms)
         self.metrics_log.write(self.history)
         if best:
             ck.save_checkpoint(self.out / ck.BEST, self.model, **common)

@@ -81,6 +81,10 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
                    digest=loaded.digest, device=device, precision=precision, dist=dist,
                    model=model, optimizer=optimizer, batches=batches, out=out,
                    replacing=replacing, took_over=took_over)
+    if loaded.corpus.kind == "abc" and dist.rank == 0:  # saved in every checkpoint of the run
+        from seqgen.music.form import corpus_forms
+
+        run.forms = corpus_forms(loaded.data.split.train)
     if origin.saved is not None:
         run.restore(origin.saved)
     run.fwd_model = _forward_model(model, rcfg.compile, dist, run.dev_type)
