@@ -99,16 +99,16 @@ def eval_command(
     tunes: int = typer.Option(
         100, "--tunes", help="ABC models: tunes sampled per mode (0: loss only).",
         rich_help_panel=PT),
-    seed: int = typer.Option(1234, "--seed", help="Random seed of the sampled tunes (the same "
+    seed: int = typer.Option(1234, "--seed", "-s", help="Random seed of the sampled tunes (the same "
                              "for every mode).", rich_help_panel=PT),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).",
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Sampling temperature (> 0).",
                                       rich_help_panel=PT),
     top_p: float | None = typer.Option(
         None, "--top-p", help="Sample only among the most likely characters whose probabilities "
         "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (0.9 for ABC models).",
         rich_help_panel=PT, show_default=False),
     length: int | None = typer.Option(
-        None, "--length", help="Characters per tune, at most. Default: as seqgen sample --tunes "
+        None, "--length", "-n", help="Characters per tune, at most. Default: as seqgen sample --tunes "
         "(1500).", rich_help_panel=PT, show_default=False),
     constrain: Constrain = typer.Option(
         Constrain.both, "--constrain", help="Sample with the ABC constraint (abc), without "

@@ -133,7 +133,7 @@ def encode(
     vocab: Path = typer.Argument(..., help=VOCAB_HELP),
     text: str | None = typer.Argument(None, help="Text to encode, with \\n, \\t, \\\\ for "
                                       "newline, tab, backslash (default, or '-': read stdin)."),
-    file: Path | None = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
+    file: Path | None = typer.Option(None, "--file", help="Encode this UTF-8 file instead."),
     unknown: Unknown = typer.Option(
         Unknown.strict, help="Characters not in the vocabulary: strict (error), replace (<unk>), or skip."
     ),

@@ -26,7 +26,7 @@ Kind = Annotated[str, typer.Option(
     "--model", "--kind", "-m", help="Model kind: rnn, lstm, gru or transformer.",
     rich_help_panel=PM)]
 Preset = Annotated[str, typer.Option(
-    "--preset", "-p",
+    "--preset",
     help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
     "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
     "over a small corpus). Individual options below override it.", rich_help_panel=PM)]
@@ -76,7 +76,7 @@ WeightDecay = Annotated[float | None, typer.Option(
 GradClip = Annotated[float, typer.Option(
     help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO)]
 Seed = Annotated[int, typer.Option(
-    help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
+    "--seed", "-s", help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
 ValFraction = Annotated[float, typer.Option(
     help="Share of the documents (of the text, for one document) held out, in [0, 1).",
     rich_help_panel=PO)]
@@ -91,10 +91,10 @@ AbcHeaders = Annotated[str, typer.Option(
     "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
     rich_help_panel=PO)]
 Steps = Annotated[int | None, typer.Option(
-    "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
+    "--steps", help="Optimizer steps to train for (with --minutes: whichever ends "
     "first).", rich_help_panel=PB)]
 Minutes = Annotated[float | None, typer.Option(
-    "--minutes", "-t", help="Wall-clock training budget in minutes, evaluation included "
+    "--minutes", help="Wall-clock training budget in minutes, evaluation included "
     "(default 5 when --steps is not given).", rich_help_panel=PB)]
 EvalEvery = Annotated[int, typer.Option(
     help="Validate and save a checkpoint every this many steps.", rich_help_panel=PB)]
