@@ -510,8 +510,17 @@ def _while_stable(path: str | os.PathLike, load):
             time.sleep(0.02)
 
 
+def default_model_dir() -> Path | None:
+    """The default model shipped with the package (seqgen/assets/default), or None when this
+    installation has none."""
+    d = Path(__file__).resolve().parent / "assets" / "default"
+    return d if (d / META).is_file() else None
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
-    """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`.
+    """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`;
+    ``"default"`` (when no such directory is here) is the model shipped with seqgen, as on the
+    command line.
 
     The model is returned in eval mode. Any problem is a CheckpointError naming the file, and a
     `device` this machine lacks a UsageError (seqgen.devices.resolve_device). It is safe to load
@@ -520,6 +529,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     from seqgen.devices import resolve_device
 
     device = resolve_device(device)
+    if str(path) == "default" and not Path(path).exists() and default_model_dir() is not None:
+        path = default_model_dir()  # type: ignore[assignment]
     return _while_stable(path, lambda: _load_checkpoint(path, device))
 
 

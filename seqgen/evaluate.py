@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.checkpoint import default_model_dir
 from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
@@ -84,13 +85,6 @@ class EvalReport:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def default_model_dir() -> Path | None:
-    """The default model shipped with the package (seqgen/assets/default), or None when this
-    installation has none."""
-    d = Path(__file__).resolve().parent / "assets" / "default"
-    return d if (d / "checkpoint.json").is_file() else None
-
-
 def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints") -> Path:
     """`path`, else the newest run under `root` (its best/ checkpoint when it has one: the lowest
     validation loss, not the last weights, which may have overfitted), else the shipped default

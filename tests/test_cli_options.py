@@ -96,3 +96,50 @@ def test_several_text_samples_are_separated_on_stdout(text_ckpt):
     js = invoke("sample", text_ckpt, "-p", "ab", "-n", "20", "--num-samples", "3", "--seed", "3",
                 "-f", "json")
     assert "-" * 15 not in js.stdout and len(js.stdout.splitlines()) == 3
+
+
+def test_a_newline_in_a_grammar_error_is_shown_once_escaped():
+    from seqgen.cli.console import message
+    from seqgen.music.grammar import AbcConstraint, ConstraintError
+    from seqgen.tokenizer import Tokenizer
+
+    with pytest.raises(ConstraintError) as e:
+        AbcConstraint(Tokenizer.build(["hello world"]).itos)
+    shown = message(e.value)
+    assert "('\\n/18:KLMX|')" in shown and "\\\\n" not in shown, shown
+
+
+def test_closed_pipe_is_a_normal_end(text_ckpt, monkeypatch):
+    import seqgen.sampling
+
+    def closed(*a, **k):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(seqgen.sampling.Sampler, "__iter__", closed)
+    r = invoke("sample", text_ckpt, "-p", "ab")
+    assert r.exit_code == 0 and "error" not in r.stderr
+
+
+def test_counts_and_choices_read_as_words(tmp_path):
+    one = tmp_path / "one.txt"
+    one.write_text("a single document\n")
+    r = invoke("tokenizer", "build", one, "-o", tmp_path / "v.json")
+    assert r.exit_code == 0 and "1 document," in r.stderr, r.stderr
+    r = invoke("sample", "-f", "xml")
+    assert r.exit_code == 2 and "'xml' is not one of text or json" in r.stderr, r.stderr
+    assert "Value error" not in r.stderr
+
+
+def test_models_takes_a_checkpoint_directory_for_its_vocabulary(text_ckpt):
+    r = invoke("models", "--vocab", text_ckpt)
+    assert r.exit_code == 0, r.stderr
+    assert f"vocabulary of {TOK.vocab_size} tokens" in " ".join(r.stdout.split())
+
+
+def test_load_checkpoint_default_is_the_shipped_model(tmp_path, monkeypatch):
+    from seqgen.checkpoint import default_model_dir, load_checkpoint
+
+    if default_model_dir() is None:
+        pytest.skip("this installation has no shipped model")
+    monkeypatch.chdir(tmp_path)  # no ./default here
+    assert load_checkpoint("default").path == default_model_dir()

@@ -180,9 +180,11 @@ def test_sigint_saves_and_exits_130_then_resumes(tmp_path):
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert f"seqgen train --resume {out}" in stderr and "Traceback" not in stderr
+    assert "error" not in stderr and "interrupted at step" in stderr  # a normal stop
     assert stdout == ""
     step = ck.load_checkpoint(out).step
     assert step >= 3
     r = run("train", "--resume", out, "--steps", step + 2)
     assert r.exit_code == 0, r.output
+    assert f"resuming {out} at step {step}" in r.stderr
     assert ck.load_checkpoint(out).step == step + 2

@@ -15,8 +15,8 @@ import typer
 from typer.core import TyperGroup
 
 from seqgen import __version__
-from seqgen.cli.console import error, message, set_quiet
-from seqgen.errors import SeqgenError
+from seqgen.cli.console import error, message, set_quiet, stopped
+from seqgen.errors import Interrupted, SeqgenError
 
 # Each module under seqgen/cli/ named here has `register(app)`.
 COMMAND_MODULES = ["tokenizer", "train", "music", "models", "inspect", "sample", "eval"]
@@ -49,17 +49,19 @@ class SeqgenGroup(TyperGroup):
                 raise  # (NoArgsIsHelpError prints the help, as it should)
             where = getattr(getattr(e, "ctx", None), "command_path", None) or "seqgen"
             elsewhere = _letter_elsewhere(self, getattr(e, "option_name", None))
-            error(f"{' '.join(e.format_message().split())}{elsewhere} (see '{where} -h')")
+            said = _choices_in_words(' '.join(e.format_message().split()))
+            error(f"{said}{elsewhere} (see '{where} -h')")
             raise typer.Exit(2) from None
         except SeqgenError as e:
             if _debug(ctx):
                 raise
-            error(message(e))
+            # Ctrl-C (or SIGTERM) is a normal way to stop: said plainly, exit code 130
+            (stopped if isinstance(e, Interrupted) else error)(message(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             if _debug(ctx):
                 raise
-            error("interrupted")
+            stopped("interrupted")
             raise typer.Exit(130) from None
         except BrokenPipeError:
             # the reader of stdout has gone (`seqgen sample ... | head`): it has what it wanted,
@@ -109,6 +111,19 @@ def _after_command(option: Any) -> Any:
     mine = copy.copy(option)
     mine.expose_value, mine.callback = False, take
     return mine
+
+
+def _choices_in_words(said: str) -> str:
+    """The parser's "Invalid value for '--to': Value error, 'mp3' is not one of 'midi', 'wav'."
+    as "Invalid value for '--to': 'mp3' is not one of midi or wav"."""
+    import re
+
+    m = re.fullmatch(r"(Invalid value for .+?: )Value error, (.+?) is not one of (.+?)\.?", said)
+    if m is None:
+        return said
+    names = [c.strip().strip("'") for c in m.group(3).split(",")]
+    words = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"{m.group(1)}{m.group(2)} is not one of {words}"
 
 
 def _letter_elsewhere(root: Any, opt: str | None) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import console, info, result
+from seqgen.cli.console import console, info, plural, result
 
 PT = "Tunes (ABC models)"
 
@@ -48,8 +48,8 @@ def render(report) -> None:
     t = Table(title=f"seqgen eval {report.checkpoint}", show_header=False, title_justify="left")
     t.add_column("what")
     t.add_column("value")
-    t.add_row("held-out", f"{report.val_documents:,} documents of {report.corpus}, "
-              f"{report.val_tokens:,} characters")
+    t.add_row("held-out", f"{plural(report.val_documents, 'document')} of {report.corpus}, "
+              f"{plural(report.val_tokens, 'character')}")
     t.add_row("validation loss", f"{report.val_loss:.4f} nats/char ({report.val_bpc:.3f} bits/char)")
     out.print(t)
     if not report.modes:

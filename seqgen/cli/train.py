@@ -245,7 +245,7 @@ class _ProgressView:
                 BarColumn(bar_width=30),
                 TextColumn("{task.percentage:>3.0f}%"),
                 TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
-                TextColumn("{task.fields[rate]} tok/s"),
+                TextColumn("{task.fields[rate]} tok/s (mean)"),
                 TextColumn("ETA {task.fields[eta]}"),
                 console=console, transient=False, refresh_per_second=4,
             )
@@ -291,6 +291,15 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _time_row(res) -> str:
+    """The summary's time and speed, with what each counts."""
+    budget = res.config.minutes
+    return (f"{res.elapsed_s:.1f} s of training and validation"
+            + (f" (budget {budget * 60:g} s)" if budget else "") + "; "
+            f"{res.tokens_per_s:,.0f} tokens/s, the mean over {res.train_steps:,} training steps "
+            "(as the bar's)")
+
+
 def _summary(res) -> None:
     from rich.table import Table
 
@@ -307,11 +316,14 @@ def _summary(res) -> None:
         ("corpus", f"{res.corpus_name} ({res.corpus_kind}): {res.train_tokens:,} train / "
                    f"{res.val_tokens:,} validation tokens"),
         ("batches", f"{cfg.batch_size} x {cfg.seq_len} tokens, lr {cfg.lr:g}, "
-                    f"{cfg.schedule} schedule, clip {cfg.grad_clip:g}, preset {cfg.preset}"),
+                    f"{cfg.schedule} schedule, clip {cfg.grad_clip:g}, " + (
+                        f"preset {cfg.preset}" if not cfg.init_from else
+                        f"optimisation of preset {cfg.preset}; model of --init-from "
+                        f"{cfg.init_from}")),
         ("device", f"{res.device}, {res.precision}"
                    + (f", {res.world_size} processes" if res.world_size > 1 else "")),
         ("steps", f"{res.step:,} ({'stopped by ' + res.stop_reason})"),
-        ("time", f"{res.elapsed_s:.1f} s, {res.tokens_per_s:,.0f} tokens/s"),
+        ("time", _time_row(res)),
         ("train loss", f(res.train_loss)),
         ("validation loss", "-" if res.val_loss is None else
          f"{res.val_loss:.4f} nats/char ({res.val_loss / 0.6931471805599453:.3f} bits/char)"),

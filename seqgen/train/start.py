@@ -93,7 +93,8 @@ def start_message(run: RunState) -> str:
 
     cfg, corpus, data = run.cfg, run.corpus, run.data
     return (
-        f"{run.model.summary()} | {corpus.name}"
+        (f"resuming {run.out} at step {run.step:,} | " if run.step else "")
+        + f"{run.model.summary()} | {corpus.name}"
         + (f" (ABC, {cfg.abc_headers} headers)" if corpus.kind == "abc" else "")
         + f": {len(data.train_ids):,} train / "
         f"{len(data.val_ids):,} val tokens | batch {cfg.batch_size} x {cfg.seq_len} | "
@@ -155,19 +156,28 @@ def _saved_config(src: Path, meta: dict) -> TrainConfig:
 
 
 def _override(cfg: TrainConfig, overrides: dict, run_dir: Path, saved: TrainState) -> None:
-    """This call's options over the saved config: only the RESUMABLE_OVERRIDES may differ, and a
-    spent --minutes budget needs a larger one, or a --steps count that replaces it."""
+    """This call's options over the saved config: only the RESUMABLE_OVERRIDES may differ; a
+    spent --minutes budget needs a larger one, or a --steps count that replaces it, and spent
+    --steps a larger count, or a --minutes budget that replaces it (the run's time in all)."""
     from seqgen import checkpoint as ck
 
-    saved_minutes = cfg.minutes
+    saved_minutes, saved_steps = cfg.minutes, cfg.steps
     sm = saved.meta
     try:
         saved_elapsed = float(sm.get("elapsed_s", 0.0))
+        saved_step = int(sm.get("step", 0))
     except (TypeError, ValueError):
         raise CheckpointError(f"{run_dir / ck.STATE_META}: unusable training state "
-                              "(elapsed_s)") from None
+                              "(elapsed_s, step)") from None
     spent = bool(saved_minutes) and (sm.get("stop_reason") == "time"
                                      or saved_elapsed >= saved_minutes * 60)
+    if saved_steps and saved_step >= saved_steps and "minutes" in overrides \
+            and "steps" not in overrides:
+        overrides = dict(overrides, steps=None)  # a time budget now replaces the spent steps
+        if (overrides["minutes"] or 0) * 60 <= saved_elapsed:
+            raise UsageError(f"{run_dir} has trained {saved_elapsed / 60:.2f} minutes already; "
+                             "`minutes` is the run's time in all: pass more than that",
+                             params=True)
     for k, v in overrides.items():
         if k not in RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
             was = getattr(cfg, k)
