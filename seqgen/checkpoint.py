@@ -286,13 +286,16 @@ def save_checkpoint(
     train_state: TrainState | None = None,
     corpus_split: str | None = None,
     context: str | None = None,
+    held_out: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
     `corpus_split` is how training split the corpus (seqgen.data.Split.by): "document" (its
     documents each ended by <eos>) or "position" (one text, no <eos>); with "position",
     `context` is what sampling reads before a prompt (seqgen.sampling.text_context). Both are
-    saved under "corpus" (see `prompt_context`). The weights (and the training state, when
+    saved under "corpus" (see `prompt_context`), with `held_out` ({"of": what `val_fraction` was
+    a share of, "share": the held-out share of the characters, "why": in words}; see
+    `share_of`). The weights (and the training state, when
     given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
     those files, is written last.
     """
@@ -331,7 +334,8 @@ def save_checkpoint(
         "tokenizer": tokenizer.to_dict(),
         "corpus": {"name": str(corpus_name), "kind": corpus_kind,
                    **({"split": corpus_split} if corpus_split is not None else {}),
-                   **({"context": context} if context is not None else {})},
+                   **({"context": context} if context is not None else {}),
+                   **({"held_out": held_out} if held_out is not None else {})},
         "step": int(step),
         "metrics": _json_safe(metrics or {}),
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
@@ -610,6 +614,17 @@ def prompt_context(meta: dict) -> str | None:
         return corpus["context"]
     chars = (meta.get("tokenizer") or {}).get("chars") or ()
     return "\n\n" if "\n" in chars else " " if " " in chars else ""
+
+
+def share_of(meta: dict) -> str:
+    """What `val_fraction` was a share of when the run of checkpoint.json `meta` split its corpus
+    (seqgen.data.split_corpus): "tokens", as "corpus" "held_out" records it, or "documents" for
+    checkpoints written before that record, whose split held out a share of the documents."""
+    from seqgen.data import SHARE_OF
+
+    held = (meta.get("corpus") or {}).get("held_out")
+    of = held.get("of") if isinstance(held, dict) else None
+    return of if of in SHARE_OF else "documents"
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:

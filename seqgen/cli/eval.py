@@ -157,7 +157,8 @@ def eval_command(
                              "scores the held-out loss)")
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     with console.status("evaluating...") as status:
-        report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))
+        report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."),
+                          notify=info)
     if fmt is Format.json:
         result(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

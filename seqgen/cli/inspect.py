@@ -191,6 +191,8 @@ def gradients(
     # for fresh models as 'seqgen train' does
     c = (checkpoint_corpus(first, corpus) if first is not None
          else load_corpus(corpus or "folk", abc_headers="music"))
+    if c.note:
+        info(c.note)
     windows = sample_windows(c.documents, length, batch, seed)
     if clip is None:
         clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0

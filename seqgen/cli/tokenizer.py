@@ -47,6 +47,8 @@ def build(
 
     check_glob(corpus, glob)
     c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers)
+    if c.note:
+        info(c.note)
     tok = Tokenizer.build(c.documents)
     noun = plural(len(c.documents), "tune" if c.kind == "abc" else "document")
     info(f"{c.name}: {noun}, {plural(c.num_chars, 'character')}, "

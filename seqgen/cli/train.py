@@ -11,7 +11,8 @@ from seqgen.cli.console import console, info, result, warn
 
 CORPUS_HELP = (
     "A text or ABC file, a directory (see --glob), or a bundled corpus name "
-    "('seqgen tokenizer corpora' lists them). Default: folk."
+    "('seqgen tokenizer corpora' lists them; a bundled name means the bundled corpus: write "
+    "./folk for a folder named folk). Default: folk."
 )
 FP = " Default: from --preset."
 PM = "Model (default: from --preset)"
@@ -78,7 +79,8 @@ GradClip = Annotated[float, typer.Option(
 Seed = Annotated[int, typer.Option(
     "--seed", "-s", help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
 ValFraction = Annotated[float, typer.Option(
-    help="Share of the documents (of the text, for one document) held out, in [0, 1).",
+    help="Share of the corpus's characters held out, in [0, 1): whole documents when a set of "
+    "them comes within 2x of it, else the end of the text (the start line says which).",
     rich_help_panel=PO)]
 Glob = Annotated[str | None, typer.Option(
     help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",

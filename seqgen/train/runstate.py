@@ -179,7 +179,9 @@ class RunState:
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
                       metrics=metrics, corpus_split=split.by,
-                      context=text_context(split.train[0]) if split.by == "position" else None)
+                      context=text_context(split.train[0]) if split.by == "position" else None,
+                      held_out={"of": self.data.share_of, "share": round(split.share, 6),
+                                "why": split.why})
         self.metrics_log.write(self.history)
         if best:
             ck.save_checkpoint(self.out / ck.BEST, self.model, **common)

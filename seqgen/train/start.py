@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.data import corpus_path
 from seqgen.errors import CheckpointError, DataError, UsageError, restated
 from seqgen.train.batches import RandomWindows, StreamBatches
 from seqgen.train.config import (
@@ -104,7 +105,8 @@ def start_message(run: RunState) -> str:
         + (f" | took over the lock left by {run.took_over}, no longer running" if run.took_over
            else "")
         + ("" if len(data.val_ids) else " | no validation split: no validation loss, "
-           "no best/ checkpoint (--val-fraction)"))
+           "no best/ checkpoint (--val-fraction)")
+        + "".join(f"\n{line}" for line in (corpus.note, f"split {data.split.why}") if line))
 
 
 # --------------------------------------------------------------------------------- config
@@ -215,9 +217,10 @@ def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str
             rcfg.seq_len = mcfg.context_length
     else:
         rcfg, mcfg = resolve_config(cfg, vocab_size, chars, device)
-    if Path(rcfg.corpus).expanduser().exists():
+    path = corpus_path(rcfg.corpus)
+    if path is not None and path.exists():
         # saved absolute, so that --resume and eval find it from any working directory
-        rcfg.corpus = str(Path(rcfg.corpus).expanduser().resolve())
+        rcfg.corpus = str(path.resolve())
     return rcfg, mcfg
 
 
@@ -270,7 +273,9 @@ def load_data(cfg: TrainConfig, origin: Origin, overrides: dict) -> Loaded:
         check_init_from_model(cfg, init_ckpt.model_config)
     if tokenizer is not None:
         _check_vocabulary(corpus, tokenizer.chars, cfg.init_from if init_ckpt else str(cfg.out))
-    data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed)
+    # a resumed run splits as it did (runs from before "held_out": a share of the documents)
+    share_of = ck.share_of(resumed.meta) if resumed is not None else "tokens"
+    data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed, share_of=share_of)
     digest = data.digest()
     if origin.saved is not None and origin.saved.meta.get("corpus_digest", digest) != digest:
         raise DataError(f"{corpus.name}: not the text the run in {origin.run_dir} was trained "
