@@ -96,8 +96,9 @@ Steps = Annotated[int | None, typer.Option(
     "--steps", help="Optimizer steps to train for (with --minutes: whichever ends "
     "first).", rich_help_panel=PB)]
 Minutes = Annotated[float | None, typer.Option(
-    "--minutes", help="Wall-clock training budget in minutes, evaluation included "
-    "(default 5 when --steps is not given).", rich_help_panel=PB)]
+    "--minutes", help="Wall-clock training budget in minutes, the final validation and save "
+    "included, the set-up not (default 5 when --steps is not given; on --resume, the run's "
+    "time in all).", rich_help_panel=PB)]
 EvalEvery = Annotated[int, typer.Option(
     help="Validate and save a checkpoint every this many steps.", rich_help_panel=PB)]
 EvalTokens = Annotated[int, typer.Option(
