@@ -290,14 +290,17 @@ def save_checkpoint(
     corpus_split: str | None = None,
     context: str | None = None,
     forms: dict | None = None,
+    held_out: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
     `corpus_split` is how training split the corpus (seqgen.data.Split.by): "document" (its
     documents each ended by <eos>) or "position" (one text, no <eos>); with "position",
     `context` is what sampling reads before a prompt (seqgen.sampling.text_context). Both are
-    saved under "corpus" (see `prompt_context`), and so is `forms`, the forms and part lengths
-    of an ABC corpus's training tunes (seqgen.music.form.corpus_forms). The weights (and the training state, when
+    saved under "corpus" (see `prompt_context`), with `held_out` ({"of": what `val_fraction` was
+    a share of, "share": the held-out share of the characters, "why": in words}; see
+    `share_of`) and `forms`, the forms and part lengths of an ABC corpus's training tunes
+    (seqgen.music.form.corpus_forms). The weights (and the training state, when
     given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
     those files, is written last.
     """
@@ -337,6 +340,7 @@ def save_checkpoint(
         "corpus": {"name": str(corpus_name), "kind": corpus_kind,
                    **({"split": corpus_split} if corpus_split is not None else {}),
                    **({"context": context} if context is not None else {}),
+                   **({"held_out": held_out} if held_out is not None else {}),
                    **({"forms": forms} if forms is not None else {})},
         "step": int(step),
         "metrics": _json_safe(metrics or {}),
@@ -522,8 +526,17 @@ def _while_stable(path: str | os.PathLike, load):
             time.sleep(0.02)
 
 
+def default_model_dir() -> Path | None:
+    """The default model shipped with the package (seqgen/assets/default), or None when this
+    installation has none."""
+    d = Path(__file__).resolve().parent / "assets" / "default"
+    return d if (d / META).is_file() else None
+
+
 def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
-    """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`.
+    """Load the checkpoint in `path` (a run directory or its best/ directory) onto `device`;
+    ``"default"`` (when no such directory is here) is the model shipped with seqgen, as on the
+    command line.
 
     The model is returned in eval mode. Any problem is a CheckpointError naming the file, and a
     `device` this machine lacks a UsageError (seqgen.devices.resolve_device). It is safe to load
@@ -532,6 +545,8 @@ def load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint:
     from seqgen.devices import resolve_device
 
     device = resolve_device(device)
+    if str(path) == "default" and not Path(path).exists() and default_model_dir() is not None:
+        path = default_model_dir()  # type: ignore[assignment]
     return _while_stable(path, lambda: _load_checkpoint(path, device))
 
 
@@ -612,6 +627,17 @@ def prompt_context(meta: dict) -> str | None:
         return corpus["context"]
     chars = (meta.get("tokenizer") or {}).get("chars") or ()
     return "\n\n" if "\n" in chars else " " if " " in chars else ""
+
+
+def share_of(meta: dict) -> str:
+    """What `val_fraction` was a share of when the run of checkpoint.json `meta` split its corpus
+    (seqgen.data.split_corpus): "tokens", as "corpus" "held_out" records it, or "documents" for
+    checkpoints written before that record, whose split held out a share of the documents."""
+    from seqgen.data import SHARE_OF
+
+    held = (meta.get("corpus") or {}).get("held_out")
+    of = held.get("of") if isinstance(held, dict) else None
+    return of if of in SHARE_OF else "documents"
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:

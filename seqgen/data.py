@@ -5,11 +5,16 @@ A corpus argument is one of:
 - a directory, with a glob (default ``*``) choosing its files;
 - the name of a corpus bundled in an installed package (``folk``, ``ryans``, ... see BUNDLED).
 
+A bundled name means the bundled corpus even where a file or folder of that name is in the working
+directory (``Corpus.note`` says so); ``./folk`` means the folder.
+
 A corpus is a list of documents. ABC files are split into tunes at ``X:`` headers; a text file is one
 document, or one per blank-line separated block when asked (``split_docs``). Training reads ABC
 tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``).
-The validation split holds out whole documents (deterministic for a seed); a single-document
-corpus is split by position, the last part held out, as nanoGPT does with tinyshakespeare.
+The validation split holds out whole documents (chosen with a seed) whose characters come to
+about ``val_fraction`` of the corpus's; where no such set of documents exists (one document, or
+a few of very different sizes), the text is split by position, the last part held out, as nanoGPT
+does with tinyshakespeare. ``Split.why`` says which and why.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Corpus:
     documents: list[str]
     kind: str  # "abc" (documents are tunes) or "text"
     files: list[Path] = field(default_factory=list)
+    note: str = ""  # what a user should know about where it was read from (a shadowed path)
 
     @property
     def num_chars(self) -> int:
@@ -153,9 +159,16 @@ def check_abc_headers(value: str) -> None:
     check_value("abc_headers", value, Rule(choices=ABC_HEADERS))
 
 
+def corpus_path(spec: str) -> Path | None:
+    """The file or directory a corpus argument names, or None for a bundled corpus's name (which
+    means the bundled corpus even where a path of that name exists: ``./folk`` is the folder)."""
+    return None if spec in BUNDLED else Path(spec).expanduser()
+
+
 def check_glob(spec: str | None, glob: str | None) -> None:
     """UsageError when --glob is given for a corpus that is not a directory (it would do nothing)."""
-    if glob is not None and not Path(DEFAULT_CORPUS if spec is None else spec).expanduser().is_dir():
+    path = corpus_path(DEFAULT_CORPUS if spec is None else spec)
+    if glob is not None and not (path is not None and path.is_dir()):
         raise UsageError(f"`glob` chooses the files of a directory corpus; "
                          f"{spec or DEFAULT_CORPUS!r} is not a directory", params=True)
 
@@ -170,8 +183,16 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     """
     check_abc_headers(abc_headers)
     spec = DEFAULT_CORPUS if spec is None else spec
-    path = Path(spec).expanduser()
-    if path.exists():
+    path = corpus_path(spec)
+    note = ""
+    if path is None:
+        files = bundled_files(BUNDLED[spec])
+        name = spec
+        if Path(spec).exists():
+            what = "folder" if Path(spec).is_dir() else "file"
+            note = (f"{spec}: the bundled corpus, not the {what} {spec} here "
+                    f"(write ./{spec} to read the {what})")
+    elif path.exists():
         if path.is_dir():
             pattern = glob or "*"
             files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
@@ -180,9 +201,6 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
                                 params=True)
         else:
             files = [path]
-        name = spec
-    elif spec in BUNDLED:
-        files = bundled_files(BUNDLED[spec])
         name = spec
     elif _looks_like_name(spec) and not path.suffix:
         raise DataError(
@@ -203,7 +221,7 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     kind = "abc" if kinds == {"abc"} else "text"
     if kind == "abc" and abc_headers == "music":
         documents = [music_headers(d) for d in documents]
-    return Corpus(name=name, documents=documents, kind=kind, files=files)
+    return Corpus(name=name, documents=documents, kind=kind, files=files, note=note)
 
 
 # --------------------------------------------------------------------------------- splitting
@@ -212,28 +230,76 @@ class Split:
     train: list[str]
     val: list[str]
     by: str  # "document" (whole documents held out) or "position" (the last part held out)
+    share: float = 0.0  # the held-out share of the corpus's characters
+    why: str = ""  # which split and why, in words (training prints it)
 
 
-def split_corpus(corpus: Corpus, val_fraction: float = 0.1, seed: int = 1337) -> Split:
-    """Hold out `val_fraction` of the documents (chosen with `seed`), or of the text by position
-    when the corpus is a single document."""
+SHARE_OF = ("tokens", "documents")  # what val_fraction is a share of: see split_corpus
+TOLERANCE = 2.0  # a document split holds out between val_fraction / this and x this
+
+
+def split_corpus(corpus: Corpus, val_fraction: float = 0.1, seed: int = 1337,
+                 share_of: str = "tokens", joiner: str = "\n") -> Split:
+    """Hold out whole documents (chosen with `seed`) whose characters come to about
+    `val_fraction` of the corpus's (between val_fraction / TOLERANCE and x TOLERANCE); where no
+    such set exists (one document, or a few of very different sizes), split by position: the
+    documents one text (`joiner` after each that does not end a line), its last part held out.
+
+    share_of="documents" is the rule of checkpoints written before this one (their
+    checkpoint.json has no "corpus" "held_out"): `val_fraction` of the documents, whatever
+    their sizes, so that eval and --resume read their split as they trained on it."""
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError(f"`val_fraction` must be at least 0 and below 1, got {val_fraction}",
                          params=True)
     docs = corpus.documents
     if len(docs) == 1:
-        text = docs[0]
-        cut = len(text) - int(round(len(text) * val_fraction))
-        return Split([text[:cut]], [text[cut:]] if cut < len(text) else [], "position")
-    n_val = 0 if val_fraction == 0 else min(len(docs) - 1, max(1, round(len(docs) * val_fraction)))
+        return _position_split(docs, val_fraction, joiner, "one document")
+    if val_fraction == 0:
+        return Split(list(docs), [], "document", 0.0, "by document: nothing held out "
+                     "(`val_fraction` 0)")
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
-    held = set(order[:n_val])
-    return Split(
-        [d for i, d in enumerate(docs) if i not in held],
-        [d for i, d in enumerate(docs) if i in held],
-        "document",
-    )
+    if share_of == "documents":
+        n_val = min(len(docs) - 1, max(1, round(len(docs) * val_fraction)))
+        held = set(order[:n_val])
+    else:
+        held = _held_out(docs, order, val_fraction)
+    total = sum(len(d) for d in docs) or 1
+    share = sum(len(docs[i]) for i in held) / total
+    if share_of == "tokens" and not val_fraction / TOLERANCE <= share <= val_fraction * TOLERANCE:
+        largest = max(len(d) for d in docs) / total
+        return _position_split(docs, val_fraction, joiner,
+                               f"no set of whole documents holds close to {val_fraction:.0%} of "
+                               f"the characters; the largest of the {len(docs)} documents holds "
+                               f"{largest:.0%}")
+    return Split([d for i, d in enumerate(docs) if i not in held],
+                 [d for i, d in enumerate(docs) if i in held], "document", share,
+                 f"by document: {len(held)} of {len(docs)} documents held out, {share:.1%} of "
+                 "the characters")
+
+
+def _held_out(docs: list[str], order: list[int], val_fraction: float) -> set[int]:
+    """Documents in `order` each taken when it brings the held-out characters closer to
+    val_fraction of them all; one document at least stays for training."""
+    target = val_fraction * sum(len(d) for d in docs)
+    held: set[int] = set()
+    size = 0
+    for i in order:
+        if len(held) == len(docs) - 1:
+            break
+        if abs(size + len(docs[i]) - target) < abs(size - target):
+            held.add(i)
+            size += len(docs[i])
+    return held
+
+
+def _position_split(docs: list[str], val_fraction: float, joiner: str, why: str) -> Split:
+    text = "".join(d if d.endswith("\n") or i == len(docs) - 1 else d + joiner
+                   for i, d in enumerate(docs))
+    cut = len(text) - int(round(len(text) * val_fraction))
+    share = (len(text) - cut) / max(len(text), 1)
+    return Split([text[:cut]], [text[cut:]] if cut < len(text) else [], "position", share,
+                 f"by position: the last {share:.1%} of the text held out ({why})")
 
 
 # --------------------------------------------------------------------------------- encoding
@@ -289,6 +355,7 @@ class PreparedData:
     tokenizer: Tokenizer
     train_ids: np.ndarray
     val_ids: np.ndarray
+    share_of: str = "tokens"  # what val_fraction was a share of (split_corpus)
 
     def digest(self) -> str:
         """A fingerprint of the training and validation tokens (whatever their integer dtype),
@@ -310,14 +377,17 @@ def prepare_data(
     val_fraction: float = 0.1,
     seed: int = 1337,
     cache: bool = True,
+    share_of: str = "tokens",
 ) -> PreparedData:
-    """Split `corpus`, build a vocabulary from all of it (unless `tokenizer` is given) and encode
-    both halves. Documents end with <eos>; a position split adds none."""
+    """Split `corpus` (see split_corpus; `share_of` as the checkpoint recorded it), build a
+    vocabulary from all of it (unless `tokenizer` is given) and encode both halves. Documents
+    end with <eos>; a position split adds none."""
     from seqgen.tokenizer import Tokenizer
 
-    split = split_corpus(corpus, val_fraction, seed)
+    joiner = "\n" if tokenizer is None or "\n" in tokenizer.chars else ""
+    split = split_corpus(corpus, val_fraction, seed, share_of, joiner)
     if tokenizer is None:
-        tokenizer = Tokenizer.build(corpus.documents)
+        tokenizer = Tokenizer.build(split.train + split.val or corpus.documents)
     add_eos = split.by == "document"
     cache_dir = default_cache_dir() if cache else None
 
@@ -326,7 +396,7 @@ def prepare_data(
             return encode_cached(docs, tokenizer, add_eos, cache_dir)
         return tokenizer.encode_documents(docs) if add_eos else tokenizer.encode_array("".join(docs))
 
-    return PreparedData(corpus, split, tokenizer, enc(split.train), enc(split.val))
+    return PreparedData(corpus, split, tokenizer, enc(split.train), enc(split.val), share_of)
 
 
 def check_window(ids_len: int, seq_len: int, what: str) -> None:

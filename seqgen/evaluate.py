@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.checkpoint import default_model_dir, share_of
 from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
@@ -87,13 +88,6 @@ class EvalReport:
 
 
 # ------------------------------------------------------------------------------ checkpoints
-def default_model_dir() -> Path | None:
-    """The default model shipped with the package (seqgen/assets/default), or None when this
-    installation has none."""
-    d = Path(__file__).resolve().parent / "assets" / "default"
-    return d if (d / "checkpoint.json").is_file() else None
-
-
 def resolve_checkpoint(path: str | os.PathLike | None, root: str = "checkpoints") -> Path:
     """`path`, else the newest run under `root` (its best/ checkpoint when it has one: the lowest
     validation loss, not the last weights, which may have overfitted), else the shipped default
@@ -163,9 +157,10 @@ def checkpoint_corpus(ckpt: Checkpoint, spec: str | None = None) -> Corpus:
 
 
 def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
-             progress: Any = None) -> EvalReport:
+             progress: Any = None, notify: Any = None) -> EvalReport:
     """Evaluate a loaded checkpoint (see the module docstring). `progress(message)` is called
-    before each stage (for a status line)."""
+    before each stage (for a status line), `notify(message)` with what the user should know
+    (a bundled corpus read where a folder of its name is here too)."""
     from seqgen.data import prepare_data
     from seqgen.music.form import form_stats
     from seqgen.music.quality import NoveltyIndex, check_tunes, describe_tunes
@@ -187,8 +182,10 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
                              "trained on", config=EvalConfig)
         raise DataError(f"{corpus.name}: {what}; the checkpoint's corpus has changed since it "
                         "was trained, so give the text it trained on with --corpus")
+    if corpus.note and notify is not None:
+        notify(corpus.note)
     data = prepare_data(corpus, ckpt.tokenizer, float(tc.get("val_fraction", 0.1)),
-                        int(tc.get("seed", 1337)))
+                        int(tc.get("seed", 1337)), share_of=share_of(ckpt.meta))
     say("scoring the held-out documents")
     loss, scored = validation_loss(ckpt, data.val_ids, config.eval_tokens)
     report = EvalReport(

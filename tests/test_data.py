@@ -123,14 +123,49 @@ def _mkdir(path: Path) -> Path:
 # ------------------------------------------------------------------------------- splitting
 @settings(max_examples=100, deadline=None)
 @given(n=st.integers(2, 300), frac=st.floats(0.01, 0.9), seed=st.integers(0, 10**6))
-def test_split_never_puts_a_document_in_both_halves(n, frac, seed):
+def test_split_by_share_of_documents_never_puts_a_document_in_both_halves(n, frac, seed):
+    # (the rule of checkpoints from before "held_out": eval and --resume still split so)
     docs = [f"tune {i}" for i in range(n)]
-    s = split_corpus(Corpus("c", docs, "abc"), frac, seed)
+    s = split_corpus(Corpus("c", docs, "abc"), frac, seed, share_of="documents")
     assert s.by == "document"
     assert set(s.train).isdisjoint(s.val)
     assert sorted(s.train + s.val) == sorted(docs)
     assert 1 <= len(s.val) < n
-    assert split_corpus(Corpus("c", docs, "abc"), frac, seed) == s  # deterministic
+    assert split_corpus(Corpus("c", docs, "abc"), frac, seed, share_of="documents") == s
+
+
+@settings(max_examples=150, deadline=None)
+@given(sizes=st.lists(st.integers(1, 5000), min_size=2, max_size=60),
+       frac=st.floats(0.01, 0.5), seed=st.integers(0, 10**6))
+def test_split_holds_out_close_to_the_share_of_characters(sizes, frac, seed):
+    docs = [chr(97 + i % 26) * n + "\n" for i, n in enumerate(sizes)]
+    s = split_corpus(Corpus("c", docs, "text"), frac, seed)
+    total = sum(map(len, docs))
+    held = sum(map(len, s.val))
+    assert s.share == pytest.approx(held / total)
+    if s.by == "document":
+        assert sorted(s.train + s.val) == sorted(docs) and s.train
+        assert frac / 2 <= s.share <= frac * 2, (s.share, frac)
+        assert s.why.startswith("by document")
+    else:  # the text in order, the last val_fraction of it held out
+        assert "".join(s.train + s.val) == "".join(docs)
+        assert abs(held - frac * total) <= 1 and s.why.startswith("by position")
+    assert split_corpus(Corpus("c", docs, "text"), frac, seed) == s  # deterministic
+
+
+@pytest.mark.parametrize("sizes,by", [
+    ([1_115_394, 1_066], "position"),  # a play and a licence: the licence is 0.1% of it
+    ([300_000, 310_000, 290_000, 1_066], "position"),  # three books and a licence
+    ([1_115_394] + [400] * 450, "document"),  # a play and 450 tunes: tunes make 10%
+    ([400] * 1000, "document"),
+])
+def test_split_falls_back_to_position_when_no_documents_make_the_share(sizes, by):
+    docs = [chr(97 + i % 26) * (n - 1) + "\n" for i, n in enumerate(sizes)]
+    s = split_corpus(Corpus("c", docs, "text"), 0.1, 1337)
+    assert s.by == by, s.why
+    assert 0.05 <= s.share <= 0.2, s.why
+    if by == "position":
+        assert "no set of whole documents holds close to 10%" in s.why
 
 
 def test_single_document_is_split_by_position_like_nanogpt():

@@ -215,7 +215,7 @@ def _checkpoint(tmp_path, corpus, **cfg):
 @pytest.mark.slow
 def test_cli_gradients_fresh_model_prints_a_table_and_writes_the_plot(tmp_path, corpus):
     png = tmp_path / "g.png"
-    r = invoke("inspect", "gradients", "--model", "rnn+relu", "--corpus", corpus, "-T", 12,
+    r = invoke("inspect", "gradients", "--model", "rnn+relu", "--corpus", corpus, "-n", 12,
                "--batch", 2, "--hidden-size", 8, "--num-layers", 2, "--embed-dim", 4,
                "--plot", png)
     assert r.exit_code == 0, r.output
@@ -231,7 +231,7 @@ def test_cli_gradients_fresh_model_prints_a_table_and_writes_the_plot(tmp_path, 
 def test_cli_gradients_compare_with_a_checkpoint(tmp_path, corpus):
     ck = _checkpoint(tmp_path, corpus, kind="gru", hidden_size=8, num_layers=1, embed_dim=4)
     png = tmp_path / "c.png"
-    r = invoke("inspect", "gradients", ck, "--compare", "rnn,irnn,transformer", "-T", 10,
+    r = invoke("inspect", "gradients", ck, "--compare", "rnn,irnn,transformer", "-n", 10,
                "--batch", 2, "--hidden-size", 8, "--num-layers", 1, "--num-heads", 2,
                "--plot", png)
     assert r.exit_code == 0, r.output
@@ -263,18 +263,18 @@ def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatc
     m = build_model(ModelConfig(kind="lstm", vocab_size=tok.vocab_size, hidden_size=8,
                                 embed_dim=4))
     ck = save_checkpoint(tmp_path / "ck", m, tok, {"abc_headers": "music"}, str(abc), "abc", 3)
-    r = invoke("inspect", "gradients", ck, "-T", 10, "--batch", 2, "--plot", tmp_path / "g.png")
+    r = invoke("inspect", "gradients", ck, "-n", 10, "--batch", 2, "--plot", tmp_path / "g.png")
     assert r.exit_code == 0, r.output
     assert len(seen) == 8 and not any("Z:" in d for d in seen)
     assert "not in the model's vocabulary" not in r.stderr
     # windows across tune boundaries hold the <eos> mark, which is no unknown character
     r = invoke("inspect", "gradients", "--model", "lstm", "--hidden-size", 8, "--corpus", abc,
-               "-T", 60, "--batch", 8, "--plot", tmp_path / "g1.png")
+               "-n", 60, "--batch", 8, "--plot", tmp_path / "g1.png")
     assert r.exit_code == 0 and "not in the model's vocabulary" not in r.stderr, r.stderr
     # another corpus with characters the model never saw: said, not read silently as <unk>
     other = tmp_path / "other.txt"
     other.write_text("@@@@ ~~~~ " * 20)
-    r = invoke("inspect", "gradients", ck, "--corpus", other, "-T", 10, "--batch", 2,
+    r = invoke("inspect", "gradients", ck, "--corpus", other, "-n", 10, "--batch", 2,
                "--plot", tmp_path / "g2.png")
     assert r.exit_code == 0 and "read as <unk>: @" in r.stderr, r.stderr
 
@@ -289,15 +289,15 @@ def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatc
     (["--model", "gru", "--num-heads", 2], "--num-heads applies to the transformer only"),
     (["--model", "lstm", "--context-length", 32], "--context-length applies to the transformer"),
     (["--model", "transformer", "--embed-dim", 8], "--embed-dim applies to the RNN kinds"),
-    (["--model", "transformer", "--context-length", 8, "-T", 20], "context length"),
+    (["--model", "transformer", "--context-length", 8, "-n", 20], "context length"),
     (["--model", "transformer", "--recurrent-scale", 2], "--recurrent-scale"),
     (["--model", "rnn", "--hidden-size", 0], "--hidden-size"),
     (["--corpus", "no/such/file.txt"], "no such file"),
-    (["-T", 100000], "--length"),
+    (["-n", 100000], "--length"),
 ])
 def test_cli_gradients_bad_input_exits_2(tmp_path, corpus, args, message):
     # defaults first: the test's own options come later and win
-    r = invoke("inspect", "gradients", "--corpus", corpus, "--hidden-size", 8, "-T", 12,
+    r = invoke("inspect", "gradients", "--corpus", corpus, "--hidden-size", 8, "-n", 12,
                "--batch", 2, *args, "--plot", tmp_path / "g.png")
     assert r.exit_code == 2, r.output
     assert message in r.stderr and "Traceback" not in r.output

@@ -36,7 +36,7 @@ CASES: list[tuple[str, list[str], int]] = [
     ("vocabulary that is not JSON", ["tokenizer", "show", "notjson.json"], 2),
     ("vocabulary of the wrong shape", ["tokenizer", "show", "wrong.json"], 2),
     ("text with unknown characters", ["tokenizer", "encode", "vocab.json", "hello €"], 2),
-    ("text and --file both", ["tokenizer", "encode", "vocab.json", "-f", "poem.txt", "sea"], 2),
+    ("text and --file both", ["tokenizer", "encode", "vocab.json", "--file", "poem.txt", "sea"], 2),
     ("--glob for a single file", ["tokenizer", "build", "poem.txt", "--glob", "*.txt"], 2),
     ("token id out of range", ["tokenizer", "decode", "vocab.json", "5", "99999"], 2),
     ("token id that is not a number", ["tokenizer", "decode", "vocab.json", "5", "x"], 2),
@@ -67,7 +67,7 @@ CASES: list[tuple[str, list[str], int]] = [
                                        "--hidden-size", "64", "--steps", "1"], 2),
     ("--init-from with --model", ["train", "poem.txt", "--init-from", "ckpt", "--model", "gru",
                                   "--steps", "1"], 2),
-    ("-q after the command", ["train", "poem.txt", "-q", "--steps", "1"], 2),
+    ("a short option of another command", ["train", "poem.txt", "-t", "1"], 2),
     ("more threads than sane", ["train", "poem.txt", "--threads", "100000", "--steps", "1"], 2),
     ("an unknown option", ["train", "poem.txt", "--stpes", "1"], 2),
     # seqgen sample

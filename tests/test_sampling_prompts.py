@@ -224,8 +224,10 @@ VERSE = r"[A-Z][a-z]*( [A-Z][A-Z ]*:)?( [a-z]+)*[,.;!?]?\n"  # "Sweet ROMEO: tho
 
 def test_training_on_one_text_records_how_to_read_a_prompt(play_run, play_file, tmp_path):
     meta = json.loads((play_run / "checkpoint.json").read_text("utf-8"))
+    held = meta["corpus"].pop("held_out")
     assert meta["corpus"] == {"name": str(play_file), "kind": "text", "split": "position",
                               "context": "\n\n"}
+    assert held["of"] == "tokens" and held["share"] == pytest.approx(0.1, abs=1e-3)
     docs = tmp_path / "docs"
     r = invoke("train", play_file, "--split-docs", "--model", "rnn", "--preset", "tiny",
                "--steps", "2", "--out", docs)

@@ -35,6 +35,12 @@ def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
 
 
+def stopped(message: str) -> None:
+    """A stop the user asked for (Ctrl-C): one plain line on stderr, always shown."""
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
+    err_console.print(escape(message), soft_wrap=True)
+
+
 def warn(message: str) -> None:
     console.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
@@ -59,6 +65,11 @@ def result(text: str) -> None:
         out = real
     out.write(text + ("" if text.endswith("\n") else "\n"))
     out.flush()
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """"1 document", "3 documents" (`words`: the plural where it is not `word` + s)."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}

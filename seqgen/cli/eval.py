@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import console, info, result
+from seqgen.cli.console import console, info, plural, result
 
 PT = "Tunes (ABC models)"
 
@@ -48,8 +48,8 @@ def render(report) -> None:
     t = Table(title=f"seqgen eval {report.checkpoint}", show_header=False, title_justify="left")
     t.add_column("what")
     t.add_column("value")
-    t.add_row("held-out", f"{report.val_documents:,} documents of {report.corpus}, "
-              f"{report.val_tokens:,} characters")
+    t.add_row("held-out", f"{plural(report.val_documents, 'document')} of {report.corpus}, "
+              f"{plural(report.val_tokens, 'character')}")
     t.add_row("validation loss", f"{report.val_loss:.4f} nats/char ({report.val_bpc:.3f} bits/char)")
     out.print(t)
     if not report.modes:
@@ -125,16 +125,16 @@ def eval_command(
     tunes: int = typer.Option(
         100, "--tunes", help="ABC models: tunes sampled per mode (0: loss only).",
         rich_help_panel=PT),
-    seed: int = typer.Option(1234, "--seed", help="Random seed of the sampled tunes (the same "
+    seed: int = typer.Option(1234, "--seed", "-s", help="Random seed of the sampled tunes (the same "
                              "for every mode).", rich_help_panel=PT),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling temperature (> 0).",
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="Sampling temperature (> 0).",
                                       rich_help_panel=PT),
     top_p: float | None = typer.Option(
         None, "--top-p", help="Sample only among the most likely characters whose probabilities "
         "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (0.9 for ABC models).",
         rich_help_panel=PT, show_default=False),
     length: int | None = typer.Option(
-        None, "--length", help="Characters per tune, at most. Default: as seqgen sample --tunes "
+        None, "--length", "-n", help="Characters per tune, at most. Default: as seqgen sample --tunes "
         "(1500).", rich_help_panel=PT, show_default=False),
     constrain: Constrain = typer.Option(
         Constrain.both, "--constrain", help="Sample with the ABC constraint (abc), without "
@@ -183,7 +183,8 @@ def eval_command(
                              "scores the held-out loss)")
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     with console.status("evaluating...") as status:
-        report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))
+        report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."),
+                          notify=info)
     if fmt is Format.json:
         result(json.dumps(report.to_dict(), ensure_ascii=False))
     else:

@@ -105,11 +105,11 @@ Compare = Annotated[str | None, typer.Option(
 Corpus = Annotated[str | None, typer.Option(
     "--corpus", help=CORPUS_HELP, show_default=False)]
 Length = Annotated[int, typer.Option(
-    "--length", "-T", min=1, help="Window length T, in characters (input steps).")]
+    "--length", "-n", min=1, help="Window length T, in characters (input steps).")]
 Batch = Annotated[int, typer.Option(
     "--batch", "-b", min=1, help="Windows to average over (the median is shown).")]
 Seed = Annotated[int, typer.Option(
-    help="Random seed (window positions and fresh weights).")]
+    "--seed", "-s", help="Random seed (window positions and fresh weights).")]
 Clip = Annotated[float | None, typer.Option(
     "--clip", min=0.0, help="Gradient-norm clipping threshold to show the effect of "
     "(0: none; default: the checkpoint's --grad-clip, else 1.0, seqgen train's default).")]
@@ -191,6 +191,8 @@ def gradients(
     # for fresh models as 'seqgen train' does
     c = (checkpoint_corpus(first, corpus) if first is not None
          else load_corpus(corpus or "folk", abc_headers="music"))
+    if c.note:
+        info(c.note)
     windows = sample_windows(c.documents, length, batch, seed)
     if clip is None:
         clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0

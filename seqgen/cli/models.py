@@ -38,7 +38,8 @@ def models(
         help="Vocabulary size the parameter counts assume, in tokens (characters + 2 specials).",
     ),
     vocab: Path | None = typer.Option(
-        None, "--vocab", help="Take the vocabulary size from this vocabulary JSON file instead.",
+        None, "--vocab", help="Take the vocabulary size from this vocabulary JSON file (or the vocabulary of "
+        "this checkpoint directory) instead.",
     ),
 ) -> None:
     """List the model kinds, their options, and each preset's size and parameter count."""
@@ -50,13 +51,13 @@ def models(
     from seqgen.train import TrainConfig
 
     if vocab is not None:
-        from seqgen.tokenizer import Tokenizer
+        from seqgen.cli.tokenizer import load_vocab
 
         if getattr(ctx.get_parameter_source("vocab_size"), "name", None) == "COMMANDLINE":
             from seqgen.errors import UsageError
 
             raise UsageError("give --vocab or --vocab-size, not both")
-        vocab_size = Tokenizer.load(vocab).vocab_size
+        vocab_size = load_vocab(vocab).vocab_size
     kinds = Table(title="Model kinds (seqgen train --model KIND) and their options",
                   title_justify="left", show_lines=True)
     for col in ("kind", "model", "options"):

@@ -17,6 +17,9 @@ PS = "Sampling"
 PO = "Output"
 
 
+SEPARATOR = "-" * 15  # the line between text samples on stdout (nanoGPT's)
+
+
 class Format(str, Enum):
     text = "text"
     json = "json"
@@ -58,7 +61,7 @@ Seed = Annotated[int | None, typer.Option(
     "machine. Default: a random one, reported on stderr.", rich_help_panel=PS,
     show_default=False)]
 NumSamples = Annotated[int, typer.Option(
-    "--num-samples", "-N", help="Samples to generate, together as one batch.",
+    "--num-samples", help="Samples to generate, together as one batch.",
     rich_help_panel=PS)]
 Stop = Annotated[list[str] | None, typer.Option(
     "--stop", help="End a sample just before this string (repeatable; \\n means "
@@ -85,7 +88,7 @@ Page = Annotated[bool, typer.Option(
     "synthesizer is installed).", rich_help_panel=PO)]
 FormatOption = Annotated[Format, typer.Option(
     "--format", "-f", help="text: the samples (one sample streams as it is "
-    "generated); json: one JSON object per line and sample, with prompt, text, tokens, stop "
+    "generated; several are separated by a line of 15 dashes); json: one JSON object per line and sample, with prompt, text, tokens, stop "
     "reason and timing in seconds.", rich_help_panel=PO)]
 Threads = Annotated[int | None, typer.Option(
     "--threads", help="CPU threads for torch (default: 1 below 8 streams, the fastest "
@@ -245,7 +248,8 @@ def _samples(ckpt, prompt: str, config, generator, fmt: Format, seed: int,
             d.update(seed=seed, checkpoint=str(ckpt.path))
             result(json.dumps(d, ensure_ascii=False))
         elif not stream:
-            info(f"--- sample {s.index + 1} of {len(samples)} ({_why(s)}) ---")
+            if s.index:  # between samples, in the output itself (as nanoGPT's sample.py)
+                result(SEPARATOR)
             result(s.prompt + s.text)
     chars = sum(len(s.tokens) for s in samples)
     secs = max((s.seconds for s in samples), default=0.0)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from seqgen.cli.console import console, info, result, unescape
+from seqgen.cli.console import console, info, plural, result, unescape
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,9 +47,11 @@ def build(
 
     check_glob(corpus, glob)
     c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers)
+    if c.note:
+        info(c.note)
     tok = Tokenizer.build(c.documents)
-    noun = "tunes" if c.kind == "abc" else "documents"
-    info(f"{c.name}: {len(c.documents):,} {noun}, {c.num_chars:,} characters, "
+    noun = plural(len(c.documents), "tune" if c.kind == "abc" else "document")
+    info(f"{c.name}: {noun}, {plural(c.num_chars, 'character')}, "
          f"{len(tok.chars)} distinct characters + {len(tok.specials)} special tokens")
     if output is None:
         sys.stdout.write(tok.to_json())
@@ -68,7 +70,7 @@ def _printable(ch: str) -> str:
 VOCAB_HELP = "A vocabulary JSON file, or a checkpoint directory (its vocabulary)."
 
 
-def _load_vocab(path: Path):
+def load_vocab(path: Path):
     """The vocabulary of a JSON file, or the one inside a checkpoint directory."""
     from seqgen.tokenizer import Tokenizer
 
@@ -92,7 +94,7 @@ def show(vocab: Path = typer.Argument(..., help=VOCAB_HELP)) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    tok = _load_vocab(vocab)
+    tok = load_vocab(vocab)
     total = sum(tok.counts) if tok.counts else 0
     table = Table(title=f"{vocab}: {tok.vocab_size} tokens", title_justify="left")
     table.add_column("id", justify="right")
@@ -133,7 +135,7 @@ def encode(
     vocab: Path = typer.Argument(..., help=VOCAB_HELP),
     text: str | None = typer.Argument(None, help="Text to encode, with \\n, \\t, \\\\ for "
                                       "newline, tab, backslash (default, or '-': read stdin)."),
-    file: Path | None = typer.Option(None, "--file", "-f", help="Encode this UTF-8 file instead."),
+    file: Path | None = typer.Option(None, "--file", help="Encode this UTF-8 file instead."),
     unknown: Unknown = typer.Option(
         Unknown.strict, help="Characters not in the vocabulary: strict (error), replace (<unk>), or skip."
     ),
@@ -142,7 +144,7 @@ def encode(
     """Print the token ids of TEXT, separated by spaces."""
     from seqgen.tokenizer import EOS_ID
 
-    tok = _load_vocab(vocab)
+    tok = load_vocab(vocab)
     s, source = _read_input(text, file)
     ids = tok.encode(s, errors=unknown.value, source=source)
     if eos:
@@ -158,7 +160,7 @@ def decode(
     """Print the text of token IDS (separated by spaces or commas)."""
     from seqgen.errors import UsageError
 
-    tok = _load_vocab(vocab)
+    tok = load_vocab(vocab)
     words = " ".join(ids) if ids else sys.stdin.read()
     nums = []
     for w in words.replace(",", " ").split():

@@ -11,7 +11,8 @@ from seqgen.cli.console import console, info, result, warn
 
 CORPUS_HELP = (
     "A text or ABC file, a directory (see --glob), or a bundled corpus name "
-    "('seqgen tokenizer corpora' lists them). Default: folk."
+    "('seqgen tokenizer corpora' lists them; a bundled name means the bundled corpus: write "
+    "./folk for a folder named folk). Default: folk."
 )
 FP = " Default: from --preset."
 PM = "Model (default: from --preset)"
@@ -26,7 +27,7 @@ Kind = Annotated[str, typer.Option(
     "--model", "--kind", "-m", help="Model kind: rnn, lstm, gru or transformer.",
     rich_help_panel=PM)]
 Preset = Annotated[str, typer.Option(
-    "--preset", "-p",
+    "--preset",
     help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
     "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
     "over a small corpus). Individual options below override it.", rich_help_panel=PM)]
@@ -76,9 +77,10 @@ WeightDecay = Annotated[float | None, typer.Option(
 GradClip = Annotated[float, typer.Option(
     help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO)]
 Seed = Annotated[int, typer.Option(
-    help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
+    "--seed", "-s", help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
 ValFraction = Annotated[float, typer.Option(
-    help="Share of the documents (of the text, for one document) held out, in [0, 1).",
+    help="Share of the corpus's characters held out, in [0, 1): whole documents when a set of "
+    "them comes within 2x of it, else the end of the text (the start line says which).",
     rich_help_panel=PO)]
 Glob = Annotated[str | None, typer.Option(
     help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",
@@ -91,11 +93,12 @@ AbcHeaders = Annotated[str, typer.Option(
     "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
     rich_help_panel=PO)]
 Steps = Annotated[int | None, typer.Option(
-    "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
+    "--steps", help="Optimizer steps to train for (with --minutes: whichever ends "
     "first).", rich_help_panel=PB)]
 Minutes = Annotated[float | None, typer.Option(
-    "--minutes", "-t", help="Wall-clock training budget in minutes, evaluation included "
-    "(default 5 when --steps is not given).", rich_help_panel=PB)]
+    "--minutes", help="Wall-clock training budget in minutes, the final validation and save "
+    "included, the set-up not (default 5 when --steps is not given; on --resume, the run's "
+    "time in all).", rich_help_panel=PB)]
 EvalEvery = Annotated[int, typer.Option(
     help="Validate and save a checkpoint every this many steps.", rich_help_panel=PB)]
 EvalTokens = Annotated[int, typer.Option(
@@ -245,7 +248,7 @@ class _ProgressView:
                 BarColumn(bar_width=30),
                 TextColumn("{task.percentage:>3.0f}%"),
                 TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
-                TextColumn("{task.fields[rate]} tok/s"),
+                TextColumn("{task.fields[rate]} tok/s (mean)"),
                 TextColumn("ETA {task.fields[eta]}"),
                 console=console, transient=False, refresh_per_second=4,
             )
@@ -291,6 +294,15 @@ def _fmt_time(s: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+def _time_row(res) -> str:
+    """The summary's time and speed, with what each counts."""
+    budget = res.config.minutes
+    return (f"{res.elapsed_s:.1f} s of training and validation"
+            + (f" (budget {budget * 60:g} s)" if budget else "") + "; "
+            f"{res.tokens_per_s:,.0f} tokens/s, the mean over {res.train_steps:,} training steps "
+            "(as the bar's)")
+
+
 def _summary(res) -> None:
     from rich.table import Table
 
@@ -307,11 +319,14 @@ def _summary(res) -> None:
         ("corpus", f"{res.corpus_name} ({res.corpus_kind}): {res.train_tokens:,} train / "
                    f"{res.val_tokens:,} validation tokens"),
         ("batches", f"{cfg.batch_size} x {cfg.seq_len} tokens, lr {cfg.lr:g}, "
-                    f"{cfg.schedule} schedule, clip {cfg.grad_clip:g}, preset {cfg.preset}"),
+                    f"{cfg.schedule} schedule, clip {cfg.grad_clip:g}, " + (
+                        f"preset {cfg.preset}" if not cfg.init_from else
+                        f"optimisation of preset {cfg.preset}; model of --init-from "
+                        f"{cfg.init_from}")),
         ("device", f"{res.device}, {res.precision}"
                    + (f", {res.world_size} processes" if res.world_size > 1 else "")),
         ("steps", f"{res.step:,} ({'stopped by ' + res.stop_reason})"),
-        ("time", f"{res.elapsed_s:.1f} s, {res.tokens_per_s:,.0f} tokens/s"),
+        ("time", _time_row(res)),
         ("train loss", f(res.train_loss)),
         ("validation loss", "-" if res.val_loss is None else
          f"{res.val_loss:.4f} nats/char ({res.val_loss / 0.6931471805599453:.3f} bits/char)"),

@@ -48,8 +48,8 @@ class TrainResult:
     best: Path | None
     step: int
     stop_reason: str  # "steps" (--steps reached), "time" (--minutes spent), "patience" (early stop)
-    elapsed_s: float
-    tokens_per_s: float
+    elapsed_s: float  # training and validation (and saves) of the whole run, set-up not counted
+    tokens_per_s: float  # the mean over the training steps of this call (validation not counted)
     train_loss: float | None
     val_loss: float | None
     best_val_loss: float | None
@@ -66,3 +66,4 @@ class TrainResult:
     precision: str
     world_size: int
     history: list[dict] = field(default_factory=list)
+    train_steps: int = 0  # the steps this call trained (after --resume: since it resumed)

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from seqgen.train.runstate import RunState
 
 
+# Under --minutes, a run goes on past an evaluation only when this many more steps and a final
+# evaluation fit in the budget (fewer would make it evaluate twice in a row for little).
+AFTER_EVAL = 10
+
+
 def train(config: TrainConfig | None = None, callback: Callable[[ProgressEvent], None] | None = None,
           resume: str | os.PathLike | None = None, overrides: dict | None = None,
           handle_signals: bool = True) -> TrainResult:
@@ -88,7 +93,8 @@ class Trainer:
         run = start_run(self.config, self.resume, self.overrides, self.dist, self._hold)
         self._emit(ProgressEvent("start", run.step, elapsed_s=run.elapsed,
                                  message=start_message(run), **run.info))
-        meter = Meter(run.cfg.batch_size * run.cfg.seq_len)
+        meter = Meter(run.cfg.batch_size * run.cfg.seq_len,
+                      0 if run.val_ids is None else len(run.val_ids))
         while True:
             step = self._step(run, meter)
             meter.add(step.loss, step.grad_norm, run.cfg.grad_clip)
@@ -116,7 +122,7 @@ class Trainer:
 
         self._emit(ProgressEvent("end", run.step, val_loss=run.val_loss, val_bpc=_bpc(run.val_loss),
                                  best_val_loss=run.best_val, train_loss=meter.train_loss,
-                                 tokens_per_s=meter.tokens_per_s, elapsed_s=run.elapsed,
+                                 tokens_per_s=meter.mean_tokens_per_s, elapsed_s=run.elapsed,
                                  message=run.stop_reason or "", **run.info))
         return _result(run, meter)
 
@@ -140,7 +146,7 @@ class Trainer:
         loss.backward()
         grad_norm = _grad_norm(run.model, run.cfg.grad_clip)
         meter.clock(run)
-        step = self._agree(run, loss, meter.last_eval_s)
+        step = self._agree(run, loss, self._time_needed(run, meter))
         step.grad_norm = float(grad_norm)
         if not math.isfinite(step.loss) or not math.isfinite(step.grad_norm):
             raise run.nonfinite_error(step.loss, step.grad_norm)
@@ -151,12 +157,23 @@ class Trainer:
             run.rnn_state = run.model.detach_state(new_state)
         return step
 
-    def _agree(self, run: RunState, loss: torch.Tensor, last_eval_s: float) -> _Step:
-        """The step as every process sees it: whether to stop (the budget, leaving room for an
-        evaluation as long as the last one, or a stop request); with several processes, the
-        mean loss, rank 0's time and a stop anywhere, in one all-reduce."""
+    @staticmethod
+    def _time_needed(run: RunState, meter: Meter) -> float:
+        """What a --minutes budget must still hold for the run to go on past this step: another
+        step and the final evaluation and save, and, when this step is an evaluation point, that
+        evaluation too and AFTER_EVAL steps after it (else a step slower than the last ones
+        could make the run evaluate here and again one step later)."""
+        needed = meter.step_s() + meter.eval_s()
+        if (run.step + 1) % run.cfg.eval_every == 0:
+            needed += meter.eval_s() + (AFTER_EVAL - 1) * meter.step_s()
+        return needed
+
+    def _agree(self, run: RunState, loss: torch.Tensor, needed_s: float) -> _Step:
+        """The step as every process sees it: whether to stop (the budget, which must hold
+        `needed_s` more to go on; or a stop request); with several processes, the mean loss,
+        rank 0's time and a stop anywhere, in one all-reduce."""
         local_stop = self._stop is not None
-        if run.budget_s is not None and run.elapsed + last_eval_s >= run.budget_s:
+        if run.budget_s is not None and run.elapsed + needed_s >= run.budget_s:
             local_stop = True
         if not self.dist.enabled:
             return _Step(loss.item(), local_stop)
@@ -183,7 +200,7 @@ class Trainer:
         elif run.cfg.log_grad_norms:  # a log point carries its own step's norm
             run.history.append({"step": run.step, "grad_norm": step.grad_norm})
         self._emit(ProgressEvent("step", run.step, train_loss=step.loss, lr=lr,
-                                 tokens_per_s=meter.tokens_per_s, grad_norm=step.grad_norm,
+                                 tokens_per_s=meter.mean_tokens_per_s, grad_norm=step.grad_norm,
                                  elapsed_s=run.elapsed, best_val_loss=run.best_val,
                                  val_loss=run.val_loss, **run.info))
         if log_point:
@@ -205,11 +222,19 @@ class Trainer:
         if (run.stop_reason is None and run.cfg.patience and val is not None
                 and run.evals_since_best >= run.cfg.patience):
             run.stop_reason = "patience"  # (before the save, which records why the run stopped)
+        if run.stop_reason is None and run.budget_s is not None and not self.dist.enabled:
+            # this evaluation took longer than foreseen: another step and a final one no longer
+            # fit, so it is the final one (with several processes, whose clocks differ here,
+            # the step's all-reduced decision alone counts)
+            so_far = run.elapsed + time.perf_counter() - t0
+            more = AFTER_EVAL * meter.step_s() + max(meter.eval_s(), so_far - run.elapsed)
+            if so_far + more >= run.budget_s:
+                run.stop_reason = "time"
         run.save(metrics, improved)
         meter.evaluated(t0, run)
         self._emit(ProgressEvent("eval", run.step, val_loss=val, val_bpc=_bpc(val),
                                  best_val_loss=run.best_val, train_loss=meter.train_loss, lr=lr,
-                                 tokens_per_s=meter.tokens_per_s, elapsed_s=run.elapsed,
+                                 tokens_per_s=meter.mean_tokens_per_s, elapsed_s=run.elapsed,
                                  **run.info))
 
     def _save_and_stop(self, run: RunState, meter: Meter) -> NoReturn:
@@ -281,7 +306,7 @@ def _result(run: RunState, meter: Meter) -> TrainResult:
     return TrainResult(
         out=run.out, best=(run.out / ck.BEST) if run.best_step is not None else None,
         step=run.step, stop_reason=run.stop_reason or "steps", elapsed_s=run.elapsed,
-        tokens_per_s=_mean_rate(run.history) or (meter.tokens_per_s or 0.0),
+        tokens_per_s=meter.mean_tokens_per_s or 0.0, train_steps=meter.steps,
         train_loss=meter.train_loss, val_loss=run.val_loss, best_val_loss=run.best_val,
         best_step=run.best_step, config=run.cfg, model_config=run.mcfg,
         model_summary=run.model.summary(), num_params=run.model.num_params(),
@@ -294,11 +319,3 @@ def _result(run: RunState, meter: Meter) -> TrainResult:
 
 def _bpc(nats: float | None) -> float | None:
     return None if nats is None else nats / math.log(2)
-
-
-def _mean_rate(history: list[dict]) -> float | None:
-    rates = [h["tokens_per_s"] for h in history if h.get("tokens_per_s")]
-    if not rates:
-        return None
-    rates.sort()
-    return rates[len(rates) // 2]

@@ -1,6 +1,11 @@
 """What the training loop measures between its reports: the mean train loss since the last log
-point, the gradient norms since then, tokens per second, and the clock the run's time is kept
-by (training steps and evaluations count; the set-up does not)."""
+point, the gradient norms since then, tokens per second, the clock the run's time is kept by
+(training steps and evaluations count; the set-up does not), and how long a step and a final
+evaluation will take (what a --minutes budget must leave room for).
+
+Two speeds: `tokens_per_s`, over the last RATE_STEPS steps (metrics.jsonl's points), and
+`mean_tokens_per_s`, over all the training steps of this run (validation not counted: the
+progress bar and the summary show it, so that both say the same)."""
 
 from __future__ import annotations
 
@@ -16,8 +21,12 @@ class Meter:
 
     RATE_STEPS = 5  # tokens/s is measured over this many steps
 
-    def __init__(self, tokens_per_step: int):
+    EVAL_COST = 0.5  # before a first evaluation: its seconds per token, over a training step's
+
+    def __init__(self, tokens_per_step: int, eval_tokens: int = 0):
         self.tokens_per_step = tokens_per_step
+        self.eval_tokens = eval_tokens  # the held-out tokens an evaluation scores
+        self.train_s, self.steps = 0.0, 0  # of training steps (this run, since its start)
         self.loss_sum, self.loss_n = 0.0, 0  # since the last log point
         self.train_loss: float | None = None  # the mean at the last log point or evaluation
         self.grad_norm: float | None = None  # the last step's, before clipping
@@ -32,6 +41,7 @@ class Meter:
         """Add the time since the last call (or evaluation) to the run's."""
         now = time.perf_counter()
         run.elapsed += now - self.t_prev
+        self.train_s += now - self.t_prev
         self.t_prev = now
 
     def add(self, loss: float, grad_norm: float, grad_clip: float) -> None:
@@ -42,10 +52,29 @@ class Meter:
         self.gn_max, self.gn_n = max(self.gn_max, grad_norm), self.gn_n + 1
         self.gn_clipped += grad_clip > 0 and grad_norm > grad_clip
         self.rate_steps += 1
+        self.steps += 1
         if self.rate_steps >= self.RATE_STEPS:
             t = time.perf_counter()
             self.tokens_per_s = self.rate_steps * self.tokens_per_step / max(t - self.rate_t, 1e-9)
             self.rate_t, self.rate_steps = t, 0
+
+    @property
+    def mean_tokens_per_s(self) -> float | None:
+        """Tokens per second over all the training steps of this run (validation not counted)."""
+        if not self.steps or self.train_s <= 0:
+            return None
+        return self.steps * self.tokens_per_step / self.train_s
+
+    def step_s(self) -> float:
+        """A training step's seconds, at the speed of the last RATE_STEPS steps (0 before)."""
+        return self.tokens_per_step / self.tokens_per_s if self.tokens_per_s else 0.0
+
+    def eval_s(self) -> float:
+        """The seconds an evaluation and save take: the last one's, or before the first an
+        estimate from the training steps' speed (EVAL_COST; 0 before RATE_STEPS steps)."""
+        if self.last_eval_s or not self.tokens_per_s:
+            return self.last_eval_s
+        return self.eval_tokens * self.EVAL_COST / self.tokens_per_s
 
     def log_point(self, step: int, elapsed: float, lr: float) -> dict:
         """The history point of a log step; the gradient-norm figures start again after it."""

@@ -181,7 +181,9 @@ class RunState:
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
                       metrics=metrics, corpus_split=split.by,
                       context=text_context(split.train[0]) if split.by == "position" else None,
-                      forms=self.forms)
+                      forms=self.forms,
+                      held_out={"of": self.data.share_of, "share": round(split.share, 6),
+                                "why": split.why})
         self.metrics_log.write(self.history)
         if best:
             ck.save_checkpoint(self.out / ck.BEST, self.model, **common)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.data import corpus_path
 from seqgen.errors import CheckpointError, DataError, UsageError, restated
 from seqgen.train.batches import RandomWindows, StreamBatches
 from seqgen.train.config import (
@@ -97,7 +98,8 @@ def start_message(run: RunState) -> str:
 
     cfg, corpus, data = run.cfg, run.corpus, run.data
     return (
-        f"{run.model.summary()} | {corpus.name}"
+        (f"resuming {run.out} at step {run.step:,} | " if run.step else "")
+        + f"{run.model.summary()} | {corpus.name}"
         + (f" (ABC, {cfg.abc_headers} headers)" if corpus.kind == "abc" else "")
         + f": {len(data.train_ids):,} train / "
         f"{len(data.val_ids):,} val tokens | batch {cfg.batch_size} x {cfg.seq_len} | "
@@ -107,7 +109,8 @@ def start_message(run: RunState) -> str:
         + (f" | took over the lock left by {run.took_over}, no longer running" if run.took_over
            else "")
         + ("" if len(data.val_ids) else " | no validation split: no validation loss, "
-           "no best/ checkpoint (--val-fraction)"))
+           "no best/ checkpoint (--val-fraction)")
+        + "".join(f"\n{line}" for line in (corpus.note, f"split {data.split.why}") if line))
 
 
 # --------------------------------------------------------------------------------- config
@@ -159,19 +162,28 @@ def _saved_config(src: Path, meta: dict) -> TrainConfig:
 
 
 def _override(cfg: TrainConfig, overrides: dict, run_dir: Path, saved: TrainState) -> None:
-    """This call's options over the saved config: only the RESUMABLE_OVERRIDES may differ, and a
-    spent --minutes budget needs a larger one, or a --steps count that replaces it."""
+    """This call's options over the saved config: only the RESUMABLE_OVERRIDES may differ; a
+    spent --minutes budget needs a larger one, or a --steps count that replaces it, and spent
+    --steps a larger count, or a --minutes budget that replaces it (the run's time in all)."""
     from seqgen import checkpoint as ck
 
-    saved_minutes = cfg.minutes
+    saved_minutes, saved_steps = cfg.minutes, cfg.steps
     sm = saved.meta
     try:
         saved_elapsed = float(sm.get("elapsed_s", 0.0))
+        saved_step = int(sm.get("step", 0))
     except (TypeError, ValueError):
         raise CheckpointError(f"{run_dir / ck.STATE_META}: unusable training state "
-                              "(elapsed_s)") from None
+                              "(elapsed_s, step)") from None
     spent = bool(saved_minutes) and (sm.get("stop_reason") == "time"
                                      or saved_elapsed >= saved_minutes * 60)
+    if saved_steps and saved_step >= saved_steps and "minutes" in overrides \
+            and "steps" not in overrides:
+        overrides = dict(overrides, steps=None)  # a time budget now replaces the spent steps
+        if (overrides["minutes"] or 0) * 60 <= saved_elapsed:
+            raise UsageError(f"{run_dir} has trained {saved_elapsed / 60:.2f} minutes already; "
+                             "`minutes` is the run's time in all: pass more than that",
+                             params=True)
     for k, v in overrides.items():
         if k not in RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
             was = getattr(cfg, k)
@@ -209,9 +221,10 @@ def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str
             rcfg.seq_len = mcfg.context_length
     else:
         rcfg, mcfg = resolve_config(cfg, vocab_size, chars, device)
-    if Path(rcfg.corpus).expanduser().exists():
+    path = corpus_path(rcfg.corpus)
+    if path is not None and path.exists():
         # saved absolute, so that --resume and eval find it from any working directory
-        rcfg.corpus = str(Path(rcfg.corpus).expanduser().resolve())
+        rcfg.corpus = str(path.resolve())
     return rcfg, mcfg
 
 
@@ -264,7 +277,9 @@ def load_data(cfg: TrainConfig, origin: Origin, overrides: dict) -> Loaded:
         check_init_from_model(cfg, init_ckpt.model_config)
     if tokenizer is not None:
         _check_vocabulary(corpus, tokenizer.chars, cfg.init_from if init_ckpt else str(cfg.out))
-    data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed)
+    # a resumed run splits as it did (runs from before "held_out": a share of the documents)
+    share_of = ck.share_of(resumed.meta) if resumed is not None else "tokens"
+    data = prepare_data(corpus, tokenizer, cfg.val_fraction, cfg.seed, share_of=share_of)
     digest = data.digest()
     if origin.saved is not None and origin.saved.meta.get("corpus_digest", digest) != digest:
         raise DataError(f"{corpus.name}: not the text the run in {origin.run_dir} was trained "

@@ -169,8 +169,7 @@ class AbcConstraint:
         return any(self.advance(s, i) is not None for i in range(len(self.itos)))
 
     def _describe(self, s: State) -> str:
-        allowed = self.allowed_chars(s._replace(lenient=0)).replace("\n", "\\n")
-        allowed = allowed.replace("\x00", "<eos>")
+        allowed = self.allowed_chars(s._replace(lenient=0)).replace("\x00", "<eos>")
         return f"the grammar allows {allowed[:40]!r}" if allowed else "nothing may follow"
 
 

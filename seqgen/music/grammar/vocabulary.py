@@ -93,7 +93,7 @@ class Lexicon:
         if not any(c in self.stoi for c in NOTE_LETTERS):
             missing.append("A")
         if missing:
-            shown = "".join(sorted(set(missing))).replace("\n", "\\n")
+            shown = "".join(sorted(set(missing)))  # (its repr shows a newline as \\n)
             raise ConstraintError(
                 f"the model's vocabulary lacks characters the ABC constraint needs ({shown!r})")
         spellable = self.spellable
