@@ -66,8 +66,16 @@ from seqgen.music.grammar.rules import (
     quoted,
 )
 from seqgen.music.grammar.rules.barlines import eos
-from seqgen.music.grammar.state import BODY, HEADER, Body, Header, State
-from seqgen.music.grammar.vocabulary import MAX_FIELD_CHARS, Lexicon
+from seqgen.music.grammar.rules.elements import split_pitch
+from seqgen.music.grammar.state import BANG_GAP, BODY, HEADER, Body, Header, State
+from seqgen.music.grammar.vocabulary import (
+    BAR_WIDTH,
+    LINE_EXTRAS,
+    LINE_WIDTH,
+    MAX_FIELD_CHARS,
+    MAX_LINE_BARS,
+    Lexicon,
+)
 
 Rule = Callable[[Lexicon, State, str], "State | None"]
 
@@ -90,6 +98,9 @@ BODY_RULES: dict[Body, Rule] = {
     Body.BAR_START: barlines.bar_start,
     Body.BAR_SPACE: barlines.bar_space,
     Body.LINE_OPEN: barlines.line_open,
+    Body.CONTINUE: barlines.continuation,
+    Body.CONTINUED: barlines.continued,
+    Body.BANG: barlines.bang,
     Body.BRACKET: barlines.after_bracket,
     Body.ENDING: barlines.ending,
     Body.ENDING_SPACE: barlines.ending_space,
@@ -98,6 +109,7 @@ BODY_RULES: dict[Body, Rule] = {
     Body.REST: notes.note_length,
     Body.ACCIDENTAL: elements.accidental,
     Body.DECORATION: elements.decoration,
+    Body.DECORATION_NAME: elements.decoration_name,
     Body.SYMBOL_DECORATION: elements.decoration,
     Body.DECORATED: _nothing,  # (a passing position, never a state)
     Body.AFTER_NOTE: notes.after_note,
@@ -135,35 +147,54 @@ def step(lx: Lexicon, s: State, ch: str) -> State | None:
         if s.line_lead and ch == ":":
             return None  # 'b:' at the start of a line would read as a header field
         nxt = BODY_RULES[s.body](lx, s, ch)
-        if nxt is not None and s.line_lead:
+        if nxt is None:
+            return None
+        if s.line_lead:
             nxt = nxt._replace(line_lead=False)
+        if s.bang_gap < BANG_GAP and nxt.bang_gap == s.bang_gap:
+            nxt = nxt._replace(bang_gap=s.bang_gap + 1)  # (see state.BANG_GAP)
         return nxt
     if s.phase == HEADER:
         return HEADER_RULES[s.header](lx, s, ch)
     return None
 
 
+def _bars_class(lx: Lexicon, b: int) -> int:
+    """The bar count as masks tell it apart: exactly near min_bars (where '|]' and <eos> start
+    to be allowed) and near max_bars (where form.bars_to_finish starts to bind), else 0, 1 for
+    the counts below min_bars - 1, min_bars + 1 for those between."""
+    if b == 0 or b >= lx.max_bars - 2 * lx.min_part - 2 or lx.min_bars - 1 <= b <= lx.min_bars:
+        return b
+    return 1 if b < lx.min_bars else lx.min_bars + 1
+
+
 def signature(lx: Lexicon, s: State) -> State:
-    """A representative of the states whose masks equal that of `s`: the bar count matters
-    only as 0, below min_bars - 1, min_bars - 1, up to max_bars - 2, max_bars - 1 and beyond
-    (the barlines `close_bar` allows change at those counts), and the length of free header
-    text only as empty, under the limit or at it. Masks are cached per representative, so a new
-    bar or title seldom needs a new mask."""
+    """A representative of the states whose masks equal that of `s`. Counters matter only
+    where a rule reads them: the bar count (`_bars_class`), the part's bars up to min_part, the
+    line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
+    accidental, its letter's case and its octave marks (and whether there is one), the letters
+    with accidentals in the bar only as whether they hold the note's or the tied note's,
+    the line's extra width only up to 6 short of LINE_EXTRAS, the line's width only as under LINE_WIDTH or not; the length of
+    free header text only as empty, under the limit or at it. Masks are cached per
+    representative, so a new bar or title seldom needs a new mask."""
     if s.phase == BODY:
-        b = s.bars
-        if b == 0:
+        rb = _bars_class(lx, s.bars)
+        rp = min(s.part_bars, lx.min_part)
+        rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
+        acc, letter, marks = split_pitch(s.pitch)
+        pitch = ("=" if acc else "") + ("a" if letter.islower() else "A") + marks if s.pitch else ""
+        tied = split_pitch(s.tie)[1].upper()
+        accs = ("A" if letter.upper() in s.bar_accs and s.pitch else "") + (
+            tied if tied and tied in s.bar_accs else "")
+        rn = s.line_width if s.line_width + s.bar_notes + BAR_WIDTH >= LINE_WIDTH else 0
+        rx = LINE_EXTRAS - min(LINE_EXTRAS - s.line_extras, 6)  # (no extra costs more)
+        gap = BANG_GAP if s.bang_gap >= BANG_GAP else 0
+        if (rb, rp, rl, rn, rx, pitch, gap, accs) == (
+                s.bars, s.part_bars, s.line_bars, s.line_width, s.line_extras, s.pitch,
+                s.bang_gap, s.bar_accs):
             return s
-        if b >= lx.max_bars:
-            rb = lx.max_bars
-        elif b == lx.max_bars - 1:
-            rb = b
-        elif b < lx.min_bars - 1:
-            rb = 1
-        elif b == lx.min_bars - 1:  # the next barline may be the final '|]'
-            rb = b
-        else:
-            rb = lx.min_bars
-        return s if rb == b else s._replace(bars=rb)
+        return s._replace(bars=rb, part_bars=rp, line_bars=rl, line_width=rn, line_extras=rx,
+                          pitch=pitch, bang_gap=gap, bar_accs=accs)
     if (s.field == "T" and s.header == Header.VALUE and not s.lenient
             and 1 < s.text_len < MAX_FIELD_CHARS):
         return s._replace(text_len=1)
