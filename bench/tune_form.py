@@ -35,7 +35,7 @@ def _alarm(signum, frame):
 
 
 def _field(tune: str, letter: str) -> str | None:
-    m = re.search(rf"^{letter}:\s*(.*?)\s*$", tune, re.MULTILINE)
+    m = re.search(rf"^{letter}:[ \t]*(.*?)[ \t]*$", tune, re.MULTILINE)
     return m.group(1) if m else None
 
 

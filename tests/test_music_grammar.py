@@ -117,18 +117,22 @@ def test_a_section_barline_is_no_licence_for_a_short_bar(c):
     assert not accepts(c, HEAD + FOUR + " | ABc ||")  # a short bar before '||'
     assert not accepts(c, HEAD + "A | ABc |")  # or anywhere but the first bar
     assert accepts(c, HEAD + "A | ABcd |")  # a pickup
-    assert accepts(c, HEAD + "d | " + FOUR + " | ABc :|")  # the last bar completes it
-    assert not accepts(c, HEAD + "d | " + FOUR + " | AB :|")  # 1 + 2 eighths: no bar
-    assert accepts(c, HEAD + "d |:" + FOUR + " | ABc :|")  # a pickup before the repeat
+    three = "ABcd | ABcd | ABcd"
+    assert accepts(c, HEAD + "d | " + three + " | ABc :|")  # the last bar completes it
+    assert not accepts(c, HEAD + "d | " + three + " | AB :|")  # 1 + 2 eighths: no bar
+    assert accepts(c, HEAD + "d |:" + three + " | ABc :|")  # a pickup before the repeat
     assert not accepts(c, HEAD + "d ||")  # a pickup is no part
     # each part has its own pickup, completed by its last bar
-    assert accepts(c, HEAD + FOUR + " ||\ncd | " + FOUR + " | AB |]")
+    assert accepts(c, HEAD + FOUR + " ||\ncd | " + three + " | AB |]")
 
 
-def test_parts_have_min_part_bars(c):
+def test_parts_have_lengths_a_musician_writes(c):
+    """Issue 24: '||' every bar or two. A part has 4, 8, 12 or 16 bars (92-95% of the parts
+    of every corpus; a pickup not counted), at most 12 in a tune of at most 12 bars."""
     assert not accepts(c, HEAD + "ABcd | ABcd :|")  # a part of 2 bars
     assert not accepts(c, HEAD + "ABcd | ABcd | ABcd ||")
-    assert accepts(c, HEAD + FOUR + " :|")
+    assert not accepts(c, HEAD + FOUR + " | ABcd ||")  # nor of 5
+    assert accepts(c, HEAD + FOUR + " :|") and accepts(c, HEAD + FOUR + " |\n" + FOUR + " ||")
     s = feed(c, HEAD + "ABcd | ABcd | ABcd |")
     assert c.allowed_chars(s)[:1] != "|" and "|" not in allowed(c, HEAD + "ABcd | ABcd | ABcd |")
 
@@ -140,7 +144,8 @@ def test_no_part_of_rests_only(c):
 
 
 def test_at_most_a_few_bars_and_notes_per_line(c):
-    nine = HEAD + "A4 | " * 8 + "A4"  # short bars: the line ends at MAX_LINE_BARS (9)
+    # short bars: the line ends at MAX_LINE_BARS (9); parts of 4 bars (a part has 4 or 8)
+    nine = HEAD + ("A4 | " * 3 + "A4 || ") * 2 + "A4"
     assert set(allowed(c, nine + " |")) <= set("\n!|]:")  # (a line break, '|!' its mark)
     assert not accepts(c, nine + " | ")
     assert not accepts(c, nine + " | A")
@@ -234,7 +239,7 @@ def test_endings_in_order_once_each_inside_a_repeat(c):
     |:", "Missing :| at end of tune"; music21 "badly formed repeats"."""
     body = "ABcd | ABcd | ABcd |"
     assert accepts(c, HEAD + "|:" + body + "[1 ABcd :|[2 ABcd ||")
-    assert accepts(c, HEAD + body + "1 ABcd :|2 ABcd |]")  # '|1', ':|2'
+    assert accepts(c, HEAD + body + "1 ABcd :|2 ABcd ||\n" + FOUR + " |]")  # '|1', ':|2'
     assert accepts(c, HEAD + body + "[1 ABcd :|\n[2 ABcd |:" + FOUR + ":|")
     assert not accepts(c, HEAD + body + "[1 ABcd ||")  # a first ending ends with ':|'
     assert not accepts(c, HEAD + body + "[1 ABcd :|[1")  # once, in order
@@ -306,12 +311,15 @@ def test_tune_ends_only_after_a_section_barline(c):
     s = feed(c, HEAD + "ABcd |")
     assert not c.mask(s)[EOS_ID]  # min_bars = 2, and a part is open
     assert not c.mask(feed(c, HEAD + FOUR + " |\n"))[EOS_ID]  # a plain barline ends no part
-    assert c.mask(feed(c, HEAD + FOUR + " |]"))[EOS_ID]
-    assert c.mask(feed(c, HEAD + FOUR + " ||\n"))[EOS_ID]
-    assert c.mask(feed(c, HEAD + FOUR + " :|"))[EOS_ID]
+    two = HEAD + FOUR + " ||\n" + FOUR  # a tune has 2 to 4 parts (issue 24)
+    assert not c.mask(feed(c, HEAD + FOUR + " ||\n"))[EOS_ID]  # one part
+    assert not accepts(c, HEAD + FOUR + " |]")
+    assert c.mask(feed(c, two + " |]"))[EOS_ID]
+    assert c.mask(feed(c, two + " ||\n"))[EOS_ID]
+    assert c.mask(feed(c, two + " :|"))[EOS_ID]
     s = feed(c, HEAD + FOUR + " |:")
     assert not c.mask(s)[EOS_ID]  # an opening repeat is no end
-    assert c.allowed_chars(feed(c, HEAD + FOUR + " |]")) == "\x00\n!"  # |] is the end
+    assert c.allowed_chars(feed(c, two + " |]")) == "\x00\n"  # |] is the end ('\n' breaks)
 
 
 def test_max_bars_forces_the_end():

@@ -132,6 +132,8 @@ class State(NamedTuple):
     # the part (a section between section barlines; its repeat and endings)
     rep: int = NO_REPEAT  # NO_REPEAT | REPEAT | ENDING1 | AFTER_ENDING1 | ENDING2
     part_bars: int = 0  # bars of the part so far, its pickup not counted (endings: the first)
+    parts: int = 0  # parts closed so far
+    ending_bars: int = 0  # bars of the first ending so far; in the second, its bars still free
     pickup: int = -1  # ticks of the part's pickup (0: none; -1: its first bar is not over yet)
     part_pitched: bool = False  # the part holds a note (not only rests)
     plain_repeat: bool = False  # a ':|' closed a repeat without endings in the tune so far

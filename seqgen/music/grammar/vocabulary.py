@@ -82,10 +82,18 @@ DECORATION_NAMES = ("trill", "fermata", "segno", "coda", "D.C.", "D.S.", "fine",
                     "mordent", "turn", "upbow", "downbow", "accent", "emphasis", "tenuto",
                     "p", "pp", "mp", "mf", "f", "ff", "0", "1", "2", "3", "4", "5")
 MAX_CHORD_NOTES = 4
-# Form (bench/tune_form.py measures the bundled corpora and irish.abc): parts of fewer than 4
-# bars are under 5% of the parts in every meter of every corpus (under 1.6% but for Ryan's), and
-# the 99th percentile of bars per score line is 9 in folk, Ryan's and Aird's (8 in irish.abc).
-MIN_PART_BARS = 4
+# Form (bench/tune_form.py measures the bundled corpora and irish.abc, music21 reading them):
+# - 92-95% of the parts of each corpus have 4, 8, 12 or 16 bars (a pickup not counted), 79-90%
+#   have 4 or 8 (69-87% have 8); a part that repeats (':|', endings) has 4 or 8 bars in 92-97%
+#   of them; parts of fewer than 4 bars are under 5% in every meter. A part has 4 or 8 bars:
+#   allowed 12 and 16, models trained for a minute ran their parts to the longest (their tunes
+#   of 28-32 bars against the corpora's 18; bench/bench_grammar.py), and 16 bars are written
+#   as two parts of 8;
+# - 78-92% of the tunes have 2 parts, 90-97% 2 to 4;
+# - the 99th percentile of bars per score line is 9 in folk, Ryan's and Aird's (8 in irish.abc).
+PART_LENGTHS = (4, 8)
+REPEAT_PART_LENGTHS = (4, 8)
+MIN_PARTS, MAX_PARTS = 2, 4
 MAX_LINE_BARS = 9
 # A score line ends at the first barline after LINE_WIDTH notes, rests and chords, a bar
 # counting BAR_WIDTH more for its barline: abcm2ps fails on a line a little too wide for its
@@ -159,8 +167,12 @@ class Lexicon:
         self.rhythms = {m: frozenset(r for r in rs if spellable(r))
                         for m, rs in RHYTHMS.items() if m in self.meters}
         self.rhythm_prefixes = {m: prefixes(rs) for m, rs in self.rhythms.items() if rs}
-        # a part has at least MIN_PART_BARS bars, and room for two in a tune of max_bars
-        self.min_part = max(1, min(MIN_PART_BARS, max_bars // 2))
+        # the lengths a part may have (PART_LENGTHS) in a tune of max_bars
+        self.part_lengths = tuple(n for n in PART_LENGTHS if n <= max_bars) or (max_bars,)
+        self.repeat_lengths = tuple(n for n in REPEAT_PART_LENGTHS
+                                    if n <= max_bars) or self.part_lengths[:1]
+        self.min_parts = max(1, min(MIN_PARTS, max_bars // self.part_lengths[0]))
+        self.max_parts = MAX_PARTS
         self.length_prefixes = prefixes(self.lengths)
         quote = '"' in self.stoi
         self.roots = "".join(r for r in CHORD_ROOTS if r in self.stoi) if quote else ""

@@ -163,14 +163,15 @@ def _bars_class(lx: Lexicon, b: int) -> int:
     """The bar count as masks tell it apart: exactly near min_bars (where '|]' and <eos> start
     to be allowed) and near max_bars (where form.bars_to_finish starts to bind), else 0, 1 for
     the counts below min_bars - 1, min_bars + 1 for those between."""
-    if b == 0 or b >= lx.max_bars - 2 * lx.min_part - 2 or lx.min_bars - 1 <= b <= lx.min_bars:
+    near_end = lx.max_bars - 2 * lx.part_lengths[-1] - 2
+    if b == 0 or b >= near_end or lx.min_bars - 1 <= b <= lx.min_bars:
         return b
     return 1 if b < lx.min_bars else lx.min_bars + 1
 
 
 def signature(lx: Lexicon, s: State) -> State:
     """A representative of the states whose masks equal that of `s`. Counters matter only
-    where a rule reads them: the bar count (`_bars_class`), the part's bars up to min_part, the
+    where a rule reads them: the bar count (`_bars_class`), the
     line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
     accidental, its letter's case and its octave marks (and whether there is one), the letters
     with accidentals in the bar only as whether they hold the note's or the tied note's,
@@ -179,7 +180,7 @@ def signature(lx: Lexicon, s: State) -> State:
     representative, so a new bar or title seldom needs a new mask."""
     if s.phase == BODY:
         rb = _bars_class(lx, s.bars)
-        rp = min(s.part_bars, lx.min_part)
+        rp = s.part_bars
         rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
         acc, letter, marks = split_pitch(s.pitch)
         pitch = ("=" if acc else "") + ("a" if letter.islower() else "A") + marks if s.pitch else ""

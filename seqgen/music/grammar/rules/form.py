@@ -8,12 +8,15 @@ read them:
 - a plain ``|`` closes a full bar, or the part's first bar when it is short: its pickup
   (``d|gBG``); ``|:`` right after a pickup opens a repeat without ending the part (``d|:GAB``);
 - a section barline ends the part: its last bar is full, or makes one bar with the pickup; the
-  part has at least `lx.min_part` bars (the pickup not counted) and a note;
+  part has 4 or 8 bars (`lx.part_lengths`; the pickup not counted, a first ending's bars
+  counted; `lx.repeat_lengths` when it repeats) and a note; a tune has 2 to 4 parts
+  (`lx.min_parts`, `lx.max_parts`);
 - ``|:`` opens a repeat that ``:|`` closes before the next ``|:`` and before the end; a ``:|``
   without ``|:`` repeats the part (Irish tunes are written so; abc2midi warns only);
 - endings: ``[1`` (or ``|1``) in a repeat after a bar of it (without ``|:`` only while no
   ``:|`` has closed a repeat without endings), closed by ``:|``, then at once ``[2``
-  (or ``2`` right after ``:|``), closed by ``||``, ``|]`` or ``|:``; once each, in order;
+  (or ``2`` right after ``:|``), closed by ``||``, ``|]`` or ``|:``; once each, in order; the
+  second has at most as many bars as the first;
 - the tune may end (``|]``, <eos>) only where every part is closed, no repeat is open and it
   has `lx.min_bars` bars; a barline closes a bar only when the tune can still be finished
   within `lx.max_bars` bars (`bars_to_finish`).
@@ -40,17 +43,36 @@ def part_open(s: State) -> bool:
     return s.rep != NO_REPEAT or s.part_bars > 0 or s.pickup >= 0
 
 
+NO_LENGTH = 1 << 20
+
+
+def lengths(lx: Lexicon, s: State) -> tuple[int, ...]:
+    """The lengths the current part may have: lx.repeat_lengths in a repeat (or its first
+    ending), lx.part_lengths else."""
+    return lx.repeat_lengths if s.rep in (REPEAT, ENDING1) else lx.part_lengths
+
+
+def part_length(options: tuple[int, ...], n: int) -> int:
+    """The shortest of `options` of at least `n` bars (NO_LENGTH when none is)."""
+    return next((k for k in options if k >= n), NO_LENGTH)
+
+
 def bars_to_finish(lx: Lexicon, s: State) -> int:
     """The fewest bars after state `s` (at a bar's start) that finish the tune: close the open
-    part (an ending, a repeat), then, when the tune is shorter than min_bars, one more part."""
+    part (an ending, a repeat), then, while the tune has fewer than min_parts parts or min_bars
+    bars, more parts."""
+    parts = s.parts + part_open(s)
     if s.rep in (AFTER_ENDING1, ENDING2):
         need = 1
     elif part_open(s):
-        need = max(1, lx.min_part - s.part_bars) + (1 if s.rep == ENDING1 else 0)
+        need = part_length(lengths(lx, s), s.part_bars + 1) - s.part_bars + (s.rep == ENDING1)
     else:
         need = 0
     short = lx.min_bars - (s.bars + need)
-    return need + (max(short, lx.min_part) if short > 0 else 0)
+    while short > 0 or parts < lx.min_parts:  # (whole parts)
+        more_bars = min(part_length(lx.part_lengths, short), lx.part_lengths[-1])
+        need, short, parts = need + more_bars, short - more_bars, parts + 1
+    return need + (NO_LENGTH if parts > lx.max_parts else 0)
 
 
 def in_budget(lx: Lexicon, s: State) -> State | None:
@@ -83,8 +105,15 @@ def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
         if not _bar_length_ok(s, False):
             return None
         nxt = s._replace(pickup=s.filled if short else 0) if first else s
-        if not short and s.rep != ENDING2:
-            nxt = nxt._replace(part_bars=s.part_bars + 1)
+        if s.rep == ENDING2:  # a second ending has at most the first one's bars
+            if s.ending_bars <= 1:
+                return None
+            nxt = nxt._replace(ending_bars=s.ending_bars - 1)
+        elif not short:
+            if s.part_bars + 2 > lengths(lx, s)[-1]:
+                return None  # this bar must end the part
+            nxt = nxt._replace(part_bars=s.part_bars + 1,
+                              ending_bars=s.ending_bars + (s.rep == ENDING1))
         if kind == "|:":
             nxt = nxt._replace(rep=REPEAT)
         return in_budget(lx, _closed(nxt, kind))
@@ -99,19 +128,22 @@ def _end_part(lx: Lexicon, s: State, kind: str) -> State | None:
     if s.rep == ENDING2:
         if kind == ":|":
             return None  # a second ending is closed by || |] or |: (abc2midi, music21)
-    elif s.part_bars + 1 < lx.min_part or not s.part_pitched:
-        return None  # a part of at least min_part bars, with a note
+    elif s.part_bars + 1 not in lengths(lx, s) or not s.part_pitched:
+        return None  # a part of 4, 8, 12 or 16 bars, with a note
     elif s.rep == ENDING1:
         if kind != ":|":
             return None
-        return s._replace(rep=AFTER_ENDING1, part_bars=s.part_bars + 1)
+        return s._replace(rep=AFTER_ENDING1, part_bars=s.part_bars + 1,
+                          ending_bars=s.ending_bars + 1)
     elif s.rep == REPEAT and kind != ":|":
         return None  # '|:' is closed by ':|' before the next '|:' or the end
-    if kind == "|]" and s.bars + 1 < lx.min_bars:
+    elif kind == ":|" and s.part_bars + 1 not in lx.repeat_lengths:
+        return None  # a part repeated by ':|' has 4 or 8 bars
+    if kind == "|]" and (s.bars + 1 < lx.min_bars or s.parts + 1 < lx.min_parts):
         return None
     plain = s.plain_repeat or (kind == ":|" and s.rep in (NO_REPEAT, REPEAT))
     return s._replace(rep=REPEAT if kind == "|:" else NO_REPEAT, part_bars=0, pickup=-1,
-                      part_pitched=False, plain_repeat=plain)
+                      part_pitched=False, plain_repeat=plain, parts=s.parts + 1)
 
 
 def _accidental_ends(s: State) -> bool:
@@ -145,7 +177,7 @@ def first_ending(lx: Lexicon, s: State) -> State | None:
     if s.last_bar != "|" or s.part_bars < 1 or s.tie:
         return None
     if s.rep == REPEAT or (s.rep == NO_REPEAT and not s.plain_repeat):
-        return in_budget(lx, s._replace(rep=ENDING1, last_bar="[1"))
+        return in_budget(lx, s._replace(rep=ENDING1, last_bar="[1", ending_bars=0))
     return None
 
 
@@ -166,6 +198,6 @@ def tune_over(lx: Lexicon, s: State) -> bool:
 
 def may_end(lx: Lexicon, s: State) -> bool:
     """The tune may end here (after a barline): every part closed, no repeat open, no tie,
-    min_bars bars."""
-    return (s.bars >= lx.min_bars and s.rep == NO_REPEAT and not part_open(s) and not s.tie
-            and s.body in (Body.BAR_START, Body.LINE_START))
+    min_bars bars and min_parts parts."""
+    return (s.bars >= lx.min_bars and s.parts >= lx.min_parts and s.rep == NO_REPEAT
+            and not part_open(s) and not s.tie and s.body in (Body.BAR_START, Body.LINE_START))

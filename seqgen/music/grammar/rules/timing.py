@@ -50,7 +50,9 @@ def can_start_note(lx: Lexicon, s: State) -> bool:
     part it begins (if it begins one) can be finished within max_bars."""
     if not fits(lx, s, *((2, 3) if s.triplet_left == 3 else (1, 1))) or s.bars >= lx.max_bars:
         return False
-    return part_open(s) or s.bar_has_notes or in_budget(lx, s._replace(pickup=0)) is not None
+    if part_open(s) or s.bar_has_notes:
+        return True
+    return s.parts < lx.max_parts and in_budget(lx, s._replace(pickup=0)) is not None
 
 
 def length_fits(lx: Lexicon, s: State, k: str) -> bool:
