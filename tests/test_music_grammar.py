@@ -252,6 +252,27 @@ def test_endings_in_order_once_each_inside_a_repeat(c):
     assert accepts(c, HEAD + FOUR + ":|\n|:" + body + "[1 ABcd :|[2 ABcd ||")
 
 
+def test_a_second_ending_is_no_longer_than_the_first(c):
+    """Issue 24: 'endings in order, once each'; a second ending that runs on past the first's
+    length is a new part written as an ending."""
+    body = "|:ABcd | ABcd |"
+    assert accepts(c, HEAD + body + "[1 ABcd | ABcd :|[2 ABcd | ABcd ||")
+    assert accepts(c, HEAD + body + "[1 ABcd | ABcd :|[2 ABcd ||")  # shorter is fine
+    assert not accepts(c, HEAD + body + "[1 ABcd | ABcd :|[2 ABcd | ABcd | ABcd ||")
+    assert not accepts(c, HEAD + "|:ABcd | ABcd | ABcd |[1 ABcd :|[2 ABcd | ABcd ||")
+
+
+def test_a_tune_has_two_to_four_parts():
+    """Issue 24: 90-97% of the corpora's tunes have 2 to 4 parts; a model forced to stop at
+    no part's end wrote a part per bar or two."""
+    c4 = AbcConstraint(TOK.itos, min_bars=2, max_bars=40)
+    part = FOUR + " ||\n"
+    assert not c4.mask(feed(c4, HEAD + part))[EOS_ID]  # one part: no end yet
+    assert c4.mask(feed(c4, HEAD + part * 2))[EOS_ID]
+    s = feed(c4, HEAD + part * 4)  # four parts: the tune is over
+    assert c4.mask(s)[EOS_ID] and not set(c4.allowed_chars(s)) & set("ABCDEFGabcdefgz")
+
+
 # ------------------------------------------------------------------------- quoted, marks
 def test_chord_symbols_and_annotations_take_no_time(c):
     assert accepts(c, HEAD + '"G"AB "D7"cd | "Bbm7/F#"A2 "Edim"B2 |')

@@ -89,7 +89,8 @@ def _second_ending_start(lx: Lexicon, s: State, ch: str) -> State | None:
     if ch == "[":
         return s._replace(body=Body.BRACKET)
     if ch == "2" and s.body == Body.BAR_START:
-        return second_ending(s)._replace(body=Body.ENDING)
+        e = second_ending(s)
+        return None if e is None else e._replace(body=Body.ENDING)
     return None
 
 
@@ -156,7 +157,8 @@ def after_bracket(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.BRACKET: '1' of a first ending, '2' of a second, an inline field's letter, or a
     chord's first note."""
     if s.rep == AFTER_ENDING1:
-        return second_ending(s)._replace(body=Body.ENDING) if ch == "2" else None
+        e = second_ending(s) if ch == "2" else None
+        return None if e is None else e._replace(body=Body.ENDING)
     if ch == "1":
         e = first_ending(lx, s)
         return None if e is None else e._replace(body=Body.ENDING)

@@ -119,8 +119,8 @@ def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
         return in_budget(lx, _closed(nxt, kind))
     if first and short or not _bar_length_ok(s, True):
         return None
-    nxt = _end_part(lx, s, kind)
-    return None if nxt is None else in_budget(lx, _closed(nxt, kind))
+    ended = _end_part(lx, s, kind)
+    return None if ended is None else in_budget(lx, _closed(ended, kind))
 
 
 def _end_part(lx: Lexicon, s: State, kind: str) -> State | None:

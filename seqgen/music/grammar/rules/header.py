@@ -65,7 +65,7 @@ def field_value(lx: Lexicon, s: State, ch: str) -> State | None:
         if ch.isdigit() and len(s.value) < (4 if letter == "X" else 3) and (s.value or ch != "0"):
             return s._replace(value=s.value + ch, text_len=max(s.text_len, 0))
         return None
-    listed = lx.rhythm_prefixes[s.meter] if letter == "R" else lx.value_prefixes.get(letter)
+    listed = lx.rhythm_prefixes.get(s.meter or "", frozenset()) if letter == "R" else lx.value_prefixes.get(letter)
     if listed is not None:
         v = s.value + ch
         return s._replace(value=v, text_len=max(s.text_len, 0)) if v in listed else None
@@ -104,7 +104,7 @@ def end_field(lx: Lexicon, s: State) -> State | None:
 
 def _complete(lx: Lexicon, letter: str, v: str, text_len: int, meter: str | None) -> bool:
     if letter == "R":
-        return v in lx.rhythms.get(meter, ())
+        return v in lx.rhythms.get(meter or "", ())
     if letter in "XQ":
         return bool(v)
     if letter == "M":

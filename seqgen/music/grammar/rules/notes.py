@@ -81,7 +81,7 @@ def _pairs(lx: Lexicon, s: State) -> bool:
     two notes of the unit length from a beat as a broken pair itself, and a '>' after the second
     of such two fails ('G A>B': "Cannot apply broken rhythm"): there, a note of the unit length
     takes '>' only on an even count of units from the bar's start."""
-    if s.rhythm.lower() != "hornpipe" or lx.l4[s.last_length] != 4:
+    if s.rhythm.lower() != "hornpipe" or s.last_length is None or lx.l4[s.last_length] != 4:
         return True
     unit = 4 * s.quarter_unit_ticks
     return ((s.filled - unit) // unit) % 2 == 0

@@ -113,7 +113,9 @@ def finish_note(lx: Lexicon, s: State) -> State | None:
 def broken_pair(lx: Lexicon, s: State) -> State | None:
     """'>' or '<' after a note of length s.last_length: the pair's second note takes the same
     length, and its time is counted now (A>B lasts as long as A B). None when it would overfill
-    the bar."""
+    the bar (or when no note was just finished)."""
+    if s.last_length is None:
+        return None
     extra = lx.l4[s.last_length] * s.quarter_unit_ticks
     if s.bar_ticks is not None and (
             s.bar_notes + 1 + fill_count(lx, s.quarter_unit_ticks,
