@@ -1,6 +1,6 @@
 """What the ABC grammar (`--constrain abc`) buys, measured with tools seqgen did not write.
 
-    python bench/bench_grammar.py                      # all parts (about half an hour)
+    python bench/bench_grammar.py                      # all parts (hours on 2 busy cores)
     python bench/bench_grammar.py --parts tools meters  # some of them
     python bench/bench_grammar.py --runs /tmp/runs     # reuse (or keep) the 1-minute models
 
@@ -16,10 +16,11 @@ Parts:
   R: values the corpora write under that meter;
 - models: a model trained for one minute (`seqgen train CORPUS --minutes 1`) on irish.abc and
   on each bundled corpus, sampled with the default constraint: median bars per tune against
-  the corpus's (a sample of its tunes), tunes whose endings come in order, tools' verdicts.
+  the corpus's (a sample of its tunes), tunes whose endings come in order, tools' verdicts;
+- speed: the share of the decode time `seqgen sample --tunes` spends in the grammar.
 
 Bars, parts and endings are music21's reading of each tune (bench/tune_form.py). Prints
-Markdown tables; docs/quality.md ("Grammar") has a run.
+Markdown tables; docs/grammar.md has a run.
 """
 
 from __future__ import annotations
@@ -87,29 +88,27 @@ def part_tools(args) -> None:
     novelty = NoveltyIndex(checkpoint_corpus(ckpt).documents)
     print(f"\n### The shipped model: {args.tunes} tunes per seed, `seqgen sample default "
           f"--tunes {args.tunes} --seed S [--constrain none]`\n")
-    print("| constraint | seed | abc2midi | abcm2ps | music21 | all three | copies | bars "
-          "(median) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for constrain in ("abc", "none"):
+    print("| constraint | seed | abc2midi | abcm2ps | music21 | all three | copies |")
+    print("|---|---|---|---|---|---|---|")
+    for constrain in args.constrain:
         totals: Counter = Counter()
         for seed in args.seeds:
             tunes = sample(ckpt, args.tunes, seed, constrain)
             s = judge(tunes, args.jobs)
             copies = sum(novelty.copies(t) for t in tunes) / len(tunes)
-            bars = statistics.median(len(m.get("bars", [])) for m in measure(tunes, args.jobs))
             for k in ("abc2midi_pass", "abcm2ps_pass", "music21_pass", "all_pass"):
                 totals[k] += s[k] * len(tunes)
             totals["n"] += len(tunes)
             totals["copies"] += copies * len(tunes)
             print(f"| `{constrain}` | {seed} | {pct(s['abc2midi_pass'])} | "
                   f"{pct(s['abcm2ps_pass'])} | {pct(s['music21_pass'])} | "
-                  f"{pct(s['all_pass'])} | {pct(copies)} | {bars:g} |", flush=True)
+                  f"{pct(s['all_pass'])} | {pct(copies)} |", flush=True)
             for m, c in s["messages"][:3]:
-                print(f"|  | | {c}: {m[:70]} | | | | | |")
+                print(f"|  | | {c}: {m[:70]} | | | | |")
         n = totals["n"]
         print(f"| `{constrain}` | all | {pct(totals['abc2midi_pass'] / n)} | "
               f"{pct(totals['abcm2ps_pass'] / n)} | {pct(totals['music21_pass'] / n)} | "
-              f"{pct(totals['all_pass'] / n)} | {pct(totals['copies'] / n)} | |", flush=True)
+              f"{pct(totals['all_pass'] / n)} | {pct(totals['copies'] / n)} |", flush=True)
 
 
 # --------------------------------------------------------------------------- part: meters
@@ -188,10 +187,10 @@ def part_models(args) -> None:
     runs = Path(args.runs)
     print(f"\n### Models trained for {args.minutes:g} minute(s), {args.model_tunes} tunes each "
           f"with the default constraint, seed {args.seeds[0]}\n")
-    print("| corpus | corpus bars per tune (median of 300) | sampled (median) | ratio | "
+    print(f"| corpus | corpus bars per tune (median of {args.corpus_tunes}) | sampled (median) | ratio | "
           "endings in order | abc2midi | abcm2ps | music21 |")
     print("|---|---|---|---|---|---|---|---|")
-    for spec in (str(IRISH), "folk", "ryans", "aird"):
+    for spec in (str(IRISH) if s == "irish" else s for s in args.corpora):
         name = Path(spec).stem
         out = runs / name
         if not (out / "best").exists():
@@ -204,7 +203,7 @@ def part_models(args) -> None:
         tunes = sample(ckpt, args.model_tunes, args.seeds[0])
         rows = [m for m in measure(tunes, args.jobs) if "bars" in m]
         got = statistics.median(len(m["bars"]) for m in rows)
-        want = corpus_median_bars(spec, 300, args.jobs)
+        want = corpus_median_bars(spec, args.corpus_tunes, args.jobs)
         order = sum(endings_in_order(m["bars"]) for m in rows) / len(rows)
         s = judge(tunes, args.jobs)
         print(f"| {name} | {want:g} | {got:g} | {got / want:.2f} | {pct(order)} | "
@@ -212,22 +211,73 @@ def part_models(args) -> None:
               f"{pct(s['music21_pass'])} |", flush=True)
 
 
+# ---------------------------------------------------------------------------- part: speed
+def part_speed(args) -> None:
+    """The constraint's share of the decode: `seqgen sample default --tunes N` samples its tunes
+    as one batch; the time inside ConstrainedBatch.masks and .advance (the grammar's work at
+    each step: a mask per stream, moving every stream on) against the whole batch's time, in a
+    fresh process (the first batch builds the masks of the states it meets) and after."""
+    import torch
+
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.evaluate import default_model_dir
+    from seqgen.music.grammar import ConstrainedBatch
+    from seqgen.music.tunes import SamplingRequest, resolve_sampling, sample_tunes
+
+    spent = [0.0]
+
+    def timed(f):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[0] += time.perf_counter() - t
+        return wrapper
+
+    ConstrainedBatch.masks = timed(ConstrainedBatch.masks)
+    ConstrainedBatch.advance = timed(ConstrainedBatch.advance)
+    ckpt = load_checkpoint(default_model_dir())
+    plan = resolve_sampling(ckpt, SamplingRequest(tunes=True))
+    torch.set_num_threads(1)
+    print(f"\n### The constraint's share of the decode: `seqgen sample default --tunes "
+          f"{args.tunes} --seed S` (one batch, 1 torch thread)\n")
+    print("| seed | batch | whole batch | in the grammar | share | grammar's cost per step |")
+    print("|---|---|---|---|---|---|")
+    for i, seed in enumerate(args.seeds):
+        spent[0] = 0.0
+        t = time.perf_counter()
+        sample_tunes(ckpt.model, ckpt.tokenizer, args.tunes, plan.prompt, plan.config,
+                     torch.Generator().manual_seed(seed))
+        total = time.perf_counter() - t
+        g = spent[0]
+        print(f"| {seed} | {'first (cold caches)' if i == 0 else 'later'} | {total:.1f} s | "
+              f"{g:.1f} s | {g / total:.0%} | {g / (total - g):+.0%} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["tools", "meters", "models"],
-                    choices=("tools", "meters", "models"))
+    ap.add_argument("--parts", nargs="+", default=["tools", "meters", "models", "speed"],
+                    choices=("tools", "meters", "models", "speed"))
     ap.add_argument("--tunes", type=int, default=100, help="tools: tunes per seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--meter-tunes", type=int, default=30, help="meters: tunes per meter")
     ap.add_argument("--model-tunes", type=int, default=50, help="models: tunes per model")
     ap.add_argument("--minutes", type=float, default=1.0, help="models: training minutes")
+    ap.add_argument("--constrain", nargs="+", default=["abc", "none"], choices=("abc", "none"),
+                    help="tools: the constraints to sample with")
+    ap.add_argument("--corpora", nargs="+", default=["irish", "folk", "ryans", "aird"],
+                    help="models: the corpora to train on (irish: ../shared/data/irish.abc)")
+    ap.add_argument("--corpus-tunes", type=int, default=300,
+                    help="models: corpus tunes whose median bar count is the reference")
     ap.add_argument("--runs", default="/tmp/seqgen-grammar-runs",
                     help="models: where the trained models go (reused when there)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args(argv)
     print(f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}")
     for part in args.parts:
-        {"tools": part_tools, "meters": part_meters, "models": part_models}[part](args)
+        {"tools": part_tools, "meters": part_meters, "models": part_models,
+         "speed": part_speed}[part](args)
     return 0
 
 

@@ -1,43 +1,67 @@
 """The rules of the ABC grammar: which character may follow which, one function per position.
 
-What the grammar enforces (a strict, common subset of ABC 2.1 that seqgen's music check and
-music21 read without complaint):
+What the grammar enforces: ABC that abc2midi (no ``Error`` line), abcm2ps (no error) and
+music21's stock reader and MIDI writer all accept (bench/abc_tools.py gives their verdicts), in
+the form the corpora write (bench/tune_form.py measures them). Each rule names the message it
+prevents; "music21" means its stock reader.
 
 Header (header.py)
-  1. ``X:`` a number first; ``K:`` last, once ``M:`` and ``L:`` are there; one field a line.
-  2. ``M:`` one of METERS, ``L:`` one of UNIT_LENGTHS, ``Q:`` a tempo (``Q:80``): once each.
-  3. ``K:`` one of KEYS (only `key` when the sampler fixes it); ``[K:]`` likewise.
-  4. Free text (``T C O R N B Z S H``): plain letters, digits and punctuation, at most 80
-     characters, at most 10 lines. One space may follow a colon.
+  1. ``X:`` a number first; ``K:`` last, once ``M:`` and ``L:`` are there; one field a line;
+     ``M:`` one of METERS, ``L:`` one of UNIT_LENGTHS, ``Q:`` a tempo: once each; ``K:`` one
+     of KEYS. Free text (``T C O N B Z S H``): at most 80 characters, 10 lines.
+  2. ``R:`` only after ``M:``, one of the rhythms the corpora write under that meter
+     (vocabulary.RHYTHMS: no ``R:Reel`` in 9/8); ``hornpipe`` only in 2/4 and 4/4 (abc2midi:
+     "Hornpipe must be in 2/4 or 4/4 time").
 Notes (elements.py, notes.py, timing.py)
-  5. Notes ``[^^|^|_|__|=]? [A-Ga-g] [',]{0,2} length?``, rests ``z length?``, lengths of
-     LENGTHS; decorations ``. ~ T u v`` before a note; single spaces between elements.
-  6. Ties ``-`` after a note; broken rhythm ``A>B``/``A<B``: both notes of one written length.
-Bar lengths (timing.py, barlines.py)
-  7. No note may overfill the bar under ``M:`` and ``L:`` (a triplet counts as two of its
-     notes, a broken pair as two equal notes; chords as one note; symbols take no time).
-  8. A plain ``|`` closes a full bar, the first bar (a pickup) or one after a section barline
-     (``|| |] |: :|``); a short bar elsewhere must end a section.
-Groups (groups.py)
-  9. Chords ``[CEg]``: 2 to 4 notes without lengths, the length after ``]``.
- 10. Triplets ``(3``: three notes of one written length. Slurs ``( )``: one level, closed
-     within the bar. Grace notes ``{gf}``: 1 to 4 notes before a note or rest (not
-     together with a quoted string), none in a triplet.
-Quoted text (quoted.py)
- 11. Before a note, rest or chord, one of: a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``),
-     an annotation (``"^fine"``, ``">"``: a placement character, at most 20 characters) or
-     a word of QUOTED_WORDS (``"D.C."``). A decoration after it precedes a note, not a chord.
-Barlines, lines, endings (barlines.py)
- 12. Barlines ``|  ||  |]  |:  :|``; no ``::`` (music21 loses notes around it in some tunes).
- 13. Endings ``[1`` after a barline, ``[2`` after ``:|``.
- 14. A line break only right after a barline; no blank lines or comments; a line never starts
-     with a letter and a colon (ABC would read a header field).
-Inline fields (inline.py)
- 15. ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar, values as in the header; a
-     new meter or unit counts from that bar on.
-The end (barlines.py)
- 16. ``|]`` ends the tune; ``<eos>`` only right after a barline (not ``|:``), once the tune
-     has `min_bars` bars; after `max_bars` bars the next barline ends it.
+  3. Notes ``[^^|^|_|__|=]? [A-Ga-g] [',]{0,2} length?``, rests ``z length?``, lengths of
+     LENGTHS, none shorter than a 1/32; ``'`` only after a lower-case letter, ``,`` after an
+     upper-case one (abc2midi: "Bad pitch specifier , after note c").
+  4. A tie ``-`` joins two notes of one pitch (the accidental not written again, no rest,
+     chord or slur end on either side, not across a section barline) (abc2midi: "Could not
+     find note to be tied", "Cannot find note before tie"; abcm2ps: "Bad tie").
+  5. Broken rhythm ``A>B``/``A<B``: both notes of one written length, no rest, and in a
+     hornpipe only on an even count of units, no staccato (abc2midi: "Cannot apply broken
+     rhythm. Notes not equal durations"); no ``.`` before a dotted note (abcm2ps: "Note too
+     much dotted").
+  6. Decorations ``. ~ T u v`` and ``!name!`` (DECORATION_NAMES) before a note, not a rest,
+     and ``~``/``!trill!`` not before a chord (abc2midi). Not ``+name+``: music21 reads its
+     letters as notes (the corpora write no ``+trill+``; O'Neill's three ABC 1.6 chords
+     ``+E3A3+`` are not written either). No ``H`` (music21 drops the note after it).
+Bars (timing.py, form.py)
+  7. A bar holds exactly the meter's length (``M:`` and ``L:``; a triplet counts as two of its
+     notes, a broken pair as two equal notes, a chord as one note, symbols and graces take no
+     time). Only a part's first bar may be short (its pickup), and then its last bar makes one
+     bar with it; a section barline is no licence for a short bar (abc2midi: "Track 0 Bar N
+     has X time units while the time signature has Y").
+  8. At most MAX_BAR_NOTES notes a bar, MAX_LINE_BARS bars and about LINE_WIDTH notes a score
+     line (abcm2ps: "Line too much shrunk").
+Form: parts, repeats, endings (form.py)
+  9. A part (between section barlines ``|| |] |: :|``) has 4 or 8 bars and a note (not rests
+     only); a tune has 2 or 3 parts (part_lengths, min_parts, max_parts).
+ 10. ``|:`` is closed by ``:|`` before the next ``|:`` and before the end (abc2midi: "found
+     another |: after a |:", "Missing :| at end of tune"; music21: "badly formed repeats"); a
+     ``:|`` without ``|:`` repeats the part. A line-initial ``|`` is only ``|:``. No ``::``
+     (music21 loses the notes around it in some tunes).
+ 11. Endings ``[1`` (``|1``) after a bar of a repeat, closed by ``:|``, then at once ``[2``
+     (``:|2``), closed by ``|| |] |:``, no longer than the first; once each, in order
+     (abc2midi: "Need || |: :| or :: to mark end of variant ending", "found [1 or like before
+     |:"; music21: "badly formed repeats").
+Groups and quoted text (groups.py, quoted.py)
+ 12. Chords ``[CEg]``: 2 to 4 notes without lengths. Triplets ``(3``: three notes of one
+     written length. Slurs ``( )``: one level, closed within the bar. Grace notes ``{gf}``:
+     1 to 4 notes before a note or rest, none in a triplet.
+ 13. Quoted text is a chord symbol (``"G"``, ``"F#m7"``, ``"D7/F#"``) or an annotation
+     (``"^fine"``, ``">"``) (abc2midi: "Unrecognized chord name", "Guitar chord does not
+     start with A-G"; abcm2ps: "Error in annotation").
+Lines and the end (barlines.py, inline.py)
+ 14. A line break only right after a barline: ``\\n``, or irish.abc's ``|!`` mark; a tune ends
+     all its lines one way (abcm2ps joins the lines without ``!`` and fails: "Line too much
+     shrunk"); no ``!`` within 19 characters after ``|!`` (music21 pairs them as a decoration).
+     A ``\\`` continues the line. No line starts with a letter and a colon (a header field).
+ 15. ``[M:3/4]``, ``[L:1/16]``, ``[K:G]`` at the start of a bar (a new meter where a part
+     starts), values as in the header.
+ 16. ``|]`` or ``<eos>`` ends the tune once every part is closed, no repeat is open, the tune
+     has `min_bars` bars and 2 parts; after `max_bars` bars the next barline ends it.
 
 Adding a rule: a position (a member of state.Body or state.Header, or a field of State) and a
 function ``rule(lx, s, ch) -> State | None`` (the state after character `ch`, None when it is

@@ -9,7 +9,7 @@ read them:
   (``d|gBG``); ``|:`` right after a pickup opens a repeat without ending the part (``d|:GAB``);
 - a section barline ends the part: its last bar is full, or makes one bar with the pickup; the
   part has 4 or 8 bars (`lx.part_lengths`; the pickup not counted, a first ending's bars
-  counted; `lx.repeat_lengths` when it repeats) and a note; a tune has 2 to 4 parts
+  counted; `lx.repeat_lengths` when it repeats) and a note; a tune has 2 or 3 parts
   (`lx.min_parts`, `lx.max_parts`);
 - ``|:`` opens a repeat that ``:|`` closes before the next ``|:`` and before the end; a ``:|``
   without ``|:`` repeats the part (Irish tunes are written so; abc2midi warns only);
