@@ -140,7 +140,7 @@ def part_meters(args) -> None:
     print("| M: | bars | of the meter's length | parts | parts < 4 bars | R: written | R: the "
           "corpora write under M: |")
     print("|---|---|---|---|---|---|---|")
-    for meter in METERS:
+    for meter in args.meters:
         tunes = sample(ckpt, args.meter_tunes, args.seeds[0], meter=meter)
         rows = [m for m in measure(tunes, args.jobs) if "bars" in m]
         verdicts = [v for m in rows for v in tune_form.bar_verdicts(m["bars"])]
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tunes", type=int, default=100, help="tools: tunes per seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--meter-tunes", type=int, default=30, help="meters: tunes per meter")
+    ap.add_argument("--meters", nargs="+", default=list(METERS), help="meters: the meters")
     ap.add_argument("--model-tunes", type=int, default=50, help="models: tunes per model")
     ap.add_argument("--minutes", type=float, default=1.0, help="models: training minutes")
     ap.add_argument("--constrain", nargs="+", default=["abc", "none"], choices=("abc", "none"),

@@ -120,7 +120,7 @@ def measure_tune(text: str) -> dict:
 def parts_of(rows: list) -> list[list]:
     """The tune's parts: runs of bars between part edges (a section barline, a repeat sign, the
     end of a second ending); a bar in a second (or later) ending closes the part before it and
-    is no part of its own."""
+    is no part of its own; a pickup before '|:' (``d|:GAB``) belongs to the part it begins."""
     parts, cur = [], []
     for row in rows:
         _, _, edge, ending, _ = row
@@ -131,6 +131,8 @@ def parts_of(rows: list) -> list[list]:
                 cur = []
             continue
         cur.append(row)
+        if edge == "start" and len(cur) == 1 and Fraction(row[0]) < Fraction(row[1]):
+            continue  # a pickup, then '|:'
         if edge in ("end", "start", "section", "last") and not (edge == "end" and ending == 1):
             parts.append(cur)
             cur = []

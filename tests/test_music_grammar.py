@@ -464,12 +464,14 @@ def test_random_walks_always_end_well_formed(seed):
     assert c2.mask(s)[EOS_ID]
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_the_mask_allows_exactly_what_advance_accepts(seed):
+@pytest.mark.parametrize("seed,bars", [(s, (3, 6)) for s in range(6)]
+                         + [(s, (8, 30)) for s in range(4)])
+def test_the_mask_allows_exactly_what_advance_accepts(seed, bars):
     """Masks are cached per class of states (`_sig`); a class that mixes states the grammar
     treats differently would forbid characters the grammar allows, or allow ones it refuses.
-    Checked on every state of random walks, with few bars so that both bar limits are reached."""
-    c = AbcConstraint(TOK.itos, min_bars=3, max_bars=6)
+    Checked on every state of random walks, with few bars so that both bar limits are reached,
+    and with enough that parts of 8 bars and their classes of bar counts come up."""
+    c = AbcConstraint(TOK.itos, min_bars=bars[0], max_bars=bars[1])
     rng = random.Random(seed)
     s = c.start()
     for _ in range(3000):

@@ -91,7 +91,7 @@ from seqgen.music.grammar.rules import (
 )
 from seqgen.music.grammar.rules.barlines import eos
 from seqgen.music.grammar.rules.elements import split_pitch
-from seqgen.music.grammar.state import BANG_GAP, BODY, HEADER, Body, Header, State
+from seqgen.music.grammar.state import BANG_GAP, BODY, ENDING2, HEADER, Body, Header, State
 from seqgen.music.grammar.vocabulary import (
     BAR_WIDTH,
     LINE_EXTRAS,
@@ -183,20 +183,36 @@ def step(lx: Lexicon, s: State, ch: str) -> State | None:
     return None
 
 
+def _near_end(lx: Lexicon, b: int) -> bool:
+    """From this bar count on form.bars_to_finish may bind (two parts and their pickups)."""
+    return b >= lx.max_bars - 2 * lx.part_lengths[-1] - 2
+
+
 def _bars_class(lx: Lexicon, b: int) -> int:
     """The bar count as masks tell it apart: exactly near min_bars (where '|]' and <eos> start
-    to be allowed) and near max_bars (where form.bars_to_finish starts to bind), else 0, 1 for
-    the counts below min_bars - 1, min_bars + 1 for those between."""
-    near_end = lx.max_bars - 2 * lx.part_lengths[-1] - 2
-    if b == 0 or b >= near_end or lx.min_bars - 1 <= b <= lx.min_bars:
+    to be allowed) and near max_bars (`_near_end`), else 0, 1 for the counts below
+    min_bars - 1, min_bars + 1 for those between."""
+    if b == 0 or _near_end(lx, b) or lx.min_bars - 1 <= b <= lx.min_bars:
         return b
     return 1 if b < lx.min_bars else lx.min_bars + 1
 
 
+def _part_class(lx: Lexicon, s: State) -> tuple[int, int]:
+    """The part's bars and the ending's as masks tell them apart (form.py reads them). The
+    part's bars: exactly near max_bars and where the part may or must end (one bar short of a
+    length of lx.part_lengths or lx.repeat_lengths, or of the longest); else whether it began,
+    and which of those lengths it passed (1..2 -> 1, 4..6 -> 4 for lengths 4 and 8). The
+    ending's bars: only in a second ending, only as whether one more plain bar fits."""
+    pb, lengths = s.part_bars, lx.part_lengths + lx.repeat_lengths
+    if not (pb == 0 or _near_end(lx, s.bars) or pb + 1 in lengths or pb + 2 > max(lengths)):
+        pb = max([1] + [n for n in lengths if n <= pb])
+    return pb, (min(s.ending_bars, 2) if s.rep == ENDING2 else 0)
+
+
 def signature(lx: Lexicon, s: State) -> State:
     """A representative of the states whose masks equal that of `s`. Counters matter only
-    where a rule reads them: the bar count (`_bars_class`), the
-    line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
+    where a rule reads them: the bar count (`_bars_class`), the part's and the ending's bars
+    (`_part_class`), the line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
     accidental, its letter's case and its octave marks (and whether there is one), the letters
     with accidentals in the bar only as whether they hold the note's or the tied note's,
     the line's extra width only up to 6 short of LINE_EXTRAS, the line's width only as under LINE_WIDTH or not; the length of
@@ -204,7 +220,7 @@ def signature(lx: Lexicon, s: State) -> State:
     representative, so a new bar or title seldom needs a new mask."""
     if s.phase == BODY:
         rb = _bars_class(lx, s.bars)
-        rp = s.part_bars
+        rp, rend = _part_class(lx, s)
         rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
         acc, letter, marks = split_pitch(s.pitch)
         pitch = ("=" if acc else "") + ("a" if letter.islower() else "A") + marks if s.pitch else ""
@@ -214,12 +230,12 @@ def signature(lx: Lexicon, s: State) -> State:
         rn = s.line_width if s.line_width + s.bar_notes + BAR_WIDTH >= LINE_WIDTH else 0
         rx = LINE_EXTRAS - min(LINE_EXTRAS - s.line_extras, 6)  # (no extra costs more)
         gap = BANG_GAP if s.bang_gap >= BANG_GAP else 0
-        if (rb, rp, rl, rn, rx, pitch, gap, accs) == (
-                s.bars, s.part_bars, s.line_bars, s.line_width, s.line_extras, s.pitch,
-                s.bang_gap, s.bar_accs):
+        if (rb, rp, rend, rl, rn, rx, pitch, gap, accs) == (
+                s.bars, s.part_bars, s.ending_bars, s.line_bars, s.line_width, s.line_extras,
+                s.pitch, s.bang_gap, s.bar_accs):
             return s
-        return s._replace(bars=rb, part_bars=rp, line_bars=rl, line_width=rn, line_extras=rx,
-                          pitch=pitch, bang_gap=gap, bar_accs=accs)
+        return s._replace(bars=rb, part_bars=rp, ending_bars=rend, line_bars=rl, line_width=rn,
+                          line_extras=rx, pitch=pitch, bang_gap=gap, bar_accs=accs)
     if (s.field == "T" and s.header == Header.VALUE and not s.lenient
             and 1 < s.text_len < MAX_FIELD_CHARS):
         return s._replace(text_len=1)
