@@ -3,8 +3,9 @@ caches, and the streams of a batch. What may follow what is the rules' (rules/).
 
 Speed: states are small immutable tuples; both the mask of a state and the move (state, id) ->
 state are cached, so after warm-up a character costs two dictionary lookups. Masks are cached
-per `rules.signature` (states whose masks are equal share one). No torch here: masks are numpy
-bool arrays over the tokenizer's ids (``<eos>`` = id 0).
+per `rules.signature` (states whose masks are equal share one), and a new mask computes one
+note letter's move for all of them (in the body they are allowed alike but after a tie). No
+torch here: masks are numpy bool arrays over the tokenizer's ids (``<eos>`` = id 0).
 """
 
 from __future__ import annotations
@@ -45,12 +46,12 @@ class AbcConstraint:
         self.min_bars, self.max_bars = min_bars, max_bars
         self._chars = [(i, c) for i, c in enumerate(self.itos) if i > UNK_ID]
         letters = [i for i, c in self._chars if c in NOTE_LETTERS]
-        # body: note letters share one move; characters no body state takes are refused at once
-        self._note_rep = {i: letters[0] for i in letters}
-        self._note_rep.update({i: i for i, c in self._chars if c in BODY_CHARS})
-        self._note_rep[EOS_ID] = EOS_ID
+        # body masks: one note letter stands for all (but after a tie); characters no body
+        # state takes are refused at once
+        self._letter, self._letters = letters[0], letters[1:]
         self._ids = [i for i, _ in self._chars]
         self._body_ids = [i for i, c in self._chars if c in BODY_CHARS]  # the rest: never
+        self._body_other = [i for i in self._body_ids if i not in set(letters)]
         text = [i for i, c in self._chars if c != " " and (c.isalnum() or c in TEXT_PUNCTUATION)]
         self._text_rep = {i: text[0] for i in text} if text else {}
         # the order in which _live tries characters: the ones most states allow first
@@ -81,18 +82,15 @@ class AbcConstraint:
             return self._moves[key]
         except KeyError:
             pass
-        rep = None
-        if s.phase == BODY and s.body not in TEXT_STATES:
-            # in the body every note letter moves alike: share the first one's move
-            rep = self._note_rep.get(token, -1)
-        elif s.field == "T" and s.header == Header.VALUE:  # so does every character of free text
-            rep = self._text_rep.get(token)
-        if rep is not None and rep != token:
-            nxt = None if rep < 0 else self.advance(s, rep)
-        elif token == EOS_ID:
+        if token == EOS_ID:
             nxt = rules.eos(self.lex, s)
-        elif token == UNK_ID or token >= len(self.itos) or token < 0:
+        elif token <= UNK_ID or token >= len(self.itos):
             nxt = None
+        elif s.phase == BODY and s.body not in TEXT_STATES and self.itos[token] not in BODY_CHARS:
+            nxt = None  # a character no body state takes
+        elif (s.field == "T" and s.header == Header.VALUE
+              and self._text_rep.get(token, token) != token):
+            nxt = self.advance(s, self._text_rep[token])  # every character of free text alike
         else:
             nxt = rules.step(self.lex, s, self.itos[token])
             if nxt is not None and not self._live(nxt):
@@ -109,8 +107,13 @@ class AbcConstraint:
 
             m = np.zeros(len(self.itos), dtype=bool)
             body = s.phase == BODY and s.body not in TEXT_STATES
-            for i in self._body_ids if body else self._ids:
-                m[i] = self.advance(s, i) is not None
+            if body and not s.tie:  # every note letter alike
+                for i in self._body_other:
+                    m[i] = self.advance(s, i) is not None
+                m[self._letters] = m[self._letter] = self.advance(s, self._letter) is not None
+            else:
+                for i in self._body_ids if body else self._ids:
+                    m[i] = self.advance(s, i) is not None
             m[EOS_ID] = self.advance(s, EOS_ID) is not None
             if not m.any():  # never happens for states the grammar reaches (tested)
                 m[EOS_ID] = True

@@ -27,10 +27,26 @@ TONICS = ("C", "D", "E", "F", "G", "A", "B", "Bb", "Eb", "Ab", "F#", "C#")
 MODES = ("", "m", "min", "maj", "mix", "Mix", "dor", "Dor", "phr", "lyd", " Major", " Minor",
          " Mixolydian", " Dorian", " Lydian", " Phrygian")
 KEYS: tuple[str, ...] = tuple(t + m for t in TONICS for m in MODES)
-FREE_FIELDS = "TCORNBZSH"  # header fields with free text
+FREE_FIELDS = "TCONBZSH"  # header fields with free text (R: is listed: RHYTHMS)
 # Characters of free header text: letters, digits and punctuation that cannot be read as ABC
 # ('\\' would continue the line, '%' start a comment, '[' ']' '|' look like music).
 TEXT_PUNCTUATION = " .,'-!?()&/;\"@"
+# R: (rhythm) values per meter: those the bundled corpora (folk, ryans, aird; irish.abc has no
+# R:) write at least twice under that meter, counted case-blind, as they spell them (4/4 and C,
+# 2/2 and C| together), less "hornpipe" outside 2/4 and 4/4, which abc2midi refuses ("Hornpipe
+# must be in 2/4 or 4/4 time"; the corpora have 207 under C|). `python bench/tune_form.py`
+# prints the counts. A meter not listed takes no R:.
+_COMMON_TIME = ("strathspey", "Strathspey", "hornpipe", "Hornpipe", "air", "reel")
+_CUT_TIME = ("reel", "Reel", "REEL", "clog", "highland fling", "jig", "fling")
+RHYTHMS: dict[str, tuple[str, ...]] = {
+    "2/4": ("reel", "Reel", "REEL", "hornpipe", "Hornpipe", "air", "jig", "fling", "walkaround"),
+    "C": _COMMON_TIME, "4/4": _COMMON_TIME, "C|": _CUT_TIME, "2/2": _CUT_TIME,
+    "6/8": ("jig", "Jig", "JIG", "double jig", "air"),
+    "9/8": ("slip jig", "slipjig", "jig"),
+    "12/8": ("slide", "Slide"),
+    "3/4": ("waltz", "air"),
+    "3/8": ("air",),
+}
 MAX_FREE_LINES = 10
 MAX_FIELD_CHARS = 80
 
@@ -43,22 +59,62 @@ LENGTHS: dict[str, Fraction] = {
 }
 NOTE_LETTERS = "ABCDEFGabcdefg"
 DECORATIONS = ".~Tuv"  # not H: music21 drops the note after it
+# not before a chord: abc2midi "Rolls and trills not supported in chords"
+TRILLS = ("~", "T", "!trill!")
 # Every character some body rule may take; the others are refused in the body at once.
-BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>\"KLM" + DECORATIONS)
+BODY_CHARS = frozenset(NOTE_LETTERS + "z^_=',/0123456789()[]{}|: \n-<>\"KLM!\\" + DECORATIONS)
 # Chord symbols: "G", "F#m", "Bbmaj7", "D7/F#": a root, then one of these, then maybe /bass.
 CHORD_ROOTS = "ABCDEFG"
 CHORD_KINDS = ("", "m", "7", "m7", "maj7", "dim", "dim7", "aug", "sus4", "6", "m6", "9")
 CHORD_SUFFIXES = tuple(a + k for a in ("", "#", "b") for k in CHORD_KINDS)
-# Words written in quotes where ABC 2.1 has decorations (!D.C.!): navigation marks, as in
-# O'Neill's. Like chord symbols they are not played (seqgen's MIDI does not jump).
-QUOTED_WORDS = ("D.C.", "D.S.", "Fine", "Segno", "Coda")
-# Annotations: text in quotes after a placement character ("^fine", ">"); seqgen's converter
-# drops them before music21 reads the tune.
-ANNOTATION_PLACES = "^_<>@"
-MAX_ANNOTATION_CHARS = 20
+# Annotations: text in quotes after a placement character ("^fine", ">"). Not '@' (abcm2ps wants
+# coordinates after it: "Error in annotation"), no ',' in the text (music21's stock reader takes
+# "^x,y" for a chord symbol: "Cannot make a step out of '^'"), no '!' (music21 reads the text
+# from it to the next '!' as a decoration, quotes or not).
+ANNOTATION_PLACES = "^_<>"
+ANNOTATION_PUNCTUATION = "".join(c for c in TEXT_PUNCTUATION if c not in ',"!')
+MAX_ANNOTATION_CHARS = 10  # (abcm2ps spaces notes to fit their text)
+# Decorations written !trill!, when the vocabulary has '!': the ones abcm2ps defines (it refuses
+# others, e.g. !sf!: "Decoration !sf! not defined") that the bundled corpora use or that mark
+# the same things (fingerings 0-5 as in Ryan's). Not ABC 2.0's +trill+: music21's reader takes
+# its letters for notes (and fails on +coda+).
+DECORATION_NAMES = ("trill", "fermata", "segno", "coda", "D.C.", "D.S.", "fine", "roll",
+                    "mordent", "turn", "upbow", "downbow", "accent", "emphasis", "tenuto",
+                    "p", "pp", "mp", "mf", "f", "ff", "0", "1", "2", "3", "4", "5")
 MAX_CHORD_NOTES = 4
+# Form (bench/tune_form.py measures the bundled corpora and irish.abc, music21 reading them):
+# - 92-95% of the parts of each corpus have 4, 8, 12 or 16 bars (a pickup not counted), 79-90%
+#   have 4 or 8 (69-87% have 8); a part that repeats (':|', endings) has 4 or 8 bars in 92-97%
+#   of them; parts of fewer than 4 bars are under 5% in every meter. A part has 4 or 8 bars:
+#   allowed 12 and 16, models trained for a minute ran their parts to the longest (their tunes
+#   of 28-32 bars against the corpora's 18; bench/bench_grammar.py), and 16 bars are written
+#   as two parts of 8;
+# - 78-92% of the tunes have 2 parts, 83-94% 2 or 3 (O'Neill's 70% and 20%, Ryan's 78% and
+#   16%, Aird's 66% and 17%), 4 or more 4-10%: a tune has 2 or 3 parts (allowed 4, models
+#   trained for a minute on O'Neill's wrote 4 parts in a sixth of their tunes, 23 bars a tune
+#   against the corpus's 18);
+# - the 99th percentile of bars per score line is 9 in folk, Ryan's and Aird's (8 in irish.abc).
+PART_LENGTHS = (4, 8)
+REPEAT_PART_LENGTHS = (4, 8)
+MIN_PARTS, MAX_PARTS = 2, 3
+MAX_LINE_BARS = 9
+# A score line ends at the first barline after LINE_WIDTH notes, rests and chords, a bar
+# counting BAR_WIDTH more for its barline: abcm2ps fails on a line a little too wide for its
+# page ("Line too much shrunk": about 64 sixteenths, 50 dotted eighths). So the line of a reel
+# or a jig has 4 bars, as in the corpora (their median line: 24-30 notes, 4 bars; 95th
+# percentile 33-46 notes; bench/tune_form.py).
+LINE_WIDTH = 32
+BAR_WIDTH = 2
+# ... and a bar holds at most MAX_BAR_NOTES notes, rests and chords (a triplet counts 3), none
+# shorter than a 1/32 note, so that no line grows much past the corpora's.
+MAX_BAR_NOTES = 16
+# ... and what widens a line besides its notes stays within LINE_EXTRAS (in about half a note's
+# width): an accidental, a broken-rhythm dot, a grace note, a decoration !trill!, a character of
+# an annotation count 1; a quoted text 2 more, a chord symbol 6 in all.
+LINE_EXTRAS = 24
+CHORD_SYMBOL_WIDTH = 4
+MIN_NOTE_TICKS = TICKS // 32
 INLINE_FIELDS = "MLK"  # [M:3/4], [L:1/16], [K:G] at the start of a bar
-SECTION_BARS = ("||", "|]", "|:", ":|")
 # The characters the grammar cannot do without (checked against the tokenizer).
 REQUIRED_CHARS = "XMLK:\n|/18"
 
@@ -104,22 +160,44 @@ class Lexicon:
             self.keys = frozenset((self._only_key(key),))
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
         self.l4 = {k: int(v * 4) for k, v in self.lengths.items()}  # in quarters of the unit
-        self.min_l4 = min(self.l4.values())
+        self.fill_cache: dict[tuple[int, int], int] = {}  # (rules/timing.py's fill_count)
+        self._playable: dict[int, tuple[int, ...]] = {}
         if not (self.meters and self.units and self.keys):
             raise ConstraintError("the model's vocabulary cannot spell an ABC meter, unit length "
                                   "and key for the ABC constraint")
         self.value_prefixes = {"M": prefixes(self.meters), "L": prefixes(self.units),
                                "K": prefixes(self.keys)}
+        self.rhythms = {m: frozenset(r for r in rs if spellable(r))
+                        for m, rs in RHYTHMS.items() if m in self.meters}
+        self.rhythm_prefixes = {m: prefixes(rs) for m, rs in self.rhythms.items() if rs}
+        # the lengths a part may have (PART_LENGTHS) in a tune of max_bars
+        self.part_lengths = tuple(n for n in PART_LENGTHS if n <= max_bars) or (max_bars,)
+        self.repeat_lengths = tuple(n for n in REPEAT_PART_LENGTHS
+                                    if n <= max_bars) or self.part_lengths[:1]
+        self.min_parts = max(1, min(MIN_PARTS, max_bars // self.part_lengths[0]))
+        self.max_parts = MAX_PARTS
         self.length_prefixes = prefixes(self.lengths)
         quote = '"' in self.stoi
         self.roots = "".join(r for r in CHORD_ROOTS if r in self.stoi) if quote else ""
         self.suffix_words = frozenset(w for w in CHORD_SUFFIXES if spellable(w))
         self.suffix_prefixes = prefixes(self.suffix_words)
-        self.words = frozenset(w for w in QUOTED_WORDS if spellable(w)) if quote else frozenset()
-        self.word_prefixes = prefixes(self.words) - {""}
         self.places = "".join(c for c in ANNOTATION_PLACES if c in self.stoi) if quote else ""
+        # !trill! when the vocabulary has '!'; '!' alone also ends a line (|!)
+        self.bang = "!" in self.stoi
+        self.decorations = {m: frozenset(m + d + m for d in DECORATION_NAMES if spellable(d))
+                            for m in "!" if m in self.stoi}
+        self.continuation = "\\" in self.stoi  # a line ending in '\\' goes on on the next
         self.chords = "]" in self.stoi
         self.inline = "".join(f for f in INLINE_FIELDS if f in self.stoi) if self.chords else ""
+
+    def playable(self, step: int) -> tuple[int, ...]:
+        """The lengths (in quarters of the unit, l4) a note may take when a quarter of the unit
+        lasts `step` ticks: none shorter than a 1/32 note (MIN_NOTE_TICKS)."""
+        p = self._playable.get(step)
+        if p is None:
+            p = self._playable[step] = tuple(sorted(
+                {v for v in self.l4.values() if v * step >= MIN_NOTE_TICKS}, reverse=True))
+        return p
 
     def spellable(self, word: str) -> bool:
         return all(ch in self.stoi for ch in word)

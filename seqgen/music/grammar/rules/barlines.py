@@ -1,45 +1,25 @@
-"""Barlines, what may start a bar or a line, endings, and the end of the tune.
-
-A barline closes a bar (`close_bar`): a full one, or a short one that starts the tune or a
-section or ends one; ``|]`` ends the tune once it has `min_bars` bars, after `max_bars` bars
-the next barline ends it; ``<eos>`` only right after a barline (`eos`).
+"""Barlines, what may start a bar or a line, line breaks ('\\n', '|!', '\\\\'), endings, and the
+end of the tune. Which barline may close a bar, and what parts, repeats and endings allow, is
+form.py's.
 """
 
 from __future__ import annotations
 
-from seqgen.music.grammar.rules.elements import start_element
+from seqgen.music.grammar.rules.elements import decoration_name, start_element
+from seqgen.music.grammar.rules.form import (
+    close_bar,
+    first_ending,
+    line_full,
+    may_end,
+    opening_repeat,
+    second_ending,
+    tune_over,
+)
 from seqgen.music.grammar.rules.groups import chord_start
 from seqgen.music.grammar.rules.inline import inline_start
-from seqgen.music.grammar.state import BODY, Body, Phase, State
-from seqgen.music.grammar.vocabulary import SECTION_BARS, Lexicon
-
-
-# ---------------------------------------------------------------------------- closing a bar
-def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
-    """A barline `kind` closes the current bar (None when it may not)."""
-    if s.slur or s.triplet_left or s.forced_length is not None:
-        return None
-    full = s.bar_ticks is None or s.filled == s.bar_ticks
-    if not s.bar_has_notes:
-        return _opening_repeat(s) if kind == "|:" else None
-    if not full and not (s.section_start or kind in SECTION_BARS):
-        return None
-    if kind == "|:" and s.bars + 1 >= lx.max_bars:
-        return None  # the tune must end at this barline: not with an opening repeat
-    if kind == "|]" and s.bars + 1 < lx.min_bars:
-        return None  # '|]' ends the tune, which is not long enough yet
-    return s._replace(body=Body.BAR_START, partial="", last_bar=kind,
-                      section_start=kind in SECTION_BARS, filled=0, bar_has_notes=False,
-                      bars=s.bars + 1, last_length=None)
-
-
-def _opening_repeat(s: State) -> State | None:
-    """'|:' before any note of the bar: only at the start of the tune or of a line (once)."""
-    if s.bars == 0 and s.body == Body.START:
-        return s._replace(body=Body.BAR_START, last_bar="|:", section_start=True, filled=0)
-    if s.body == Body.LINE_START and s.last_bar != "|:":
-        return s._replace(body=Body.BAR_START, last_bar="|:", section_start=True, filled=0)
-    return None
+from seqgen.music.grammar.rules.timing import can_start_note
+from seqgen.music.grammar.state import AFTER_ENDING1, BANG_GAP, BODY, Body, Phase, State
+from seqgen.music.grammar.vocabulary import Lexicon
 
 
 def between(lx: Lexicon, s: State, ch: str) -> State | None:
@@ -69,19 +49,49 @@ def barline(lx: Lexicon, s: State, ch: str) -> State | None:
 # ----------------------------------------------------------------------- the start of a bar
 def bar_start(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.BAR_START, Body.START, Body.LINE_START: right after a barline a line break (also
-    once the tune is over) or a space; at the start of the tune or a line the '|' of an opening
-    repeat; then the bar's first element (none once the tune is over)."""
+    once the tune is over; the only choice once the line has MAX_LINE_BARS bars), '!' (a line
+    break mark or a decoration), '\\\\' (the line goes on) or a space; at the start of the tune
+    or a line the '|' of an opening repeat; then the bar's first element (none once the tune is
+    over); after ':|' that closed a first ending, only the second."""
     after_barline = s.body == Body.BAR_START
-    if ch == "\n" and after_barline:
-        return s._replace(body=Body.LINE_START)
-    if s.bars >= lx.max_bars or s.last_bar == "|]":  # the tune is over
+    if after_barline:
+        if ch == "\n":
+            return None if s.breaks == "!" else new_line(s, "\n")
+        if ch == "!" and lx.bang and s.bang_gap >= BANG_GAP:
+            return s._replace(body=Body.BANG, bang_gap=0)
+    if tune_over(lx, s) or (after_barline and line_full(s)):
         return None
+    if s.rep == AFTER_ENDING1:
+        return _second_ending_start(lx, s, ch)
     if after_barline:
         if ch == " ":
             return s._replace(body=Body.BAR_SPACE)
+        if ch == "\\" and lx.continuation and s.breaks != "!" and can_start_note(lx, s):
+            return s._replace(body=Body.CONTINUE)  # (a bar follows on the next line)
+        if ch == "1":
+            e = first_ending(lx, s)  # '|1'
+            return None if e is None else e._replace(body=Body.ENDING)
     elif ch == "|":
-        return s._replace(body=Body.LINE_OPEN)
+        return s._replace(body=Body.LINE_OPEN) if opening_repeat(lx, s) is not None else None
     return bar_opening(lx, s, ch)
+
+
+def new_line(s: State, breaks: str) -> State:
+    """A line break after a barline ('\\n', or '!' and '\\n'): the score line is over. A tune
+    ends all its lines one way: abcm2ps reads a '!' at a line's end as the only line break of
+    the tune and joins the lines without one (then fails: "Line too much shrunk")."""
+    return s._replace(body=Body.LINE_START, line_bars=0, line_width=0, line_extras=0,
+                      breaks=breaks)
+
+
+def _second_ending_start(lx: Lexicon, s: State, ch: str) -> State | None:
+    """After ':|' closed a first ending: '[2', or '2' right after the ':|'."""
+    if ch == "[":
+        return s._replace(body=Body.BRACKET)
+    if ch == "2" and s.body == Body.BAR_START:
+        e = second_ending(s)
+        return None if e is None else e._replace(body=Body.ENDING)
+    return None
 
 
 def bar_space(lx: Lexicon, s: State, ch: str) -> State | None:
@@ -101,36 +111,57 @@ def bar_opening(lx: Lexicon, s: State, ch: str) -> State | None:
 
 def line_open(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.LINE_OPEN: '|' at the start of the tune or a line can only be '|:'."""
-    if ch != ":":
+    return opening_repeat(lx, s) if ch == ":" else None
+
+
+def bang(lx: Lexicon, s: State, ch: str) -> State | None:
+    """Body.BANG: '!' after a barline: the line break mark ('|!' then the line break, as
+    irish.abc ends its lines), or the name of a decoration '!trill!'."""
+    s = s._replace(body=Body.BAR_START)
+    if ch == "\n":
+        return None if s.breaks == "\n" else new_line(s, "!")
+    if tune_over(lx, s) or line_full(s) or s.rep == AFTER_ENDING1:
         return None
-    at = Body.START if s.bars == 0 and s.last_bar == "" else Body.LINE_START
-    return close_bar(lx, s._replace(body=at), "|:")
+    opened = bar_opening(lx, s._replace(bang_gap=BANG_GAP), "!")  # (a decoration's '!')
+    return None if opened is None else decoration_name(lx, opened._replace(bang_gap=0), ch)
+
+
+# --------------------------------------------------------------------- line continuations
+def continuation(lx: Lexicon, s: State, ch: str) -> State | None:
+    """Body.CONTINUE: after '\\\\' only the line break: the score line goes on on the next."""
+    return s._replace(body=Body.CONTINUED) if ch == "\n" else None
+
+
+def continued(lx: Lexicon, s: State, ch: str) -> State | None:
+    """Body.CONTINUED: the start of a line after a '\\\\' line: at the start of a bar its first
+    element, in the middle of a bar what may come between elements ('| ' closes the bar, as
+    O'Neill's writes a pickup on a line of its own)."""
+    if s.bar_has_notes:
+        return between(lx, s, ch)
+    return bar_opening(lx, s, ch)
 
 
 # ----------------------------------------------------------------------------------- endings
-def ending_ok(s: State) -> bool:
-    """A first ending '[1' may start this bar."""
-    if s.last_bar == ":|":
-        return True
-    return s.last_bar in ("|", "||") and s.bars > 0
-
-
 def bracket(lx: Lexicon, s: State) -> State | None:
     """'[' at the start of a bar, when an ending ('[1', '[2'), an inline field or a chord may
     follow."""
-    if (ending_ok(s) or start_element(lx, s, "[") is not None
-            or (lx.inline and s.bar_ticks is not None)):
+    if s.rep == AFTER_ENDING1:
+        return s._replace(body=Body.BRACKET)
+    if (first_ending(lx, s) is not None or start_element(lx, s, "[") is not None
+            or any(inline_start(lx, s, f) is not None for f in lx.inline)):
         return s._replace(body=Body.BRACKET)
     return None
 
 
 def after_bracket(lx: Lexicon, s: State, ch: str) -> State | None:
-    """Body.BRACKET: '1' of a first ending (after a barline), '2' of a second (after ':|'), an
-    inline field's letter, or a chord's first note."""
-    if ch == "1" and s.last_bar != ":|" and ending_ok(s):
-        return s._replace(body=Body.ENDING, last_bar="[1")
-    if ch == "2" and s.last_bar == ":|":
-        return s._replace(body=Body.ENDING, last_bar="[2")
+    """Body.BRACKET: '1' of a first ending, '2' of a second, an inline field's letter, or a
+    chord's first note."""
+    if s.rep == AFTER_ENDING1:
+        e = second_ending(s) if ch == "2" else None
+        return None if e is None else e._replace(body=Body.ENDING)
+    if ch == "1":
+        e = first_ending(lx, s)
+        return None if e is None else e._replace(body=Body.ENDING)
     return inline_start(lx, s, ch) if ch in lx.inline else chord_start(lx, s, ch)
 
 
@@ -148,14 +179,8 @@ def ending_space(lx: Lexicon, s: State, ch: str) -> State | None:
 
 # ------------------------------------------------------------------------- the tune's end
 def eos(lx: Lexicon, s: State) -> State | None:
-    """The state after <eos>: only in the body, right after a barline (not '|:'), once the
-    tune has `min_bars` bars."""
-    if s.phase != BODY or s.bars < lx.min_bars:
+    """The state after <eos>: only in the body, right after a section barline (or its line
+    break) where the tune may end (form.may_end)."""
+    if s.phase != BODY or not may_end(lx, s):
         return None
-    if s.body == Body.BARLINE and s.partial == "|":
-        s = close_bar(lx, s, "|")
-        if s is None:
-            return None
-    if s.body in (Body.BAR_START, Body.LINE_START) and s.last_bar != "|:":
-        return s._replace(phase=Phase.ENDED, body=Body.END)
-    return None
+    return s._replace(phase=Phase.ENDED, body=Body.END)

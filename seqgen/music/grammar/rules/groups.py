@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from seqgen.music.grammar.rules.elements import start_element
+from seqgen.music.grammar.rules.elements import more, octave_mark, start_element, with_accidental
 from seqgen.music.grammar.rules.timing import fits
 from seqgen.music.grammar.state import NO_SLUR, SLUR_EMPTY, Body, State
 from seqgen.music.grammar.vocabulary import MAX_CHORD_NOTES, NOTE_LETTERS, Lexicon
@@ -23,9 +23,9 @@ def chord(lx: Lexicon, s: State, ch: str) -> State | None:
     if s.inner >= MAX_CHORD_NOTES:
         return None
     if ch in NOTE_LETTERS:
-        return s._replace(body=Body.CHORD_NOTE, partial="", octave=0, inner=s.inner + 1)
+        return s._replace(body=Body.CHORD_NOTE, partial="", pitch=ch, inner=s.inner + 1)
     if ch in "^_=":
-        return s._replace(body=Body.CHORD_ACCIDENTAL, partial=ch)
+        return more(s._replace(body=Body.CHORD_ACCIDENTAL, partial=ch))
     return None
 
 
@@ -34,17 +34,18 @@ def chord_accidental(lx: Lexicon, s: State, ch: str) -> State | None:
     if ch == s.partial and ch in "^_" and len(s.partial) == 1:
         return s._replace(partial=s.partial + ch)
     if ch in NOTE_LETTERS:
-        return s._replace(body=Body.CHORD_NOTE, partial="", octave=0, inner=s.inner + 1)
+        return with_accidental(s, ch)._replace(body=Body.CHORD_NOTE, partial="", pitch=ch,
+                                                inner=s.inner + 1)
     return None
 
 
 def chord_note(lx: Lexicon, s: State, ch: str) -> State | None:
-    """Body.CHORD_NOTE: octave marks (at most two), ']' after two notes or more, or the next
+    """Body.CHORD_NOTE: octave marks (`octave_mark`), ']' after two notes or more, or the next
     note."""
-    if ch in "'," and s.octave < 2:
-        return s._replace(octave=s.octave + 1)
+    if ch in "',":
+        return octave_mark(s, ch)
     if ch == "]" and s.inner >= 2:
-        return s._replace(body=Body.CHORD_LENGTH, partial="", octave=0, inner=0)
+        return s._replace(body=Body.CHORD_LENGTH, partial="", pitch="", inner=0)
     return chord(lx, s, ch)
 
 
@@ -52,28 +53,30 @@ def chord_note(lx: Lexicon, s: State, ch: str) -> State | None:
 def grace(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.GRACE: the first grace note (notes without lengths)."""
     if ch in NOTE_LETTERS:
-        return s._replace(body=Body.GRACE_NOTE, octave=0)
+        return s._replace(body=Body.GRACE_NOTE, pitch=ch)
     if ch in "^_=":
-        return s._replace(body=Body.GRACE_ACCIDENTAL)
+        return more(s._replace(body=Body.GRACE_ACCIDENTAL))
     return None
 
 
 def grace_accidental(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.GRACE_ACCIDENTAL: the grace note's letter."""
-    return s._replace(body=Body.GRACE_NOTE, octave=0) if ch in NOTE_LETTERS else None
+    if ch not in NOTE_LETTERS:
+        return None
+    return with_accidental(s, ch)._replace(body=Body.GRACE_NOTE, pitch=ch)
 
 
 def grace_note(lx: Lexicon, s: State, ch: str) -> State | None:
-    """Body.GRACE_NOTE: octave marks, '}', or another grace note (at most four in a group;
-    partial counts the ones after the first)."""
-    if ch in "'," and s.octave < 2:
-        return s._replace(octave=s.octave + 1)
+    """Body.GRACE_NOTE: octave marks (`octave_mark`), '}', or another grace note (at most four
+    in a group; partial counts the ones after the first)."""
+    if ch in "',":
+        return octave_mark(s, ch)
     if ch == "}":
-        return s._replace(body=Body.GRACE_DONE)
+        return s._replace(body=Body.GRACE_DONE, pitch="")
     if ch in NOTE_LETTERS and len(s.partial) < 3:
-        return s._replace(octave=0, partial=s.partial + "g")
+        return more(s._replace(pitch=ch, partial=s.partial + "g"))
     if ch in "^_=" and len(s.partial) < 3:
-        return s._replace(body=Body.GRACE_ACCIDENTAL, partial=s.partial + "g")
+        return more(s._replace(body=Body.GRACE_ACCIDENTAL, partial=s.partial + "g"))
     return None
 
 
@@ -88,7 +91,7 @@ def grace_done(lx: Lexicon, s: State, ch: str) -> State | None:
 def paren(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.PAREN: '3' for a triplet (when three notes of the shortest length fit in the time
     of two, and no triplet or broken pair is open), else the first note of a slur."""
-    if ch == "3" and s.triplet_left == 0 and s.forced_length is None and fits(lx, s, 2):
+    if ch == "3" and s.triplet_left == 0 and s.forced_length is None and fits(lx, s, 2, 3):
         return s._replace(body=Body.TRIPLET, triplet_left=3)
     opened = s._replace(body=Body.SLUR_OPEN, slur=SLUR_EMPTY)
     if ch in "({" or ")" not in lx.stoi:
