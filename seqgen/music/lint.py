@@ -52,7 +52,7 @@ class Fault:
         return f"line {self.line}" + (f", col {self.col}" if self.col else "")
 
     def __str__(self) -> str:
-        return f"{self.where()}: {self.message}"
+        return f"{self.where()}: {self.message}" if self.line else self.message
 
 
 def errors(faults: list[Fault]) -> list[Fault]:
@@ -300,9 +300,10 @@ class _Linter:
         if len(s) > 1 and s[1] == ":" and s[0] not in "|:" and (
                 s[0].islower() and s[0] not in "drsuw"):
             where = "header" if not self.in_body else "tune"
-            self.fault(1, "field-lower", f"'{s[:2]}' is not a field: field letters are upper-case"
-                       + (f" (write '{s[0].upper()}:{s[2:]}')" if s[0].upper() in "MLKQTRPV"
-                          else ""), f"abcm2ps: {where} info '{s[0]}:' not treated")
+            self.fault(1, "field-lower", "header fields are upper-case: write "
+                       f"`{s[0].upper()}:{s[2:].strip()}`" if s[0].upper() in "MLKQTRPVCNOSZBH"
+                       else f"`{s[:2]}` is not a field (field letters are upper-case) nor music: "
+                       "remove the line", f"abcm2ps: {where} info '{s[0]}:' not treated")
             if not self.in_body:
                 return
         m = _FIELD_LINE.match(s)
