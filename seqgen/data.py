@@ -7,7 +7,9 @@ A corpus argument is one of:
 
 A corpus is a list of documents. ABC files are split into tunes at ``X:`` headers; a text file is one
 document, or one per blank-line separated block when asked (``split_docs``). Training reads ABC
-tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``).
+tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``),
+normalised first (``abc_normalise=True``: seqgen.music.normalise repairs what has one right
+reading and drops the tunes the ABC tools would reject; the result is cached).
 The validation split holds out whole documents (deterministic for a seed); a single-document
 corpus is split by position, the last part held out, as nanoGPT does with tinyshakespeare.
 """
@@ -21,9 +23,9 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import DataError, UsageError
+from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import read_bytes
 from seqgen.music.abc import looks_like_abc, music_headers, split_tunes
 
@@ -73,6 +75,7 @@ class Corpus:
     documents: list[str]
     kind: str  # "abc" (documents are tunes) or "text"
     files: list[Path] = field(default_factory=list)
+    normalised: Any = None  # the NormaliseReport, when ABC tunes were normalised
 
     @property
     def num_chars(self) -> int:
@@ -160,10 +163,11 @@ def check_glob(spec: str | None, glob: str | None) -> None:
 
 
 def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
-                abc_headers: str = "all") -> Corpus:
+                abc_headers: str = "all", abc_normalise: bool = False) -> Corpus:
     """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk).
 
-    abc_headers="music" rewrites the header of every tune of an ABC corpus with
+    abc_normalise=True normalises the tunes of an ABC corpus first (normalise_abc); then
+    abc_headers="music" rewrites the header of every tune with
     ``seqgen.music.abc.music_headers`` (the fields that shape the music, in one order); "all"
     keeps the tunes as written.
     """
@@ -199,9 +203,43 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     if not documents:
         raise DataError(f"{spec}: the corpus has no documents")
     kind = "abc" if kinds == {"abc"} else "text"
+    report = None
+    if kind == "abc" and abc_normalise:
+        documents, report = normalise_abc(documents)
+        if not documents:
+            raise DataError(f"{spec}: normalising dropped every tune ({report.summary()}); "
+                            "train on the tunes as written with --no-abc-normalise")
     if kind == "abc" and abc_headers == "music":
         documents = [music_headers(d) for d in documents]
-    return Corpus(name=name, documents=documents, kind=kind, files=files)
+    return Corpus(name=name, documents=documents, kind=kind, files=files, normalised=report)
+
+
+def normalise_abc(tunes: list[str], cache: bool = True) -> tuple[list[str], Any]:
+    """seqgen.music.normalise.normalise_tunes, cached under the cache directory by the tunes'
+    digest and the normaliser's version (normalising a corpus takes seconds)."""
+    import json
+
+    from seqgen.fileio import atomic_write_text
+    from seqgen.music.normalise import VERSION, NormaliseReport, normalise_tunes
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"normalise {VERSION}\n".encode())
+    for t in tunes:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    path = default_cache_dir() / f"normalised-{h.hexdigest()}.json"
+    if cache and path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            return d["tunes"], NormaliseReport.from_dict(d["report"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is rebuilt
+    kept, report = normalise_tunes(tunes)
+    if cache:
+        try:
+            atomic_write_text(path, json.dumps({"tunes": kept, "report": report.to_dict()}))
+        except (OSError, SeqgenError):
+            pass  # no cache: normalised again next time
+    return kept, report
 
 
 # --------------------------------------------------------------------------------- splitting

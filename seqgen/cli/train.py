@@ -85,6 +85,12 @@ def train(
         "music", help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
         "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
         rich_help_panel=PO),
+    abc_normalise: bool = typer.Option(
+        True, "--abc-normalise/--no-abc-normalise",
+        help="ABC corpora: repair what has one right reading (ties between different notes "
+        "made slurs, words in quotes made annotations, ...) and drop the tunes abc2midi, abcm2ps "
+        "or music21 would still reject; the counts are shown at the start, the dropped tunes "
+        "listed in RUN/normalise.json.", rich_help_panel=PO),
     steps: int | None = typer.Option(
         None, "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
         "first).", rich_help_panel=PB),

@@ -252,12 +252,20 @@ class _Linter:
         self.rhythm = ""
         self.key_line = 0
         self.line = 0
+        self.line_text = ""
         self.passback: set[int] = set()
         self.m2ps_syms: list[list[list]] = []  # abcm2ps: [line, col, length] of each head
         self.m2ps_factor = Fraction(1)  # abcm2ps: broken rhythm share of the next note
         self.m2ps_tuplet = 0  # abcm2ps: notes still to come in the open tuplet
         self.m2ps_tuplet_at = (0, 0)
         self.hornpipe = False  # abc2midi's hornpipe rhythm (R:hornpipe in 2/4 or 4/4)
+        # music21's measures: (line, col, length in whole notes, meter, meter set in it)
+        self.measures: list[tuple[int, int, Fraction, tuple[int, int] | None, bool]] = []
+        self.m21_start = (0, 0)
+        self.m21_meter_here = True  # the header's M: is in the first measure
+        self.regular_bars = 0
+        self.m21_drop_at = -1  # the column of a note music21 would drop (after an annotation)
+        self.m21_dropped = Fraction(0)  # the length music21 dropped in this measure
         self.horn_ratio = False  # R:hornpipe anywhere: '>' shares 2:1, not 3:1
         self.voices = False
         self.parts = False
@@ -392,8 +400,11 @@ class _Linter:
                        f"abc2midi: {m[1]} b is not a power of 2")
         if not self.in_body:
             self.meter = m
-        elif m is not None:
-            self.v.meter = m
+        else:
+            self.m21_meter_here = True
+            self.body_meter = m
+            if m is not None:
+                self.v.meter = m
 
     def unit_field(self, value: str, col: int) -> None:
         mm = re.match(r"^(\d*)\s*(/\s*(\d*))?", value)
@@ -435,6 +446,7 @@ class _Linter:
     # --------------------------------------------------------------------------- music lines
     def music_line(self, raw: str) -> None:
         s = raw.split("%", 1)[0]  # abc2midi and abcm2ps: a comment runs from the first '%'
+        self.line_text = s
         if not self.feats or self.feats[0].kind != "start":
             self.feats.insert(0, _Feature("start", self.line, 1))
         p = len(s) - len(s.lstrip(" \t"))
@@ -709,6 +721,8 @@ class _Linter:
             return len(s)
         for part in s[p + 1:q].split(";"):
             self.chord_symbol(part, col)
+        # music21 drops a note that an annotation (text placed with ^ _ < > @) is attached to
+        self.m21_drop_at = q + 1 if s[p + 1:p + 2] in tuple("^_<>@") else -1
         return q + 1
 
     def chord_symbol(self, text: str, col: int) -> None:
@@ -875,6 +889,8 @@ class _Linter:
             self.feats.append(_Feature("bar", self.line, col, bar=PLAY_ON_REP, rep=rep))
             return
         self.feats.append(_Feature("bar", self.line, col, bar=kind))
+        self.end_measure(col)
+        self.regular_bars += kind == SINGLE and not rep
         self.v.barmap = {}
         self.v.bar_pos = Fraction(0)
         self.v.m2ps_sym = "bar"
@@ -882,6 +898,42 @@ class _Linter:
             self.feats.append(_Feature("bar", self.line, col, bar=PLAY_ON_REP, rep=rep))
 
     # ------------------------------------------------------------- events (abc2midi's store)
+    def end_measure(self, col: int) -> None:
+        """A barline ends a measure for music21 (its length: what abc2midi counted)."""
+        v = self.v
+        if v.bar_pos or self.m21_start != (0, 0):
+            meter = getattr(self, "body_meter", self.meter) if self.in_body else self.meter
+            self.measures.append((*self.m21_start, v.bar_pos - self.m21_dropped, meter,
+                                  self.m21_meter_here))
+            self.m21_meter_here = False
+        self.m21_dropped = Fraction(0)
+        self.m21_start = (self.line, col)
+
+    def music21_rebar(self) -> None:
+        """music21 re-bars an over-full measure (not the last) and, unless the next measure
+        sets its own meter, puts one time signature object in two measures: its MIDI writer then
+        fails ("... is already found in this Stream") unless the tune has repeats (expanding
+        them copies each measure on its own). It makes measures only from two plain barlines
+        on."""
+        if self.v.bar_pos:
+            self.end_measure(0)
+        ms = [m for m in self.measures if m[2]]  # music21 makes no empty measures
+        if self.regular_bars < 2 or any(f.kind == "bar" and f.bar != SINGLE and f.bar != DOUBLE
+                                        for f in self.feats):
+            return  # no measures; or repeats, whose expansion copies each measure on its own
+        for i, (line, col, length, meter, _) in enumerate(ms[:-1]):
+            if meter is None:
+                continue
+            bar = Fraction(*meter)
+            if length > bar and length - bar != bar and not ms[i + 1][4]:
+                self.fault(col, "m21-rebar", f"this bar is over-full ({length.numerator}/"
+                           f"{length.denominator} where the meter wants {meter[0]}/{meter[1]}): "
+                           "music21's own converter re-bars it and then fails; make the bar "
+                           "fit the meter (or change the meter there, [M:...])",
+                           "music21: StreamException: TimeSignature ... is already found in "
+                           "this Stream", line=line or self.key_line + 1)
+                return
+
     def chord_on(self, col: int) -> None:
         v = self.v
         if v.in_chord:
@@ -1055,6 +1107,10 @@ class _Linter:
             self.hornp(nm[0] * tf.numerator, nm[1] * tf.denominator * v.unit.denominator)
         if not v.in_grace and (not v.in_chord or v.chord_notes == 1):
             v.bar_pos += length
+            # music21 drops a note after the fermata shorthand H, or with an annotation
+            deco = re.match(r"[.MLRH~Tuv'OPS]*", self.line_text[col - 1:])
+            if col - 1 == self.m21_drop_at or (deco is not None and "H" in deco.group(0)):
+                self.m21_dropped += length
         if _FERMATA in decos:
             length *= 2
         pitch = self.pitch(acc, letter, octave)
@@ -1083,6 +1139,8 @@ class _Linter:
         length = self.in_tuple(written) * v.unit
         if not v.in_grace and (not v.in_chord or v.chord_notes == 0):
             v.bar_pos += length
+            if self.line_text[col - 1:col] == "x":  # music21 drops invisible rests
+                self.m21_dropped += length
         v.horn_last = None
         if _FERMATA in decos:
             length *= 2
@@ -1151,6 +1209,7 @@ class _Linter:
             line, col = self.m2ps_tuplet_at
             self.fault(col, "tuplet-end", "a tuplet is not complete when the tune ends: give it "
                        "all its notes", "abcm2ps: End of tune found inside a tuplet", line=line)
+        self.music21_rebar()
         self.ties_abc2midi()
         self.ties_abcm2ps()
         self.graces()
@@ -1193,8 +1252,8 @@ class _Linter:
                            "before tie", line=t.line)
                 continue
             notes, in_chord = tied
-            for n in notes:
-                why = self.tie_target(j, n, in_chord)
+            for n in notes:  # a tie after ']' ties each note, its chord already closed
+                why = self.tie_target(j, n, in_chord and f[j - 1].kind != "chord_off")
                 if why:
                     self.fault(t.col, "tie-pitch", why, "abc2midi: Could not find note to be "
                                "tied", line=t.line)

@@ -113,6 +113,7 @@ class TrainConfig:
     glob: str | None = None  # which files of a directory corpus
     split_docs: bool = False  # blank-line separated blocks of a text file are documents
     abc_headers: str = "music"  # ABC corpora: music (header fields that shape the music) | all
+    abc_normalise: bool = True  # ABC corpora: repair or drop tunes the ABC tools would reject
     val_fraction: float = 0.1  # share of documents (or of the text) held out for validation
     kind: str = "lstm"  # rnn | lstm | gru | transformer
     preset: str = "auto"  # auto | tiny | small | medium
@@ -167,6 +168,8 @@ class TrainConfig:
             raise CheckpointError(f"{source}: expected a JSON object")
         if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
             d = {**d, "abc_headers": "all"}
+        if "abc_normalise" not in d:  # saved before the field existed: not normalised
+            d = {**d, "abc_normalise": False}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
