@@ -20,7 +20,7 @@ that still has a fault is dropped, with the reason. Repairs:
   a decoration letter or ``!name!`` abcm2ps does not know goes; a stray ``*``, ``$``, ``!`` or
   ``\\`` inside a line goes;
 - a broken rhythm between notes of different lengths (``A2>B``, ``A>.B``) is written out with
-  the lengths it means (``A3B/2``);
+  the lengths it means (``A3B/``, ``A3/.B/``);
 - ``R:Hornpipe`` in a meter abc2midi cannot play hornpipes in: ``M:C|`` becomes ``M:C`` (the
   same bar length), other meters lose the ``R:`` line;
 - first and second endings with no ``|:`` before them get one where their part starts;
