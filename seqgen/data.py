@@ -214,9 +214,13 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     return Corpus(name=name, documents=documents, kind=kind, files=files, normalised=report)
 
 
+_NORMALISED: dict[str, tuple[list[str], Any]] = {}  # digest -> (kept, report), this process
+
+
 def normalise_abc(tunes: list[str], cache: bool = True) -> tuple[list[str], Any]:
-    """seqgen.music.normalise.normalise_tunes, cached under the cache directory by the tunes'
-    digest and the normaliser's version (normalising a corpus takes seconds)."""
+    """seqgen.music.normalise.normalise_tunes, cached by the tunes' digest and the normaliser's
+    version in this process and under the cache directory (normalising a corpus takes
+    seconds)."""
     import json
 
     from seqgen.fileio import atomic_write_text
@@ -226,15 +230,24 @@ def normalise_abc(tunes: list[str], cache: bool = True) -> tuple[list[str], Any]
     h.update(f"normalise {VERSION}\n".encode())
     for t in tunes:
         h.update(t.encode("utf-8", "surrogatepass") + b"\0")
-    path = default_cache_dir() / f"normalised-{h.hexdigest()}.json"
+    key = h.hexdigest()
+    if cache and key in _NORMALISED:  # this process normalised these tunes already
+        kept, report = _NORMALISED[key]
+        return list(kept), report
+    path = default_cache_dir() / f"normalised-{key}.json"
     if cache and path.is_file():
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
-            return d["tunes"], NormaliseReport.from_dict(d["report"])
+            kept, report = d["tunes"], NormaliseReport.from_dict(d["report"])
+            _NORMALISED[key] = (kept, report)
+            return list(kept), report
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a damaged cache entry is rebuilt
     kept, report = normalise_tunes(tunes)
     if cache:
+        if len(_NORMALISED) >= 4:
+            _NORMALISED.pop(next(iter(_NORMALISED)))
+        _NORMALISED[key] = (kept, report)
         try:
             atomic_write_text(path, json.dumps({"tunes": kept, "report": report.to_dict()}))
         except (OSError, SeqgenError):

@@ -278,3 +278,13 @@ def test_one_tune_functions_take_one_tune_and_convert_tunes_a_list(tmp_path):
         next(convert_tunes(JIG))
     results = list(convert_tunes(t for t in (JIG, REEL)))  # any iterable of tunes
     assert [r.index for r in results] == [0, 1] and all(r.ok for r in results)
+
+
+def test_musicxml_composer_is_the_tunes_c_field_or_none():
+    """music21 would name itself ("Music21") as the composer, which MuseScore prints (24 #6)."""
+    plain = HEAD.format(title="Plain", meter="2/4", key="G") + "GABc|d4|]\n"
+    r = convert_tune(plain, "musicxml", Limits(timeout_s=None))
+    assert r.data is not None and b"<creator" not in r.data and b"Music21<" not in r.data
+    r = convert_tune(plain.replace("T:Plain\n", "T:Plain\nC:Trad.\n"), "musicxml",
+                     Limits(timeout_s=None))
+    assert r.data is not None and b'<creator type="composer">Trad.</creator>' in r.data

@@ -87,6 +87,7 @@ def test_load_corpus_normalises_and_caches(tmp_path, monkeypatch):
         raise AssertionError("normalised again instead of read from the cache")
 
     monkeypatch.setattr(normalise, "normalise_tunes", boom)
+    monkeypatch.setattr(data, "_NORMALISED", {})  # not this process's memory: the disk cache
     again = data.load_corpus(str(abc), abc_headers="music", abc_normalise=True)
     assert again.documents == c.documents
 
