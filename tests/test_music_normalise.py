@@ -40,10 +40,12 @@ def fixed(body: str, extra: str = "") -> tuple[str, set[str]]:
     ("GAB c2d:|\nGAB c2d|[1 GAB c2d:|[2 B3 G3|]", "GAB c2d::\nGAB c2d|[1 GAB c2d:|[2 B3 G3|]",
      "ending-repeat"),
     ("|:GAB c2d|G6|:|", "|:GAB c2d|G6:|", "final-repeat"),
+    ("GAB c2d \\\n|e3 d2B|]", "GAB c2d\n|e3 d2B|]", "continuation"),
+    ("GA (3AB\\\nc d2|G6|]", "GA (3AB\\\nc d2|G6|]", "-"),  # a tuplet runs on
 ])
 def test_each_repair_gives_abc_the_tools_accept(body, want, repair):
     got, done = fixed(body)
-    assert got == want and repair in done
+    assert got == want and (repair in done or (got == body and not done))
 
 
 def test_header_repairs():

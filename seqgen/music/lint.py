@@ -119,6 +119,7 @@ class _Feature:
     bar: str = ""  # for kind "bar": one of the bar kinds above
     rep: str = ""  # for PLAY_ON_REP: the list, e.g. "1" or "1,3"
     staccato: bool = False
+    short: bool = False  # a staccato note in a chord: abc2midi stores it at half the chord's length
 
 
 @dataclass
@@ -236,6 +237,14 @@ def _default_unit(meter: tuple[int, int] | None) -> Fraction:
 
 def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
+
+
+def _digits(s: str, p: int) -> tuple[int, int]:
+    """The number written at `p` (0 when none) and the position after it."""
+    q = p
+    while q < len(s) and s[q].isdigit():
+        q += 1
+    return (int(s[p:q]) if q > p else 0), q
 
 
 class _Linter:
@@ -804,29 +813,18 @@ class _Linter:
         return q + 1
 
     def paren(self, s: str, p: int) -> int:
-        q = p + 1
-        r = q
-        while r < len(s) and s[r].isdigit():
-            r += 1
-        t = int(s[q:r]) if r > q else 0
+        """'(' : a slur, or a tuplet '(p:q:r' (abc2midi's reading)."""
+        t, r = _digits(s, p + 1)
         if t == 0:
             if s[r:r + 1] == "&":
                 return r + 1
             self.slur_on()
-            return q
+            return p + 1
         nq = nr = 0
         if s[r:r + 1] == ":":
-            r += 1
-            a = r
-            while r < len(s) and s[r].isdigit():
-                r += 1
-            nq = int(s[a:r]) if r > a else 0
+            nq, r = _digits(s, r + 1)
             if s[r:r + 1] == ":":
-                r += 1
-                a = r
-                while r < len(s) and s[r].isdigit():
-                    r += 1
-                nr = int(s[a:r]) if r > a else 0
+                nr, r = _digits(s, r + 1)
         self.event_tuple(p + 1, t, nq, nr)
         return r
 
@@ -1124,7 +1122,8 @@ class _Linter:
         if ornament:  # abc2midi plays '~' as grace notes before the note
             self.feats.append(_Feature("ornament", self.line, col))
         self.feats.append(_Feature("note", self.line, col, pitch=pitch, step=step, acc=acc,
-                                   length=length, staccato=staccato and not v.in_chord))
+                                   length=length, staccato=staccato and not v.in_chord,
+                                   short=staccato and v.in_chord))
         v.m2ps_sym = v.m2ps_note = "note"
         if not v.in_chord:
             self.note_start(length / 2 if staccato else length)
@@ -1254,6 +1253,9 @@ class _Linter:
             notes, in_chord = tied
             for n in notes:  # a tie after ']' ties each note, its chord already closed
                 why = self.tie_target(j, n, in_chord and f[j - 1].kind != "chord_off")
+                if n.short:  # the note is shorter than its chord: the tie ends before it
+                    why = ("a tie '-' after a staccato chord: abc2midi plays the chord's notes "
+                           "short, so nothing is left to tie; remove the '.' or the '-'")
                 if why:
                     self.fault(t.col, "tie-pitch", why, "abc2midi: Could not find note to be "
                                "tied", line=t.line)

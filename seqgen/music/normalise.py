@@ -25,7 +25,9 @@ that still has a fault is dropped, with the reason. Repairs:
   same bar length), other meters lose the ``R:`` line;
 - first and second endings with no ``|:`` before them get one where their part starts;
 - an octave mark on the wrong case (``c,`` -> ``C``, ``C'`` -> ``c``);
-- a note too long to draw as one note with dots (``A5``) is written as two tied notes (``A4-A``).
+- a note too long to draw as one note with dots (``A5``) is written as two tied notes (``A4-A``);
+- a ``\\`` that continues a music line on the next goes (each line is a staff line; joined lines
+  can be too long for abcm2ps).
 
 Everything else (unbalanced repeats and chords, stray characters, over-full bars that music21
 cannot re-bar, ...) drops the tune. No music21 here: the linter works on the text alone.
@@ -42,7 +44,7 @@ from seqgen.music.abc import parse_header
 from seqgen.music.lint import Fault, errors, lint_tune
 
 ROUNDS = 4
-VERSION = 1  # bump when the repairs change (cached normalised corpora are keyed by it)
+VERSION = 2  # bump when the repairs change (cached normalised corpora are keyed by it)
 
 # what each repair is called in the summary
 REPAIRS = {
@@ -63,6 +65,7 @@ REPAIRS = {
     "octave": "octave marks moved to the note's case",
     "split-note": "over-long notes written as two tied notes",
     "final-repeat": "final '|:|' or '::' written ':|'",
+    "continuation": "line continuations '\\' removed (layout only)",
 }
 _CHORD_ALIASES = {"maj": "", "M": "", "min": "m", "mi": "m", "-": "m", "7th": "7", "o": "dim",
                   "o7": "dim7", "dom7": "7", "mj7": "maj7", "m7-5": "m7b5", "+7": "aug7"}
@@ -134,6 +137,12 @@ def normalise_tune(text: str) -> tuple[str | None, Counter, list[str]]:
     fingers = _remove_fingerings(lines)
     if fingers:
         done["fingering"] += fingers
+    joined = list(lines)
+    joins = _remove_continuations(lines)
+    if joins and any(f.code == "tuplet-eol" for f in lint_tune("\n".join(lines))):
+        lines[:] = joined  # a tuplet runs on to the next line: the '\\' stays
+    elif joins:
+        done["continuation"] += joins
     for _ in range(ROUNDS):
         faults = errors(lint_tune("\n".join(lines)))
         if not faults:
@@ -251,6 +260,20 @@ def _remove_fingerings(lines: list[str]) -> int:
             continue
         lines[i], k = re.subn(r'"[0-5]"', "", lines[i])
         n += k
+    return n
+
+
+def _remove_continuations(lines: list[str]) -> int:
+    """A '\\' at the end of a music line joins it to the next into one staff line; joined lines
+    can be too long for abcm2ps ("Line too much shrunk"). Each line is its own staff line
+    then: only the layout changes."""
+    body = parse_header("\n".join(lines)).body_line - 1
+    n = 0
+    for i in range(body, len(lines)):
+        m = re.search(r"\s*\\\s*$", lines[i].split("%", 1)[0])
+        if m and not re.match(r"^\s*[A-Za-z+]:", lines[i]):
+            lines[i] = lines[i][:m.start()] + lines[i][m.end():]
+            n += 1
     return n
 
 
