@@ -4,7 +4,9 @@ Public functions (each works on ONE tune's text, as ``seqgen.music.abc.split_tun
 
 - ``abc_to_midi(text, path, limits=None) -> TuneInfo``: write one tune as a MIDI file (atomically),
   repeats played as written; DataError naming the problem when the tune cannot be converted.
-- ``check_tune(text, limits=None, bar_checks=True) -> CheckResult``: the A-D checks and VALID.
+- ``check_tune(text, limits=None, bar_checks=True) -> CheckResult``: VALID (it converts, and the
+  ABC linter and music21 find nothing abc2midi, abcm2ps or music21's own converter would reject),
+  with every fault and warning by line.
 - ``convert_tune(text, to="midi", limits=None) -> TuneResult``: the bytes of one converted tune.
 - ``convert_tunes(texts, to, limits, jobs, check)``: many tunes, results in input order.
 - ``render_wav(midi_bytes, path, soundfont=None)``: MIDI to WAV with fluidsynth or timidity.

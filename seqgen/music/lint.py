@@ -275,9 +275,11 @@ class _Linter:
         self.regular_bars = 0
         self.m21_drop_at = -1  # the column of a note music21 would drop (after an annotation)
         self.m21_dropped = Fraction(0)  # the length music21 dropped in this measure
+        self.m21_tuplet = 0  # notes music21 still counts into the open tuplet
         self.horn_ratio = False  # R:hornpipe anywhere: '>' shares 2:1, not 3:1
         self.voices = False
         self.parts = False
+        self.part_order = ""  # the header's P: (the order abc2midi plays the parts in)
         self.m2ps_tie_pending = False
 
     # ------------------------------------------------------------------------------ helpers
@@ -311,6 +313,10 @@ class _Linter:
         return sorted(out, key=lambda f: (f.line, f.col))
 
     def read_line(self, raw: str) -> None:
+        if raw[:1] in (" ", "\t") and raw[1:2] == ":" and self.in_body:
+            self.fault(1, "field-space", "a music line starting with a space and ':' reads as "
+                       "a field to abcm2ps: remove the space", "abcm2ps: tune info ' :' not "
+                       "treated")
         s = raw.lstrip(" \t")
         if s.startswith("%") or s.startswith("\\"):
             return
@@ -352,8 +358,8 @@ class _Linter:
             self.horn_ratio = self.horn_ratio or value.startswith(("Hornpipe", "hornpipe"))
         elif letter == "V":
             self.voices = True
-        elif letter == "P" and self.in_body:
-            self.parts = True
+        elif letter == "P":
+            self.part_field(value, col)
 
     def key_field(self, value: str, col: int) -> None:
         km, err = _key_map(value)
@@ -437,6 +443,25 @@ class _Linter:
             self.fault(col, "info-key", f"I:{value}: abc2midi does not know the instruction "
                        f"'{k}'; remove the line (or make it a %% comment)",
                        f"abc2midi: I: key ' {k}' not recognized")
+
+    def part_field(self, value: str, col: int) -> None:
+        """P: in the header is the order of the parts (abc2midi reads A-Z ( ) . + - digits and
+        spaces); in the body, a part label A-Z."""
+        if self.in_body:
+            if not self.part_order:
+                return  # abc2midi ignores parts in the music when the header names none
+            self.parts = True
+            self.feats.append(_Feature("part", self.line, col, rep=value[:1]))
+            if not value[:1].isupper():
+                self.fault(col, "part", f"P:{value}: a part label in the music is one capital "
+                           "letter, e.g. P:B", "abc2midi: Part must be one of A-Z")
+            return
+        self.part_order = value
+        bad = next((c for c in value if not (c.isupper() or c.isdigit() or c in "().+- ")), None)
+        if bad is not None:
+            self.fault(col, "part", f"P:{value}: the parts' order is written with capital letters, "
+                       "digits and ( ) . (e.g. P:AABB); put other text in an N: line",
+                       f"abc2midi: illegal character '{bad}' in part specification.")
 
     def tempo_field(self, value: str, col: int) -> None:
         p = value
@@ -844,10 +869,7 @@ class _Linter:
             if nxt == ":":
                 self.add_bar(BAR_REP, col)
                 return p + 2
-            if nxt == "|":
-                if s[p + 2:p + 3] == ":":
-                    self.add_bar(BAR_REP, col)
-                    return p + 3
+            if nxt == "|":  # ('||:' is '||' and ':' to abc2midi 4.84; later ones read '|:')
                 self.add_bar(DOUBLE, col)
                 return p + 2
             if nxt == "]":
@@ -1028,6 +1050,7 @@ class _Linter:
         if not v.in_grace:
             self.m2ps_tuplet = r or n
             self.m2ps_tuplet_at = (self.line, col)
+            self.m21_tuplet = r or n
         if v.tuple_count > 0:
             self.fault(col, "tuplet-nested", f"'({n}' starts a tuplet before the last one has "
                        "all its notes: count the notes of the tuplet before it",
@@ -1101,6 +1124,12 @@ class _Linter:
         written = Fraction(*nm)
         tf = v.tuple_fact if v.tuple_count > 0 else Fraction(1)
         length = self.in_tuple(written) * v.unit
+        if not v.in_chord or v.chord_notes == 1:
+            # music21 counts grace notes among a tuplet's notes: the last real ones are left
+            # at their written length
+            if not v.in_grace and tf != 1 and self.m21_tuplet == 0:
+                self.m21_dropped -= written * v.unit - length
+            self.m21_tuplet = max(0, self.m21_tuplet - 1)
         if not v.in_grace and not v.in_chord:
             self.hornp(nm[0] * tf.numerator, nm[1] * tf.denominator * v.unit.denominator)
         if not v.in_grace and (not v.in_chord or v.chord_notes == 1):
@@ -1376,7 +1405,10 @@ class _Repeats:
         self.lt.fault(f.col, code, message, f"abc2midi: {tool}", line=f.line)
 
     def run(self) -> None:
-        if self.lt.voices or self.lt.parts or not self.bars:
+        if self.lt.voices or not self.bars:
+            return
+        if self.lt.parts:
+            self.run_parts()
             return
         b = self.bars
         if b[0].kind == "start":
@@ -1386,6 +1418,31 @@ class _Repeats:
         if first_close is not None and (first_open is None or first_open > first_close):
             b.insert(1, _Feature("bar", b[0].line, b[0].col, bar=BAR_REP))
         self.fixreps()
+        self.play()
+
+    def run_parts(self) -> None:
+        """With parts (P:A ... P:B in the music), abc2midi adds a missing '|:' at the start of
+        each part, mends nothing else, and plays the parts in the header's P: order (else as
+        written), one repeat state carried from part to part."""
+        parts: dict[str, list[_Feature]] = {}
+        order: list[str] = []
+        cur: list[_Feature] = []
+        for f in self.lt.feats:
+            if f.kind == "part":
+                cur = parts.setdefault(f.rep, [])
+                order.append(f.rep)
+            elif f.kind == "bar" and (cur or f.rep or order):
+                cur.append(f)
+        for label, bars in parts.items():
+            first_close = next((i for i, f in enumerate(bars) if f.bar in (REP_BAR, DOUBLE_REP)),
+                               None)
+            first_open = next((i for i, f in enumerate(bars) if f.bar == BAR_REP), None)
+            if first_close is not None and (first_open is None or first_open > first_close):
+                at = bars[first_close]
+                bars.insert(0, _Feature("bar", at.line, at.col, bar=BAR_REP))
+            parts[label] = [_Feature("part", 0, 0)] + bars
+        played = [c for c in self.lt.part_order if c in parts] or order
+        self.bars = [f for label in played for f in parts[label]]
         self.play()
 
     def fixreps(self) -> None:
@@ -1454,7 +1511,7 @@ class _Repeats:
             steps += 1
             f = b[j]
             k = f.bar
-            if k == DOUBLE:
+            if k == DOUBLE or f.kind == "part":
                 in_var = False
             elif k == BAR_REP:
                 in_var = False

@@ -44,7 +44,7 @@ from seqgen.music.abc import parse_header
 from seqgen.music.lint import Fault, errors, lint_tune
 
 ROUNDS = 4
-VERSION = 2  # bump when the repairs change (cached normalised corpora are keyed by it)
+VERSION = 5  # bump when the repairs change (cached normalised corpora are keyed by it)
 
 # what each repair is called in the summary
 REPAIRS = {
@@ -388,7 +388,7 @@ def _ending(lines: list[str], f: Fault) -> str | None:
         s = lines[i] if i != f.line - 1 else lines[i][:f.col - 1]
         for m in reversed(list(re.finditer(r":\||\|\||\|\]|\[\|", s))):
             tok = m.group(0)
-            new = {":|": "::", "||": "||:", "|]": "|]|:", "[|": "[|:"}[tok]
+            new = {":|": "::", "||": "|:", "|]": "|] |:", "[|": "[|:"}[tok]
             if s[m.end():m.end() + 1] == ":":
                 return None
             lines[i] = lines[i][:m.start()] + new + lines[i][m.end():]
@@ -464,6 +464,12 @@ def _final_repeat(lines: list[str], f: Fault) -> str | None:
     return None
 
 
+def _indent(lines: list[str], f: Fault) -> str | None:
+    """' :|' at the start of a line: the space goes (layout only)."""
+    lines[f.line - 1] = lines[f.line - 1].lstrip(" \t")
+    return "stray-drop"
+
+
 def _info_line(lines: list[str], f: Fault) -> str | None:
     if not lines[f.line - 1].lstrip().startswith("I:"):
         return None
@@ -480,4 +486,5 @@ _REPAIRERS = {
     "broken-unequal": _broken, "hornpipe": _hornpipe, "ending-no-repeat": _ending,
     "octave-mark": _octave, "too-dotted": _split_note, "info-key": _info_line,
     "chord-close": _lone, "no-note": _lone, "repeat-open-end": _final_repeat,
+    "field-space": _indent,
 }
