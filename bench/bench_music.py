@@ -9,6 +9,12 @@ Finally it times a whole `seqgen abc2midi` process on a single tune (median of s
     python bench/bench_music.py                       # every corpus, in full (minutes)
     python bench/bench_music.py --sample 300 --jobs 2  # at most 300 tunes per corpus (irish: all)
     python bench/bench_music.py --corpora irish,folk
+    python bench/bench_music.py --scores               # scores, pages and audio (issue 20)
+
+--scores engraves every tune of irish.abc and of 300 tunes sampled from the shipped model
+(`seqgen -q sample default --tunes 100 --seed S`, S = 1, 2, 3), listing any verovio cannot draw
+and the median time per score; then builds a 100-tune page without audio, and one with audio
+beside it, and times a whole `seqgen convert one.abc --to svg` process.
 """
 
 from __future__ import annotations
@@ -97,6 +103,94 @@ def single_process_seconds(tune: str, runs: int = 5) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def sampled_tunes(seed: int) -> list[str]:
+    """100 tunes from the shipped model, as a user gets them."""
+    from seqgen.music.abc import split_tunes
+
+    out = subprocess.run([sys.executable, "-m", "seqgen", "-q", "sample", "default", "--tunes",
+                          "100", "--seed", str(seed)], check=True, capture_output=True, text=True)
+    return split_tunes(out.stdout)
+
+
+def scores(jobs: int, runs: int = 5) -> None:
+    """The figures of issue 20 (see the module's docstring)."""
+    from seqgen.music.engrave import engrave, engrave_tunes
+
+    sets = {"irish.abc": load("irish") or []}
+    for seed in (1, 2, 3):
+        sets[f"sampled, seed {seed}"] = sampled_tunes(seed)
+    print("| tunes | engraved | verovio errors | warnings (tunes) | worker s/tune median / p95 "
+          "| wall |")
+    print("|---|---:|---:|---:|---:|---:|")
+    failing = []
+    for name, tunes in sets.items():
+        t0 = time.perf_counter()
+        res = list(engrave_tunes(tunes, jobs=jobs))
+        wall = time.perf_counter() - t0
+        errs = [r for r in res if not r.ok or any("verovio error" in w for w in r.warnings)]
+        failing += [f"- {name} X:{tunes[r.index].split(chr(10))[0][2:]}: "
+                    f"{r.error or [w for w in r.warnings if 'error' in w][0]}" for r in errs]
+        secs = [r.seconds for r in res]
+        print(f"| {name} ({len(tunes)}) | {sum(r.ok for r in res)} | {len(errs)} | "
+              f"{sum(bool(r.warnings) for r in res)} | {statistics.median(secs) * 1e3:.0f} / "
+              f"{pct(secs, 0.95) * 1e3:.0f} ms | {wall:.1f} s |", flush=True)
+    print(f"\nTunes verovio cannot draw or reports errors for: {len(failing)}")
+    for f in failing:
+        print(f)
+    irish = sets["irish.abc"][:200] or sets["sampled, seed 1"]
+    per = []
+    for _ in range(2):  # in this process, one after another: the engraving alone
+        for t in irish:
+            t0 = time.perf_counter()
+            engrave(t)
+            per.append(time.perf_counter() - t0)
+    print(f"\nengraving in one process, {len(irish)} tunes x 2: median "
+          f"{statistics.median(per) * 1e3:.1f} ms, p95 {pct(per, 0.95) * 1e3:.1f} ms a score")
+    page_figures(sets["sampled, seed 1"], jobs)
+    single_svg_seconds(irish[0], runs)
+
+
+def page_figures(tunes: list[str], jobs: int) -> None:
+    from seqgen.music.convert import find_soundfont, find_synth
+    from seqgen.music.page import build_page
+
+    t0 = time.perf_counter()
+    page = build_page(tunes, "bench", audio="none", jobs=jobs)
+    print(f"\n{len(tunes)}-tune page without audio (jobs {jobs}): "
+          f"{time.perf_counter() - t0:.1f} s, {len(page.html) / 1e6:.1f} MB")
+    if find_synth() is None or find_soundfont() is None:
+        print("no synthesizer with a soundfont: audio not measured")
+        return
+    with tempfile.TemporaryDirectory() as d:
+        names = [f"tune_{k + 1:03d}" for k in range(len(tunes))]
+        t0 = time.perf_counter()
+        build_page(tunes, "bench", audio="beside", audio_dir=d, names=names, jobs=jobs)
+        wall = time.perf_counter() - t0
+        size = sum(p.stat().st_size for p in Path(d).iterdir())
+        seconds = 0.0
+        import soundfile as sf
+
+        for p in Path(d).iterdir():
+            seconds += sf.info(str(p)).duration
+    print(f"{len(tunes)}-tune page with audio beside it (mono Ogg Vorbis): {wall:.1f} s, "
+          f"{size / 1e6:.1f} MB of audio for {seconds / 60:.1f} minutes of music "
+          f"({size * 8 / seconds / 1e3:.0f} kbit/s); embedded (base64) it is 4/3 of that")
+
+
+def single_svg_seconds(tune: str, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "one.abc"
+        src.write_text(tune + "\n")
+        walls = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "seqgen", "-q", "convert", str(src), "--to",
+                            "svg"], check=True, capture_output=True)
+            walls.append(time.perf_counter() - t0)
+    print(f"\nwhole process `seqgen -q convert one.abc --to svg` (median of {runs}): "
+          f"{statistics.median(walls):.2f} s wall ({', '.join(f'{w:.2f}' for w in walls)})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--corpora", default=",".join(CORPORA))
@@ -107,7 +201,12 @@ def main() -> None:
     ap.add_argument("--stock", type=int, default=60, help="tunes per corpus for music21's stock "
                     "expansion (0: skip)")
     ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--scores", action="store_true", help="the score, page and audio figures "
+                    "(issue 20) instead")
     args = ap.parse_args()
+    if args.scores:
+        print(f"command: python bench/bench_music.py {' '.join(sys.argv[1:])}")
+        return scores(args.jobs)
 
     from seqgen.music.abc import parse_header
     from seqgen.music.convert import Limits, convert_tunes

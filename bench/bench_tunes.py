@@ -11,7 +11,7 @@ each ended by <eos>, with the ABC constraint (the default) and without, after on
 per case (the grammar's masks are built the first time a state is seen and cached; docs/quality.md);
 the table gives the median characters per second over the tunes. The cases run round-robin, so
 machine noise hits every case alike. Library generate(), the decoder `seqgen sample` uses, on one
-torch thread. docs/benchmarks.md ("Seventh session: top-p 0.9 for tunes") has a run of it.
+torch thread. docs/benchmarks.md ("What top-p and the constraint cost in speed") has a run of it.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Layout of a run directory (``checkpoints/<name>/`` by default)::
 
     model.safetensors        weights (safetensors: no pickle, nothing executable)
-    checkpoint.json          format, version, model config, train config, tokenizer, corpus name
-                             and kind, step, metrics, and the size + SHA-256 of every other file
+    checkpoint.json          format, version, model config, train config, tokenizer, corpus name,
+                             kind, split (and context), step, metrics, and the size + SHA-256
+                             of every other file
     train_state.safetensors  optimizer tensors, RNG state, carried RNN hidden state (for --resume)
     train_state.json         optimizer hyper-parameters, scheduler, data position, RNG seeds
     metrics.jsonl            one JSON object per log/eval point (written by training)
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import CheckpointError, SeqgenError
+from seqgen.errors import CheckpointError, SeqgenError, restated
 from seqgen.fileio import atomic_path, atomic_write_text, read_json_object
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ STATE_META = "train_state.json"
 BEST = "best"
 MAX_JSON_BYTES = 64 << 20  # a checkpoint.json larger than this is not one of ours
 FILES = (WEIGHTS, STATE_TENSORS, STATE_META)  # what "files" in checkpoint.json may describe
+SPLITS = ("document", "position")  # checkpoint.json "corpus" "split": see prompt_context
+MAX_CONTEXT = 256  # characters of checkpoint.json "corpus" "context", at most
 PENDING = ".next"  # a file of a save in progress: .model.safetensors.next
 # Memory a model may need beyond its weights (non-persistent buffers such as the one-hot identity
 # or the sinusoidal position table): more than this, and 4x the weights, is refused as hostile.
@@ -72,6 +75,9 @@ class Checkpoint:
     metrics: dict
     path: Path
     meta: dict = field(default_factory=dict)  # the whole checkpoint.json
+    # what the model reads before a prompt: None = <eos>, a document's start; else characters
+    # of the one text it was trained on (a paragraph break): see prompt_context
+    context: str | None = None
 
 
 @dataclass
@@ -278,11 +284,17 @@ def save_checkpoint(
     step: int,
     metrics: dict | None = None,
     train_state: TrainState | None = None,
+    corpus_split: str | None = None,
+    context: str | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
-    The weights (and the training state, when given) are written first, each atomically;
-    checkpoint.json, with the sizes and hashes of those files, is written last.
+    `corpus_split` is how training split the corpus (seqgen.data.Split.by): "document" (its
+    documents each ended by <eos>) or "position" (one text, no <eos>); with "position",
+    `context` is what sampling reads before a prompt (seqgen.sampling.text_context). Both are
+    saved under "corpus" (see `prompt_context`). The weights (and the training state, when
+    given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
+    those files, is written last.
     """
     directory = Path(directory)
     try:
@@ -317,7 +329,9 @@ def save_checkpoint(
         "model_config": config.to_dict(),
         "train_config": _json_safe(train_config),
         "tokenizer": tokenizer.to_dict(),
-        "corpus": {"name": str(corpus_name), "kind": corpus_kind},
+        "corpus": {"name": str(corpus_name), "kind": corpus_kind,
+                   **({"split": corpus_split} if corpus_split is not None else {}),
+                   **({"context": context} if context is not None else {})},
         "step": int(step),
         "metrics": _json_safe(metrics or {}),
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
@@ -359,6 +373,12 @@ def read_meta(path: str | os.PathLike) -> tuple[Path, dict]:
     corpus = meta["corpus"]
     if corpus.get("kind") not in ("abc", "text") or not isinstance(corpus.get("name"), str):
         raise CheckpointError(f"{src}: \"corpus\" must have a name and a kind of 'abc' or 'text'")
+    if corpus.get("split", "document") not in SPLITS:
+        raise CheckpointError(f"{src}: \"corpus\" \"split\" must be 'document' or 'position'")
+    context = corpus.get("context", "")
+    if not isinstance(context, str) or len(context) > MAX_CONTEXT:
+        raise CheckpointError(f"{src}: \"corpus\" \"context\" must be a string of at most "
+                              f"{MAX_CONTEXT} characters")
     for name, entry in meta["files"].items():
         if name not in FILES:
             raise CheckpointError(f"{src}: \"files\" names {name[:80]!r}, which is not a file of a "
@@ -437,7 +457,8 @@ def _plan_model(config: ModelConfig, weights_path: Path, src: Path) -> None:
         with torch.device("meta"):
             plan = build_model(config)
     except SeqgenError as e:
-        raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
+        raise restated(CheckpointError, e,
+                       lambda m: f"{src}: the model config cannot be built ({m})") from None
     except (RuntimeError, ValueError, TypeError, OverflowError) as e:
         raise CheckpointError(f"{src}: the model config cannot be built ({type(e).__name__})") \
             from None
@@ -511,9 +532,10 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except CheckpointError as e:
-        raise CheckpointError(f"{src}: {e}") from None
+        raise restated(CheckpointError, e, lambda m: f"{src}: {m}") from None
     except (SeqgenError, TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{src}: bad \"model_config\" ({e})") from None
+        raise restated(CheckpointError, e, lambda m: f"{src}: bad \"model_config\" ({m})") \
+            from None
     try:
         tokenizer = Tokenizer.from_dict(meta["tokenizer"], source=f"{src} \"tokenizer\"")
     except SeqgenError as e:
@@ -529,7 +551,8 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
     try:
         model = build_model(config)
     except SeqgenError as e:
-        raise CheckpointError(f"{src}: the model config cannot be built ({e})") from None
+        raise restated(CheckpointError, e,
+                       lambda m: f"{src}: the model config cannot be built ({m})") from None
     _check_shapes({k: tuple(v.shape) for k, v in model.state_dict().items()},
                   {k: tuple(v.shape) for k, v in weights.items()}, directory / WEIGHTS)
     model.load_state_dict(weights, strict=True)
@@ -546,7 +569,36 @@ def _load_checkpoint(path: str | os.PathLike, device: str = "cpu") -> Checkpoint
         metrics=meta["metrics"],
         path=directory,
         meta=meta,
+        context=prompt_context(meta),
     )
+
+
+def prompt_context(meta: dict) -> str | None:
+    """What the model of checkpoint.json `meta` reads before a prompt, as it read text in
+    training (seqgen.sampling.encode_prompt): None, ``<eos>``, for a model trained on documents
+    each ended by <eos> (the prompt starts a document); else the characters that come before a
+    paragraph in the one text it was trained on (split by position: no <eos> in its training
+    ids), "\n\n" for most texts.
+
+    Training records "corpus" "split" ("document" | "position") and, for "position", the
+    "context". Checkpoints written before that have neither; for them: ABC tunes (corpus kind
+    "abc", as the shipped model's) and text read with --split-docs or from a folder with --glob
+    were documents; other text is taken as one text, read after "\n\n" when its vocabulary has
+    a line break. That is the safe side: a model trained on documents loses only the context of
+    a document's start when read without <eos>, while a model that never saw <eos> can derail
+    after one."""
+    corpus, tc = meta.get("corpus") or {}, meta.get("train_config") or {}
+    split = corpus.get("split")
+    if split is None:
+        documents = (corpus.get("kind") == "abc" or bool(tc.get("split_docs"))
+                     or tc.get("glob") is not None)
+        split = "document" if documents else "position"
+    if split == "document":
+        return None
+    if isinstance(corpus.get("context"), str):
+        return corpus["context"]
+    chars = (meta.get("tokenizer") or {}).get("chars") or ()
+    return "\n\n" if "\n" in chars else " " if " " in chars else ""
 
 
 def load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
@@ -565,7 +617,8 @@ def _load_train_state(path: str | os.PathLike) -> tuple[Path, dict, TrainState]:
     p = Path(path).expanduser()
     if p.is_dir() and not (p / META).is_file():
         raise CheckpointError(
-            f"{p}: not a seqgen checkpoint (no {META} in it); --resume takes a run directory"
+            f"{p}: not a seqgen checkpoint (no {META} in it); `resume` takes a run directory",
+            params=True
         )
     directory, meta = read_meta(p)
     if STATE_META not in meta["files"] or STATE_TENSORS not in meta["files"]:

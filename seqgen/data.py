@@ -150,16 +150,17 @@ def _looks_like_name(spec: str) -> bool:
 
 
 def check_abc_headers(value: str) -> None:
-    """UsageError naming --abc-headers unless `value` is one of ABC_HEADERS."""
-    if value not in ABC_HEADERS:
-        raise UsageError(f"--abc-headers must be one of {', '.join(ABC_HEADERS)}, not {value!r}")
+    """UsageError naming `abc_headers` unless `value` is one of ABC_HEADERS."""
+    from seqgen.config import Rule, check_value
+
+    check_value("abc_headers", value, Rule(choices=ABC_HEADERS))
 
 
 def check_glob(spec: str | None, glob: str | None) -> None:
     """UsageError when --glob is given for a corpus that is not a directory (it would do nothing)."""
     if glob is not None and not Path(DEFAULT_CORPUS if spec is None else spec).expanduser().is_dir():
-        raise UsageError(f"--glob chooses the files of a directory corpus; {spec or DEFAULT_CORPUS!r} "
-                         "is not a directory")
+        raise UsageError(f"`glob` chooses the files of a directory corpus; "
+                         f"{spec or DEFAULT_CORPUS!r} is not a directory", params=True)
 
 
 def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
@@ -179,7 +180,8 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
             pattern = glob or "*"
             files = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
             if not files:
-                raise DataError(f"{path}: no files match {pattern!r} in this directory; try --glob")
+                raise DataError(f"{path}: no files match {pattern!r} in this directory; try `glob`",
+                                params=True)
         else:
             files = [path]
         name = spec
@@ -267,7 +269,8 @@ def split_corpus(corpus: Corpus, val_fraction: float = 0.1, seed: int = 1337) ->
     """Hold out `val_fraction` of the documents (chosen with `seed`), or of the text by position
     when the corpus is a single document."""
     if not 0.0 <= val_fraction < 1.0:
-        raise UsageError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+        raise UsageError(f"`val_fraction` must be at least 0 and below 1, got {val_fraction}",
+                         params=True)
     docs = corpus.documents
     if len(docs) == 1:
         text = docs[0]
@@ -382,5 +385,5 @@ def check_window(ids_len: int, seq_len: int, what: str) -> None:
     if ids_len < seq_len + 1:
         raise DataError(
             f"{what} has {ids_len} tokens, fewer than one training window ({seq_len + 1}); "
-            "use a smaller --seq-len or a larger corpus"
+            "use a smaller `seq_len` or a larger corpus", params=True
         )

@@ -13,40 +13,48 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def resolve_device(name: str) -> str:
-    """The device for `--device NAME` (auto: cuda, else mps, else cpu); UsageError, naming the
+    """The device for `device` NAME (auto: cuda, else mps, else cpu); UsageError, naming the
     option and what to use instead, for a name torch does not know or a device this machine
     lacks."""
     import torch
 
     name = str(name)  # (a torch.device too)
     if not _DEVICE.match(name):
-        raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
+        raise UsageError(f"`device` must be auto, cpu, cuda, cuda:N or mps, not {name!r}",
+                         params=True)
     mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"--device {name}: CUDA is not available here (this torch has no "
-                             "CUDA or there is no GPU); use --device cpu or auto")
+            raise UsageError(f"`device` {name}: CUDA is not available here (this torch has no "
+                             "CUDA or there is no GPU); use `device` cpu or auto", params=True)
         index = int(name.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise UsageError(f"--device {name}: this machine has {torch.cuda.device_count()} "
-                             f"GPU(s), numbered from 0")
+            raise UsageError(f"`device` {name}: this machine has {torch.cuda.device_count()} "
+                             f"GPU(s), numbered from 0", params=True)
     if name == "mps" and not mps:
-        raise UsageError("--device mps: Apple MPS is not available here; use --device cpu or auto")
+        raise UsageError("`device` mps: Apple MPS is not available here; use `device` cpu or "
+                         "auto", params=True)
     return name
 
 
-def check_threads(threads: int | None) -> None:
-    """UsageError unless `--threads` is unset or between 1 and a sane limit (torch crashes when
-    it cannot start the threads it was asked for)."""
-    if threads is None:
-        return
+def threads_rule(threads: int) -> str | None:
+    """What a thread count must be, when `threads` is not: between 1 and a sane limit (torch
+    crashes when it cannot start the threads it was asked for)."""
     cores = os.cpu_count() or 1
     limit = max(64, 4 * cores)
     if not 1 <= threads <= limit:
-        raise UsageError(f"--threads must be between 1 and {limit} (this machine has {cores} "
-                         f"cores), not {threads}")
+        return f"between 1 and {limit} (this machine has {cores} cores)"
+    return None
+
+
+def check_threads(threads: int | None) -> None:
+    """UsageError unless `threads` is unset or keeps `threads_rule`."""
+    from seqgen.config import Rule, check_value
+
+    if threads is not None:
+        check_value("threads", threads, Rule(check=threads_rule))
 
 
 def usable_cores() -> int:

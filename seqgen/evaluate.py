@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
 from seqgen.music.tunes import TUNE_LENGTH
@@ -44,39 +45,23 @@ class EvalConfig:
     """What `seqgen eval` measures; each field is the option of the same name."""
 
     corpus: str | None = None  # default: the corpus the checkpoint trained on
-    tunes: int = 100  # tunes sampled per mode (0: loss only)
+    tunes: int = setting(100, ge=0)  # tunes sampled per mode (0: loss only)
     seed: int = 1234
-    temperature: float = 1.0
-    top_p: float | None = None  # None: as seqgen sample (music.tunes.resolve_sampling)
-    length: int = TUNE_LENGTH  # characters per tune, at most (as seqgen sample --tunes)
-    constrain: str = "both"  # "both" | "abc" | "none"
-    eval_tokens: int = 0  # held-out tokens scored, at most (0: all)
-    jobs: int = 2  # music-check workers
+    temperature: float = setting(1.0, gt=0, finite=True)
+    # None: as seqgen sample (music.tunes.resolve_sampling)
+    top_p: float | None = setting(None, gt=0, le=1)
+    # characters per tune, at most (as seqgen sample --tunes)
+    length: int = setting(TUNE_LENGTH, ge=10, unit="characters")
+    constrain: str = setting("both", choices=("both", *MODES), text="both, abc or none")
+    eval_tokens: int = setting(0, ge=0, note="0: all")  # held-out tokens scored, at most
+    jobs: int = setting(2, ge=1)  # music-check workers
 
     def __post_init__(self) -> None:
-        from seqgen.models.config import plain_values
-
         plain_values(self)
 
     def validate(self) -> None:
-        """UsageError naming the `seqgen eval` option of the first bad field."""
-        from seqgen.models.config import check_types
-
-        check_types(self)
-        if self.tunes < 0:
-            raise UsageError(f"--tunes must be >= 0, not {self.tunes}")
-        if self.constrain not in ("both", *MODES):
-            raise UsageError(f"--constrain must be both, abc or none, not {self.constrain!r}")
-        if not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise UsageError(f"--temperature must be > 0, not {self.temperature}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise UsageError(f"--top-p must be in (0, 1], not {self.top_p}")
-        if self.length < 10:
-            raise UsageError(f"--length must be >= 10 characters, not {self.length}")
-        if self.eval_tokens < 0:
-            raise UsageError(f"--eval-tokens must be >= 0 (0: all), not {self.eval_tokens}")
-        if self.jobs < 1:
-            raise UsageError(f"--jobs must be >= 1, not {self.jobs}")
+        """UsageError naming the first bad field."""
+        check_fields(self)
 
 
 @dataclass
@@ -144,7 +129,7 @@ def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[flo
         ids = ids[: max_tokens + 1]
     if len(ids) - 1 < 2:
         raise UsageError("the held-out split is empty: nothing to score (was the checkpoint "
-                         "trained with --val-fraction 0?)")
+                         "trained with `val_fraction` 0?)", params=True)
     T = int(tc.get("seq_len") or 64)
     recurrent = ckpt.model_config.kind != "transformer"
     if not recurrent:
@@ -197,8 +182,8 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
 
         what = f"{len(missing)} character(s) the model does not know: {_show(missing)}"
         if config.corpus is not None:
-            raise UsageError(f"--corpus {corpus.name}: {what}; evaluate on the corpus it "
-                             "trained on")
+            raise UsageError(f"`corpus` {corpus.name}: {what}; evaluate on the corpus it "
+                             "trained on", config=EvalConfig)
         raise DataError(f"{corpus.name}: {what}; the checkpoint's corpus has changed since it "
                         "was trained, so give the text it trained on with --corpus")
     data = prepare_data(corpus, ckpt.tokenizer, float(tc.get("val_fraction", 0.1)),

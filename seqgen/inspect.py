@@ -63,14 +63,14 @@ def sample_windows(documents: list[str], length: int, count: int, seed: int = 0)
     does); the marker is ``EOS_MARK`` in the returned strings (see `encode_window`).
     """
     if length < 1:
-        raise UsageError(f"--length must be >= 1, not {length}")
+        raise UsageError(f"`length` must be >= 1, not {length}", params=True)
     if count < 1:
-        raise UsageError(f"--batch must be >= 1, not {count}")
+        raise UsageError(f"count must be >= 1 (windows), not {count}")
     n = length + 1
     stream = EOS_MARK.join(documents) + EOS_MARK
     if len(stream) < n:
-        raise UsageError(f"the corpus has {len(stream):,} characters, fewer than --length + 1 "
-                         f"({n:,}); use a smaller --length")
+        raise UsageError(f"the corpus has {len(stream):,} characters, fewer than `length` + 1 "
+                         f"({n:,}); use a smaller `length`", params=True)
     rng = random.Random(seed)
     starts = [rng.randrange(len(stream) - n + 1) for _ in range(count)]
     return [stream[s : s + n] for s in starts]
@@ -97,7 +97,8 @@ def scale_recurrent(model: nn.Module, factor: float) -> None:
     import torch
 
     if model.config.kind not in RECURRENT:
-        raise UsageError("--recurrent-scale applies to rnn, lstm and gru (a transformer has no W_hh)")
+        raise UsageError("`recurrent_scale` applies to rnn, lstm and gru (a transformer has no "
+                         "W_hh)", params=True)
     with torch.no_grad():
         for k in range(model.config.num_layers):
             getattr(model.rnn, f"weight_hh_l{k}").mul_(factor)
@@ -137,7 +138,8 @@ def unroll_transformer(model: nn.Module, inputs: Tensor) -> tuple[Tensor, dict[s
     T = inputs.shape[1]
     C = model.config.context_length
     if T > C:
-        raise UsageError(f"--length ({T}) is longer than the transformer's context length ({C})")
+        raise UsageError(f"`length` ({T}) is longer than the transformer's context length ({C})",
+                         params=True)
     block_inputs: list[Tensor] = []
     x = model.trunk(inputs, inputs=block_inputs)  # (B, T, D)
     series = {f"block {i + 1} input": [x_in] for i, x_in in enumerate(block_inputs)}
@@ -183,7 +185,7 @@ def gradients_through_time(model: nn.Module, tokens: Tensor, clip: float = 0.0,
     import torch.nn.functional as F
 
     if tokens.dim() != 2 or tokens.shape[1] < 2:
-        raise UsageError("need windows of at least 2 tokens (--length >= 1)")
+        raise UsageError("need windows of at least 2 tokens (`length` >= 1)", params=True)
     model.eval()
     inputs, target = tokens[:, :-1], tokens[:, -1]
     B, T = inputs.shape
@@ -237,10 +239,10 @@ def attention_maps(model: nn.Module, ids: Tensor) -> Tensor:
     T = ids.shape[1]
     C = model.config.context_length
     if T < 1:
-        raise UsageError("--prompt is empty")
+        raise UsageError("`prompt` is empty", params=True)
     if T > C:
-        raise UsageError(f"--prompt is {T} characters, longer than the model's context length "
-                         f"({C}); shorten it")
+        raise UsageError(f"`prompt` is {T} characters, longer than the model's context length "
+                         f"({C}); shorten it", params=True)
     model.eval()
     maps = []
     with torch.no_grad():

@@ -1,14 +1,22 @@
 """Sampling text from a trained model: token choice, fast incremental decoding, stop rules.
 
     from seqgen.sampling import SampleConfig, generate
-    samples = generate(model, tokenizer, "ROMEO:", SampleConfig(length=200, temperature=0.8),
-                       generator=torch.Generator().manual_seed(1))
+    ckpt = load_checkpoint("checkpoints/tinyshakespeare")
+    samples = generate(ckpt.model, ckpt.tokenizer, "ROMEO:",
+                       SampleConfig(length=200, temperature=0.8),
+                       generator=torch.Generator().manual_seed(1), context=ckpt.context)
     print(samples[0].text)
 
 How a sample is made (docs/sampling.md has the details):
 
-1. The prompt is read as the start of a document: ``<eos>`` (the token that ends the previous
-   document in training) followed by the prompt's characters, consumed in ONE forward pass.
+1. The prompt is read as the model read text in training (``encode_prompt``), in ONE forward
+   pass. A model trained on documents (ABC tunes, ``--split-docs``; ``context=None``, the
+   library's default) reads it as the start of a document: ``<eos>`` (the token that ends the
+   previous document in training) followed by the prompt's characters. A model trained on one
+   text split by position never saw ``<eos>``: it reads the prompt as the start of a paragraph,
+   after the text's own paragraph break (``context="\n\n"``, not part of the sample). The
+   checkpoint records which (``Checkpoint.context``): pass it on. The transformer reads the
+   last ``context_length`` tokens of a longer prompt, as it reads any text.
 2. Then one step per character: the RNN kinds carry their hidden state, the transformer its KV
    cache (which slides past the context length, see seqgen/models/transformer.py). The
    ``--num-samples`` streams run together as one batch.
@@ -31,12 +39,12 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import UsageError
 from seqgen.tokenizer import EOS_ID, UNK_ID
 
@@ -57,21 +65,28 @@ class SampleConfig:
     """How to sample. Every field but `stop_at_eos` and `decoder` (library and benchmark
     settings) has a `seqgen sample` option of the same name with dashes."""
 
-    length: int = 500  # characters to generate per sample, at most (the prompt not counted)
-    temperature: float = 1.0  # divides the logits; 0 = greedy (always the most likely character)
-    top_k: int = 0  # keep only the k most likely characters (0 = all)
-    top_p: float = 1.0  # keep the smallest set of most likely characters whose mass reaches p
-    num_samples: int = 1  # streams sampled together as one batch
-    stop: tuple[str, ...] = ()  # a sample ends before the first of these strings it generates
-    stop_at_eos: bool = True  # a sample ends at the end-of-document token (else it is a newline)
-    unknown: str = "strict"  # prompt characters outside the vocabulary: "strict" (error) | "skip"
-    decoder: str = "auto"  # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
-    constrain: str = "none"  # "abc": mask characters that would break an ABC tune (music/grammar)
+    # characters to generate per sample, at most (the prompt not counted)
+    length: int = setting(500, ge=0)
+    # divides the logits; 0 = greedy (always the most likely character)
+    temperature: float = setting(1.0, ge=0, finite=True, text="a number >= 0")
+    top_k: int = setting(0, ge=0, note="0 = off")  # keep only the k most likely characters
+    # keep the smallest set of most likely characters whose mass reaches p
+    top_p: float = setting(1.0, gt=0, le=1, note="1 = off")
+    num_samples: int = setting(1, ge=1)  # streams sampled together as one batch
+    # a sample ends before the first of these strings it generates
+    stop: tuple[str, ...] = setting((), check=lambda stops: "a non-empty string" if any(
+        not isinstance(s, str) or not s for s in stops) else None, value=False)
+    # a sample ends at the end-of-document token (else it is a newline)
+    stop_at_eos: bool = setting(True, flag=None)
+    # prompt characters outside the vocabulary: "strict" (error) | "skip"
+    unknown: str = setting("strict", choices=("strict", "skip"), text="strict or skip")
+    # "auto" (fast when the model allows) | "fast" | "model" | "uncached"
+    decoder: str = setting("auto", choices=DECODERS, flag=None)
+    # "abc": mask characters that would break an ABC tune (music/grammar)
+    constrain: str = setting("none", choices=CONSTRAINTS, text="abc or none")
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
 
     def __post_init__(self) -> None:
-        from seqgen.models.config import plain_values
-
         plain_values(self)
         if isinstance(self.stop, str):  # one stop string, not its characters
             self.stop = (self.stop,)
@@ -79,31 +94,12 @@ class SampleConfig:
             self.stop = tuple(self.stop)
 
     def validate(self) -> None:
-        """UsageError naming the `seqgen sample` option of the first bad field."""
-        from seqgen.models.config import check_types
-
-        check_types(self)
-        if self.length < 0:
-            raise UsageError(f"--length must be >= 0, not {self.length}")
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise UsageError(f"--temperature must be a number >= 0, not {self.temperature}")
-        if self.top_k < 0:
-            raise UsageError(f"--top-k must be >= 0 (0 = off), not {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UsageError(f"--top-p must be in (0, 1] (1 = off), not {self.top_p}")
-        if self.num_samples < 1:
-            raise UsageError(f"--num-samples must be >= 1, not {self.num_samples}")
-        if any(not isinstance(s, str) or not s for s in self.stop):
-            raise UsageError("--stop must be a non-empty string")
-        if self.unknown not in ("strict", "skip"):
-            raise UsageError(f"--unknown must be strict or skip, not {self.unknown!r}")
-        if self.decoder not in DECODERS:
-            raise UsageError(f"decoder must be one of {', '.join(DECODERS)}, not {self.decoder!r}")
-        if self.constrain not in CONSTRAINTS:
-            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
+        """UsageError naming the first bad field."""
+        check_fields(self)
         if self.key is not None and self.constrain != "abc":
-            raise UsageError("--key without --meter needs the ABC constraint (--constrain abc, "
-                             "the default for ABC models), or give --meter too")
+            raise UsageError("`key` without `meter` needs the ABC constraint (`constrain` abc, "
+                             "the default for ABC models), or give `meter` too",
+                             config=SampleConfig)
 
 
 @dataclass
@@ -341,10 +337,38 @@ def _device(model):
     return t.device if t is not None else torch.device("cpu")
 
 
-def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "strict") -> list[int]:
-    """``<eos>`` (start of a document) then the prompt's ids; VocabularyError listing unknown
-    characters (unknown="strict") or dropping them ("skip")."""
-    return [EOS_ID] + tokenizer.encode(prompt, errors=unknown, source="prompt")
+def text_context(text: str) -> str:
+    """What a model trained on `text` as one text (no <eos> in its training ids) reads before a
+    prompt: a paragraph break as `text` writes it, "\n\n" (a blank line); "\n" in a text without
+    blank lines, " " in one without line breaks, else nothing. Training saves it in the
+    checkpoint (checkpoint.json "corpus" "context", see seqgen.checkpoint.prompt_context)."""
+    for context in ("\n\n", "\n", " "):
+        if context in text:
+            return context
+    return ""
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str, unknown: str = "strict",
+                  context: str | None = None) -> list[int]:
+    """The ids a model reads before its first sampled character: the prompt read as the model
+    read text in training. VocabularyError listing unknown characters (unknown="strict"), or
+    they are dropped ("skip").
+
+    context None (a model trained on documents, each ended by <eos>): ``<eos>`` then the prompt,
+    the start of a document. A string (a model trained on one text, which never saw <eos>):
+    its characters then the prompt; a checkpoint's `context` (seqgen.checkpoint.prompt_context)
+    is the text's paragraph break, "\n\n", so that "ROMEO:" is read as a speaker's name at the
+    start of a paragraph and an empty prompt as the text after a blank line. Read from nothing
+    instead, an LSTM's state is one it never had in training, and "ROMEO:" goes on with
+    capitals (docs/sampling.md has the measurements). An empty prompt and context start from
+    the vocabulary's first character."""
+    ids = tokenizer.encode(prompt, errors=unknown, source="prompt")
+    if context is None:
+        return [EOS_ID] + ids
+    ids = tokenizer.encode(context, errors="skip") + ids
+    if not ids and tokenizer.chars:
+        ids = [tokenizer.stoi[tokenizer.chars[0]]]
+    return ids or [EOS_ID]  # (a vocabulary without characters: nothing else to read)
 
 
 class _Stream:
@@ -393,11 +417,14 @@ class _Stream:
 class Sampler:
     """Generates samples; iterate it for (sample index, new text) pieces as they are decided.
 
-    After the iteration ends, `samples` holds one Sample per stream, in order.
+    After the iteration ends, `samples` holds one Sample per stream, in order. `context`: what
+    the model reads before the prompt, as it read text in training (`encode_prompt`): pass the
+    checkpoint's `context` (None, the default, reads <eos>: a document's start).
     """
 
     def __init__(self, model, tokenizer: Tokenizer, prompt: str = "",
-                 config: SampleConfig | None = None, generator: torch.Generator | None = None):
+                 config: SampleConfig | None = None, generator: torch.Generator | None = None,
+                 context: str | None = None):
         self.config = config = config or SampleConfig()
         config.validate()
         mcfg = getattr(model, "config", None)
@@ -407,7 +434,13 @@ class Sampler:
                              "own checkpoint")
         self.model, self.tokenizer, self.prompt = model, tokenizer, prompt
         self.generator = generator
-        self.prompt_ids = encode_prompt(tokenizer, prompt, config.unknown)
+        # what the model reads before its first character (encode_prompt), cut to the last
+        # context_length tokens for a transformer, which never reads more at once
+        self.prompt_ids = encode_prompt(tokenizer, prompt, config.unknown, context)
+        window = getattr(mcfg, "context_length", 0) if getattr(mcfg, "kind", "") == "transformer" \
+            else 0
+        if window and len(self.prompt_ids) > window:
+            self.prompt_ids = self.prompt_ids[-window:]
         self.samples: list[Sample] = []
         self.constraint = None  # per-stream masks of allowed tokens (ConstrainedBatch), or None
         if config.constrain == "abc":
@@ -419,8 +452,8 @@ class Sampler:
                 raise ConstraintError(f"{e}; sample with --constrain none") from None
             if config.key is not None:  # (its own error for a key the grammar cannot write)
                 grammar = abc_constraint(tokenizer, key=config.key)
-            self.constraint = ConstrainedBatch(grammar, config.num_samples,
-                                               tokenizer.decode(self.prompt_ids[1:]))
+            known = tokenizer.encode(prompt, errors=config.unknown)  # the prompt the text goes on
+            self.constraint = ConstrainedBatch(grammar, config.num_samples, tokenizer.decode(known))
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         import torch
@@ -486,14 +519,17 @@ class Sampler:
 
 def generate(model, tokenizer: Tokenizer, prompt: str = "", config: SampleConfig | None = None,
              generator: torch.Generator | None = None,
-             on_text: Callable[[int, str], None] | None = None) -> list[Sample]:
+             on_text: Callable[[int, str], None] | None = None,
+             context: str | None = None) -> list[Sample]:
     """Sample `config.num_samples` continuations of `prompt` together; see the module docstring.
 
     on_text(index, text) is called with each stream's new text as soon as it is decided (for
-    streaming). Raises VocabularyError for prompt characters the model does not know (unless
-    config.unknown == "skip") and UsageError for bad settings.
+    streaming). `context`: what the model reads before the prompt, a checkpoint's `context`
+    (`encode_prompt`; None: <eos>, the start of a document). Raises VocabularyError for prompt
+    characters the model does not know (unless config.unknown == "skip") and UsageError for
+    bad settings.
     """
-    sampler = Sampler(model, tokenizer, prompt, config, generator)
+    sampler = Sampler(model, tokenizer, prompt, config, generator, context)
     for index, piece in sampler:
         if on_text is not None:
             on_text(index, piece)

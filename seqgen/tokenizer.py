@@ -58,7 +58,8 @@ class Tokenizer:
         self.specials: tuple[str, ...] = SPECIALS
         self.itos: list[str] = list(SPECIALS) + self.chars
         self.stoi: dict[str, int] = {c: i + len(SPECIALS) for i, c in enumerate(self.chars)}
-        self._codes = None  # sorted code points as a numpy array, built on first vectorised use
+        # sorted code points as a numpy array, built on first vectorised use
+        self._codes: np.ndarray | None = None
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -129,15 +130,16 @@ class Tokenizer:
 
         if self._codes is None:
             self._codes = np.array([ord(c) for c in self.chars], dtype=np.uint32)
+        table = self._codes
         dtype = np.uint16 if self.vocab_size <= 1 << 16 else np.int32
         chunk = 1 << 22
         parts = []
         unknown: set[int] = set()
         for start in range(0, len(text), chunk):
             codes = np.frombuffer(text[start : start + chunk].encode("utf-32-le", "surrogatepass"), dtype="<u4")
-            idx = np.searchsorted(self._codes, codes)
-            idx = np.minimum(idx, len(self._codes) - 1) if len(self._codes) else idx
-            found = self._codes[idx] == codes if len(self._codes) else np.zeros(len(codes), bool)
+            idx = np.searchsorted(table, codes)
+            idx = np.minimum(idx, len(table) - 1) if len(table) else idx
+            found = table[idx] == codes if len(table) else np.zeros(len(codes), bool)
             ids = (idx + len(self.specials)).astype(dtype)
             if not found.all():
                 unknown.update(np.unique(codes[~found]).tolist())

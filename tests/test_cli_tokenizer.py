@@ -25,7 +25,8 @@ def test_help_does_not_import_heavy_modules():
     code = (
         "import sys; from typer.testing import CliRunner; from seqgen.cli.app import app;"
         "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0, r.output;"
-        "heavy = [m for m in ('torch', 'music21', 'numpy', 'matplotlib') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'music21', 'numpy', 'matplotlib', 'verovio', 'cairosvg',"
+        " 'soundfile') if m in sys.modules];"
         "print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -149,6 +150,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert isinstance(r.exception, SystemExit) and r.exit_code == 2  # without --debug: a message
 
 
+@pytest.mark.slow
 def test_corpora_lists_bundled_collections():
     r = run("tokenizer", "corpora")
     assert r.exit_code == 0

@@ -141,7 +141,7 @@ def test_single_document_is_split_by_position_like_nanogpt():
 
 
 def test_bad_val_fraction():
-    with pytest.raises(UsageError, match="--val-fraction"):
+    with pytest.raises(UsageError, match="val_fraction"):
         split_corpus(Corpus("c", ["a", "b"], "abc"), 1.5)
 
 
@@ -188,5 +188,5 @@ def test_abc_headers_music_rewrites_abc_tunes_and_leaves_text_alone(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("Z: not a header in plain text\n")
     assert load_corpus(str(text), abc_headers="music").documents == ["Z: not a header in plain text\n"]
-    with pytest.raises(UsageError, match="--abc-headers"):
+    with pytest.raises(UsageError, match="abc_headers"):
         load_corpus(str(abc), abc_headers="some")

@@ -88,6 +88,7 @@ def test_novelty_is_forty_body_characters_ignoring_white_space():
 
 
 # ------------------------------------------------------------------------- held-out loss
+@pytest.mark.slow
 def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
     from seqgen.data import load_corpus, prepare_data
@@ -114,6 +115,7 @@ def test_validation_loss_is_the_held_out_split_scored_with_carried_state(abc_ckp
 
 
 # ------------------------------------------------------------------------ constrained sampling
+@pytest.mark.slow
 def test_constrained_sampling_gives_tunes_the_grammar_accepts(abc_ckpt):
     from seqgen.checkpoint import load_checkpoint
     from seqgen.music.abc import ends_with_barline, parse_header
@@ -156,7 +158,7 @@ def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
     from seqgen.sampling import SampleConfig, generate
 
     ckpt = load_checkpoint(abc_ckpt)
-    with pytest.raises(UsageError, match="--constrain"):
+    with pytest.raises(UsageError, match="constrain"):
         SampleConfig(constrain="xml").validate()
     with pytest.raises(UsageError, match="ABC grammar at line 5"):
         generate(ckpt.model, ckpt.tokenizer, "X:1\nT:a\nM:C|\nK:D\n]",
@@ -164,6 +166,7 @@ def test_bad_constrain_value_and_prompt_are_usage_errors(abc_ckpt):
 
 
 # ---------------------------------------------------------------------------- evaluate, CLI
+@pytest.mark.slow
 def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
     r = CliRunner().invoke(app, ["eval", str(abc_ckpt), "--tunes", "4", "--length", "600",
                                  "--format", "json", "--jobs", "2", "--temperature", "0.8"])
@@ -184,6 +187,7 @@ def test_eval_cli_json_reports_both_modes_at_the_same_seed(abc_ckpt):
     assert abc["meter_tvd"] is not None and 0.0 <= abc["meter_tvd"] <= 1.0
 
 
+@pytest.mark.slow
 def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     runner = CliRunner()
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "0"])
@@ -224,6 +228,7 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
     assert r.exit_code == 0 and "validation loss" in r.stdout
 
 
+@pytest.mark.slow
 def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatch):
     """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.9),
     --top-p to choose another (1: the model's whole distribution)."""
@@ -274,7 +279,7 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
     assert resolve_sampling(ckpt, SamplingRequest(key="D")).config.key == "D"
     with pytest.raises(UsageError, match="not both"):
         SamplingRequest(prompt="X:", meter="6/8").validate()
-    with pytest.raises(UsageError, match="--constrain must be abc or none"):
+    with pytest.raises(UsageError, match="constrain must be abc or none"):
         SamplingRequest(constrain="xml").validate()
     with pytest.raises(VocabularyError, match="--prompt: 1 character"):
         resolve_sampling(ckpt, SamplingRequest(prompt="X:\u00e9"))
@@ -291,11 +296,12 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
     tck = load_checkpoint(text)
     c = resolve_sampling(tck, SamplingRequest()).config
     assert (c.constrain, c.top_p, c.length) == ("none", 1.0, 500)
-    with pytest.raises(UsageError, match="--tunes needs a model trained on ABC tunes"):
+    with pytest.raises(UsageError, match="tunes needs a model trained on ABC tunes"):
         resolve_sampling(tck, SamplingRequest(tunes=True))
 
 
 # ------------------------------------------------------------------------- the default model
+@pytest.mark.slow
 def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypatch):
     from seqgen.evaluate import default_model_dir
     from seqgen.music.convert import check_tune
@@ -309,7 +315,9 @@ def test_sample_uses_the_shipped_model_and_builds_the_header(tmp_path, monkeypat
     assert r.exit_code == 0, r.output
     assert "assets/default" in r.stderr and "ABC constraint on" in r.stderr
     names = sorted(p.name for p in (tmp_path / "tunes").iterdir())
-    assert names == ["tune_01.abc", "tune_01.mid"]
+    # the tune, its MIDI, the page of the directory (and its audio, with a synthesizer)
+    assert [n for n in names if n != "tune_01.ogg"] == ["index.html", "tune_01.abc", "tune_01.mid"]
+    assert "open tunes/index.html" in r.stderr
     text = (tmp_path / "tunes" / "tune_01.abc").read_text()
     assert "\nT:The Test\nM:6/8\nL:1/8\nK:Dmix\n" in text
     check = check_tune(text)

@@ -38,6 +38,7 @@ json_values = st.recursive(
 
 
 # --------------------------------------------------------------------------------- tokenizer
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(st.lists(st.text(min_size=1), min_size=1, max_size=4), st.text())
 def test_tokenizer_round_trips_any_text(docs, other):
@@ -58,6 +59,7 @@ def test_tokenizer_round_trips_any_text(docs, other):
         assert tok.decode(tok.encode(other)) == other
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=300)
 @given(st.one_of(json_values, st.fixed_dictionaries(
     {"format": st.just("seqgen-vocab"), "version": st.integers(-2, 3) | json_values,
@@ -76,6 +78,7 @@ def test_vocabulary_json_is_validated(d):
     assert tok.decode(tok.encode(text)) == text
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=150)
 @given(st.binary(max_size=300))
 def test_vocabulary_file_of_any_bytes(tmp_path, raw):
@@ -92,6 +95,7 @@ _ABCISH = st.text(alphabet=st.sampled_from(list("X:T:K:M:L:1\n|abcdefgABCDEFG ,'
                   max_size=200)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=200)
 @given(st.one_of(st.binary(max_size=400), _ABCISH.map(str.encode),
                  st.text(max_size=300).map(lambda s: s.encode("utf-8", "surrogatepass"))),
@@ -133,6 +137,7 @@ def good_checkpoint(tmp_path_factory) -> Path:
                               "x.abc", "abc", 3, {})
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=120)
 @given(data=st.data())
 def test_checkpoint_metadata_mutations_are_refused_or_load(tmp_path, good_checkpoint, data):
@@ -165,6 +170,7 @@ def test_checkpoint_metadata_mutations_are_refused_or_load(tmp_path, good_checkp
 
 
 # --------------------------------------------------------------------------------- ABC CLI
+@pytest.mark.slow
 @settings(FAST, max_examples=6)
 @given(st.one_of(st.binary(max_size=200), _ABCISH.map(lambda s: ("X:1\n" + s).encode())))
 def test_abc2midi_of_any_file_is_one_line_or_a_midi(tmp_path, raw):

@@ -75,6 +75,7 @@ def first_step_norm(res, seed):
     return float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["lstm", "transformer"])
 def test_every_step_is_logged_with_what_clip_grad_norm_returns(tmp_path, kind):
     res = train(tiny(tmp_path, kind=kind, log_grad_norms=True, seed=7))
@@ -118,6 +119,7 @@ def test_an_explosion_is_on_record_up_to_the_step_that_failed(tmp_path, scale_tr
     assert ck.load_checkpoint(tmp_path / "run").step == 4  # the good checkpoint is untouched
 
 
+@pytest.mark.slow
 def test_loss_png_has_a_gradient_panel_only_when_there_are_norms(tmp_path):
     res = train(tiny(tmp_path, log_grad_norms=True, grad_clip=0.5))
     with_norms = plot_loss_curve(res.history, tmp_path / "a.png", grad_clip=0.5)
@@ -128,6 +130,7 @@ def test_loss_png_has_a_gradient_panel_only_when_there_are_norms(tmp_path):
     assert w1 == w2 and h1 > 1.4 * h2  # a second panel below the losses
 
 
+@pytest.mark.slow
 def test_cli_option_is_saved_resumable_and_plotted(tmp_path):
     runner = CliRunner()
     args = ["train", str(corpus(tmp_path)), "--preset", "tiny", "--hidden-size", "24",

@@ -168,10 +168,11 @@ def test_attention_refuses_an_rnn_and_a_prompt_longer_than_the_context():
         attention_maps(rnn, torch.zeros(3, dtype=torch.long))
     tf = build_model(ModelConfig(kind="transformer", vocab_size=5, hidden_size=8, num_layers=1,
                                  num_heads=2, context_length=4))
-    with pytest.raises(UsageError, match="--prompt"):
+    with pytest.raises(UsageError, match="prompt"):
         attention_maps(tf, torch.zeros(5, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_plots_are_written_as_png(tmp_path, seed):
     m = build_model(ModelConfig(kind="lstm", vocab_size=9, hidden_size=8, num_layers=2,
                                 embed_dim=4))
@@ -211,6 +212,7 @@ def _checkpoint(tmp_path, corpus, **cfg):
                            str(corpus), "text", step=3)
 
 
+@pytest.mark.slow
 def test_cli_gradients_fresh_model_prints_a_table_and_writes_the_plot(tmp_path, corpus):
     png = tmp_path / "g.png"
     r = invoke("inspect", "gradients", "--model", "rnn+relu", "--corpus", corpus, "-T", 12,
@@ -225,6 +227,7 @@ def test_cli_gradients_fresh_model_prints_a_table_and_writes_the_plot(tmp_path, 
     assert png.read_bytes().startswith(PNG)
 
 
+@pytest.mark.slow
 def test_cli_gradients_compare_with_a_checkpoint(tmp_path, corpus):
     ck = _checkpoint(tmp_path, corpus, kind="gru", hidden_size=8, num_layers=1, embed_dim=4)
     png = tmp_path / "c.png"
@@ -238,6 +241,7 @@ def test_cli_gradients_compare_with_a_checkpoint(tmp_path, corpus):
     assert png.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatch):
     """A run on ABC with music headers never saw the bibliographic fields ('@' in Z:): the
     windows come from the corpus read the same way, not from text the model never saw."""
@@ -275,6 +279,7 @@ def test_cli_gradients_reads_abc_as_the_checkpoints_run_did(tmp_path, monkeypatc
     assert r.exit_code == 0 and "read as <unk>: @" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--model", "lstm", "--compare", "rnn"], "either --model"),
     (["--compare", "rnn,banana"], "'banana' is neither a model kind"),
@@ -299,6 +304,7 @@ def test_cli_gradients_bad_input_exits_2(tmp_path, corpus, args, message):
     assert not (tmp_path / "g.png").exists()
 
 
+@pytest.mark.slow
 def test_cli_attention_writes_a_heatmap_per_layer_and_a_summary(tmp_path, corpus):
     ck = _checkpoint(tmp_path, corpus, kind="transformer", hidden_size=8, num_layers=2,
                      num_heads=2, context_length=32)

@@ -56,7 +56,7 @@ def test_config_round_trips_through_dict():
     ({"unknown_key": 1}, "unknown keys"),
     ({"hidden_size": "256"}, "'hidden_size' must be int"),
     ({"num_layers": True}, "'num_layers' must be int"),
-    ({"kind": "mamba"}, "--model must be one of"),
+    ({"kind": "mamba"}, "kind must be one of"),
     ({"vocab_size": 0}, "vocab_size must be > 0"),
 ])
 def test_config_from_dict_is_strict(bad, message):
@@ -66,15 +66,15 @@ def test_config_from_dict_is_strict(bad, message):
 
 
 @pytest.mark.parametrize("fields, option", [
-    ({"hidden_size": 0}, "--hidden-size"),
-    ({"num_layers": -1}, "--num-layers"),
-    ({"dropout": 1.0}, "--dropout"),
-    ({"embedding": "bytes"}, "--embedding"),
-    ({"kind": "rnn", "activation": "sigmoid"}, "--activation"),
-    ({"kind": "lstm", "init": "identity"}, "--init applies to the vanilla rnn only"),
-    ({"kind": "transformer", "hidden_size": 30, "num_heads": 4}, "--num-heads"),
-    ({"kind": "transformer", "context_length": 1}, "--context-length"),
-    ({"kind": "transformer", "embedding": "onehot", "hidden_size": 8}, "--hidden-size"),
+    ({"hidden_size": 0}, "hidden_size"),
+    ({"num_layers": -1}, "num_layers"),
+    ({"dropout": 1.0}, "dropout"),
+    ({"embedding": "bytes"}, "embedding"),
+    ({"kind": "rnn", "activation": "sigmoid"}, "activation"),
+    ({"kind": "lstm", "init": "identity"}, "init applies to the vanilla rnn only"),
+    ({"kind": "transformer", "hidden_size": 30, "num_heads": 4}, "num_heads"),
+    ({"kind": "transformer", "context_length": 1}, "context_length"),
+    ({"kind": "transformer", "embedding": "onehot", "hidden_size": 8}, "hidden_size"),
 ])
 def test_validate_names_the_option(fields, option):
     with pytest.raises(UsageError, match=option):
@@ -390,7 +390,7 @@ def test_transformer_batch_rows_are_independent_in_the_cache():
 
 
 def test_transformer_rejects_a_training_window_longer_than_the_context():
-    with pytest.raises(UsageError, match="--context-length"):
+    with pytest.raises(UsageError, match="context_length"):
         tiny("transformer")(tokens(1, 13))
 
 
@@ -422,6 +422,7 @@ def test_state_dict_saves_to_safetensors_and_reloads(kind, tmp_path):
 
 
 # ----------------------------------------------------------------------------- learning
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_overfits_a_tiny_repeated_string(kind):
     torch.manual_seed(0)
@@ -479,13 +480,13 @@ def test_configs_refuse_values_of_the_wrong_type_naming_the_option():
     from seqgen.train import TrainConfig
 
     cases = [
-        (ModelConfig(kind="lstm", vocab_size=10, hidden_size=12.5), "--hidden-size must be int, not float"),
-        (ModelConfig(kind="lstm", vocab_size=10, dropout=True), "--dropout must be float, not bool"),
-        (SampleConfig(length="100"), "--length must be int, not str"),
-        (SampleConfig(top_p="0.9"), "--top-p must be float, not str"),
-        (TrainConfig(steps=2.5), "--steps must be int | None, not float"),
-        (TrainConfig(corpus=None), "--corpus must be str, not NoneType"),
-        (EvalConfig(tunes="5"), "--tunes must be int, not str"),
+        (ModelConfig(kind="lstm", vocab_size=10, hidden_size=12.5), "hidden_size must be int, not float"),
+        (ModelConfig(kind="lstm", vocab_size=10, dropout=True), "dropout must be float, not bool"),
+        (SampleConfig(length="100"), "length must be int, not str"),
+        (SampleConfig(top_p="0.9"), "top_p must be float, not str"),
+        (TrainConfig(steps=2.5), "steps must be int | None, not float"),
+        (TrainConfig(corpus=None), "corpus must be str, not NoneType"),
+        (EvalConfig(tunes="5"), "tunes must be int, not str"),
     ]
     for config, message in cases:
         with pytest.raises(UsageError, match=message.replace("|", "\\|")):

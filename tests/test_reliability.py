@@ -72,6 +72,7 @@ def _leftovers(d: Path) -> list[str]:
     return sorted(p.name for p in d.iterdir() if p.name.startswith(".") and p.name != LOCK_NAME)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("call, fail_at", [("replace", k) for k in range(1, 8)]
                          + [("fsync", k) for k in range(1, 9)])
 def test_a_full_disk_at_any_point_of_a_save_keeps_a_loadable_checkpoint(tmp_path, monkeypatch,
@@ -202,6 +203,7 @@ def test_a_save_into_a_read_only_directory_fails_clearly(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------------- concurrency
+@pytest.mark.slow
 def test_a_second_run_into_the_same_out_is_refused(tmp_path):
     """A real `seqgen train` process holds --out; a second run (fresh, --overwrite or --resume)
     is refused in one line naming its pid, the checkpoint loads at any moment while the run saves
@@ -301,3 +303,31 @@ def test_the_checkpoint_json_lists_only_complete_files(tmp_path):
     meta = json.loads((d / ck.META).read_text())
     assert set(meta["files"]) == {ck.WEIGHTS, ck.STATE_TENSORS, ck.STATE_META}
     assert _leftovers(d) == []
+
+
+@pytest.mark.slow
+def test_a_signal_handled_where_python_drops_exceptions_still_stops_the_command(tmp_path):
+    """SIGTERM (or Ctrl-C) whose KeyboardInterrupt is raised inside a __del__ (or a weakref
+    callback, or a fork's hooks), where Python prints "Exception ignored" and goes on: `seqgen`
+    interrupts again, so that the command still stops."""
+    script = tmp_path / "dropped.py"
+    script.write_text('''
+import os, signal
+from seqgen.cli.app import stop_on_signals
+stop_on_signals()
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # the handler runs here, inside __del__
+            pass
+try:
+    Finalized()
+    for _ in range(10**7):
+        pass
+    print("ran on")
+except KeyboardInterrupt:
+    print("interrupted")
+''')
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "interrupted", (r.stdout, r.stderr)
+    assert "Exception ignored" not in r.stderr

@@ -54,6 +54,7 @@ def test_same_seed_same_text_and_options_reach_the_sampler(text_ckpt):
     assert greedy.stdout == greedy2.stdout  # greedy ignores the seed
 
 
+@pytest.mark.slow
 def test_abc_models_sample_with_top_p_0_9_unless_told(tmp_path):
     """A tune is garbled by one unlikely character: for a model trained on ABC, seqgen sample
     leaves out the least likely 10% of the distribution unless --top-p says otherwise; a text
@@ -109,7 +110,7 @@ def test_tunes_to_stdout_and_files(ckpt, tmp_path):
     assert r.stdout == "".join(f"X:{i}\nK:D\nabcd|\n\n" for i in (1, 2, 3))
     out = tmp_path / "tunes"
     r = invoke("sample", str(ckpt), "--tunes", "2", "-p", r"X:1\nK:D\n", "--out", str(out),
-               "--no-midi", "--seed", "0")
+               "--no-midi", "--no-page", "--seed", "0")
     assert r.exit_code == 0, r.stderr
     assert r.stdout.split() == [str(out / "tune_01.abc"), str(out / "tune_02.abc")]
     assert (out / "tune_02.abc").read_text() == "X:2\nK:D\nabcd|\n"
@@ -119,7 +120,7 @@ def test_tunes_out_adds_to_the_tunes_already_there(ckpt, tmp_path):
     out = tmp_path / "tunes"
     for seed in ("0", "1"):
         r = invoke("sample", str(ckpt), "--tunes", "2", "-p", r"X:1\nK:D\n", "--out", str(out),
-                   "--no-midi", "--seed", seed)
+                   "--no-midi", "--no-page", "--seed", seed)
         assert r.exit_code == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == [f"tune_0{i}.abc" for i in (1, 2, 3, 4)]
     assert (out / "tune_04.abc").read_text() == "X:4\nK:D\nabcd|\n"
@@ -131,12 +132,12 @@ def test_tunes_out_adds_to_the_tunes_already_there(ckpt, tmp_path):
 
     with directory_lock(out):
         r = invoke("sample", str(ckpt), "--tunes", "1", "-p", r"X:1\nK:D\n", "--out", str(out),
-                   "--no-midi", "--seed", "2")
+                   "--no-midi", "--no-page", "--seed", "2")
     assert r.exit_code == 2 and "another seqgen run" in r.stderr, r.stderr
     assert len(list(out.iterdir())) == 4
     # tunes that never come (too short a --length): no empty directory left behind
     r = invoke("sample", str(ckpt), "--tunes", "1", "-p", r"X:1\nK:D\n", "--length", "2",
-               "--out", str(tmp_path / "new"), "--no-midi", "--seed", "2")
+               "--out", str(tmp_path / "new"), "--no-midi", "--no-page", "--no-page", "--seed", "2")
     assert r.exit_code == 2 and "--length" in r.stderr and not (tmp_path / "new").exists()
 
 

@@ -7,13 +7,15 @@ that `seqgen --help` stays instant.
 from __future__ import annotations
 
 import importlib
+import signal
+import sys
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
 from seqgen import __version__
-from seqgen.cli.console import error, set_quiet
+from seqgen.cli.console import error, message, set_quiet
 from seqgen.errors import SeqgenError
 
 # Each module under seqgen/cli/ named here has `register(app)`.
@@ -46,7 +48,7 @@ class SeqgenGroup(TyperGroup):
         except SeqgenError as e:
             if _debug(ctx):
                 raise
-            error(str(e))
+            error(message(e))
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             if _debug(ctx):
@@ -135,11 +137,31 @@ def _terminated(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # unwind as Ctrl-C does: temporary files removed, exit 130
 
 
-def main() -> None:
-    import signal
+def _dropped(unraisable: Any) -> None:
+    """sys.unraisablehook: a Ctrl-C or SIGTERM whose KeyboardInterrupt was raised where Python
+    cannot pass it on (a __del__, a weakref callback, a fork's hooks) would be dropped with an
+    "Exception ignored" message and the command would run on; interrupt again a moment later
+    instead (SIGALRM, whose handler raises it), so that it arrives in the command's own code.
+    The timer is set at once: a signal handled in this hook's own code would be dropped too."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        return
+    sys.__unraisablehook__(unraisable)
 
-    try:  # SIGTERM (kill, a scheduler) stops every command as Ctrl-C does; training saves first
+
+def stop_on_signals() -> None:
+    """SIGTERM (kill, a scheduler) stops a command as Ctrl-C does (training saves first), and
+    neither is lost where Python drops exceptions (POSIX: with SIGALRM, `_dropped`). Only
+    `main` installs this: library callers keep their own handlers."""
+    try:
         signal.signal(signal.SIGTERM, _terminated)
+        if hasattr(signal, "setitimer"):
+            signal.signal(signal.SIGALRM, _terminated)
+            sys.unraisablehook = _dropped
     except ValueError:  # (not the main thread)
         pass
+
+
+def main() -> None:
+    stop_on_signals()
     app(prog_name="seqgen")

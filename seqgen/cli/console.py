@@ -3,8 +3,13 @@ stderr), and how command-line text is read."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
+
+if TYPE_CHECKING:
+    from seqgen.errors import SeqgenError
 
 # Logs and progress: silenced by --quiet.
 console = Console(stderr=True, highlight=False)
@@ -14,6 +19,14 @@ err_console = Console(stderr=True, highlight=False)
 
 def set_quiet(quiet: bool) -> None:
     console.quiet = quiet
+
+
+def message(e: SeqgenError) -> str:
+    """The message of a library error, each config field it names shown as its option
+    (``top_p`` -> ``--top-p``), as the field's declaration says (seqgen/config.py)."""
+    from seqgen.config import flag_of
+
+    return e.spelled(lambda name: flag_of(e.config, name))
 
 
 def error(message: str) -> None:

@@ -149,12 +149,12 @@ def eval_command(
                  if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
                  and not (p == "tunes" and tunes == 0)]  # --tunes 0: loss only, as it will be
         if typed:
+            from seqgen.config import flag_of
             from seqgen.errors import UsageError
-            from seqgen.models.config import option
 
-            raise UsageError(f"{option(typed[0])}: {ckpt.path} was trained on text, and the "
-                             "tune options apply to ABC models; drop it (eval scores the "
-                             "held-out loss)")
+            raise UsageError(f"{flag_of(EvalConfig, typed[0])}: {ckpt.path} was trained on "
+                             "text, and the tune options apply to ABC models; drop it (eval "
+                             "scores the held-out loss)")
     info(f"{ckpt.path}: {ckpt.meta.get('summary', ckpt.model_config.kind)}, step {ckpt.step:,}")
     with console.status("evaluating...") as status:
         report = evaluate(ckpt, config, progress=lambda msg: status.update(msg + "..."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -47,9 +48,9 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
     """
     import torch
 
+    from seqgen.config import flag_of
     from seqgen.errors import UsageError
     from seqgen.models import KINDS, ModelConfig, build_model
-    from seqgen.models.config import option
 
     kind, *mods = spec.strip().lower().split("+")
     if kind == "irnn":  # Le, Jaitly & Hinton: ReLU + identity initialisation
@@ -71,7 +72,8 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
     if kind != "transformer":
         for name in ("num_heads", "context_length"):
             if single and cfg.get(name) is not None:
-                raise UsageError(f"{option(name)} applies to the transformer only, not to {kind}")
+                raise UsageError(f"{flag_of(ModelConfig, name)} applies to the transformer only, "
+                                 f"not to {kind}")
             cfg.pop(name, None)
     elif single and cfg.get("embed_dim") is not None:
         raise UsageError("--embed-dim applies to the RNN kinds; the transformer's embedding is "
@@ -88,51 +90,75 @@ def _fresh(spec: str, vocab_size: int, base: dict, seed: int, single: bool = Fal
     return build_model(config)
 
 
+# The options of `seqgen inspect gradients`, declared once each (their help is the --help text).
+Checkpoint = Annotated[str | None, typer.Argument(
+    help="A checkpoint directory (a run or its best/). Without it: a fresh model "
+    "(see --model).", show_default=False)]
+Model = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Fresh model kind: rnn, lstm, gru, transformer or irnn "
+    "(rnn+relu+identity); modifiers as in --compare. Default lstm.", rich_help_panel=PM)]
+Compare = Annotated[str | None, typer.Option(
+    "--compare", "-c", help="Comma-separated models to overlay on the same windows: "
+    "kinds (fresh, the same size and seed), optionally with +relu, +tanh, +identity for the "
+    "rnn, or checkpoint directories; e.g. rnn,rnn+relu+identity,lstm,gru. CHECKPOINT, if "
+    "given, comes first.")]
+Corpus = Annotated[str | None, typer.Option(
+    "--corpus", help=CORPUS_HELP, show_default=False)]
+Length = Annotated[int, typer.Option(
+    "--length", "-T", min=1, help="Window length T, in characters (input steps).")]
+Batch = Annotated[int, typer.Option(
+    "--batch", "-b", min=1, help="Windows to average over (the median is shown).")]
+Seed = Annotated[int, typer.Option(
+    help="Random seed (window positions and fresh weights).")]
+Clip = Annotated[float | None, typer.Option(
+    "--clip", min=0.0, help="Gradient-norm clipping threshold to show the effect of "
+    "(0: none; default: the checkpoint's --grad-clip, else 1.0, seqgen train's default).")]
+RecurrentScale = Annotated[float, typer.Option(
+    "--recurrent-scale", help="Multiply every W_hh by this before measuring (e.g. 3 to "
+    "see an exploding gradient); RNN kinds only.")]
+HiddenSize = Annotated[int | None, typer.Option(
+    help="Hidden units per layer (default 256).", rich_help_panel=PM)]
+NumLayers = Annotated[int | None, typer.Option(
+    help="Stacked layers (default 2).", rich_help_panel=PM)]
+EmbedDim = Annotated[int | None, typer.Option(
+    help="Learned-embedding size, in units "
+    "(default 64).", rich_help_panel=PM)]
+Embedding = Annotated[str | None, typer.Option(
+    help="Input encoding: learned or onehot.", rich_help_panel=PM)]
+Activation = Annotated[str | None, typer.Option(
+    help="Vanilla rnn: tanh (default) or relu.", rich_help_panel=PM)]
+Init = Annotated[str | None, typer.Option(
+    help="Vanilla rnn: default or identity (W_hh = I).", rich_help_panel=PM)]
+NumHeads = Annotated[int | None, typer.Option(
+    help="Transformer heads (default 4).", rich_help_panel=PM)]
+ContextLength = Annotated[int | None, typer.Option(
+    help="Transformer context, in tokens (default 256; must be >= --length).", rich_help_panel=PM)]
+Plot = Annotated[Path, typer.Option(
+    "--plot", "-o", help="Write the log-scale PNG plot here.")]
+AllSteps = Annotated[bool, typer.Option(
+    "--all-steps", help="Print every step back (default: 0, 1, 2, 4, 8, ... T-1).")]
+
+
 def gradients(
-    checkpoint: str | None = typer.Argument(
-        None, help="A checkpoint directory (a run or its best/). Without it: a fresh model "
-        "(see --model).", show_default=False),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="Fresh model kind: rnn, lstm, gru, transformer or irnn "
-        "(rnn+relu+identity); modifiers as in --compare. Default lstm.", rich_help_panel=PM),
-    compare: str | None = typer.Option(
-        None, "--compare", "-c", help="Comma-separated models to overlay on the same windows: "
-        "kinds (fresh, the same size and seed), optionally with +relu, +tanh, +identity for the "
-        "rnn, or checkpoint directories; e.g. rnn,rnn+relu+identity,lstm,gru. CHECKPOINT, if "
-        "given, comes first."),
-    corpus: str | None = typer.Option(None, "--corpus", help=CORPUS_HELP, show_default=False),
-    length: int = typer.Option(100, "--length", "-T", min=1,
-                               help="Window length T, in characters (input steps)."),
-    batch: int = typer.Option(8, "--batch", "-b", min=1,
-                              help="Windows to average over (the median is shown)."),
-    seed: int = typer.Option(0, help="Random seed (window positions and fresh weights)."),
-    clip: float | None = typer.Option(
-        None, "--clip", min=0.0, help="Gradient-norm clipping threshold to show the effect of "
-        "(0: none; default: the checkpoint's --grad-clip, else 1.0, seqgen train's default)."),
-    recurrent_scale: float = typer.Option(
-        1.0, "--recurrent-scale", help="Multiply every W_hh by this before measuring (e.g. 3 to "
-        "see an exploding gradient); RNN kinds only."),
-    hidden_size: int | None = typer.Option(None, help="Hidden units per layer (default 256).",
-                                           rich_help_panel=PM),
-    num_layers: int | None = typer.Option(None, help="Stacked layers (default 2).",
-                                          rich_help_panel=PM),
-    embed_dim: int | None = typer.Option(None, help="Learned-embedding size, in units "
-                                         "(default 64).", rich_help_panel=PM),
-    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot.",
-                                         rich_help_panel=PM),
-    activation: str | None = typer.Option(None, help="Vanilla rnn: tanh (default) or relu.",
-                                          rich_help_panel=PM),
-    init: str | None = typer.Option(None, help="Vanilla rnn: default or identity (W_hh = I).",
-                                    rich_help_panel=PM),
-    num_heads: int | None = typer.Option(None, help="Transformer heads (default 4).",
-                                         rich_help_panel=PM),
-    context_length: int | None = typer.Option(
-        None, help="Transformer context, in tokens (default 256; must be >= --length).",
-        rich_help_panel=PM),
-    plot: Path = typer.Option(Path("gradients.png"), "--plot", "-o",
-                              help="Write the log-scale PNG plot here."),
-    all_steps: bool = typer.Option(False, "--all-steps",
-                                   help="Print every step back (default: 0, 1, 2, 4, 8, ... T-1)."),
+    checkpoint: Checkpoint = None,
+    model: Model = None,
+    compare: Compare = None,
+    corpus: Corpus = None,
+    length: Length = 100,
+    batch: Batch = 8,
+    seed: Seed = 0,
+    clip: Clip = None,
+    recurrent_scale: RecurrentScale = 1.0,
+    hidden_size: HiddenSize = None,
+    num_layers: NumLayers = None,
+    embed_dim: EmbedDim = None,
+    embedding: Embedding = None,
+    activation: Activation = None,
+    init: Init = None,
+    num_heads: NumHeads = None,
+    context_length: ContextLength = None,
+    plot: Plot = Path("gradients.png"),
+    all_steps: AllSteps = False,
 ) -> None:
     """How far back the gradient reaches: ||dL/dh_t|| per layer at each step back.
 
@@ -143,9 +169,7 @@ def gradients(
     """
     import torch
 
-    from seqgen.checkpoint import load_checkpoint
     from seqgen.data import load_corpus
-    from seqgen.errors import UsageError
     from seqgen.evaluate import checkpoint_corpus
     from seqgen.inspect import (
         EOS_MARK,
@@ -153,17 +177,54 @@ def gradients(
         gradients_through_time,
         plot_gradients,
         sample_windows,
-        scale_recurrent,
         show_char,
     )
-    from seqgen.tokenizer import Tokenizer
 
     torch.set_num_threads(1)  # hundreds of tiny sequential ops: threads cost more than they give
-    if model is not None and compare is not None:
-        raise UsageError("give either --model (one fresh model) or --compare (several), not both")
     sizes = dict(hidden_size=hidden_size, num_layers=num_layers, embed_dim=embed_dim,
                  embedding=embedding, activation=activation, init=init, num_heads=num_heads,
                  context_length=context_length)
+    entries = _entries(checkpoint, model, compare, sizes, recurrent_scale)
+    loaded = _load_entries(entries, checkpoint, compare)
+    first = loaded.get(entries[0])
+    # read as the checkpoint's run read it (a moved corpus: the error says to give --corpus);
+    # for fresh models as 'seqgen train' does
+    c = (checkpoint_corpus(first, corpus) if first is not None
+         else load_corpus(corpus or "folk", abc_headers="music"))
+    windows = sample_windows(c.documents, length, batch, seed)
+    if clip is None:
+        clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0
+    fresh_tokenizer: list = []  # built once, from the corpus, for every fresh model
+    profiles, described = [], []
+    for e in entries:
+        m, t, label, summary = _model_for(e, loaded, c.documents, fresh_tokenizer, sizes, seed,
+                                          recurrent_scale, single=compare is None)
+        unknown = t.unknown_chars("".join(windows).replace(EOS_MARK, ""))  # (the <eos> mark)
+        if unknown:
+            warn(f"{e}: {len(unknown)} character(s) in the windows from {c.name} are not in "
+                 f"the model's vocabulary, read as <unk>: "
+                 f"{' '.join(show_char(u) for u in unknown[:12])}")
+        with torch.no_grad():
+            x = encode_windows(t, windows)
+        info(f"{summary}: {batch} windows of {length} characters from {c.name}")
+        profiles.append(gradients_through_time(m, x, clip=clip, label=label))
+        described.append(summary)
+
+    _print_table(profiles, described, _steps_to_show(length, all_steps))
+    title = (f"{c.name}: loss at the last of {length} steps, median of {batch} windows"
+             + (f", W_hh x{recurrent_scale:g}" if recurrent_scale != 1.0 else ""))
+    plot_gradients(profiles, plot, title=title)
+    result(str(plot))
+
+
+def _entries(checkpoint: str | None, model: str | None, compare: str | None, sizes: dict,
+             recurrent_scale: float) -> list[str]:
+    """The models to measure, in order: CHECKPOINT, then --compare's, else --model's kind;
+    UsageError for options that do not go together."""
+    from seqgen.errors import UsageError
+
+    if model is not None and compare is not None:
+        raise UsageError("give either --model (one fresh model) or --compare (several), not both")
     if checkpoint is not None and compare is None:
         given = [k for k, v in sizes.items() if v is not None]
         if given:
@@ -181,8 +242,16 @@ def gradients(
             raise UsageError("--compare lists no models")
     elif checkpoint is None:
         entries = [model or "lstm"]
+    return entries
 
-    loaded = {}  # entry -> Checkpoint; other entries are fresh models of a kind
+
+def _load_entries(entries: list[str], checkpoint: str | None, compare: str | None) -> dict:
+    """entry -> Checkpoint for the entries that are checkpoint directories (the others are
+    fresh models of a kind)."""
+    from seqgen.checkpoint import load_checkpoint
+    from seqgen.errors import UsageError
+
+    loaded = {}
     for e in entries:
         if e == checkpoint or not _is_kind_spec(e):
             if e != checkpoint and not Path(e).expanduser().exists():
@@ -191,52 +260,32 @@ def gradients(
                                  "transformer, irnn, with +relu, +tanh, +identity for the rnn) "
                                  "nor a checkpoint directory")
             loaded[e] = load_checkpoint(e)
-    first = loaded.get(entries[0])
-    # read as the checkpoint's run read it (a moved corpus: the error says to give --corpus);
-    # for fresh models as 'seqgen train' does
-    c = (checkpoint_corpus(first, corpus) if first is not None
-         else load_corpus(corpus or "folk", abc_headers="music"))
-    windows = sample_windows(c.documents, length, batch, seed)
-    if clip is None:
-        clip = float(first.train_config.get("grad_clip", 1.0)) if first is not None else 1.0
-    base = sizes
-    tok = None
-    profiles, described = [], []
-    for e in entries:
-        if e in loaded:
-            ck = loaded[e]
-            m, t = ck.model, ck.tokenizer
-            label = f"{Path(e).name or e} (step {ck.step})"
-            summary = f"{e}: {ck.model.summary()} (step {ck.step})"
-            if recurrent_scale != 1.0:
-                scale_recurrent(m, recurrent_scale)
-        else:
-            if tok is None:
-                tok = Tokenizer.build(c.documents)
-            t = tok
-            m = _fresh(e, t.vocab_size, base, seed, single=compare is None)
-            if recurrent_scale != 1.0:
-                scale_recurrent(m, recurrent_scale)
-            label = f"{e} (fresh)" if loaded else e
-            summary = f"{e}: fresh {m.summary()}"
-        if recurrent_scale != 1.0:
-            summary += f", W_hh x{recurrent_scale:g}"
-        unknown = t.unknown_chars("".join(windows).replace(EOS_MARK, ""))  # (the <eos> mark)
-        if unknown:
-            warn(f"{e}: {len(unknown)} character(s) in the windows from {c.name} are not in "
-                 f"the model's vocabulary, read as <unk>: "
-                 f"{' '.join(show_char(u) for u in unknown[:12])}")
-        with torch.no_grad():
-            x = encode_windows(t, windows)
-        info(f"{summary}: {batch} windows of {length} characters from {c.name}")
-        profiles.append(gradients_through_time(m, x, clip=clip, label=label))
-        described.append(summary)
+    return loaded
 
-    _print_table(profiles, described, _steps_to_show(length, all_steps))
-    title = (f"{c.name}: loss at the last of {length} steps, median of {batch} windows"
-             + (f", W_hh x{recurrent_scale:g}" if recurrent_scale != 1.0 else ""))
-    plot_gradients(profiles, plot, title=title)
-    result(str(plot))
+
+def _model_for(e: str, loaded: dict, documents: list[str], fresh_tokenizer: list, sizes: dict,
+               seed: int, recurrent_scale: float, single: bool):
+    """(model, tokenizer, plot label, summary line) of entry `e`: its checkpoint's, or a fresh
+    model with a vocabulary of `documents` (built once, kept in `fresh_tokenizer`)."""
+    from seqgen.inspect import scale_recurrent
+    from seqgen.tokenizer import Tokenizer
+
+    if e in loaded:
+        ck = loaded[e]
+        m, t = ck.model, ck.tokenizer
+        label = f"{Path(e).name or e} (step {ck.step})"
+        summary = f"{e}: {ck.model.summary()} (step {ck.step})"
+    else:
+        if not fresh_tokenizer:
+            fresh_tokenizer.append(Tokenizer.build(documents))
+        t = fresh_tokenizer[0]
+        m = _fresh(e, t.vocab_size, sizes, seed, single=single)
+        label = f"{e} (fresh)" if loaded else e
+        summary = f"{e}: fresh {m.summary()}"
+    if recurrent_scale != 1.0:
+        scale_recurrent(m, recurrent_scale)
+        summary += f", W_hh x{recurrent_scale:g}"
+    return m, t, label, summary
 
 
 def _print_table(profiles, described: list[str], steps: list[int]) -> None:

@@ -45,8 +45,9 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
+    from seqgen.config import flag_of
     from seqgen.models import KINDS, build_model
-    from seqgen.models.config import option
+    from seqgen.train import TrainConfig
 
     if vocab is not None:
         from seqgen.tokenizer import Tokenizer
@@ -66,7 +67,8 @@ def models(
                       ("parameters", "right")]:
         sizes.add_column(col, justify=just)  # type: ignore[arg-type]
     for kind in KINDS:
-        kinds.add_row(kind, DESCRIPTIONS[kind], " ".join(option(o) for o in OPTIONS[kind]))
+        kinds.add_row(kind, DESCRIPTIONS[kind],
+                      " ".join(flag_of(TrainConfig, o) for o in OPTIONS[kind]))
         for name, config in preset_configs(kind, vocab_size).items():
             # built for real: the presets take 0.2 s together, while torch's "meta" device
             # (shapes only) first imports torch._dynamo, about 2 s

@@ -7,20 +7,32 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from seqgen.cli.console import console, info, result, warn
+from seqgen.cli.console import console, info, message, result, warn
+
+NEW_FORMATS = ("flac", "ogg", "svg", "png", "pdf", "html")  # made by seqgen.cli.scores
 
 
 class Format(str, Enum):
     midi = "midi"
     musicxml = "musicxml"
     wav = "wav"
+    flac = "flac"
+    ogg = "ogg"
+    svg = "svg"
+    png = "png"
+    pdf = "pdf"
+    html = "html"
 
 
-IN_HELP = "An ABC file with one or many tunes, or '-' to read ABC from stdin."
+IN_HELP = ("An ABC file with one or many tunes, a directory of .abc files (read in name order), "
+           "or '-' to read ABC from stdin.")
+INSTRUMENT_HELP = ("The General MIDI instrument that plays the tunes: fiddle, flute, whistle, "
+                   "accordion, concertina, piano, harp, guitar, banjo, pipes, ... or a program "
+                   "number 1-128.")
 OUT_HELP = (
     "Where to write: a file (with a suffix, e.g. tune.mid) for a single tune; a directory for "
     "many tunes (one file per tune, "
@@ -33,7 +45,19 @@ TIMEOUT_HELP = "Stop converting a tune after this many seconds (each tune runs i
 MAX_CHARS_HELP = "Refuse tunes longer than this many characters."
 MAX_BARS_HELP = "Refuse tunes with more than this many bars."
 JOBS_HELP = "Convert this many tunes at once (worker processes)."
-TEMPO_HELP = "Tempo in quarter notes per minute for tunes without a Q: field."
+TEMPO_HELP = ("Play every tune at this many quarter notes a minute. Default: the tune's Q: "
+              "field, else the dance its R: field names or its meter suggests (a jig at 116 "
+              "dotted quarters a minute; docs/music.md).")
+
+# the options abc2midi and convert share
+Input = Annotated[str, typer.Argument(help=IN_HELP, metavar="IN")]
+Tune = Annotated[str | None, typer.Option("--tune", help=TUNE_HELP, show_default=False)]
+Timeout = Annotated[float, typer.Option("--timeout", help=TIMEOUT_HELP)]
+MaxChars = Annotated[int, typer.Option("--max-chars", help=MAX_CHARS_HELP)]
+MaxBars = Annotated[int, typer.Option("--max-bars", help=MAX_BARS_HELP)]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", help=JOBS_HELP)]
+Tempo = Annotated[float | None, typer.Option("--tempo", help=TEMPO_HELP, show_default=False)]
+Instrument = Annotated[str, typer.Option("--instrument", help=INSTRUMENT_HELP)]
 
 
 def _read(spec: str) -> tuple[str, str, Path | None]:
@@ -48,7 +72,13 @@ def _read(spec: str) -> tuple[str, str, Path | None]:
         return text, "stdin", None
     path = Path(spec)
     if path.is_dir():
-        raise DataError(f"{path}: is a directory; give an ABC file")
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".abc" and p.is_file())
+        if not files:
+            raise DataError(f"{path}: a directory without .abc files; give an ABC file or a "
+                            "directory of them")
+        # one text, tunes in file order (line numbers in messages count through the files)
+        text = "\n\n".join(read_text_file(p).rstrip() for p in files) + "\n"
+        return text, str(path), path
     return read_text_file(path), str(path), path
 
 
@@ -90,7 +120,9 @@ def _labels(tunes: list[tuple[int, int, str]]) -> list[str]:
 
 
 # the file names each format may be written to (-o for a single tune)
-SUFFIXES = {"midi": (".mid", ".midi"), "musicxml": (".musicxml", ".xml"), "wav": (".wav",)}
+SUFFIXES = {"midi": (".mid", ".midi"), "musicxml": (".musicxml", ".xml"), "wav": (".wav",),
+            "flac": (".flac",), "ogg": (".ogg", ".oga"), "svg": (".svg",), "png": (".png",),
+            "pdf": (".pdf",)}
 
 
 def _targets(stems: list[str], src: Path | None, out: Path | None, suffix: str,
@@ -182,12 +214,12 @@ def _status(cr: Any) -> str:
 
 def _run(
     input: str, output: Path | None, to: str, tune: str | None, check: bool,
-    timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float, bar_check: bool,
-    soundfont: Path | None,
+    timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float | None, bar_check: bool,
+    soundfont: Path | None, instrument: str = "fiddle",
 ) -> None:
     from rich.markup import escape
 
-    from seqgen.errors import SeqgenError, UsageError
+    from seqgen.errors import UsageError
     from seqgen.music.abc import tune_stem
     from seqgen.music.convert import SUFFIX, Limits, convert_tunes, require_synth
 
@@ -197,7 +229,8 @@ def _run(
         raise UsageError("--check writes no files: drop -o, or drop --check to convert")
     if soundfont is not None and to != "wav":
         raise UsageError("--soundfont applies to --to wav only")
-    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, default_qpm=tempo)
+    limits = Limits(timeout_s=timeout, max_chars=max_chars, max_bars=max_bars, tempo=tempo,
+                    instrument=instrument)
     limits.validate()
     if to == "wav" and not check:
         # fail before converting anything, naming the package to install or the bad soundfont
@@ -211,7 +244,9 @@ def _run(
     failed = invalid = 0
     notes_out: list[str] = []
     t0 = time.perf_counter()
-    with console.status(f"converting {len(tunes)} tunes...") as status:
+    from seqgen.cli.scores import progress_bar
+
+    with progress_bar(len(tunes), f"converting {len(tunes)} tune(s)") as advance:
         results = convert_tunes([t for _, _, t in tunes], to=to, limits=limits, jobs=jobs,
                                 check=check, bar_checks=bar_check)
         for r in results:
@@ -220,53 +255,18 @@ def _run(
                    escape((inf and inf.meter) or ""), escape((inf and inf.key) or ""),
                    str(inf.bars) if inf is not None and inf.bars else ""]
             if check:
-                cr = r.check
-                row += _check_row(cr)
-                invalid += not cr.valid
-                notes_out += _fault_lines(cr, label, first)
-                errs = _fault_lines(cr, label, first, errors_only=True)
-                result("\t".join([label, "VALID" if cr.valid else "INVALID",
-                                  (inf.title or "") if inf else "",
-                                  errs[0].split(": ", 1)[1] if errs and not cr.valid else ""]
-                                 ).rstrip("\t"))
+                cells, valid = _check_cells(r, label, first, notes_out)
+                invalid += not valid
             else:
-                if r.ok and r.data is not None:
-                    try:
-                        _write(r.data, targets[r.index], to, soundfont)
-                    except SeqgenError as e:
-                        if len(tunes) == 1:
-                            raise
-                        r.error = str(e)
-                ok = r.ok and inf is not None
-                row += [str(inf.notes), _duration(inf.seconds)] if ok else ["", ""]  # type: ignore[union-attr]
-                if r.ok:
-                    row.append(_status(r.check))
-                    result(str(targets[r.index]))
-                    if r.check is not None:
-                        notes_out += _fault_lines(r.check, label, first)
-                else:
-                    failed += 1
-                    row.append("[red]failed[/]")
-                    notes_out.append(f"tune {label} (line {first}): "
-                                     f"{_file_lines(r.error or '', first)}")
-            table.add_row(*row)
-            status.update(f"converted {r.index + 1} of {len(tunes)} tunes...")
+                cells = _write_row(r, label, first, targets, to, soundfont, len(tunes), notes_out)
+                failed += cells[-1] == "[red]failed[/]"
+            table.add_row(*row, *cells)
+            advance()
     console.print(table)
     for line in notes_out:
         info(line)
     _summary(len(tunes), failed, invalid, check, time.perf_counter() - t0, to, targets, name,
              tunes, r.error)
-
-
-def _write(data: bytes, path: Path, to: str, soundfont: Path | None) -> None:
-    from seqgen.music.convert import render_wav
-
-    if to == "wav":
-        render_wav(data, path, soundfont=soundfont)
-    else:
-        from seqgen.fileio import atomic_write_bytes
-
-        atomic_write_bytes(path, data)
 
 
 def _summary(n: int, failed: int, invalid: int, check: bool, elapsed: float, to: str,
@@ -291,10 +291,56 @@ def _summary(n: int, failed: int, invalid: int, check: bool, elapsed: float, to:
                           f"{n - failed} were written")
 
 
+def _check_cells(r: Any, label: str, first: int, notes_out: list[str]) -> tuple[list[str], bool]:
+    """The --check cells of result `r` (A to E, status) and whether it is VALID; its faults go
+    to `notes_out` (errors first), its line to stdout (with its first error when not VALID)."""
+    cr, inf = r.check, r.info
+    assert cr is not None
+    notes_out += _fault_lines(cr, label, first)
+    errs = _fault_lines(cr, label, first, errors_only=True)
+    result("\t".join([label, "VALID" if cr.valid else "INVALID",
+                      (inf.title or "") if inf else "",
+                      errs[0].split(": ", 1)[1] if errs and not cr.valid else ""]).rstrip("\t"))
+    return _check_row(cr), cr.valid
+
+
+def _write_row(r, label: str, first: int, targets: list[Path], to: str,
+               soundfont: Path | None, count: int, notes_out: list[str]) -> list[str]:
+    """Write the converted tune of result `r` to its target (the path goes to stdout); its
+    cells (notes, duration, status), a failure's reason in `notes_out`. One tune of `count`
+    that cannot be written is an error."""
+    from seqgen.errors import SeqgenError
+    from seqgen.music.convert import render_wav
+
+    inf = r.info
+    ok = r.ok and inf is not None
+    cells = [str(inf.notes), _duration(inf.seconds)] if ok else ["", ""]  # type: ignore[union-attr]
+    if r.ok and r.data is not None:
+        path = targets[r.index]
+        try:
+            if to == "wav":
+                render_wav(r.data, path, soundfont=soundfont)
+            else:
+                from seqgen.fileio import atomic_write_bytes
+
+                atomic_write_bytes(path, r.data)
+        except SeqgenError as e:
+            if count == 1:
+                raise
+            r.error = message(e)
+    if r.ok:
+        result(str(targets[r.index]))
+        if r.check is not None:
+            notes_out += _fault_lines(r.check, label, first)
+        return [*cells, _status(r.check)]
+    notes_out.append(f"tune {label} (line {first}): {_file_lines(r.error or '', first)}")
+    return [*cells, "[red]failed[/]"]
+
+
 def abc2midi(
-    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    input: Input,
     output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP),
-    tune: str | None = typer.Option(None, "--tune", help=TUNE_HELP),
+    tune: Tune = None,
     check: bool = typer.Option(
         False, "--check",
         help="Validate only, write nothing: per tune (A) converts with notes and no pitch "
@@ -308,11 +354,12 @@ def abc2midi(
         help="Check bar lengths (C) and the final barline (D) with --check; switch off for "
         "tunes that use line ends as barlines, such as the Essen collection.",
     ),
-    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
-    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
-    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+    timeout: Timeout = 10.0,
+    max_chars: MaxChars = 8000,
+    max_bars: MaxBars = 150,
+    jobs: Jobs = 1,
+    tempo: Tempo = None,
+    instrument: Instrument = "fiddle",
 ) -> None:
     """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
 
@@ -321,33 +368,44 @@ def abc2midi(
     paths written (or, with --check, one VALID/INVALID line per tune) go to stdout.
     """
     _run(input, output, "midi", tune, check, timeout, max_chars, max_bars, jobs, tempo,
-         bar_check, None)
+         bar_check, None, instrument)
 
 
 def convert(
-    input: str = typer.Argument(..., help=IN_HELP, metavar="IN"),
+    input: Input,
     to: Format = typer.Option(..., "--to", help="Output format: midi, musicxml (notation, repeats "
-                              "as written) or wav (audio; needs fluidsynth or timidity)."),
+                              "as written), wav, flac or ogg (audio; needs fluidsynth or "
+                              "timidity), svg, png or pdf (engraved scores; png and pdf need the "
+                              "Cairo library), or html (one page of every tune: score, audio "
+                              "player, ABC text, check verdict)."),
     output: Path | None = typer.Option(None, "--output", "-o", help=OUT_HELP.replace(
-        "IN.mid", "IN.mid/.musicxml/.wav").replace("IN-midi/", "IN-FORMAT/")),
-    tune: str | None = typer.Option(None, "--tune", help=TUNE_HELP),
+        "IN.mid", "IN.mid/.svg/...").replace("IN-midi/", "IN-FORMAT/")
+        + " For html: the page's file (default IN.html)."),
+    tune: Tune = None,
     soundfont: Path | None = typer.Option(
         None, "--soundfont", help="General MIDI soundfont (.sf2) for fluidsynth (default: "
         "$SEQGEN_SOUNDFONT or the first one in /usr/share/sounds/sf2 and similar)."),
-    timeout: float = typer.Option(10.0, "--timeout", help=TIMEOUT_HELP),
-    max_chars: int = typer.Option(8000, "--max-chars", help=MAX_CHARS_HELP),
-    max_bars: int = typer.Option(150, "--max-bars", help=MAX_BARS_HELP),
-    jobs: int = typer.Option(1, "--jobs", "-j", help=JOBS_HELP),
-    tempo: float = typer.Option(120.0, "--tempo", help=TEMPO_HELP),
+    timeout: Timeout = 10.0,
+    max_chars: MaxChars = 8000,
+    max_bars: MaxBars = 150,
+    jobs: Jobs = 1,
+    tempo: Tempo = None,
+    instrument: Instrument = "fiddle",
 ) -> None:
-    """Convert ABC tunes to MIDI, MusicXML or WAV (one file per tune).
+    """Convert ABC tunes to MIDI, MusicXML, audio (WAV, FLAC, Ogg), engraved scores (SVG, PNG,
+    PDF; one file per tune) or one HTML page of them all.
 
     WAV renders the MIDI with fluidsynth (and a General MIDI soundfont) or timidity, whichever
     is installed, normalised to a peak of -1 dBFS. The summary table goes to stderr, the paths
     written to stdout.
     """
+    if to.value in NEW_FORMATS:
+        from seqgen.cli.scores import convert_new
+
+        return convert_new(input, output, to.value, tune, jobs,
+                           (timeout, max_chars, max_bars, tempo, instrument), soundfont)
     _run(input, output, to.value, tune, False, timeout, max_chars, max_bars, jobs, tempo, True,
-         soundfont)
+         soundfont, instrument)
 
 
 def register(root: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Annotated
 
 import typer
 
@@ -18,124 +19,172 @@ PO = "Optimisation"
 PB = "Budget and checkpoints"
 
 
+# The options of `seqgen train`, declared once each (their help is the --help text).
+Corpus = Annotated[str, typer.Argument(
+    help=CORPUS_HELP, show_default=False)]
+Kind = Annotated[str, typer.Option(
+    "--model", "--kind", "-m", help="Model kind: rnn, lstm, gru or transformer.",
+    rich_help_panel=PM)]
+Preset = Annotated[str, typer.Option(
+    "--preset", "-p",
+    help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
+    "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
+    "over a small corpus). Individual options below override it.", rich_help_panel=PM)]
+Embedding = Annotated[str | None, typer.Option(
+    help="Input encoding: learned or onehot (default learned).", rich_help_panel=PM)]
+EmbedDim = Annotated[int | None, typer.Option(
+    help="Learned-embedding size (RNN kinds), in units." + FP, rich_help_panel=PM)]
+HiddenSize = Annotated[int | None, typer.Option(
+    help="Hidden units per layer (RNN kinds) or transformer width." + FP, rich_help_panel=PM)]
+NumLayers = Annotated[int | None, typer.Option(
+    help="Number of stacked layers." + FP, rich_help_panel=PM)]
+Dropout = Annotated[float | None, typer.Option(
+    help="Dropout probability, in [0, 1)." + FP, rich_help_panel=PM)]
+Activation = Annotated[str | None, typer.Option(
+    help="Vanilla rnn only: tanh or relu (default tanh).", rich_help_panel=PM)]
+Init = Annotated[str | None, typer.Option(
+    help="Vanilla rnn only: default (torch's initialisation; the default) or identity (IRNN).",
+    rich_help_panel=PM)]
+NumHeads = Annotated[int | None, typer.Option(
+    help="Transformer attention heads." + FP, rich_help_panel=PM)]
+ContextLength = Annotated[int | None, typer.Option(
+    help="Transformer attention window, in tokens." + FP, rich_help_panel=PM)]
+Positional = Annotated[str | None, typer.Option(
+    help="Transformer positions: learned or sinusoidal (default learned).", rich_help_panel=PM)]
+BatchSize = Annotated[int | None, typer.Option(
+    "--batch-size", "-b", help="Sequences per optimizer step (over all processes)." + FP,
+    rich_help_panel=PO)]
+SeqLen = Annotated[int | None, typer.Option(
+    help="Tokens per training window (the truncated-BPTT length for RNN kinds)." + FP,
+    rich_help_panel=PO)]
+Batching = Annotated[str, typer.Option(
+    help="RNN kinds: stateful (auto: windows follow each other and the hidden state is "
+    "carried, truncated BPTT) or random (random windows from a zero state). The transformer "
+    "always uses random windows.", rich_help_panel=PO)]
+Lr = Annotated[float | None, typer.Option(
+    "--lr", help="Peak learning rate." + FP, rich_help_panel=PO)]
+MinLrRatio = Annotated[float, typer.Option(
+    help="The cosine decays to lr times this.", rich_help_panel=PO)]
+WarmupSteps = Annotated[int, typer.Option(
+    "--warmup-steps", "--warmup", help="Linear learning-rate warmup, in steps.",
+    rich_help_panel=PO)]
+Schedule = Annotated[str, typer.Option(
+    help="After warmup: cosine (decay over the run's steps "
+    "or minutes) or constant.", rich_help_panel=PO)]
+WeightDecay = Annotated[float | None, typer.Option(
+    help="AdamW decoupled weight decay on weight matrices." + FP, rich_help_panel=PO)]
+GradClip = Annotated[float, typer.Option(
+    help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO)]
+Seed = Annotated[int, typer.Option(
+    help="Random seed (initialisation, data order, split).", rich_help_panel=PO)]
+ValFraction = Annotated[float, typer.Option(
+    help="Share of the documents (of the text, for one document) held out, in [0, 1).",
+    rich_help_panel=PO)]
+Glob = Annotated[str | None, typer.Option(
+    help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",
+    rich_help_panel=PO)]
+SplitDocs = Annotated[bool, typer.Option(
+    "--split-docs", help="Treat blank-line separated blocks of a text file as separate "
+    "documents.", rich_help_panel=PO)]
+AbcHeaders = Annotated[str, typer.Option(
+    help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
+    "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
+    rich_help_panel=PO)]
+AbcNormalise = Annotated[bool, typer.Option(
+    "--abc-normalise/--no-abc-normalise",
+    help="ABC corpora: repair what has one right reading (ties between different notes made "
+    "slurs, words in quotes made annotations, ...) and drop the tunes abc2midi, abcm2ps or "
+    "music21 would still reject; the counts are shown at the start, the dropped tunes listed in "
+    "RUN/normalise.json.", rich_help_panel=PO)]
+Steps = Annotated[int | None, typer.Option(
+    "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
+    "first).", rich_help_panel=PB)]
+Minutes = Annotated[float | None, typer.Option(
+    "--minutes", "-t", help="Wall-clock training budget in minutes, evaluation included "
+    "(default 5 when --steps is not given).", rich_help_panel=PB)]
+EvalEvery = Annotated[int, typer.Option(
+    help="Validate and save a checkpoint every this many steps.", rich_help_panel=PB)]
+EvalTokens = Annotated[int, typer.Option(
+    help="Validate on at most this many held-out tokens.", rich_help_panel=PB)]
+Patience = Annotated[int, typer.Option(
+    help="Stop after this many validations without a new best (0: never).", rich_help_panel=PB)]
+LogEvery = Annotated[int, typer.Option(
+    help="Steps between train-loss points in metrics.jsonl.", rich_help_panel=PB)]
+LogGradNorms = Annotated[bool, typer.Option(
+    "--log-grad-norms", help="Also write the gradient norm (before clipping) of every "
+    "step to metrics.jsonl and loss.png, not only every --log-every steps.", rich_help_panel=PB)]
+Out = Annotated[str | None, typer.Option(
+    "--out", "-o", help="Run directory (default: checkpoints/<corpus name>, numbered if "
+    "taken).", rich_help_panel=PB)]
+Overwrite = Annotated[bool, typer.Option(
+    "--overwrite", help="Let --out replace a checkpoint already there (its best/ "
+    "goes at this run's first save).", rich_help_panel=PB)]
+Resume = Annotated[str | None, typer.Option(
+    "--resume", "-r", help="Continue the run in this directory exactly where it stopped "
+    "(give a larger --steps or --minutes to train longer; give CORPUS only if it has moved).",
+    rich_help_panel=PB)]
+InitFrom = Annotated[str | None, typer.Option(
+    help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).",
+    rich_help_panel=PB)]
+Device = Annotated[str, typer.Option(
+    help="auto, cpu, cuda or mps.", rich_help_panel=PB)]
+Precision = Annotated[str, typer.Option(
+    help="fp32, bf16 (autocast) or auto (what the benchmarks found fastest).", rich_help_panel=PB)]
+Compile = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the model.", rich_help_panel=PB)]
+Threads = Annotated[int | None, typer.Option(
+    help="CPU threads for torch (default: the cores idle at the start, at most one per "
+    "core; threads on busy cores wait for each other).", rich_help_panel=PB)]
+Plot = Annotated[bool, typer.Option(
+    "--plot/--no-plot", help="Write loss.png at the end.", rich_help_panel=PB)]
+
+
 def train(
     ctx: typer.Context,
-    corpus: str = typer.Argument("folk", help=CORPUS_HELP, show_default=False),
-    kind: str = typer.Option("lstm", "--model", "--kind", "-m",
-                             help="Model kind: rnn, lstm, gru or transformer.", rich_help_panel=PM),
-    preset: str = typer.Option(
-        "auto", "--preset", "-p",
-        help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
-        "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
-        "over a small corpus). Individual options below override it.", rich_help_panel=PM),
-    embedding: str | None = typer.Option(None, help="Input encoding: learned or onehot (default learned).",
-                                            rich_help_panel=PM),
-    embed_dim: int | None = typer.Option(None, help="Learned-embedding size (RNN kinds), in units." + FP,
-                                            rich_help_panel=PM),
-    hidden_size: int | None = typer.Option(
-        None, help="Hidden units per layer (RNN kinds) or transformer width." + FP, rich_help_panel=PM),
-    num_layers: int | None = typer.Option(None, help="Number of stacked layers." + FP,
-                                             rich_help_panel=PM),
-    dropout: float | None = typer.Option(None, help="Dropout probability, in [0, 1)." + FP,
-                                            rich_help_panel=PM),
-    activation: str | None = typer.Option(None, help="Vanilla rnn only: tanh or relu (default tanh).",
-                                             rich_help_panel=PM),
-    init: str | None = typer.Option(
-        None, help="Vanilla rnn only: default (torch's initialisation; the default) or identity (IRNN).", rich_help_panel=PM),
-    num_heads: int | None = typer.Option(None, help="Transformer attention heads." + FP,
-                                            rich_help_panel=PM),
-    context_length: int | None = typer.Option(
-        None, help="Transformer attention window, in tokens." + FP, rich_help_panel=PM),
-    positional: str | None = typer.Option(
-        None, help="Transformer positions: learned or sinusoidal (default learned).", rich_help_panel=PM),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", "-b", help="Sequences per optimizer step (over all processes)." + FP,
-        rich_help_panel=PO),
-    seq_len: int | None = typer.Option(
-        None, help="Tokens per training window (the truncated-BPTT length for RNN kinds)." + FP,
-        rich_help_panel=PO),
-    batching: str = typer.Option(
-        "auto", help="RNN kinds: stateful (auto: windows follow each other and the hidden state is "
-        "carried, truncated BPTT) or random (random windows from a zero state). The transformer "
-        "always uses random windows.", rich_help_panel=PO),
-    lr: float | None = typer.Option(None, "--lr", help="Peak learning rate." + FP, rich_help_panel=PO),
-    min_lr_ratio: float = typer.Option(0.1, help="The cosine decays to lr times this.",
-                                       rich_help_panel=PO),
-    warmup_steps: int = typer.Option(50, "--warmup-steps", "--warmup",
-                                     help="Linear learning-rate warmup, in steps.",
-                                     rich_help_panel=PO),
-    schedule: str = typer.Option("cosine", help="After warmup: cosine (decay over the run's steps "
-                                 "or minutes) or constant.", rich_help_panel=PO),
-    weight_decay: float | None = typer.Option(
-        None, help="AdamW decoupled weight decay on weight matrices." + FP, rich_help_panel=PO),
-    grad_clip: float = typer.Option(
-        1.0, help="Clip the gradient norm to this value (0: no clipping).", rich_help_panel=PO),
-    seed: int = typer.Option(1337, help="Random seed (initialisation, data order, split).",
-                             rich_help_panel=PO),
-    val_fraction: float = typer.Option(
-        0.1, help="Share of the documents (of the text, for one document) held out, in [0, 1).",
-        rich_help_panel=PO),
-    glob: str | None = typer.Option(
-        None, help="Which files of a directory corpus to read, e.g. '*.abc' (default: all).",
-        rich_help_panel=PO),
-    split_docs: bool = typer.Option(
-        False, "--split-docs", help="Treat blank-line separated blocks of a text file as separate "
-        "documents.", rich_help_panel=PO),
-    abc_headers: str = typer.Option(
-        "music", help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
-        "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
-        rich_help_panel=PO),
-    abc_normalise: bool = typer.Option(
-        True, "--abc-normalise/--no-abc-normalise",
-        help="ABC corpora: repair what has one right reading (ties between different notes "
-        "made slurs, words in quotes made annotations, ...) and drop the tunes abc2midi, abcm2ps "
-        "or music21 would still reject; the counts are shown at the start, the dropped tunes "
-        "listed in RUN/normalise.json.", rich_help_panel=PO),
-    steps: int | None = typer.Option(
-        None, "--steps", "-s", help="Optimizer steps to train for (with --minutes: whichever ends "
-        "first).", rich_help_panel=PB),
-    minutes: float | None = typer.Option(
-        None, "--minutes", "-t", help="Wall-clock training budget in minutes, evaluation included "
-        "(default 5 when --steps is not given).", rich_help_panel=PB),
-    eval_every: int = typer.Option(100, help="Validate and save a checkpoint every this many steps.",
-                                   rich_help_panel=PB),
-    eval_tokens: int = typer.Option(262144, help="Validate on at most this many held-out tokens.",
-                                    rich_help_panel=PB),
-    patience: int = typer.Option(
-        0, help="Stop after this many validations without a new best (0: never).",
-        rich_help_panel=PB),
-    log_every: int = typer.Option(10, help="Steps between train-loss points in metrics.jsonl.",
-                                  rich_help_panel=PB),
-    log_grad_norms: bool = typer.Option(
-        False, "--log-grad-norms", help="Also write the gradient norm (before clipping) of every "
-        "step to metrics.jsonl and loss.png, not only every --log-every steps.",
-        rich_help_panel=PB),
-    out: str | None = typer.Option(
-        None, "--out", "-o", help="Run directory (default: checkpoints/<corpus name>, numbered if "
-        "taken).", rich_help_panel=PB),
-    overwrite: bool = typer.Option(False, "--overwrite",
-                                   help="Let --out replace a checkpoint already there (its best/ "
-                                   "goes at this run's first save).",
-                                   rich_help_panel=PB),
-    resume: str | None = typer.Option(
-        None, "--resume", "-r", help="Continue the run in this directory exactly where it stopped "
-        "(give a larger --steps or --minutes to train longer; give CORPUS only if it has moved).",
-        rich_help_panel=PB),
-    init_from: str | None = typer.Option(
-        None, help="Fine-tune the model of this checkpoint on CORPUS (same characters needed).",
-        rich_help_panel=PB),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or mps.", rich_help_panel=PB),
-    precision: str = typer.Option(
-        "auto", help="fp32, bf16 (autocast) or auto (what the benchmarks found fastest).",
-        rich_help_panel=PB),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model.",
-                                 rich_help_panel=PB),
-    threads: int | None = typer.Option(
-        None, help="CPU threads for torch (default: the cores idle at the start, at most one per "
-        "core; threads on busy cores wait for each other).",
-        rich_help_panel=PB),
-    plot: bool = typer.Option(True, "--plot/--no-plot", help="Write loss.png at the end.",
-                              rich_help_panel=PB),
+    corpus: Corpus = "folk",
+    kind: Kind = "lstm",
+    preset: Preset = "auto",
+    embedding: Embedding = None,
+    embed_dim: EmbedDim = None,
+    hidden_size: HiddenSize = None,
+    num_layers: NumLayers = None,
+    dropout: Dropout = None,
+    activation: Activation = None,
+    init: Init = None,
+    num_heads: NumHeads = None,
+    context_length: ContextLength = None,
+    positional: Positional = None,
+    batch_size: BatchSize = None,
+    seq_len: SeqLen = None,
+    batching: Batching = "auto",
+    lr: Lr = None,
+    min_lr_ratio: MinLrRatio = 0.1,
+    warmup_steps: WarmupSteps = 50,
+    schedule: Schedule = "cosine",
+    weight_decay: WeightDecay = None,
+    grad_clip: GradClip = 1.0,
+    seed: Seed = 1337,
+    val_fraction: ValFraction = 0.1,
+    glob: Glob = None,
+    split_docs: SplitDocs = False,
+    abc_headers: AbcHeaders = "music",
+    abc_normalise: AbcNormalise = True,
+    steps: Steps = None,
+    minutes: Minutes = None,
+    eval_every: EvalEvery = 100,
+    eval_tokens: EvalTokens = 262144,
+    patience: Patience = 0,
+    log_every: LogEvery = 10,
+    log_grad_norms: LogGradNorms = False,
+    out: Out = None,
+    overwrite: Overwrite = False,
+    resume: Resume = None,
+    init_from: InitFrom = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    compile: Compile = False,
+    threads: Threads = None,
+    plot: Plot = True,
 ) -> None:
     """Train a character-level model on CORPUS and write a checkpoint directory.
 

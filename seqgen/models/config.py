@@ -1,17 +1,16 @@
 """ModelConfig: the typed description of a model, stored in every checkpoint as JSON.
 
-Each field has a CLI option of the same name with dashes (``hidden_size`` -> ``--hidden-size``);
-``validate`` names that option in its error so the user knows what to change.
+Each field has a CLI option of the same name with dashes (``hidden_size`` -> ``--hidden-size``),
+declared with what values it takes (seqgen/config.py); ``validate`` names the field in its error,
+and the CLI shows the option, so the user knows what to change.
 """
 
 from __future__ import annotations
 
-import numbers
-import os
 from dataclasses import asdict, dataclass, fields
-from typing import Any
 
-from seqgen.errors import CheckpointError, UsageError
+from seqgen.config import check_fields, plain_values, setting, wrong_type
+from seqgen.errors import CheckpointError, UsageError, restated
 
 KINDS = ("rnn", "lstm", "gru", "transformer")
 EMBEDDINGS = ("learned", "onehot")
@@ -20,118 +19,50 @@ INITS = ("default", "identity")
 POSITIONALS = ("learned", "sinusoidal")
 
 
-def option(name: str) -> str:
-    """The CLI option of a config field: ``hidden_size`` -> ``--hidden-size``."""
-    return "--" + name.replace("_", "-")
-
-
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
-          "None": (type(None),)}
-
-
-def plain_values(config: Any) -> None:
-    """Turn the values of the dataclass `config` into what JSON holds and the checks expect: a
-    path (os.PathLike) into str, a numpy or other integral number into int, a real one into
-    float. Called by every config's __post_init__."""
-    for f in fields(config):
-        v = getattr(config, f.name)
-        if isinstance(v, os.PathLike):
-            setattr(config, f.name, os.fspath(v))
-        elif isinstance(v, numbers.Integral) and not isinstance(v, int):
-            setattr(config, f.name, int(v))
-        elif isinstance(v, numbers.Real) and not isinstance(v, (int, float)):
-            setattr(config, f.name, float(v))
-
-
-def wrong_type(config: Any) -> tuple[str, str, str] | None:
-    """(field, annotated type, type found) for the first field of the dataclass `config` whose
-    value does not have its annotated type ("int | None", "tuple[str, ...]"; a bool is no int
-    or float here), else None."""
-    for f in fields(config):
-        value = getattr(config, f.name)
-        allowed: list[type] = []
-        for part in str(f.type).split("|"):
-            part = part.strip()
-            allowed.extend((tuple,) if part.startswith("tuple") else _TYPES.get(part, (object,)))
-        if not isinstance(value, tuple(allowed)) or (isinstance(value, bool)
-                                                     and bool not in allowed):
-            return f.name, str(f.type), type(value).__name__
-    return None
-
-
-def check_types(config: Any) -> None:
-    """UsageError naming the option of the first field of `config` of the wrong type (a library
-    caller's `hidden_size="512"` would otherwise fail deep inside torch)."""
-    bad = wrong_type(config)
-    if bad is not None:
-        name, want, found = bad
-        raise UsageError(f"{option(name)} must be {want}, not {found}")
-
-
 @dataclass
 class ModelConfig:
-    kind: str = "lstm"
-    vocab_size: int = 0  # set from the tokenizer
-    embedding: str = "learned"  # "learned" | "onehot"
-    embed_dim: int = 64  # learned-embedding size for RNN kinds (transformer uses hidden_size)
-    hidden_size: int = 256  # RNN hidden units per layer / transformer width d_model
-    num_layers: int = 2
-    dropout: float = 0.0
-    activation: str = "tanh"  # vanilla rnn only: "tanh" | "relu"
-    init: str = "default"  # vanilla rnn only: "default" | "identity" (IRNN: W_hh = I)
-    num_heads: int = 4  # transformer
-    context_length: int = 256  # transformer: attention window in tokens
-    positional: str = "learned"  # transformer: "learned" | "sinusoidal"
+    kind: str = setting("lstm", choices=KINDS, flag="--model")  # (alias --kind)
+    vocab_size: int = setting(0, gt=0, note="it comes from the tokenizer", flag=None)
+    embedding: str = setting("learned", choices=EMBEDDINGS)
+    # learned-embedding size for RNN kinds (transformer uses hidden_size)
+    embed_dim: int = setting(64, gt=0)
+    hidden_size: int = setting(256, gt=0)  # RNN hidden units per layer / transformer width d_model
+    num_layers: int = setting(2, gt=0)
+    dropout: float = setting(0.0, ge=0, lt=1)
+    activation: str = setting("tanh", choices=ACTIVATIONS)  # vanilla rnn only
+    init: str = setting("default", choices=INITS)  # vanilla rnn only (identity: IRNN, W_hh = I)
+    num_heads: int = setting(4, gt=0)  # transformer
+    context_length: int = setting(256, gt=0)  # transformer: attention window in tokens
+    positional: str = setting("learned", choices=POSITIONALS)  # transformer
 
     def __post_init__(self) -> None:
         plain_values(self)
 
     def validate(self) -> None:
-        """Raise UsageError naming the CLI option of the first bad field."""
-        check_types(self)
+        """Raise UsageError naming the first bad field."""
+        check_fields(self)
 
-        def choice(name: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                raise UsageError(f"{option(name)} must be one of {', '.join(allowed)}, not {value!r}")
+        def bad(message: str) -> UsageError:
+            return UsageError(message, config=ModelConfig)
 
-        def positive(name: str) -> None:
-            if getattr(self, name) <= 0:
-                raise UsageError(f"{option(name)} must be > 0, not {getattr(self, name)}")
-
-        if self.kind not in KINDS:  # (the option is --model, alias --kind)
-            raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if self.vocab_size <= 0:
-            raise UsageError(f"vocab_size must be > 0 (it comes from the tokenizer), not {self.vocab_size}")
-        choice("embedding", EMBEDDINGS)
-        positive("embed_dim")
-        positive("hidden_size")
-        positive("num_layers")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UsageError(f"--dropout must be in [0, 1), not {self.dropout}")
-        choice("activation", ACTIVATIONS)
-        choice("init", INITS)
-        choice("positional", POSITIONALS)
-        positive("num_heads")
-        positive("context_length")
         if self.kind != "rnn":
             for name in ("activation", "init"):
                 if getattr(self, name) != getattr(ModelConfig, name):
-                    raise UsageError(f"{option(name)} applies to the vanilla rnn only "
-                                     f"(--model rnn), not to {self.kind}")
+                    raise bad(f"`{name}` applies to the vanilla rnn only (`kind` rnn), not to "
+                              f"{self.kind}")
         if self.kind == "transformer":
             if self.hidden_size % self.num_heads:
-                raise UsageError(f"--hidden-size ({self.hidden_size}) must be a multiple of "
-                                 f"--num-heads ({self.num_heads})")
+                raise bad(f"`hidden_size` ({self.hidden_size}) must be a multiple of "
+                          f"`num_heads` ({self.num_heads})")
             if self.context_length < 2:
-                raise UsageError(f"--context-length must be >= 2, not {self.context_length}")
+                raise bad(f"`context_length` must be >= 2, not {self.context_length}")
             if self.positional == "sinusoidal" and self.hidden_size % 2:
-                raise UsageError(f"--hidden-size must be even with --positional sinusoidal, "
-                                 f"not {self.hidden_size}")
+                raise bad(f"`hidden_size` must be even with `positional` sinusoidal, not "
+                          f"{self.hidden_size}")
             if self.embedding == "onehot" and self.hidden_size < self.vocab_size:
-                raise UsageError(f"--embedding onehot puts the one-hot vector in the transformer's "
-                                 f"residual stream: --hidden-size ({self.hidden_size}) must be >= "
-                                 f"the vocabulary size ({self.vocab_size})")
+                raise bad(f"`embedding` onehot puts the one-hot vector in the transformer's "
+                          f"residual stream: `hidden_size` ({self.hidden_size}) must be >= the "
+                          f"vocabulary size ({self.vocab_size})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -157,5 +88,5 @@ class ModelConfig:
         try:
             config.validate()
         except UsageError as e:
-            raise CheckpointError(f"model config is invalid: {e}") from None
+            raise restated(CheckpointError, e, lambda m: f"model config is invalid: {m}") from None
         return config

@@ -236,7 +236,8 @@ class TransformerLanguageModel(nn.Module):
         if state is None:  # plain causal forward (training): at most C tokens
             if tokens.shape[1] > self.config.context_length:
                 raise UsageError(f"a window of {tokens.shape[1]} tokens is longer than the "
-                                 f"transformer's --context-length ({self.config.context_length})")
+                                 f"transformer's `context_length` "
+                                 f"({self.config.context_length})", params=True)
             return self._run(tokens, None, 0), None
         with torch.no_grad():  # the cache is for inference: its logits carry no gradient
             return self._decode(tokens, state), state

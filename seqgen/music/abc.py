@@ -354,7 +354,7 @@ def tidy_abc(text: str, renumber: bool = True) -> str:
     tunes without any music are dropped. With `renumber`, tunes are numbered 1, 2, 3... so that
     each gets its own ``X:``. Tunes are separated by one blank line; the result ends with a
     newline (or is empty when no tune was found)."""
-    tunes = []
+    tunes: list[str] = []
     for tune in split_tunes(text.replace("\r\n", "\n").replace("\r", "\n")):
         t = tidy_tune(tune, number=len(tunes) + 1 if renumber else None)
         if body_lines(t):

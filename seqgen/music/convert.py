@@ -30,10 +30,12 @@ music21 is imported inside functions only; importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +46,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from seqgen.config import check_fields, setting
 from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import atomic_path, atomic_write_bytes
 from seqgen.music import m21
@@ -54,32 +57,32 @@ from seqgen.music.abc import (
     split_tunes,
     text_bars,
 )
+from seqgen.music.audio import DEFAULT_INSTRUMENT, instrument_problem, program_of
 from seqgen.music.lint import ERROR, WARNING, Fault, lint_tune
+from seqgen.music.tempo import DEFAULT_QPM, choose_tempo, qpm_problem
 
 FORMATS = ("midi", "musicxml", "wav")
 SUFFIX = {"midi": ".mid", "musicxml": ".musicxml", "wav": ".wav"}
-DEFAULT_QPM = 120.0  # quarter notes per minute when a tune has no Q: field
 
 
 @dataclass(frozen=True)
 class Limits:
     """Per-tune limits: a tune over a size limit is refused before parsing; one that takes longer
-    than `timeout_s` seconds is stopped. None switches a limit off (timeout None: run in-process)."""
+    than `timeout_s` seconds is stopped. None switches a limit off (timeout None: run in-process).
+    How tunes are played: `tempo` (quarter notes a minute) for every tune when given, else each
+    tune's own (seqgen.music.tempo.choose_tempo: Q:, else its dance); `instrument`, a General
+    MIDI instrument name or program (seqgen.music.audio.INSTRUMENTS)."""
 
-    timeout_s: float | None = 10.0
-    max_chars: int | None = 8000
-    max_bars: int | None = 150
-    default_qpm: float = DEFAULT_QPM
+    timeout_s: float | None = setting(10.0, gt=0, unit="seconds", value=False, flag="--timeout")
+    max_chars: int | None = setting(8000, gt=0, value=False)
+    max_bars: int | None = setting(150, gt=0, value=False)
+    tempo: float | None = setting(None, value=False, check=qpm_problem)  # None: each tune's own
+    instrument: str = setting(DEFAULT_INSTRUMENT, link=": ", value=False,
+                              check=instrument_problem)
 
     def validate(self) -> None:
-        if self.timeout_s is not None and not self.timeout_s > 0:
-            raise UsageError("--timeout must be > 0 seconds")
-        if self.max_chars is not None and self.max_chars <= 0:
-            raise UsageError("--max-chars must be > 0")
-        if self.max_bars is not None and self.max_bars <= 0:
-            raise UsageError("--max-bars must be > 0")
-        if not 1 <= self.default_qpm <= 1000:
-            raise UsageError("--tempo must be between 1 and 1000 quarter notes per minute")
+        """UsageError naming the first bad field."""
+        check_fields(self)
 
 
 @dataclass
@@ -97,6 +100,7 @@ class TuneInfo:
     played_ql: float = 0.0
     seconds: float = 0.0
     qpm: float = DEFAULT_QPM  # the tempo at the start
+    tempo: str = ""  # how that tempo was chosen, for people ('jig: 116 dotted quarters ...')
 
 
 @dataclass
@@ -311,9 +315,11 @@ class _Expanded:
     qpm: float
 
 
-def expand(score: Any, default_qpm: float = DEFAULT_QPM) -> _Expanded:
+def expand(score: Any, default_qpm: float = DEFAULT_QPM, marks: bool = True) -> _Expanded:
     """A new flat Score holding the tune's notes as played (repeats expanded), with tempo marks
-    and time signatures at their played positions, ready for music21's MIDI writer."""
+    and time signatures at their played positions, ready for music21's MIDI writer. The tune's
+    own tempo marks are kept with `marks` (`default_qpm` then plays until the first one), else
+    the whole tune plays at `default_qpm`."""
     from music21 import chord, meter, note, stream, tempo
 
     out = stream.Score()
@@ -340,7 +346,7 @@ def expand(score: Any, default_qpm: float = DEFAULT_QPM) -> _Expanded:
             if ts is not None and (last_ts is None or ts.ratioString != last_ts):
                 p.insert(float(pos), meter.TimeSignature(ts.ratioString))
                 last_ts = ts.ratioString
-            for mm in m.flatten().getElementsByClass(tempo.MetronomeMark):
+            for mm in m.flatten().getElementsByClass(tempo.MetronomeMark) if marks else ():
                 qpm = mm.getQuarterBPM()
                 at = pos + Fraction(mm.offset)
                 if qpm and (at, float(qpm)) not in tempo_marks[-1:]:
@@ -387,10 +393,16 @@ def expand(score: Any, default_qpm: float = DEFAULT_QPM) -> _Expanded:
                      tempo_marks[0][1] if tempo_marks else default_qpm)
 
 
-def midi_bytes(expanded_score: Any) -> bytes:
-    """The standard MIDI file of an expanded score."""
+def midi_bytes(expanded_score: Any, program: int = 0) -> bytes:
+    """The standard MIDI file of an expanded score, each part played by General MIDI `program`
+    (0-based: 0 piano, 40 violin)."""
+    from music21 import instrument
     from music21.midi import translate as mt
 
+    for part in expanded_score.parts:
+        inst = instrument.Instrument()
+        inst.midiProgram = program
+        part.insert(0, inst)
     mf = mt.streamToMidiFile(expanded_score)
     return mf.writestr()
 
@@ -405,7 +417,7 @@ def _frac_str(ql: Fraction) -> str:
     return f"{f.numerator}/{f.denominator}"
 
 
-def _metrical(score: Any, tune: str) -> tuple[float | None, list[str]]:
+def _metrical(score: Any, tune: str) -> tuple[float | None, list[tuple[int, str]]]:
     """The share of bars with the meter's length, and reasons for the bad ones (see CheckResult)."""
     from music21 import stream
 
@@ -489,9 +501,10 @@ def _size_error(text: str, limits: Limits) -> str | None:
 
 
 # ------------------------------------------------------------------------- one tune, in-process
-def _info(text: str, ex: _Expanded | None, bars: int) -> TuneInfo:
+def _info(text: str, ex: _Expanded | None, bars: int, tempo: str = "") -> TuneInfo:
     h = parse_header(text)
-    info = TuneInfo(number=h.number, title=h.title, meter=h.meter, key=h.key, bars=bars)
+    info = TuneInfo(number=h.number, title=h.title, meter=h.meter, key=h.key, bars=bars,
+                    tempo=tempo)
     if ex is not None:
         info.notes, info.played_notes = ex.written_notes, ex.played_notes
         info.written_ql, info.played_ql = float(ex.written_ql), float(ex.played_ql)
@@ -588,8 +601,10 @@ def stock_music21_faults(score: Any, text: str) -> list[Fault]:
     return out
 
 
-def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float) -> dict:
+def _work(text: str, to: str, check: bool, bar_checks: bool, tempo: float | None = None,
+          instrument: str = DEFAULT_INSTRUMENT) -> dict:
     """Everything music21 does for one tune; runs in a worker. Returns a dict for TuneResult.
+    `tempo`: quarter notes a minute for the whole tune (None: the tune's own, choose_tempo).
     The check runs with every conversion (its warnings are shown); `check` only adds the costlier
     music21 checks (re-barring and repeat expansion, as music21's own converter does them)."""
     from music21 import stream
@@ -604,13 +619,14 @@ def _work(text: str, to: str, check: bool, bar_checks: bool, default_qpm: float)
         except ConversionError as e:
             raise ConversionError(_parse_error(text, cr, e)) from None
         bars = max((len(p.getElementsByClass(stream.Measure)) for p in score.parts), default=0)
-        ex = expand(score, default_qpm)
-        res["info"] = _info(text, ex, bars)
+        choice = choose_tempo(text, tempo)
+        ex = expand(score, choice.qpm, marks=choice.source != "--tempo")
+        res["info"] = _info(text, ex, bars, choice.describe())
         if ex.written_notes == 0:
             raise ConversionError("the tune has no notes")
         _score_checks(cr, score, warns, text, bar_checks, stock=check)
         try:
-            data = midi_bytes(ex.score)
+            data = midi_bytes(ex.score, program_of(instrument))
         except Exception as e:
             raise ConversionError(f"music21 cannot write MIDI for this tune: {_one_line(e)}") from None
         cr.converts = not any(f.code == "pitch" for f in cr.faults)
@@ -648,7 +664,28 @@ def _musicxml_bytes(score: Any) -> bytes:
 
 
 # ------------------------------------------------------------------------------------ workers
-def _child(conn: Any, fn: Callable[..., Any], args: tuple) -> None:
+@contextlib.contextmanager
+def _signals_held() -> Iterator[Any]:
+    """SIGINT and SIGTERM held back from this thread while it forks a worker; yields the signal
+    mask to give back (None where there are no masks). A signal handled inside the fork's
+    Python hooks (logging's lock release after the fork) would raise its KeyboardInterrupt
+    there, where the interpreter prints "Exception ignored" and drops it: Ctrl-C or `kill` lost,
+    the conversion running on to the end. Held back, it is handled just after, in run_limited's
+    own code. (A signal that another thread takes, such as a progress spinner's, can still be
+    handled in the hooks: the CLI interrupts again then, seqgen/cli/app.py `stop_on_signals`.)"""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield None
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _child(conn: Any, fn: Callable[..., Any], args: tuple, mask: Any = None) -> None:
+    if mask is not None:  # the parent's signals, held back while it forked this worker
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     # A worker: its output is not the user's, and music21 may print; silence both streams.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
@@ -675,7 +712,7 @@ _WARM_TUNE = "X:1\nT:warm\nM:2/4\nL:1/8\nQ:1/4=100\nK:D\n|:\"D\"A>B (3cde|[1 f2 
 _warm = False
 
 
-def _warm_up(full: bool = True) -> None:
+def _warm_up(full: bool = True) -> None:  # run_limited's default warm_up
     """Import music21 in the parent so that forked workers start with it; with `full`, also
     convert a tiny tune once (music21 builds tables lazily) and freeze the heap so that forked
     workers share its pages. Done once per process."""
@@ -689,18 +726,21 @@ def _warm_up(full: bool = True) -> None:
 
     if not full:
         return
-    _work(_WARM_TUNE, "midi", True, True, DEFAULT_QPM)
+    _work(_WARM_TUNE, "midi", True, True)
     gc.collect()
     gc.freeze()
     _warm = True
 
 
 def run_limited(
-    fn: Callable[..., Any], arg_list: Iterable[tuple], timeout_s: float | None, jobs: int = 1
+    fn: Callable[..., Any], arg_list: Iterable[tuple], timeout_s: float | None, jobs: int = 1,
+    warm_up: Callable[[bool], None] | None = None,
 ) -> Iterator[tuple[int, str, Any]]:
     """Run ``fn(*args)`` for each args in a child process each, at most `jobs` at once, stopping any
     that runs over `timeout_s` seconds. Yields (index, "ok" | "error" | "timeout", value or
-    message) in input order. timeout None: run in this process, one after another."""
+    message) in input order. timeout None: run in this process, one after another. Before the
+    first child, ``warm_up(many)`` prepares this process for `fn` (default: music21's, the
+    work of convert_tunes); `many` is True when there is more than one call."""
     args_list = list(arg_list)
     if timeout_s is None:
         for i, args in enumerate(args_list):
@@ -713,7 +753,7 @@ def run_limited(
         return
     from multiprocessing.connection import wait
 
-    _warm_up(full=len(args_list) > 1)  # a single tune: importing is enough
+    (warm_up or _warm_up)(len(args_list) > 1)  # a single tune: importing is enough
     ctx = _context()
     jobs = max(1, jobs)
     done: dict[int, tuple[str, Any]] = {}
@@ -724,15 +764,17 @@ def run_limited(
         while emit < len(args_list):
             while len(running) < jobs and next_i < len(args_list):
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i]), daemon=True)
-                proc.start()
+                with _signals_held() as mask:  # a Ctrl-C or kill now stops us after the fork
+                    proc = ctx.Process(target=_child, args=(send, fn, args_list[next_i], mask),
+                                       daemon=True)
+                    proc.start()
+                    running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 send.close()
-                running[recv] = (next_i, proc, time.monotonic() + timeout_s)
                 next_i += 1
             if running:
                 now = time.monotonic()
                 soonest = min(d for _, _, d in running.values())
-                ready = wait(list(running), timeout=max(0.0, soonest - now))
+                ready: list[Any] = wait(list(running), timeout=max(0.0, soonest - now))
                 for conn in ready:
                     i, proc, _ = running.pop(conn)
                     try:
@@ -787,7 +829,7 @@ def convert_tunes(
     limits = limits or Limits()
     limits.validate()
     if to not in FORMATS:
-        raise UsageError(f"--to must be one of {', '.join(FORMATS)}, not {to!r}")
+        raise UsageError(f"`to` must be one of {', '.join(FORMATS)}, not {to!r}", params=True)
     work: list[tuple] = []
     pre: dict[int, TuneResult] = {}
     for i, text in enumerate(texts):
@@ -798,7 +840,7 @@ def convert_tunes(
                                             key=h.key), _failed_check(text, err, bar_checks),
                                 None, err)
         else:
-            work.append((i, (text, to, check, bar_checks, limits.default_qpm)))
+            work.append((i, (text, to, check, bar_checks, limits.tempo, limits.instrument)))
     results = run_limited(_work, [a for _, a in work], limits.timeout_s, jobs)
     k = 0
     for i in range(len(texts)):

@@ -140,8 +140,8 @@ class _Voice:
     tuple_count: int = 0
     tuple_fact: Fraction = Fraction(1)
     # broken rhythm: lengths of the last two notes (None: no note; "chord": a chord)
-    last: object = None
-    this: object = None
+    last: Fraction | str | None = None  # the previous note's length, or "chord"
+    this: Fraction | str | None = None
     pending: int = -1
     broken_at: tuple[int, int] = (0, 0)
     ratio: tuple[int, int] = (6, 2)  # how a pending broken rhythm shares out its two notes
@@ -1091,7 +1091,7 @@ class _Linter:
             v.broken_at = (self.line, 0)
         v.horn_last = (num, den)
 
-    def note_start(self, length: object) -> None:
+    def note_start(self, length: Fraction) -> None:
         self.v.last, self.v.this = self.v.this, length
 
     def note_end(self, any_length: bool = False) -> None:
@@ -1106,7 +1106,7 @@ class _Linter:
                 return
             if a is not None and b is not None and (a == "chord" or b == "chord" or a == b):
                 r1, r2 = v.ratio  # abc2midi changes the lengths it compares next time
-                v.this = b if b == "chord" else b * Fraction(r2, (r1 + r2) // 2)
+                v.this = b if isinstance(b, str) else b * Fraction(r2, (r1 + r2) // 2)
                 return
             if a is None or b is None or (a != "chord" and b != "chord" and a != b):
                 line, col = v.broken_at

@@ -52,14 +52,18 @@ def collected_warnings(warnings_out: list[str]) -> Iterator[None]:
     saved = [e.__dict__.get("warn") for e in envs]
     try:
         for e in envs:
-            e.warn = collect
+            e.warn = collect  # type: ignore[method-assign]  # music21 warns through it
         yield
     finally:
         for e, w in zip(envs, saved, strict=True):
             if w is None:
                 e.__dict__.pop("warn", None)
             else:
-                e.warn = w
+                e.warn = w  # type: ignore[method-assign]
+
+
+def _no_rebar(part: Any, inPlace: bool = False) -> None:  # noqa: N803 (music21's name)
+    """translate.reBar's stand-in: the bars stay as written."""
 
 
 @contextlib.contextmanager
@@ -71,7 +75,7 @@ def bars_as_written() -> Iterator[None]:
 
     saved = translate.reBar
     try:
-        translate.reBar = lambda part, inPlace=False: None
+        translate.reBar = _no_rebar
         yield
     finally:
         translate.reBar = saved

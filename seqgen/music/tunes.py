@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqgen.config import check_fields, like
 from seqgen.errors import DataError, UsageError
 from seqgen.music.abc import parse_meter
-from seqgen.sampling import CONSTRAINTS, Sample, SampleConfig, generate
+from seqgen.sampling import Sample, SampleConfig, generate
 
 if TYPE_CHECKING:
     import torch
@@ -63,18 +64,19 @@ def header_prompt(meter: str | None = None, key: str | None = None, title: str |
     if title is not None:
         title = " ".join(title.split())
         if not title:
-            raise UsageError("--title must not be empty")
+            raise UsageError("`title` must not be empty", params=True)
         lines.append(f"T:{title}")
     if meter is not None:
         meter = meter.strip()
         if parse_meter(meter) is None:
-            raise UsageError(f"--meter must be a meter such as 6/8, 3/4, 2/4, C or C|, "
-                             f"not {meter!r}")
+            raise UsageError(f"`meter` must be a meter such as 6/8, 3/4, 2/4, C or C|, "
+                             f"not {meter!r}", params=True)
         lines += [f"M:{meter}", f"L:{unit}"]
     if key is not None:
         key = key.strip()
         if not _KEY_ARG.match(key):
-            raise UsageError(f"--key must be a key such as D, Em, Ador or Dmix, not {key!r}")
+            raise UsageError(f"`key` must be a key such as D, Em, Ador or Dmix, not {key!r}",
+                             params=True)
         if meter is not None:
             lines.append(f"K:{key}")
     return "\n".join(lines) + "\n"
@@ -119,7 +121,8 @@ def number_tune(text: str, number: int) -> str:
 def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                  config: SampleConfig | None = None, generator: torch.Generator | None = None,
                  max_rounds: int = 10,
-                 on_tune: Callable[[Tune], None] | None = None, first: int = 1) -> list[Tune]:
+                 on_tune: Callable[[Tune], None] | None = None, first: int = 1,
+                 context: str | None = None) -> list[Tune]:
     """Exactly `count` complete tunes, numbered first..first + count - 1 (X: and Tune.number).
 
     Each round samples the missing tunes together as one batch (config.num_samples is ignored);
@@ -128,12 +131,13 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
     again. DataError after `max_rounds` rounds without enough tunes (the model does not end
     tunes, or --length is too short). The prompt is completed by `tune_prompt`. The ABC
     constraint is on only when `config` asks for it (`SampleConfig(constrain="abc")`; the
-    command line switches it on by default for ABC models).
+    command line switches it on by default for ABC models). `context`: the checkpoint's (None:
+    <eos>; a model trained on a single tune never saw <eos>: seqgen.sampling.encode_prompt).
     """
     from seqgen.music.abc import looks_like_abc
 
     if count < 1:
-        raise UsageError(f"--tunes must be >= 1, not {count}")
+        raise UsageError(f"count must be >= 1 (tunes to sample), not {count}")
     prompt = tune_prompt(tokenizer, prompt)
     base = config or SampleConfig(length=TUNE_LENGTH)
     not_abc = 0
@@ -143,7 +147,7 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
         need = count - len(tunes)
         cfg = SampleConfig(**{**asdict(base), "num_samples": need, "stop": stops,
                               "stop_at_eos": True})
-        for s in generate(model, tokenizer, prompt, cfg, generator):
+        for s in generate(model, tokenizer, prompt, cfg, generator, context=context):
             if s.stop_reason == "length":
                 continue
             text = (prompt + s.text).strip()
@@ -163,9 +167,9 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                         "give an ABC header as the prompt, such as 'X:1\\nM:6/8\\nK:D\\n', and "
                         "a model trained on ABC")
     raise DataError(
-        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within --length "
-        f"{base.length} characters after {max_rounds} rounds; raise --length, or train longer"
-    )
+        f"only {len(tunes)} of {count} tunes ended (with <eos> or a next X:) within `length` "
+        f"{base.length} characters after {max_rounds} rounds; raise `length`, or train longer",
+        params=True)
 
 
 def sample_eval_tunes(ckpt: Checkpoint, count: int, seed: int, config: SampleConfig,
@@ -184,7 +188,7 @@ def sample_eval_tunes(ckpt: Checkpoint, count: int, seed: int, config: SampleCon
     stops = tuple(dict.fromkeys((TUNE_BREAK, *config.stop)))
     cfg = dataclasses.replace(config, num_samples=count, stop=stops, stop_at_eos=True)
     gen = torch.Generator().manual_seed(seed)
-    samples = generate(ckpt.model, ckpt.tokenizer, prompt, cfg, gen)
+    samples = generate(ckpt.model, ckpt.tokenizer, prompt, cfg, gen, context=ckpt.context)
     tunes = [number_tune((prompt + s.text).strip(), i + 1) + "\n" for i, s in enumerate(samples)]
     return tunes, sum(s.stop_reason != "length" for s in samples)
 
@@ -256,24 +260,23 @@ class SamplingRequest:
     meter: str | None = None  # --meter, --key, --title: a tune header written for the model
     key: str | None = None  # (without --meter: the key the ABC constraint fixes)
     title: str | None = None
-    length: int | None = None  # None: TUNE_LENGTH per tune, else SampleConfig's 500
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float | None = None  # None: TUNE_TOP_P for models trained on ABC, else 1
-    num_samples: int = 1
-    stop: tuple[str, ...] = ()
-    constrain: str | None = None  # None: "abc" for ABC models whose vocabulary can spell ABC
-    unknown: str = "strict"  # prompt characters the model does not know: error, or "skip"
+    # None: TUNE_LENGTH per tune, else SampleConfig's 500
+    length: int | None = like(SampleConfig, "length", None)
+    temperature: float = like(SampleConfig, "temperature", 1.0)
+    top_k: int = like(SampleConfig, "top_k", 0)
+    # None: TUNE_TOP_P for models trained on ABC, else 1
+    top_p: float | None = like(SampleConfig, "top_p", None)
+    num_samples: int = like(SampleConfig, "num_samples", 1)
+    stop: tuple[str, ...] = like(SampleConfig, "stop", ())
+    # None: "abc" for ABC models whose vocabulary can spell ABC
+    constrain: str | None = like(SampleConfig, "constrain", None)
+    # prompt characters the model does not know: error, or "skip"
+    unknown: str = like(SampleConfig, "unknown", "strict")
 
     def validate(self) -> None:
-        """UsageError naming the option of the first bad value: all that can be checked before
-        a checkpoint is loaded."""
-        if self.constrain is not None and self.constrain not in CONSTRAINTS:
-            raise UsageError(f"--constrain must be abc or none, not {self.constrain!r}")
-        SampleConfig(length=self.length or 0, temperature=self.temperature, top_k=self.top_k,
-                     top_p=1.0 if self.top_p is None else self.top_p,
-                     num_samples=self.num_samples, stop=self.stop,
-                     unknown=self.unknown).validate()
+        """UsageError naming the first bad field: all that can be checked before a checkpoint
+        is loaded."""
+        check_fields(self)
         self.written_prompt()
 
     def has_header(self) -> bool:
@@ -285,7 +288,8 @@ class SamplingRequest:
         if not self.has_header():
             return self.prompt
         if self.prompt:
-            raise UsageError("give --prompt (or --prompt-file) or --meter/--key/--title, not both")
+            raise UsageError("give `prompt` (or --prompt-file) or `meter`/`key`/`title`, not both",
+                             config=SamplingRequest)
         return header_prompt(meter=self.meter, key=self.key, title=self.title)
 
 
@@ -318,8 +322,8 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
     prompt = request.written_prompt()
     if request.tunes:
         if not abc:
-            raise UsageError(f"--tunes needs a model trained on ABC tunes; {ckpt.path} was "
-                             f"trained on text ({ckpt.corpus_name})")
+            raise UsageError(f"`tunes` needs a model trained on ABC tunes; {ckpt.path} was "
+                             f"trained on text ({ckpt.corpus_name})", config=SamplingRequest)
         full = tune_prompt(tok, prompt)
         if prompt and full != prompt:
             unit = next(ln for ln in full.split("\n") if ln.startswith("L:"))

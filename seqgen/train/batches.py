@@ -43,8 +43,7 @@ class StreamBatches:
         if self.L < seq_len:
             raise DataError(
                 f"the training split has {n:,} tokens, too few for {batch_size} rows of one "
-                f"{seq_len}-token window; use a smaller --batch-size or --seq-len"
-            )
+                f"{seq_len}-token window; use a smaller `batch_size` or `seq_len`", params=True)
         lo, hi = rank_rows(batch_size, rank, world)
         span = batch_size * self.L
         self.x = ids[:span].reshape(batch_size, self.L)[lo:hi]  # (B_local, L), views of the memmap
@@ -94,8 +93,7 @@ class RandomWindows:
         if self.high < 1:
             raise DataError(
                 f"the training split has {len(ids):,} tokens, fewer than one {seq_len + 1}-token "
-                "window; use a smaller --seq-len or a larger corpus"
-            )
+                "window; use a smaller `seq_len` or a larger corpus", params=True)
         self.lo, self.hi = rank_rows(batch_size, rank, world)
         self.rng = np.random.default_rng(seed)
         self.offsets = np.arange(seq_len + 1)

@@ -4,14 +4,13 @@ and `resolve_config`, which fills in what the preset decides."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from seqgen.data import check_abc_headers
-from seqgen.devices import check_threads
+from seqgen.config import check_fields, like, plain_values, setting, wrong_type
+from seqgen.data import ABC_HEADERS
+from seqgen.devices import threads_rule
 from seqgen.errors import CheckpointError, UsageError
-
-if TYPE_CHECKING:
-    from seqgen.models import ModelConfig
+from seqgen.models.config import ModelConfig
 
 PRESET_NAMES = ("tiny", "small", "medium")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -72,36 +71,35 @@ ARCHITECTURE = ("embedding", "embed_dim", "hidden_size", "num_layers", "activati
 
 def check_kind_options(cfg: TrainConfig) -> None:
     """UsageError for a model option given (not None) that the kind has no use for, on a new
-    run (a saved config holds every field, filled in from the preset). --activation and --init
+    run (a saved config holds every field, filled in from the preset). `activation` and `init`
     are checked with the model config."""
-    from seqgen.models.config import option
-
     unused = ("embed_dim",) if cfg.kind == "transformer" else (
         "num_heads", "context_length", "positional")
     for name in unused:
         if getattr(cfg, name) is not None:
             owner = "the RNN kinds" if cfg.kind == "transformer" else "the transformer"
-            raise UsageError(f"{option(name)} applies to {owner} only, not to --model {cfg.kind}")
+            raise UsageError(f"`{name}` applies to {owner} only, not to `kind` {cfg.kind}",
+                             config=TrainConfig)
 
 
 def check_init_from_model(cfg: TrainConfig, mcfg) -> None:
-    """UsageError for an architecture option that differs from the --init-from model's (None
-    means not given), and for a transformer --seq-len longer than its context."""
-    from seqgen.models.config import option
+    """UsageError for an architecture option that differs from the `init_from` model's (None
+    means not given), and for a transformer `seq_len` longer than its context."""
+    def bad(message: str) -> UsageError:
+        return UsageError(message, config=TrainConfig)
 
     if cfg.kind != mcfg.kind and cfg.kind != TrainConfig.kind:  # (the default: not chosen)
-        raise UsageError(f"--model {cfg.kind}: --init-from {cfg.init_from} fine-tunes its own "
-                         f"model ({mcfg.kind}); drop --model")
+        raise bad(f"`kind` {cfg.kind}: `init_from` {cfg.init_from} fine-tunes its own model "
+                  f"({mcfg.kind}); drop `kind`")
     for name in ARCHITECTURE:
         value = getattr(cfg, name)
         if value is not None and value != getattr(mcfg, name):
-            raise UsageError(f"{option(name)} {value}: --init-from {cfg.init_from} fine-tunes "
-                             f"its own model ({name.replace('_', ' ')} "
-                             f"{getattr(mcfg, name)}); drop {option(name)}")
+            raise bad(f"`{name}` {value}: `init_from` {cfg.init_from} fine-tunes its own model "
+                      f"({name.replace('_', ' ')} {getattr(mcfg, name)}); drop `{name}`")
     if (family(mcfg.kind) == "transformer" and cfg.seq_len is not None
             and cfg.seq_len > mcfg.context_length):
-        raise UsageError(f"--seq-len {cfg.seq_len}: longer than the context length of the "
-                         f"--init-from model ({mcfg.context_length})")
+        raise bad(f"`seq_len` {cfg.seq_len}: longer than the context length of the `init_from` "
+                  f"model ({mcfg.context_length})")
 
 
 @dataclass
@@ -112,49 +110,58 @@ class TrainConfig:
     corpus: str = "folk"  # file, directory or bundled corpus name
     glob: str | None = None  # which files of a directory corpus
     split_docs: bool = False  # blank-line separated blocks of a text file are documents
-    abc_headers: str = "music"  # ABC corpora: music (header fields that shape the music) | all
+    # ABC corpora: music (header fields that shape the music) | all
+    abc_headers: str = setting("music", choices=ABC_HEADERS)
     abc_normalise: bool = True  # ABC corpora: repair or drop tunes the ABC tools would reject
-    val_fraction: float = 0.1  # share of documents (or of the text) held out for validation
-    kind: str = "lstm"  # rnn | lstm | gru | transformer
-    preset: str = "auto"  # auto | tiny | small | medium
+    # share of documents (or of the text) held out for validation
+    val_fraction: float = setting(0.1, ge=0, lt=1)
+    kind: str = like(ModelConfig, "kind", "lstm")  # rnn | lstm | gru | transformer
+    preset: str = setting("auto", choices=("auto", *PRESET_NAMES))
+    # the model (ModelConfig's fields); None: from the preset. The model config checks
+    # embedding, activation, init and positional.
     embedding: str | None = None
-    embed_dim: int | None = None
-    hidden_size: int | None = None
-    num_layers: int | None = None
-    dropout: float | None = None
+    embed_dim: int | None = like(ModelConfig, "embed_dim", None)
+    hidden_size: int | None = like(ModelConfig, "hidden_size", None)
+    num_layers: int | None = like(ModelConfig, "num_layers", None)
+    dropout: float | None = like(ModelConfig, "dropout", None)
     activation: str | None = None
     init: str | None = None
-    num_heads: int | None = None
-    context_length: int | None = None
+    num_heads: int | None = like(ModelConfig, "num_heads", None)
+    context_length: int | None = like(ModelConfig, "context_length", None)
     positional: str | None = None
-    batch_size: int | None = None  # sequences per step (global, over all processes)
-    seq_len: int | None = None  # tokens per window (truncated-BPTT length for RNNs)
-    batching: str = "auto"  # RNNs: stateful (auto) or random windows; transformer: random
-    lr: float | None = None  # peak learning rate
-    min_lr_ratio: float = 0.1  # the cosine decays to lr * min_lr_ratio
-    warmup_steps: int = 50  # linear warmup from 0
-    schedule: str = "cosine"  # cosine | constant (after warmup)
-    weight_decay: float | None = None  # AdamW decoupled weight decay (matrices only)
-    grad_clip: float = 1.0  # clip the gradient norm to this; 0 turns clipping off
+    # sequences per step (global, over all processes)
+    batch_size: int | None = setting(None, gt=0)
+    seq_len: int | None = setting(None, gt=0)  # tokens per window (truncated-BPTT length for RNNs)
+    # RNNs: stateful (auto) or random windows; transformer: random
+    batching: str = setting("auto", choices=BATCHINGS)
+    lr: float | None = setting(None, gt=0)  # peak learning rate
+    min_lr_ratio: float = setting(0.1, ge=0, le=1)  # the cosine decays to lr * min_lr_ratio
+    warmup_steps: int = setting(50, ge=0)  # linear warmup from 0
+    schedule: str = setting("cosine", choices=SCHEDULES)  # cosine | constant (after warmup)
+    # AdamW decoupled weight decay (matrices only)
+    weight_decay: float | None = setting(None, ge=0)
+    grad_clip: float = setting(1.0, ge=0)  # clip the gradient norm to this; 0 turns clipping off
     seed: int = 1337
-    steps: int | None = None  # optimizer steps; with --minutes, whichever ends first
-    minutes: float | None = None  # wall-clock budget for training (including evaluation)
-    eval_every: int = 100  # steps between validation runs (and checkpoint saves)
-    eval_tokens: int = 262144  # at most this many validation tokens per evaluation
-    patience: int = 0  # stop after this many evaluations without improvement; 0: never
-    log_every: int = 10  # steps between train-loss points in metrics.jsonl
+    steps: int | None = setting(None, gt=0)  # optimizer steps; with minutes, whichever ends first
+    # wall-clock budget for training (including evaluation)
+    minutes: float | None = setting(None, gt=0)
+    eval_every: int = setting(100, gt=0)  # steps between validation runs (and checkpoint saves)
+    # at most this many validation tokens per evaluation
+    eval_tokens: int = setting(262144, gt=0)
+    # stop after this many evaluations without improvement; 0: never
+    patience: int = setting(0, ge=0)
+    log_every: int = setting(10, gt=0)  # steps between train-loss points in metrics.jsonl
     log_grad_norms: bool = False  # also log every step's gradient norm (before clipping)
     out: str | None = None  # run directory; default checkpoints/<corpus name>
-    overwrite: bool = False  # allow --out to replace an existing checkpoint
-    device: str = "auto"  # auto | cpu | cuda | mps
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast)
+    overwrite: bool = False  # allow out to replace an existing checkpoint
+    device: str = setting("auto", choices=DEVICES)  # auto | cpu | cuda | mps
+    precision: str = setting("auto", choices=PRECISIONS)  # auto | fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model
-    threads: int | None = None  # CPU threads for torch; None: the cores idle at the start
+    # CPU threads for torch; None: the cores idle at the start
+    threads: int | None = setting(None, check=threads_rule)
     init_from: str | None = None  # fine-tune the model of this checkpoint directory
 
     def __post_init__(self) -> None:
-        from seqgen.models.config import plain_values
-
         plain_values(self)  # a Path for corpus/out/init_from, numpy numbers: as JSON holds them
 
     def to_dict(self) -> dict:
@@ -162,8 +169,6 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "train config") -> TrainConfig:
-        from seqgen.models.config import wrong_type
-
         if not isinstance(d, dict):
             raise CheckpointError(f"{source}: expected a JSON object")
         if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
@@ -182,55 +187,11 @@ class TrainConfig:
         return config
 
     def validate(self) -> None:
-        """UsageError naming the option of the first bad value."""
-        from seqgen.models import KINDS
-        from seqgen.models.config import check_types
-
-        check_types(self)
-
-        if self.kind not in KINDS:
-            raise UsageError(f"--model must be one of {', '.join(KINDS)}, not {self.kind!r}")
-        if self.preset not in ("auto", *PRESET_NAMES):
-            raise UsageError(
-                f"--preset must be one of auto, {', '.join(PRESET_NAMES)}, not {self.preset!r}"
-            )
-        for name in ("embed_dim", "hidden_size", "num_layers", "num_heads", "context_length",
-                     "batch_size", "seq_len", "steps", "eval_every", "eval_tokens", "log_every"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise UsageError(f"{option_of(name)} must be > 0, not {v}")
-        check_threads(self.threads)
-        for name in ("lr", "minutes"):
-            v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise UsageError(f"{option_of(name)} must be > 0, not {v}")
-        for name in ("warmup_steps", "patience"):
-            if getattr(self, name) < 0:
-                raise UsageError(f"{option_of(name)} must be >= 0, not {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip"):
-            v = getattr(self, name)
-            if v is not None and not v >= 0:
-                raise UsageError(f"{option_of(name)} must be >= 0, not {v}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise UsageError(f"--dropout must be in [0, 1), not {self.dropout}")
-        if not 0 <= self.min_lr_ratio <= 1:
-            raise UsageError(f"--min-lr-ratio must be in [0, 1], not {self.min_lr_ratio}")
-        if not 0 <= self.val_fraction < 1:
-            raise UsageError(f"--val-fraction must be in [0, 1), not {self.val_fraction}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"--schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
-        if self.batching not in BATCHINGS:
-            raise UsageError(f"--batching must be one of {', '.join(BATCHINGS)}, not {self.batching!r}")
+        """UsageError naming the first bad field."""
+        check_fields(self)
         if self.kind == "transformer" and self.batching == "stateful":
-            raise UsageError("--batching stateful applies to RNN kinds; the transformer trains on "
-                             "random windows")
-        check_abc_headers(self.abc_headers)
-        if self.device not in DEVICES:
-            raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}"
-            )
+            raise UsageError("`batching` stateful applies to RNN kinds; the transformer trains "
+                             "on random windows", config=TrainConfig)
 
 
 # TrainConfig fields that resolve_config always fills (a run to resume must have them all).
@@ -245,11 +206,6 @@ RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "a
 RESUMABLE_OVERRIDES = ("steps", "minutes", "eval_every", "eval_tokens", "patience",
                        "log_every", "log_grad_norms", "device", "precision", "compile",
                        "threads", "corpus")
-
-
-def option_of(name: str) -> str:
-    """The `seqgen train` option of a TrainConfig field: ``kind`` -> ``--model``."""
-    return "--model" if name == "kind" else "--" + name.replace("_", "-")
 
 
 def choose_preset(kind: str, corpus_chars: int, budget_s: float | None, steps: int | None,
@@ -290,8 +246,6 @@ def estimated_passes(corpus_chars: int, budget_s: float | None, steps: int | Non
 def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
                    device: str = "cpu") -> tuple[TrainConfig, ModelConfig]:
     """`config` with the preset and every None field filled in, and the model config."""
-    from seqgen.models import ModelConfig
-
     config.validate()
     fam = family(config.kind)
     budget_s = config.minutes * 60 if config.minutes else None
@@ -312,10 +266,9 @@ def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
         if config.seq_len is None:
             resolved.seq_len = resolved.context_length
         if resolved.seq_len > resolved.context_length:
-            raise UsageError(
-                f"--seq-len ({resolved.seq_len}) must not exceed --context-length "
-                f"({resolved.context_length}) for the transformer"
-            )
+            raise UsageError(f"`seq_len` ({resolved.seq_len}) must not exceed `context_length` "
+                             f"({resolved.context_length}) for the transformer",
+                             config=TrainConfig)
     mc = ModelConfig(kind=config.kind, vocab_size=vocab_size)
     for name in model_fields - {"kind", "vocab_size"}:
         v = getattr(resolved, name, None)

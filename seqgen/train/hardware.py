@@ -25,9 +25,9 @@ def run_device(cfg: TrainConfig, dist: Dist) -> str:
     if cfg.compile and device == "cpu" and not (
             os.environ.get("CXX") or shutil.which("g++") or shutil.which("clang++")
             or shutil.which("c++")):  # before the run directory is made
-        raise UsageError("--compile on CPU needs a C++ compiler (g++ or clang++) on PATH for "
+        raise UsageError("`compile` on CPU needs a C++ compiler (g++ or clang++) on PATH for "
                          "torch.compile; install one (apt-get install g++) or train without "
-                         "--compile")
+                         "`compile`", params=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)

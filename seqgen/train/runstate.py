@@ -143,8 +143,8 @@ class RunState:
             self.metrics_log.write(self.history)
         return TrainingError(
             f"the {what} became {loss if what == 'loss' else grad_norm} at step "
-            f"{self.step + 1}; {last}; try a lower --lr (now {self.cfg.lr:g}) or --grad-clip"
-        )
+            f"{self.step + 1}; {last}; try a lower `lr` (now {self.cfg.lr:g}) or `grad_clip`",
+            params=True)
 
     # ------------------------------------------------------------------ save
     def save(self, metrics: dict, best: bool) -> None:
@@ -155,6 +155,7 @@ class RunState:
         import torch
 
         from seqgen import checkpoint as ck
+        from seqgen.sampling import text_context
 
         rngs, whole = self._gather()
         if self.dist.rank != 0:
@@ -174,9 +175,11 @@ class RunState:
             "evals_since_best": self.evals_since_best, "corpus_digest": self.digest,
             "stop_reason": self.stop_reason,
         }
+        split = self.data.split  # how sampling will read prompts (seqgen.sampling.encode_prompt)
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
-                      metrics=metrics)
+                      metrics=metrics, corpus_split=split.by,
+                      context=text_context(split.train[0]) if split.by == "position" else None)
         self.metrics_log.write(self.history)
         if best:
             ck.save_checkpoint(self.out / ck.BEST, self.model, **common)
@@ -235,8 +238,8 @@ class RunState:
                                   f"({e})") from None
         self.history = read_history(self.out / "metrics.jsonl", self.step)
         if self.step >= (self.cfg.steps or math.inf):
-            raise UsageError(f"{self.out} already trained {self.step} steps (--steps "
-                             f"{self.cfg.steps}); pass a larger --steps to train on")
+            raise UsageError(f"{self.out} already trained {self.step} steps (`steps` "
+                             f"{self.cfg.steps}); pass a larger `steps` to train on", params=True)
 
     def _restore_rngs(self, st: dict) -> None:
         import torch

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import CheckpointError, DataError, UsageError
+from seqgen.errors import CheckpointError, DataError, UsageError, restated
 from seqgen.train.batches import RandomWindows, StreamBatches
 from seqgen.train.config import (
     ARCHITECTURE,
@@ -21,7 +21,6 @@ from seqgen.train.config import (
     check_init_from_model,
     check_kind_options,
     family,
-    option_of,
     resolve_config,
 )
 from seqgen.train.distributed import Dist
@@ -168,7 +167,8 @@ def _saved_config(src: Path, meta: dict) -> TrainConfig:
     try:
         cfg.validate()
     except UsageError as e:
-        raise CheckpointError(f"{src}: \"train_config\" is invalid ({e})") from None
+        raise restated(CheckpointError, e,
+                       lambda m: f"{src}: \"train_config\" is invalid ({m})") from None
     return cfg
 
 
@@ -190,17 +190,17 @@ def _override(cfg: TrainConfig, overrides: dict, run_dir: Path, saved: TrainStat
         if k not in RESUMABLE_OVERRIDES and v != getattr(cfg, k, v):
             was = getattr(cfg, k)
             raise UsageError(
-                f"{option_of(k)} cannot change when resuming (the run was trained "
+                f"`{k}` cannot change when resuming (the run was trained "
                 + ("without it" if was is None else f"with {was!r}")
-                + "); start a new run instead")
+                + "); start a new run instead", config=TrainConfig)
         setattr(cfg, k, v)
     if spent and "steps" in overrides and "minutes" not in overrides:
         cfg.minutes = None  # a step count asked for now replaces the spent time budget
     elif spent and (cfg.minutes or 0) <= saved_minutes:
-        raise UsageError(f"{run_dir} already spent its --minutes {saved_minutes:g} "
+        raise UsageError(f"{run_dir} already spent its `minutes` {saved_minutes:g} "
                          f"budget ({saved_elapsed / 60:.1f} minutes); "
-                         "pass a larger --minutes to train on, or --steps N to train to "
-                         "step N")
+                         "pass a larger `minutes` to train on, or `steps` N to train to "
+                         "step N", params=True)
 
 
 def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str
@@ -238,16 +238,15 @@ def _fit_batch_size(rcfg: TrainConfig, asked: int | None, loaded: Loaded, resumi
 
     n, name = len(loaded.data.train_ids), loaded.corpus.name
     if rcfg.batch_size % world:
-        raise UsageError(f"--batch-size ({rcfg.batch_size}) must be a multiple of the number "
-                         f"of processes ({world})")
+        raise UsageError(f"`batch_size` ({rcfg.batch_size}) must be a multiple of the number "
+                         f"of processes ({world})", params=True)
     check_window(n, rcfg.seq_len, f"{name}: the training split")
     if recurrent and rcfg.batching != "random" and (n - 1) // rcfg.batch_size < rcfg.seq_len:
         if asked is not None and not resuming:
             raise DataError(
                 f"{name}: the training split has {n:,} tokens, too "
-                f"few for --batch-size {rcfg.batch_size} rows of --seq-len {rcfg.seq_len}; "
-                "use a smaller --batch-size or --seq-len"
-            )
+                f"few for `batch_size` {rcfg.batch_size} rows of `seq_len` {rcfg.seq_len}; "
+                "use a smaller `batch_size` or `seq_len`", params=True)
         fit = (n - 1) // rcfg.seq_len
         rcfg.batch_size = max(world, fit - fit % world)
 
@@ -368,8 +367,9 @@ def _claim_out(rcfg: TrainConfig, corpus_name: str, origin: Origin, dist: Dist,
     fresh = origin.saved is None
     out = Path(rcfg.out) if rcfg.out else default_out(corpus_name)
     if fresh and rcfg.out and (out / ck.META).exists() and not rcfg.overwrite:
-        raise UsageError(f"--out {out}: already holds a checkpoint; continue it with "
-                         f"--resume {out}, pass --overwrite, or choose another --out")
+        raise UsageError(f"`out` {out}: already holds a checkpoint; continue it with "
+                         f"`resume` {out}, pass `overwrite`, or choose another `out`",
+                         params=True)
     rcfg.out = str(out)
     # --overwrite: the first save of this run removes what the old run left that this one
     # may not write again (its best/ and loss curve), so no command picks up the old model
