@@ -100,8 +100,8 @@ def _select(text: str, name: str, tune: str | None) -> list[tuple[int, int, str]
         return numbered
     try:
         k = select_tune([t for _, t in tunes], tune, [ln for ln, _ in tunes])
-    except UsageError as e:
-        raise UsageError(f"--tune {tune}: {name}: {e}") from None
+    except UsageError as e:  # it names `tune`: shown as --tune
+        raise UsageError(f"`tune` {tune}: {name}: {e.marked or e}", params=True) from None
     return [numbered[k]]
 
 
