@@ -92,6 +92,10 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--resume", "emptydir"],
      "emptydir: not a seqgen checkpoint (no checkpoint.json in it); --resume takes a run "
      "directory"),
+    (["train", "allopen.abc", "--steps", "1"],
+     "allopen.abc: normalising dropped every tune (normalised 1 tune (0 changed): nothing to "
+     "repair; dropped 1 (unrepairable: 1 abc2midi: found another |: after a |:)); train on the "
+     "tunes as written with --no-abc-normalise"),
     (["train", "emptydir", "--steps", "1"],
      "emptydir: no files match '*' in this directory; try --glob"),
     # SampleConfig and SamplingRequest
@@ -169,6 +173,8 @@ def ws(tmp_path_factory):
         meta = json.loads(meta_path.read_text())
         meta[key][field] = value
         meta_path.write_text(json.dumps(meta))
+    (root / "allopen.abc").write_text("X:1\nT:Open\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|GAB c2d|\n"
+                                      "|:GAB c2d|B3 G3:|\n")  # unrepairable: dropped
     (root / "dupes.abc").write_text("X:1\nT:Air\nK:G\nX:2\nT:Reel\nK:D\nX:2\nT:Jig\nK:A\n")
     return root
 

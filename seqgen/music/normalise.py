@@ -88,14 +88,15 @@ class NormaliseReport:
 
     def summary(self) -> str:
         parts = [f"{n:,} {REPAIRS[k]}" for k, n in self.repairs.most_common()]
-        why: Counter = Counter(r["reasons"][0].split(": ", 1)[-1][:40] for r in self.dropped
+        why: Counter = Counter(" ".join(r["reasons"][0].split(": ", 1)[-1].split())[:40] for r in self.dropped
                                if r["reasons"])
         drop = ""
         if self.dropped:
             drop = (f"; dropped {len(self.dropped):,} (unrepairable: "
                     + ", ".join(f"{n} {w}" for w, n in why.most_common(3))
                     + (", ..." if len(why) > 3 else "") + ")")
-        return (f"normalised {self.tunes:,} tunes ({self.changed:,} changed): "
+        return (f"normalised {self.tunes:,} tune{'s' if self.tunes != 1 else ''} "
+                f"({self.changed:,} changed): "
                 + (", ".join(parts) if parts else "nothing to repair") + drop)
 
     def to_dict(self) -> dict:
