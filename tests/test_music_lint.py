@@ -153,3 +153,17 @@ def test_the_check_verdict_is_the_tools_joint_verdict(tmp_path):
         if cr.valid == fails:
             wrong.append((path.name, cr.valid, fails, cr.reasons[:2]))
     assert not wrong, wrong
+
+
+def test_eval_counts_what_the_tools_reject_and_names_their_message():
+    """`seqgen eval`'s VALID rate is the check's: a tune abc2midi and abcm2ps reject (a tie
+    between different pitches, issue 18) is not VALID, and "why not VALID" names the tools'
+    message."""
+    from seqgen.music.quality import check_tunes
+
+    clean = HEAD.format(extra="") + "|:GAB c2d|GAB c2d:|\n"
+    tied = HEAD.format(extra="") + "|:GAB c2d-|e3 c2d:|\n"
+    st = check_tunes([clean, tied], "abc", jobs=1)
+    assert st.valid == 0.5 and st.converts == 1.0
+    assert "abc2midi: Could not find note to be tied" in st.reasons
+    assert "abcm2ps: Bad tie" in st.reasons
