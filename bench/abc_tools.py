@@ -11,6 +11,10 @@ A tune passes all three when none fails. Usage:
 
     python bench/abc_tools.py FILE.abc [FILE2.abc ...] [--json out.json] [--failures 20]
     python bench/abc_tools.py --corpus folk            # a bundled corpus, as music21 ships it
+    python bench/abc_tools.py norm.abc --reuse folk.json   # tunes judged before keep their verdict
+
+`--reuse` takes the verdicts of an earlier --json run for every tune whose text is the same (the
+tools read nothing but the text; the earlier run's files must still be where it read them).
 
 The tools are found on PATH; without abc2midi or abcm2ps that column is left out.
 """
@@ -131,6 +135,24 @@ def summarise(results: list[dict]) -> dict:
     return s
 
 
+def reusable(paths: list[Path]) -> dict[str, dict]:
+    """Earlier verdicts (abc_tools --json files) by the text of their tune, read again from the
+    file and line each names."""
+    out: dict[str, dict] = {}
+    tunes: dict[str, dict[int, str]] = {}
+    for p in paths:
+        for r in json.loads(p.read_text())["tunes"]:
+            src = r["source"]
+            if src not in tunes:
+                f = Path(src)
+                text = f.read_text(encoding="utf-8", errors="replace") if f.is_file() else ""
+                tunes[src] = dict(split_tunes(text))
+            text = tunes[src].get(r["line"])
+            if text is not None:
+                out[text] = r
+    return out
+
+
 def corpus_files(name: str) -> list[Path]:
     import music21
 
@@ -146,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write every tune's verdicts here")
     ap.add_argument("--failures", type=int, default=10, help="failing tunes to list")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--reuse", type=Path, action="append", default=[],
+                    help="an earlier --json run whose verdicts tunes of the same text keep")
     a = ap.parse_args(argv)
     files = list(a.files) + (corpus_files(a.corpus) if a.corpus else [])
     items = []
@@ -153,11 +177,17 @@ def main(argv: list[str] | None = None) -> int:
         text = f.read_text(encoding="utf-8", errors="replace")
         items += [(str(f), line, t) for line, t in split_tunes(text)]
     t0 = time.perf_counter()
+    known = reusable(a.reuse)
+    todo = [it for it in items if it[2] not in known]
     with mp.get_context("fork").Pool(a.jobs) as pool:
-        results = pool.map(judge, items, chunksize=4)
+        judged = iter(pool.map(judge, todo, chunksize=4))
+    results = [{**known[t], "source": src, "line": line} if t in known else next(judged)
+               for src, line, t in items]
     s = summarise(results)
+    s["reused"] = len(items) - len(todo)
     s["seconds"] = round(time.perf_counter() - t0, 1)
-    print(f"{s['tunes']} tunes in {s['seconds']} s")
+    print(f"{s['tunes']} tunes in {s['seconds']} s"
+          + (f" ({s['reused']} verdicts reused)" if s["reused"] else ""))
     for t in s["tools"]:
         print(f"  {t:9s} pass {100 * s[f'{t}_pass']:.1f}%")
     print(f"  all three pass {100 * s['all_pass']:.1f}%")

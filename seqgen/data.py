@@ -10,7 +10,9 @@ directory (``Corpus.note`` says so); ``./folk`` means the folder.
 
 A corpus is a list of documents. ABC files are split into tunes at ``X:`` headers; a text file is one
 document, or one per blank-line separated block when asked (``split_docs``). Training reads ABC
-tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``).
+tunes with their headers cut down to the fields that shape the music (``abc_headers="music"``),
+normalised first (``abc_normalise=True``: seqgen.music.normalise repairs what has one right
+reading and drops the tunes the ABC tools would reject; the result is cached).
 The validation split holds out whole documents (chosen with a seed) whose characters come to
 about ``val_fraction`` of the corpus's; where no such set of documents exists (one document, or
 a few of very different sizes), the text is split by position, the last part held out, as nanoGPT
@@ -26,9 +28,9 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from seqgen.errors import DataError, UsageError
+from seqgen.errors import DataError, SeqgenError, UsageError
 from seqgen.fileio import read_bytes
 from seqgen.music.abc import looks_like_abc, music_headers, split_tunes
 
@@ -79,6 +81,7 @@ class Corpus:
     kind: str  # "abc" (documents are tunes) or "text"
     files: list[Path] = field(default_factory=list)
     note: str = ""  # what a user should know about where it was read from (a shadowed path)
+    normalised: Any = None  # the NormaliseReport, when ABC tunes were normalised
 
     @property
     def num_chars(self) -> int:
@@ -174,10 +177,11 @@ def check_glob(spec: str | None, glob: str | None) -> None:
 
 
 def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bool = False,
-                abc_headers: str = "all") -> Corpus:
+                abc_headers: str = "all", abc_normalise: bool = False) -> Corpus:
     """Read the corpus named by `spec` (a file, a directory or a bundled name; default: folk).
 
-    abc_headers="music" rewrites the header of every tune of an ABC corpus with
+    abc_normalise=True normalises the tunes of an ABC corpus first (normalise_abc); then
+    abc_headers="music" rewrites the header of every tune with
     ``seqgen.music.abc.music_headers`` (the fields that shape the music, in one order); "all"
     keeps the tunes as written.
     """
@@ -219,9 +223,57 @@ def load_corpus(spec: str | None = None, glob: str | None = None, split_docs: bo
     if not documents:
         raise DataError(f"{spec}: the corpus has no documents")
     kind = "abc" if kinds == {"abc"} else "text"
+    report = None
+    if kind == "abc" and abc_normalise:
+        documents, report = normalise_abc(documents)
+        if not documents:
+            raise DataError(f"{spec}: normalising dropped every tune ({report.summary()}); "
+                            "train on the tunes as written with --no-abc-normalise")
     if kind == "abc" and abc_headers == "music":
         documents = [music_headers(d) for d in documents]
-    return Corpus(name=name, documents=documents, kind=kind, files=files, note=note)
+    return Corpus(name=name, documents=documents, kind=kind, files=files, note=note,
+                  normalised=report)
+
+
+_NORMALISED: dict[str, tuple[list[str], Any]] = {}  # digest -> (kept, report), this process
+
+
+def normalise_abc(tunes: list[str], cache: bool = True) -> tuple[list[str], Any]:
+    """seqgen.music.normalise.normalise_tunes, cached by the tunes' digest and the normaliser's
+    version in this process and under the cache directory (normalising a corpus takes
+    seconds)."""
+    import json
+
+    from seqgen.fileio import atomic_write_text
+    from seqgen.music.normalise import VERSION, NormaliseReport, normalise_tunes
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"normalise {VERSION}\n".encode())
+    for t in tunes:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    key = h.hexdigest()
+    if cache and key in _NORMALISED:  # this process normalised these tunes already
+        kept, report = _NORMALISED[key]
+        return list(kept), report
+    path = default_cache_dir() / f"normalised-{key}.json"
+    if cache and path.is_file():
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+            kept, report = d["tunes"], NormaliseReport.from_dict(d["report"])
+            _NORMALISED[key] = (kept, report)
+            return list(kept), report
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a damaged cache entry is rebuilt
+    kept, report = normalise_tunes(tunes)
+    if cache:
+        if len(_NORMALISED) >= 4:
+            _NORMALISED.pop(next(iter(_NORMALISED)))
+        _NORMALISED[key] = (kept, report)
+        try:
+            atomic_write_text(path, json.dumps({"tunes": kept, "report": report.to_dict()}))
+        except (OSError, SeqgenError):
+            pass  # no cache: normalised again next time
+    return kept, report
 
 
 # --------------------------------------------------------------------------------- splitting

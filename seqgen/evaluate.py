@@ -139,21 +139,24 @@ def validation_loss(ckpt: Checkpoint, val_ids, max_tokens: int = 0) -> tuple[flo
 # --------------------------------------------------------------------------------------- main
 def checkpoint_corpus(ckpt: Checkpoint, spec: str | None = None) -> Corpus:
     """The corpus `spec` (default: the one the checkpoint trained on, with its --glob and
-    --split-docs), ABC read in the form the model trained on (its --abc-headers)."""
+    --split-docs), ABC read in the form the model trained on (its --abc-headers and
+    --abc-normalise)."""
     from seqgen.data import ABC_HEADERS, load_corpus
 
     tc = ckpt.train_config
     headers = tc.get("abc_headers", "all")  # the form of ABC the model trained on
     if headers not in ABC_HEADERS:
         headers = "all"
+    normalise = tc.get("abc_normalise") is True  # runs saved before the option: as written
     if spec is None:
         try:
             return load_corpus(tc.get("corpus") or ckpt.corpus_name, tc.get("glob"),
-                               bool(tc.get("split_docs")), abc_headers=headers)
+                               bool(tc.get("split_docs")), abc_headers=headers,
+                               abc_normalise=normalise)
         except DataError as e:
             raise DataError(f"{e}; if the checkpoint's corpus has moved, give it with "
                             "--corpus") from None
-    return load_corpus(spec, abc_headers=headers)
+    return load_corpus(spec, abc_headers=headers, abc_normalise=normalise)
 
 
 def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,

@@ -92,6 +92,10 @@ CASES: list[tuple[list[str], str]] = [
     (["train", "--resume", "emptydir"],
      "emptydir: not a seqgen checkpoint (no checkpoint.json in it); --resume takes a run "
      "directory"),
+    (["train", "allopen.abc", "--steps", "1"],
+     "allopen.abc: normalising dropped every tune (normalised 1 tune (0 changed): nothing to "
+     "repair; dropped 1 (unrepairable: 1 abc2midi: found another |: after a |:)); train on the "
+     "tunes as written with --no-abc-normalise"),
     (["train", "emptydir", "--steps", "1"],
      "emptydir: no files match '*' in this directory; try --glob"),
     # SampleConfig and SamplingRequest
@@ -133,6 +137,18 @@ CASES: list[tuple[list[str], str]] = [
      "program 1-128"),
     (["abc2midi", "tune.abc", "--instrument", "129"],
      "--instrument: General MIDI programs run from 1 to 128, not 129"),
+    # --tune (seqgen.music.abc.select_tune names its parameter `tune`)
+    (["abc2midi", "tune.abc", "--tune", "#5"],
+     "--tune #5: tune.abc: there is no tune #5: the file holds 1 tune (#1 to #1)"),
+    (["convert", "dupes.abc", "--to", "svg", "--tune", "2"],
+     "--tune 2: dupes.abc: 2 tunes have X:2: #2 (X:2, line 4, 'Reel'), #3 (X:2, line 7, "
+     "'Jig'); choose one by position, e.g. --tune '#2', or by title"),
+    (["abc2midi", "dupes.abc", "--tune", "7"],
+     "--tune 7: dupes.abc: no tune has X:7 (X: numbers run from 1 to 2); '#N' picks the N-th "
+     "tune"),
+    (["abc2midi", "dupes.abc", "--tune", "hornpipe"],
+     "--tune hornpipe: dupes.abc: no tune is titled 'hornpipe' (nor has a title starting so); "
+     "give an X: number, '#N' for the N-th tune, or a title"),
     # inspect
     (["inspect", "gradients", "--corpus", "tiny.txt", "--length", "50"],
      "the corpus has 9 characters, fewer than --length + 1 (51); use a smaller --length"),
@@ -157,6 +173,9 @@ def ws(tmp_path_factory):
         meta = json.loads(meta_path.read_text())
         meta[key][field] = value
         meta_path.write_text(json.dumps(meta))
+    (root / "allopen.abc").write_text("X:1\nT:Open\nM:6/8\nL:1/8\nK:G\n|:GAB c2d|GAB c2d|\n"
+                                      "|:GAB c2d|B3 G3:|\n")  # unrepairable: dropped
+    (root / "dupes.abc").write_text("X:1\nT:Air\nK:G\nX:2\nT:Reel\nK:D\nX:2\nT:Jig\nK:A\n")
     return root
 
 
@@ -186,6 +205,20 @@ def test_library_messages_name_the_field_and_carry_it():
         TrainConfig(kind="cnn").validate()
     assert str(e.value) == "kind must be one of rnn, lstm, gru, transformer, not 'cnn'"
     assert e.value.field == "kind"
+
+
+def test_tune_choice_messages_name_the_parameter():
+    """select_tune is library code: its messages name `tune`, which the CLI shows as --tune."""
+    from seqgen.cli.console import message
+    from seqgen.errors import UsageError
+    from seqgen.music.abc import select_tune
+
+    tunes = ["X:2\nT:Reel\nK:D\n", "X:2\nT:Jig\nK:A\n"]
+    with pytest.raises(UsageError) as e:
+        select_tune(tunes, "2")
+    assert e.value.field == "tune" and "e.g. tune '#1'" in str(e.value)
+    assert "e.g. --tune '#1'" in message(e.value)
+    assert select_tune(tunes, "#2") == 1 and select_tune(tunes, "jig") == 1
 
 
 def test_a_message_about_several_fields_shows_each_option():

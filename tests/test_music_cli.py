@@ -320,3 +320,103 @@ def test_sigterm_stops_a_conversion_as_ctrl_c_does(tmp_path):
     assert 2 <= len(written) < 100
     assert not [f.name for f in written if f.name.startswith(".")]  # no temp or lock file
     assert all(f.read_text().rstrip().endswith("</score-partwise>") for f in written)
+
+
+# ------------------------------------------------------------ the check's warnings, --tune
+POLKA = """X:1
+T:Polka
+M:2/4
+L:1/8
+K:G
+|:GABc|dedBA|GABc|d4:|
+GABc|d2 B2
+"""
+
+
+def test_conversion_says_ok_with_the_checks_warnings(tmp_path):
+    """A tune the check finds faults in still converts; the table says 'ok, N warnings' and
+    the faults are listed with their file lines (issue 24 #3)."""
+    src = tmp_path / "polka.abc"
+    src.write_text("% a user's file\n" + POLKA)
+    r = run("abc2midi", str(src))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "polka.mid").is_file()
+    assert "ok, 3 warnings" in r.stderr
+    assert "warning: line 7: bar 2 'dedBA' is over-full: 5/8 where the meter wants 1/2" in r.stderr
+    assert "warning: line 8: the tune does not end with a barline" in r.stderr
+    assert "warning: only 83% of bars have the meter's length" in r.stderr
+    nokey = tmp_path / "nokey.abc"
+    nokey.write_text(POLKA.replace("K:G\n", ""))
+    r = run("abc2midi", str(nokey))
+    assert r.exit_code == 0 and "the tune has no K: line" in r.stderr and "warning" in r.stderr
+    clean = tmp_path / "clean.abc"
+    clean.write_text(GOOD)
+    r = run("abc2midi", str(clean))
+    assert r.exit_code == 0 and "warning" not in r.stderr
+
+
+def test_parse_failures_name_the_line_and_the_construct(tmp_path):
+    """Lower-case fields and a meter change written inside a music line (issue 24 #4)."""
+    lower = tmp_path / "lower.abc"
+    lower.write_text("X:1\nT:Polka\nm:2/4\nl:1/8\nk:G\nGA Bc|d2 d2:|\n")
+    r = run("abc2midi", str(lower))
+    assert r.exit_code == 2 and no_traceback(r)
+    assert "line 3: `m:2/4` — header fields are upper-case: write `M:2/4`" in r.stderr
+    assert "tPrev" not in r.stderr and "music21.abcFormat" not in r.stderr
+    inline = tmp_path / "inline.abc"
+    inline.write_text("X:1\nT:Swedish\nM:6/8\nL:1/8\nK:D\nABc def|gfe d3|\n"
+                      "M:3/4 egdB A2| M:4/4 egdB GABd|eBdB Aaaf|gedB cAA2|]\n")
+    r = run("abc2midi", str(inline))
+    assert r.exit_code == 2 and "line 7: `M:3/4 egdB A2|" in r.stderr
+    assert "a field takes the whole line" in r.stderr and "[M:3/4]" in r.stderr
+    assert "too many values to unpack" not in r.stderr
+
+
+DUPES = """X:1
+T:The Kesh
+M:6/8
+L:1/8
+K:G
+GAB c2d|e3 d2B|]
+
+X:2
+T:Swallowtail
+M:6/8
+L:1/8
+K:Em
+GEE BEE|GEE d2B|]
+
+X:2
+T:The Kesh Jig
+M:6/8
+L:1/8
+K:G
+BAG BAG|c3 B2A|]
+"""
+
+
+def test_tune_by_position_title_and_ambiguous_x_numbers(tmp_path):
+    """Repeated X: numbers: '#N' picks the N-th tune, a title (any case, a unique start)
+    picks by T:, and an ambiguous X: number lists the candidates (issue 24 #5)."""
+    src = tmp_path / "dupes.abc"
+    src.write_text(DUPES)
+    r = run("abc2midi", str(src), "--tune", "2")
+    assert r.exit_code == 2 and no_traceback(r)
+    assert "2 tunes have X:2" in r.stderr
+    assert "#2 (X:2, line 8, 'Swallowtail')" in r.stderr
+    assert "#3 (X:2, line 15, 'The Kesh Jig')" in r.stderr
+    r = run("abc2midi", str(src), "--tune", "#3", "-o", str(tmp_path / "third.mid"))
+    assert r.exit_code == 0, r.output
+    r = run("abc2midi", str(src), "--tune", "swallow", "-o", str(tmp_path / "sw.mid"))
+    assert r.exit_code == 0 and "Swallowtail" in r.stderr
+    r = run("abc2midi", str(src), "--tune", "the kesh", "-o", str(tmp_path / "k.mid"))
+    assert r.exit_code == 0 and "The Kesh" in r.stderr  # exact title beats a longer one
+    r = run("abc2midi", str(src), "--tune", "The K")
+    assert r.exit_code == 2 and "2 tunes match the title 'The K'" in r.stderr
+    r = run("abc2midi", str(src), "--tune", "1", "-o", str(tmp_path / "one.mid"))
+    assert r.exit_code == 0  # a unique X: number still works
+    r = run("abc2midi", str(src), "--tune", "#9")
+    assert r.exit_code == 2 and "holds 3 tunes" in r.stderr
+    r = run("abc2midi", "--check", str(src))
+    rows = [ln.split("\t")[0] for ln in r.stdout.splitlines()]
+    assert rows == ["1", "2 #2", "2 #3"]  # the table and the notes name each tune unambiguously

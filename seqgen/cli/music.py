@@ -39,7 +39,8 @@ OUT_HELP = (
     "named from X: and T:, e.g. 0001-the-enchanted-valley.mid). Default: beside IN, as IN.mid "
     "for a single tune or the directory IN-midi/ for many (stdin: the current directory)."
 )
-TUNE_HELP = "Only the tune with this X: number."
+TUNE_HELP = ("Only one tune: its X: number (when no other tune has it), '#N' for the N-th tune "
+             "of the file, or its title (T:, any case; a unique start of it is enough).")
 TIMEOUT_HELP = "Stop converting a tune after this many seconds (each tune runs in a worker)."
 MAX_CHARS_HELP = "Refuse tunes longer than this many characters."
 MAX_BARS_HELP = "Refuse tunes with more than this many bars."
@@ -50,7 +51,7 @@ TEMPO_HELP = ("Play every tune at this many quarter notes a minute. Default: the
 
 # the options abc2midi and convert share
 Input = Annotated[str, typer.Argument(help=IN_HELP, metavar="IN")]
-Tune = Annotated[int | None, typer.Option("--tune", help=TUNE_HELP)]
+Tune = Annotated[str | None, typer.Option("--tune", help=TUNE_HELP, show_default=False)]
 Timeout = Annotated[float, typer.Option("--timeout", help=TIMEOUT_HELP)]
 MaxChars = Annotated[int, typer.Option("--max-chars", help=MAX_CHARS_HELP)]
 MaxBars = Annotated[int, typer.Option("--max-bars", help=MAX_BARS_HELP)]
@@ -81,10 +82,11 @@ def _read(spec: str) -> tuple[str, str, Path | None]:
     return read_text_file(path), str(path), path
 
 
-def _select(text: str, name: str, tune: int | None) -> list[tuple[int, str]]:
-    """(first line in the file, tune text) for the tunes to convert."""
+def _select(text: str, name: str, tune: str | None) -> list[tuple[int, int, str]]:
+    """(position in the file from 1, first line in the file, tune text) for the tunes to
+    convert: all of them, or the one `tune` names (see TUNE_HELP)."""
     from seqgen.errors import DataError, UsageError
-    from seqgen.music.abc import parse_header, split_tunes_with_lines
+    from seqgen.music.abc import select_tune, split_tunes_with_lines
 
     tunes = split_tunes_with_lines(text)
     if not tunes:
@@ -93,14 +95,28 @@ def _select(text: str, name: str, tune: int | None) -> list[tuple[int, str]]:
         else:
             raise DataError(f"{name}: no tunes found (an ABC tune starts with an 'X:' line "
                             "and has a 'K:' line before its music)")
-    if tune is not None:
-        picked = [(ln, t) for ln, t in tunes if parse_header(t).number == tune]
-        if not picked:
-            nums = [n for n in (parse_header(t).number for _, t in tunes) if n is not None]
-            have = f"X: numbers run from {min(nums)} to {max(nums)}" if nums else "no X: numbers"
-            raise UsageError(f"--tune {tune}: {name} has no tune with X:{tune} ({have})")
-        tunes = picked[:1]
-    return tunes
+    numbered = [(i + 1, ln, t) for i, (ln, t) in enumerate(tunes)]
+    if tune is None:
+        return numbered
+    try:
+        k = select_tune([t for _, t in tunes], tune, [ln for ln, _ in tunes])
+    except UsageError as e:  # it names `tune`: shown as --tune
+        raise UsageError(f"`tune` {tune}: {name}: {e.marked or e}", params=True) from None
+    return [numbered[k]]
+
+
+def _labels(tunes: list[tuple[int, int, str]]) -> list[str]:
+    """Each tune's name in the table: its X: number, with its position ('#139') when the number
+    is missing or not unique in the file."""
+    from collections import Counter
+
+    from seqgen.music.abc import parse_header
+
+    nums = [parse_header(t).number for _, _, t in tunes]
+    count = Counter(nums)
+    return [str(n) if n is not None and count[n] == 1 else
+            (f"{n} #{pos}" if n is not None else f"#{pos}")
+            for (pos, _, _), n in zip(tunes, nums, strict=True)]
 
 
 # the file names each format may be written to (-o for a single tune)
@@ -147,16 +163,63 @@ def _duration(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def _table(name: str, n: int, check: bool) -> Any:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"{name}: {n} tune{'s' if n != 1 else ''}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["tune", "title", "meter", "key", "bars"]
+    cols += ["A", "B", "C", "D", "E", "status"] if check else ["notes", "duration", "status"]
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("tune", "bars", "notes", "duration", "C")
+                         else "left", overflow="ellipsis", no_wrap=True,
+                         min_width={"title": None, "key": None, "C": 4, "status": 7}.get(
+                             c, max(len(c), 2)),
+                         max_width={"title": 22, "key": 11}.get(c))
+    return table
+
+
+def _fault_lines(cr: Any, label: str, first: int, errors_only: bool = False) -> list[str]:
+    """One line per fault of a tune's check (errors first), in file line numbers; a fault that
+    several tools would report at one place is said once."""
+    seen: set[tuple] = set()
+    out = []
+    for f in cr.errors + ([] if errors_only else cr.warnings):
+        key = (f.line, f.col, f.code.removesuffix("-m2ps"))
+        if key in seen:
+            continue
+        seen.add(key)
+        kind = "" if f.severity == "error" else "warning: "
+        out.append(f"tune {label} (line {first}): {kind}{_file_lines(str(f), first)}")
+    return out
+
+
+def _check_row(cr: Any) -> list[str]:
+    mark = {True: "ok", False: "[red]no[/]"}
+    warn_mark = {True: "ok", False: "[yellow]no[/]"}
+    share = "" if cr.metrical_share is None else f"{100 * cr.metrical_share:.0f}%"
+    if cr.metrical_share is not None and not cr.metrical_ok:
+        share = f"[yellow]{share}[/]"
+    tools = "ok" if cr.tools_ok else f"[red]{len(cr.errors)}[/]"
+    return [mark[cr.converts], warn_mark[cr.headers_ok], share, warn_mark[cr.ends_with_barline],
+            tools, "[green]VALID[/]" if cr.valid else "[red]INVALID[/]"]
+
+
+def _status(cr: Any) -> str:
+    """'ok', or 'ok, 2 warnings' when the check found faults in a converted tune."""
+    n = len({(f.line, f.col, f.code.removesuffix("-m2ps")) for f in cr.faults}) if cr else 0
+    return "[green]ok[/]" if not n else f"[yellow]ok, {n} warning{'s' if n != 1 else ''}[/]"
+
+
 def _run(
-    input: str, output: Path | None, to: str, tune: int | None, check: bool,
+    input: str, output: Path | None, to: str, tune: str | None, check: bool,
     timeout: float, max_chars: int, max_bars: int, jobs: int, tempo: float | None, bar_check: bool,
     soundfont: Path | None, instrument: str = "fiddle",
 ) -> None:
-    from rich import box
     from rich.markup import escape
-    from rich.table import Table
 
-    from seqgen.errors import SeqgenError, UsageError
+    from seqgen.errors import UsageError
     from seqgen.music.abc import tune_stem
     from seqgen.music.convert import SUFFIX, Limits, convert_tunes, require_synth
 
@@ -174,48 +237,42 @@ def _run(
         require_synth(soundfont)
     text, name, src = _read(input)
     tunes = _select(text, name, tune)
-    suffix = SUFFIX[to]
-    stems = [tune_stem(t, i + 1) for i, (_, t) in enumerate(tunes)]
-    targets = [] if check else _targets(stems, src, output, suffix, to)
-
-    table = Table(title=f"{name}: {len(tunes)} tune{'s' if len(tunes) != 1 else ''}",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
-                  collapse_padding=True)
-    cols = ["tune", "title", "meter", "key", "bars"]
-    cols += ["A", "B", "C", "D", "status"] if check else ["notes", "duration", "status"]
-    for c in cols:
-        table.add_column(c, justify="right" if c in ("tune", "bars", "notes", "duration", "C")
-                         else "left", overflow="ellipsis", no_wrap=True,
-                         min_width={"title": None, "key": None, "C": 4, "status": 7}.get(c, max(len(c), 2)),
-                         max_width={"title": 22, "key": 11}.get(c))
+    labels = _labels(tunes)
+    stems = [tune_stem(t, pos) for pos, _, t in tunes]
+    targets = [] if check else _targets(stems, src, output, SUFFIX[to], to)
+    table = _table(name, len(tunes), check)
     failed = invalid = 0
     notes_out: list[str] = []
     t0 = time.perf_counter()
     from seqgen.cli.scores import progress_bar
 
     with progress_bar(len(tunes), f"converting {len(tunes)} tune(s)") as advance:
-        results = convert_tunes([t for _, t in tunes], to=to, limits=limits, jobs=jobs,
+        results = convert_tunes([t for _, _, t in tunes], to=to, limits=limits, jobs=jobs,
                                 check=check, bar_checks=bar_check)
         for r in results:
-            first = tunes[r.index][0]
-            inf = r.info
-            label = str(inf.number) if inf and inf.number is not None else str(r.index + 1)
-            row = [label, escape((inf.title or "") if inf else ""), escape((inf and inf.meter) or ""),
-                   escape((inf and inf.key) or "")]
-            row.append(str(inf.bars) if inf is not None and inf.bars else "")
+            first, label, inf = tunes[r.index][1], labels[r.index], r.info
+            row = [label, escape((inf.title or "") if inf else ""),
+                   escape((inf and inf.meter) or ""), escape((inf and inf.key) or ""),
+                   str(inf.bars) if inf is not None and inf.bars else ""]
             if check:
-                cells, valid = _check_row(r, label, first, notes_out)
+                cells, valid = _check_cells(r, label, first, notes_out)
                 invalid += not valid
             else:
                 cells = _write_row(r, label, first, targets, to, soundfont, len(tunes), notes_out)
-                failed += cells[-1] != "[green]ok[/]"
+                failed += cells[-1] == "[red]failed[/]"
             table.add_row(*row, *cells)
             advance()
-    elapsed = time.perf_counter() - t0
     console.print(table)
     for line in notes_out:
         info(line)
-    n = len(tunes)
+    _summary(len(tunes), failed, invalid, check, time.perf_counter() - t0, to, targets, name,
+             tunes, r.error)
+
+
+def _summary(n: int, failed: int, invalid: int, check: bool, elapsed: float, to: str,
+             targets: list[Path], name: str, tunes: list, last_error: str | None) -> None:
+    from seqgen.errors import SeqgenError
+
     if check:
         info(f"{n - invalid} of {n} tunes VALID ({100 * (n - invalid) / n:.1f}%) "
              f"in {elapsed:.1f} s")
@@ -228,31 +285,23 @@ def _run(
         if n == 1:
             from seqgen.music.convert import ConversionError
 
-            raise ConversionError(f"{name}: {_file_lines(r.error or '', tunes[0][0])}")
+            raise ConversionError(f"{name}: {_file_lines(last_error or '', tunes[0][1])}")
         warn(f"{failed} of {n} tunes could not be converted (see the table)")
         raise SeqgenError(f"{failed} of {n} tunes could not be converted; the other "
                           f"{n - failed} were written")
 
 
-def _check_row(r, label: str, first: int, notes_out: list[str]) -> tuple[list[str], bool]:
-    """The --check cells of result `r` (A, B, C, D, status) and whether it is VALID; its
-    reasons go to `notes_out`, its line to stdout."""
-    cr = r.check
-    inf = r.info
+def _check_cells(r: Any, label: str, first: int, notes_out: list[str]) -> tuple[list[str], bool]:
+    """The --check cells of result `r` (A to E, status) and whether it is VALID; its faults go
+    to `notes_out` (errors first), its line to stdout (with its first error when not VALID)."""
+    cr, inf = r.check, r.info
     assert cr is not None
-    mark = {True: "ok", False: "[red]no[/]"}
-    share = "" if cr.metrical_share is None else f"{100 * cr.metrical_share:.0f}%"
-    if cr.metrical_share is not None and not cr.metrical_ok:
-        share = f"[red]{share}[/]"
-    cells = [mark[cr.converts], mark[cr.headers_ok], share, mark[cr.ends_with_barline],
-             "[green]VALID[/]" if cr.valid else "[red]INVALID[/]"]
-    reasons = [_file_lines(x, first) for x in cr.reasons]
-    for x in reasons:
-        notes_out.append(f"tune {label} (line {first}): {x}")
+    notes_out += _fault_lines(cr, label, first)
+    errs = _fault_lines(cr, label, first, errors_only=True)
     result("\t".join([label, "VALID" if cr.valid else "INVALID",
-                      (inf.title or "") if inf else "", reasons[0] if reasons and
-                      not cr.valid else ""]).rstrip("\t"))
-    return cells, cr.valid
+                      (inf.title or "") if inf else "",
+                      errs[0].split(": ", 1)[1] if errs and not cr.valid else ""]).rstrip("\t"))
+    return _check_row(cr), cr.valid
 
 
 def _write_row(r, label: str, first: int, targets: list[Path], to: str,
@@ -281,7 +330,9 @@ def _write_row(r, label: str, first: int, targets: list[Path], to: str,
             r.error = message(e)
     if r.ok:
         result(str(targets[r.index]))
-        return [*cells, "[green]ok[/]"]
+        if r.check is not None:
+            notes_out += _fault_lines(r.check, label, first)
+        return [*cells, _status(r.check)]
     notes_out.append(f"tune {label} (line {first}): {_file_lines(r.error or '', first)}")
     return [*cells, "[red]failed[/]"]
 
@@ -293,9 +344,10 @@ def abc2midi(
     check: bool = typer.Option(
         False, "--check",
         help="Validate only, write nothing: per tune (A) converts with notes and no pitch "
-        "warnings, (B) has X, M, L and K headers, (C) share of bars with the meter's length, "
-        "(D) ends with a barline; VALID = A and B and C >= 90% and D. Exit code 1 when any tune "
-        "is not VALID.",
+        "warnings, (E) no fault that makes abc2midi, abcm2ps or music21's own converter reject "
+        "it (each named with its line); VALID = A and E. Also measured, as warnings: (B) X, M, "
+        "L and K headers, (C) share of bars with the meter's length, (D) ends with a barline. "
+        "Exit code 1 when any tune is not VALID.",
     ),
     bar_check: bool = typer.Option(
         True, "--bar-check/--no-bar-check",
@@ -311,9 +363,9 @@ def abc2midi(
 ) -> None:
     """Turn ABC tunes into MIDI files (one per tune), repeats played as written, or check them.
 
-    A summary table (tune, title, meter, key, bars, notes, duration in minutes:seconds, status)
-    goes to stderr; the paths written (or, with --check, one VALID/INVALID line per tune) go to
-    stdout.
+    A summary table (tune, title, meter, key, bars, notes, duration in minutes:seconds, status:
+    'ok', or 'ok, N warnings' with the check's findings listed below it) goes to stderr; the
+    paths written (or, with --check, one VALID/INVALID line per tune) go to stdout.
     """
     _run(input, output, "midi", tune, check, timeout, max_chars, max_bars, jobs, tempo,
          bar_check, None, instrument)

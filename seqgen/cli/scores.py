@@ -42,7 +42,7 @@ def _limits(timeout, max_chars, max_bars, tempo, instrument):
     return limits
 
 
-def convert_new(input: str, output: Path | None, to: str, tune: int | None, jobs: int,
+def convert_new(input: str, output: Path | None, to: str, tune: str | None, jobs: int,
                 limits_args: tuple, soundfont: Path | None) -> None:
     """`seqgen convert IN --to svg|png|pdf|html|flac|ogg` (IN a file, '-' or a directory)."""
     from seqgen.cli.music import _read, _select, _targets
@@ -63,7 +63,7 @@ def convert_new(input: str, output: Path | None, to: str, tune: int | None, jobs
     elif soundfont is not None and to != "html":
         raise UsageError("--soundfont applies to audio output (--to wav, flac, ogg, html)")
     text, name, src = _read(input)
-    tunes = _select(text, name, tune)
+    tunes = [(line, t) for _, line, t in _select(text, name, tune)]  # (first line, text)
     texts = [t for _, t in tunes]
     if to == "html":
         return _page(texts, name, src, output, jobs, limits, soundfont)

@@ -39,6 +39,10 @@ def build(
     abc_headers: str = typer.Option(
         "music", help="ABC corpora: music (the header fields 'seqgen train' keeps by default: X T "
         "M L Q R P V K) or all (the tunes as written)."),
+    abc_normalise: bool = typer.Option(
+        True, "--abc-normalise/--no-abc-normalise",
+        help="ABC corpora: normalise the tunes as 'seqgen train' does by default (repair what "
+        "has one right reading, drop what the ABC tools would reject)."),
 ) -> None:
     """Build a character vocabulary from every character of CORPUS (read as 'seqgen train'
     reads it, so the vocabulary is the one a run on CORPUS would get)."""
@@ -46,7 +50,10 @@ def build(
     from seqgen.tokenizer import Tokenizer
 
     check_glob(corpus, glob)
-    c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers)
+    c = load_corpus(corpus, glob=glob, split_docs=split_docs, abc_headers=abc_headers,
+                    abc_normalise=abc_normalise)
+    if c.normalised is not None:
+        info(c.normalised.summary())
     if c.note:
         info(c.note)
     tok = Tokenizer.build(c.documents)

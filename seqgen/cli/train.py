@@ -92,6 +92,12 @@ AbcHeaders = Annotated[str, typer.Option(
     help="ABC corpora: music (keep the header fields that shape the music, X T M L Q "
     "R P V K in that order, and fill in a missing L:) or all (the tunes as written).",
     rich_help_panel=PO)]
+AbcNormalise = Annotated[bool, typer.Option(
+    "--abc-normalise/--no-abc-normalise",
+    help="ABC corpora: repair what has one right reading (ties between different notes made "
+    "slurs, words in quotes made annotations, ...) and drop the tunes abc2midi, abcm2ps or "
+    "music21 would still reject; the counts are shown at the start, the dropped tunes listed in "
+    "RUN/normalise.json.", rich_help_panel=PO)]
 Steps = Annotated[int | None, typer.Option(
     "--steps", help="Optimizer steps to train for (with --minutes: whichever ends "
     "first).", rich_help_panel=PB)]
@@ -165,6 +171,7 @@ def train(
     glob: Glob = None,
     split_docs: SplitDocs = False,
     abc_headers: AbcHeaders = "music",
+    abc_normalise: AbcNormalise = True,
     steps: Steps = None,
     minutes: Minutes = None,
     eval_every: EvalEvery = 100,

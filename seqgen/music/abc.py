@@ -57,6 +57,57 @@ def split_tunes_with_lines(text: str) -> list[tuple[int, str]]:
     return list(zip(out, tunes, strict=True))
 
 
+def select_tune(tunes: list[str], tune: str, lines: list[int] | None = None) -> int:
+    """The index in `tunes` of the tune `tune` names: ``'#N'`` the N-th tune (from 1); digits
+    its ``X:`` number, when no other tune has it; otherwise a title (``T:``, any case), exact or
+    a unique start of one. UsageError naming the candidates (position, ``X:``, first line in
+    the file when `lines` gives them, title) when `tune` names none or several; its message
+    names the parameter (`tune`: the CLI shows ``--tune``)."""
+    from seqgen.errors import UsageError
+
+    def refuse(why: str) -> UsageError:
+        return UsageError(why, params=True)
+
+    s = tune.strip()
+    heads = [parse_header(t) for t in tunes]
+
+    def listing(idx: list[int]) -> str:
+        shown = [f"#{i + 1} (X:{heads[i].number if heads[i].number is not None else '-'}"
+                 + (f", line {lines[i]}" if lines else "")
+                 + f", {heads[i].title or 'untitled'!r})" for i in idx[:8]]
+        more = f" and {len(idx) - 8} more" if len(idx) > 8 else ""
+        return ", ".join(shown) + more
+
+    if re.fullmatch(r"#\s*\d+", s):
+        k = int(s[1:])
+        if not 1 <= k <= len(tunes):
+            raise refuse(f"there is no tune #{k}: the file holds {len(tunes)} "
+                         f"tune{'s' if len(tunes) != 1 else ''} (#1 to #{len(tunes)})")
+        return k - 1
+    if s.isdigit():
+        idx = [i for i, h in enumerate(heads) if h.number == int(s)]
+        if len(idx) == 1:
+            return idx[0]
+        if len(idx) > 1:
+            raise refuse(f"{len(idx)} tunes have X:{s}: {listing(idx)}; choose one by "
+                         f"position, e.g. `tune` '#{idx[0] + 1}', or by title")
+        nums = [h.number for h in heads if h.number is not None]
+        have = f"X: numbers run from {min(nums)} to {max(nums)}" if nums else "no X: numbers"
+        raise refuse(f"no tune has X:{s} ({have}); '#N' picks the N-th tune")
+    want = " ".join(s.lower().split())
+    titles = [[" ".join(t.lower().split()) for t in h.titles] for h in heads]
+    idx = [i for i, ts in enumerate(titles) if want in ts]
+    if not idx:
+        idx = [i for i, ts in enumerate(titles) if any(t.startswith(want) for t in ts)]
+    if len(idx) == 1:
+        return idx[0]
+    if not idx:
+        raise refuse(f"no tune is titled {tune!r} (nor has a title starting so); give an "
+                     "X: number, '#N' for the N-th tune, or a title")
+    raise refuse(f"{len(idx)} tunes match the title {tune!r}: {listing(idx)}; choose one "
+                 "by position, e.g. `tune` '#" + str(idx[0] + 1) + "'")
+
+
 # ----------------------------------------------------------------------------------- headers
 @dataclass
 class TuneHeader:

@@ -4,7 +4,9 @@ Public functions (each works on ONE tune's text, as ``seqgen.music.abc.split_tun
 
 - ``abc_to_midi(text, path, limits=None) -> TuneInfo``: write one tune as a MIDI file (atomically),
   repeats played as written; DataError naming the problem when the tune cannot be converted.
-- ``check_tune(text, limits=None, bar_checks=True) -> CheckResult``: the A-D checks and VALID.
+- ``check_tune(text, limits=None, bar_checks=True) -> CheckResult``: VALID (it converts, and the
+  ABC linter and music21 find nothing abc2midi, abcm2ps or music21's own converter would reject),
+  with every fault and warning by line.
 - ``convert_tune(text, to="midi", limits=None) -> TuneResult``: the bytes of one converted tune.
 - ``convert_tunes(texts, to, limits, jobs, check)``: many tunes, results in input order.
 - ``render_wav(midi_bytes, path, soundfont=None)``: MIDI to WAV with fluidsynth or timidity.
@@ -56,6 +58,7 @@ from seqgen.music.abc import (
     text_bars,
 )
 from seqgen.music.audio import DEFAULT_INSTRUMENT, instrument_problem, program_of
+from seqgen.music.lint import ERROR, WARNING, Fault, lint_tune
 from seqgen.music.tempo import DEFAULT_QPM, choose_tempo, qpm_problem
 
 FORMATS = ("midi", "musicxml", "wav")
@@ -104,29 +107,55 @@ class TuneInfo:
 class CheckResult:
     """The checks of one tune.
 
-    (A) `converts`: parses and converts to MIDI, at least one note, no pitch warnings.
-    (B) `headers_ok`: X, M, L and K present (a missing T is only noted in `reasons`).
+    (A) `converts`: seqgen parses and converts it to MIDI, at least one note, no pitch warnings.
+    (E) `tools_ok`: no fault that makes abc2midi, abcm2ps or music21's own converter reject the
+        tune (`faults` of severity "error": the ABC linter seqgen.music.lint, and music21's
+        re-barring and repeat expansion tried on the parsed tune).
+    VALID = A and E: the tune converts here and the ABC tools accept it.
+    Measured too, and warnings (not errors) when they fail, since the tools accept such tunes:
+    (B) `headers_ok`: X, M, L and K present (a missing T is only noted).
     (C) `metrical_share`: the share of bars as long as the meter says (a short first or last bar,
         a short bar at a section edge and two short bars adding up to one are fine; an over-full
         bar never is); None when not measured (no meter, free meter, or bar checks switched off).
     (D) `ends_with_barline`: the last music line ends with a barline (not checked, and True,
         when bar checks are switched off: such tunes use line ends as barlines).
-    VALID = A and B and C >= 0.9 (or not measured) and D. `reasons` point at tune lines.
+    `faults` hold every finding with its line (and column), errors first; `reasons` is them as
+    one line each.
     """
 
     converts: bool = False
     headers_ok: bool = False
     metrical_share: float | None = None
     ends_with_barline: bool = False
-    reasons: list[str] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
 
     @property
     def metrical_ok(self) -> bool:
         return self.metrical_share is None or self.metrical_share >= 0.9
 
     @property
+    def errors(self) -> list[Fault]:
+        return [f for f in self.faults if f.severity == ERROR]
+
+    @property
+    def warnings(self) -> list[Fault]:
+        return [f for f in self.faults if f.severity != ERROR]
+
+    @property
+    def tools_ok(self) -> bool:
+        return not self.errors
+
+    @property
     def valid(self) -> bool:
-        return self.converts and self.headers_ok and self.metrical_ok and self.ends_with_barline
+        return self.converts and self.tools_ok
+
+    @property
+    def reasons(self) -> list[str]:
+        return [str(f) for f in self.errors + self.warnings]
+
+    def add(self, message: str, code: str, severity: str = WARNING, line: int = 0,
+            col: int = 0, tool: str = "") -> None:
+        self.faults.append(Fault(line, col, code, message, tool, severity))
 
 
 @dataclass
@@ -388,7 +417,7 @@ def _frac_str(ql: Fraction) -> str:
     return f"{f.numerator}/{f.denominator}"
 
 
-def _metrical(score: Any, tune: str) -> tuple[float | None, list[str]]:
+def _metrical(score: Any, tune: str) -> tuple[float | None, list[tuple[int, str]]]:
     """The share of bars with the meter's length, and reasons for the bad ones (see CheckResult)."""
     from music21 import stream
 
@@ -430,20 +459,20 @@ def _metrical(score: Any, tune: str) -> tuple[float | None, list[str]]:
             ok[i] = ok[i + 1] = True
     tbars = [t for t in text_bars(tune) if t.has_notes]
     lines = [t.line for t in tbars] if len(tbars) == n else None
-    reasons = []
+    reasons: list[tuple[int, str]] = []
     bad = [i for i in range(n) if not ok[i]]
     for i in bad[:5]:
-        where = f"line {lines[i]}: bar {i + 1}" if lines else f"bar {i + 1}"
-        what = "is over-full" if lengths[i] > bar_len[i] else "is short"  # type: ignore[operator]
         text = f" '{tbars[i].text[:30]}'" if lines else ""
-        reasons.append(f"{where}{text} {what}: {_frac_str(lengths[i])} where the meter "
-                       f"wants {_frac_str(bar_len[i])}")  # type: ignore[arg-type]
+        what = "is over-full" if lengths[i] > bar_len[i] else "is short"  # type: ignore[operator]
+        reasons.append((lines[i] if lines else 0,
+                        f"bar {i + 1}{text} {what}: {_frac_str(lengths[i])} where the meter "
+                        f"wants {_frac_str(bar_len[i])}"))  # type: ignore[arg-type]
     if len(bad) > 5:
-        reasons.append(f"... and {len(bad) - 5} more bars of the wrong length")
+        reasons.append((0, f"... and {len(bad) - 5} more bars of the wrong length"))
     return (n - len(bad)) / n, reasons
 
 
-def _pitch_reasons(warns: list[str], tune: str) -> list[str]:
+def _pitch_faults(warns: list[str], tune: str) -> list[Fault]:
     out = []
     tune_lines = tune.split("\n")
     for w in warns:
@@ -452,9 +481,10 @@ def _pitch_reasons(warns: list[str], tune: str) -> list[str]:
             continue
         tok = m.group(1).strip()
         line = next((i + 1 for i, ln in enumerate(tune_lines)
-                     if tok and tok in ln and not re.match(r"^[A-Za-z]:", ln)), None)
-        where = f"line {line}: " if line else ""
-        out.append(f"{where}{tok!r} is not a note (music21 would play it as C)")
+                     if tok and tok in ln and not re.match(r"^[A-Za-z]:", ln)), 0)
+        out.append(Fault(line, 0, "pitch", f"{tok!r} is not a note (music21 would play it as C): "
+                         "write a note A-G or a-g", "music21: Could not get pitch information",
+                         ERROR))
     return out
 
 
@@ -482,55 +512,124 @@ def _info(text: str, ex: _Expanded | None, bars: int, tempo: str = "") -> TuneIn
     return info
 
 
+_HEADER_WARNINGS = {
+    "X": "no X: line (the tune's reference number): start the tune with one, e.g. X:1",
+    "M": "no M: field (the meter): add one before K:, e.g. M:6/8 (bar lengths are not checked "
+         "without it)",
+    "L": "no L: field (the unit note length): add one before K:, e.g. L:1/8 (without it ABC's "
+         "default applies: 1/16 in meters under 3/4, else 1/8)",
+}
+# lint faults that explain why music21 cannot read a tune, most telling first
+_PARSE_CULPRITS = ("field-lower", "meter", "no-key", "key-none", "field-body", "inline-open",
+                   "quote-open", "chord-open", "chord-close", "unit", "bad-char", "no-note",
+                   "deco-no-note", "grace-open")
+
+
+def _text_checks(text: str, bar_checks: bool) -> CheckResult:
+    """The checks that need no music21: headers (B), the final barline (D) and the linter."""
+    cr = CheckResult()
+    h = parse_header(text)
+    missing = h.missing("XMLK")
+    cr.headers_ok = not missing
+    for c in missing:
+        if c in _HEADER_WARNINGS:  # a missing K: is the linter's error
+            cr.add(_HEADER_WARNINGS[c], f"no-{c.lower()}", line=1)
+    if "T" not in h.fields:
+        cr.add("no T: (title) field (recommended)", "no-title", line=1)
+    ends, line = ends_with_barline(text)
+    cr.ends_with_barline = ends or not bar_checks  # without bar checks, line ends are bars
+    if not cr.ends_with_barline:
+        cr.add("the tune does not end with a barline: end its last bar with '|]' (or '|')"
+               if line else "the tune has no music lines", "no-final-bar", line=line or 0)
+    cr.faults.extend(lint_tune(text))
+    return cr
+
+
+def _parse_error(text: str, cr: CheckResult, err: Exception) -> str:
+    """Why music21 cannot read a tune, in words: the line and construct the linter found (that
+    fault then leaves `cr`: the error says it), or music21's own message without its object
+    dumps."""
+    lines = text.split("\n")
+    for code in _PARSE_CULPRITS:
+        f = next((f for f in cr.faults if f.code == code and f.line), None)
+        if f is not None:
+            cr.faults.remove(f)
+            src = lines[f.line - 1].strip() if f.line <= len(lines) else ""
+            src = src if len(src) <= 40 else src[:37] + "..."
+            return f"line {f.line}: `{src}` — {f.message} (music21 cannot read the tune)"
+    msg = re.sub(r"<music21\.[\w.]+ '?([^'>]*)'?>", r"'\1'", str(err))
+    msg = re.sub(r"\s*tPrev:.*", "", msg)
+    return msg
+
+
+def _score_checks(cr: CheckResult, score: Any, warns: list[str], text: str,
+                  bar_checks: bool, stock: bool = True) -> None:
+    """The checks on the parsed tune: pitches (A), bar lengths (C) and, with `stock`, what
+    music21's own converter would fail on."""
+    cr.faults.extend(_pitch_faults(warns, text))
+    if bar_checks:
+        share, why = _metrical(score, text)
+        cr.metrical_share = share
+        if share is not None and share < 0.9:
+            cr.add(f"only {100 * share:.0f}% of bars have the meter's length (90% wanted)",
+                   "bar-lengths")
+        for line, msg in why:
+            cr.add(msg, "bar-length", line=line)
+    if stock:
+        cr.faults.extend(stock_music21_faults(score, text))
+
+
+def stock_music21_faults(score: Any, text: str) -> list[Fault]:
+    """What music21's own converter (``converter.parse(text).write('midi')``) fails on, found on
+    the tune as seqgen parsed it: repeats it cannot expand (Stream.expandRepeats, which its MIDI
+    writer calls). (The other, re-barring an over-full bar, is the linter's: it depends on
+    music21's own misreadings, which seqgen's parse corrects.)"""
+    from music21 import stream
+
+    out: list[Fault] = []
+    if not score[stream.Measure]:  # music21's MIDI writer expands repeats only in measures
+        return out
+    try:
+        score.expandRepeats()
+    except Exception as e:
+        if "does not contain measures" in str(e):  # a part music21's own parse gives measures
+            return out
+        out.append(Fault(0, 0, "m21-repeats", "music21's own converter cannot play the repeats "
+                         f"({_one_line(e)[:60]}): check that each ':|' has its '|:' and that "
+                         "endings [1 [2 follow a repeated part",
+                         f"music21: {type(e).__name__}: {_one_line(e)[:60]}", ERROR))
+    return out
+
+
 def _work(text: str, to: str, check: bool, bar_checks: bool, tempo: float | None = None,
           instrument: str = DEFAULT_INSTRUMENT) -> dict:
     """Everything music21 does for one tune; runs in a worker. Returns a dict for TuneResult.
-    `tempo`: quarter notes a minute for the whole tune (None: the tune's own, choose_tempo)."""
+    `tempo`: quarter notes a minute for the whole tune (None: the tune's own, choose_tempo).
+    The check runs with every conversion (its warnings are shown); `check` only adds the costlier
+    music21 checks (re-barring and repeat expansion, as music21's own converter does them)."""
     from music21 import stream
 
     t0, c0 = time.perf_counter(), time.process_time()
     res: dict[str, Any] = {}
-    h = parse_header(text)
-    cr = CheckResult() if check else None
-    if cr is not None:
-        missing = h.missing("XMLK")
-        cr.headers_ok = not missing
-        if missing:
-            cr.reasons.append("missing header field" + ("s " if len(missing) > 1 else " ")
-                              + ", ".join(f"{c}:" for c in missing)
-                              + (" (add them before the music)"))
-        if "T" not in h.fields:
-            cr.reasons.append("no T: (title) field (recommended)")
-        ends, line = ends_with_barline(text)
-        cr.ends_with_barline = ends or not bar_checks  # without bar checks, line ends are bars
-        if not cr.ends_with_barline:
-            cr.reasons.append(f"line {line}: the tune does not end with a barline" if line
-                              else "the tune has no music lines")
-        res["check"] = cr
+    cr = _text_checks(text, bar_checks)
+    res["check"] = cr
     try:
-        score, warns = parse_tune(text, beams=(to == "musicxml"))
+        try:
+            score, warns = parse_tune(text, beams=(to == "musicxml"))
+        except ConversionError as e:
+            raise ConversionError(_parse_error(text, cr, e)) from None
         bars = max((len(p.getElementsByClass(stream.Measure)) for p in score.parts), default=0)
         choice = choose_tempo(text, tempo)
         ex = expand(score, choice.qpm, marks=choice.source != "--tempo")
         res["info"] = _info(text, ex, bars, choice.describe())
         if ex.written_notes == 0:
             raise ConversionError("the tune has no notes")
-        if cr is not None:
-            pitch = _pitch_reasons(warns, text)
-            cr.reasons.extend(pitch)
-            if bar_checks:
-                share, why = _metrical(score, text)
-                cr.metrical_share = share
-                if share is not None and share < 0.9:
-                    cr.reasons.append(f"only {100 * share:.0f}% of bars have the meter's length "
-                                      "(90% needed)")
-                cr.reasons.extend(why)
+        _score_checks(cr, score, warns, text, bar_checks, stock=check)
         try:
             data = midi_bytes(ex.score, program_of(instrument))
         except Exception as e:
             raise ConversionError(f"music21 cannot write MIDI for this tune: {_one_line(e)}") from None
-        if cr is not None:
-            cr.converts = not pitch
+        cr.converts = not any(f.code == "pitch" for f in cr.faults)
         if to == "midi":
             res["data"] = data
         elif to == "wav":
@@ -540,21 +639,28 @@ def _work(text: str, to: str, check: bool, bar_checks: bool, tempo: float | None
     except ConversionError as e:
         res["error"] = str(e)
         res.setdefault("info", _info(text, None, count_bars(text)))
-        if cr is not None:
-            cr.converts = False
-            cr.reasons.insert(0, str(e))
+        cr.converts = False
+        cr.faults.insert(0, Fault(0, 0, "convert", str(e), "seqgen", ERROR))
     res["seconds"] = time.perf_counter() - t0
     res["cpu_seconds"] = time.process_time() - c0
     return res
 
 
 def _musicxml_bytes(score: Any) -> bytes:
+    """MusicXML of a parsed tune. Its composer is the tune's C: field (music21 reads it into the
+    score's metadata) or none: music21 would otherwise name itself ("Music21"), which notation
+    programs print as the composer."""
+    from music21 import defaults
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
+    saved = defaults.author
     try:
+        defaults.author = ""
         return GeneralObjectExporter(score).parse()
     except Exception as e:
         raise ConversionError(f"music21 cannot write MusicXML for this tune: {_one_line(e)}") from None
+    finally:
+        defaults.author = saved
 
 
 # ------------------------------------------------------------------------------------ workers
@@ -730,13 +836,9 @@ def convert_tunes(
         err = _size_error(text, limits)
         if err:
             h = parse_header(text)
-            cr = None
-            if check:
-                cr = CheckResult(reasons=[err])
-                cr.headers_ok = not h.missing()
-                cr.ends_with_barline = ends_with_barline(text)[0]
             pre[i] = TuneResult(i, TuneInfo(number=h.number, title=h.title, meter=h.meter,
-                                            key=h.key), cr, None, err)
+                                            key=h.key), _failed_check(text, err, bar_checks),
+                                None, err)
         else:
             work.append((i, (text, to, check, bar_checks, limits.tempo, limits.instrument)))
     results = run_limited(_work, [a for _, a in work], limits.timeout_s, jobs)
@@ -754,14 +856,18 @@ def convert_tunes(
                              value.get("cpu_seconds", 0.0))
         else:
             h = parse_header(texts[i])
-            cr = None
-            if check:
-                cr = CheckResult(reasons=[value])
-                cr.headers_ok = not h.missing()
-                cr.ends_with_barline = ends_with_barline(texts[i])[0]
             yield TuneResult(i, TuneInfo(number=h.number, title=h.title, meter=h.meter,
-                                         key=h.key), cr, None, value,
+                                         key=h.key), _failed_check(texts[i], value, bar_checks),
+                             None, value,
                              limits.timeout_s or 0.0 if status == "timeout" else 0.0)
+
+
+def _failed_check(text: str, error: str, bar_checks: bool) -> CheckResult:
+    """The check of a tune that was not converted (over a size limit, out of time): its text
+    checks, and why it was not converted."""
+    cr = _text_checks(text, bar_checks)
+    cr.faults.insert(0, Fault(0, 0, "convert", error, "seqgen", ERROR))
+    return cr
 
 
 def _one_tune(text: str) -> str:

@@ -6,7 +6,8 @@ and lengths against the training tunes, and novelty (copies of training music).
     stats = check_tunes(sampled_tunes, "abc", reference, NoveltyIndex(training_tunes))
 
 - rates (`check_tunes`): converts, headers, mean metrical share, ends with a barline, VALID
-  (seqgen.music.convert.check_tune's checks A-D), and why tunes were not VALID;
+  (seqgen.music.convert.check_tune: converts and the ABC tools would accept it), and why tunes
+  were not VALID (the tool messages their faults predict);
 - meters, keys (normalised: 'D Mixolydian' = 'Dmix') and lengths in bars (`describe_tunes`),
   with the total variation distance between two meter and key distributions (0 = the same,
   1 = nothing in common);
@@ -17,6 +18,7 @@ and lengths against the training tunes, and novelty (copies of training music).
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -151,12 +153,10 @@ def check_tunes(tunes: list[str], mode: str, reference: TuneStats | None = None,
             continue
         if not c.converts:
             reasons["does not convert"] += 1
-        if not c.headers_ok:
-            reasons["missing headers"] += 1
-        if not c.metrical_ok:
-            reasons["bars of the wrong length"] += 1
-        if not c.ends_with_barline:
-            reasons["no final barline"] += 1
+        # the tool messages its errors predict, once per tune ("abc2midi: Bad tie", ...)
+        for tool in {re.sub(r"\s+", " ", f.tool).split(" (", 1)[0][:60]
+                     for f in c.errors if f.tool.startswith(("abc2midi", "abcm2ps", "music21"))}:
+            reasons[tool] += 1
     st.reasons = dict(reasons.most_common())
     if novelty is not None:
         st.copies = sum(novelty.copies(t) for t in tunes) / n

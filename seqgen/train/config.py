@@ -112,6 +112,7 @@ class TrainConfig:
     split_docs: bool = False  # blank-line separated blocks of a text file are documents
     # ABC corpora: music (header fields that shape the music) | all
     abc_headers: str = setting("music", choices=ABC_HEADERS)
+    abc_normalise: bool = True  # ABC corpora: repair or drop tunes the ABC tools would reject
     # share of documents (or of the text) held out for validation
     val_fraction: float = setting(0.1, ge=0, lt=1)
     kind: str = like(ModelConfig, "kind", "lstm")  # rnn | lstm | gru | transformer
@@ -172,6 +173,8 @@ class TrainConfig:
             raise CheckpointError(f"{source}: expected a JSON object")
         if "abc_headers" not in d:  # saved before the field existed: those runs read ABC as written
             d = {**d, "abc_headers": "all"}
+        if "abc_normalise" not in d:  # saved before the field existed: not normalised
+            d = {**d, "abc_normalise": False}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:

@@ -78,6 +78,8 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
     batches = Batches(loaded.data.train_ids, rcfg.batch_size, rcfg.seq_len, rcfg.seed,
                       dist.rank, dist.world)
     out, replacing, took_over = _claim_out(rcfg, loaded.corpus.name, origin, dist, hold)
+    if dist.rank == 0 and loaded.corpus.normalised is not None:
+        _write_normalise_report(out, loaded.corpus.normalised)
     run = RunState(cfg=rcfg, mcfg=mcfg, corpus=loaded.corpus, data=loaded.data,
                    digest=loaded.digest, device=device, precision=precision, dist=dist,
                    model=model, optimizer=optimizer, batches=batches, out=out,
@@ -97,6 +99,9 @@ def start_message(run: RunState) -> str:
     import torch
 
     cfg, corpus, data = run.cfg, run.corpus, run.data
+    note = ""
+    if corpus.normalised is not None:
+        note = f"\n{corpus.normalised.summary()} (details: {run.out / NORMALISE_REPORT})"
     return (
         (f"resuming {run.out} at step {run.step:,} | " if run.step else "")
         + f"{run.model.summary()} | {corpus.name}"
@@ -110,7 +115,21 @@ def start_message(run: RunState) -> str:
            else "")
         + ("" if len(data.val_ids) else " | no validation split: no validation loss, "
            "no best/ checkpoint (--val-fraction)")
-        + "".join(f"\n{line}" for line in (corpus.note, f"split {data.split.why}") if line))
+        + "".join(f"\n{line}" for line in (corpus.note, f"split {data.split.why}") if line)
+        + note)
+
+
+NORMALISE_REPORT = "normalise.json"
+
+
+def _write_normalise_report(out: Path, report: Any) -> None:
+    """RUN/normalise.json: what normalising the ABC corpus repaired, and each tune it dropped
+    with why (too many for the terminal)."""
+    import json
+
+    from seqgen.fileio import atomic_write_text
+
+    atomic_write_text(out / NORMALISE_REPORT, json.dumps(report.to_dict(), indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------------- config
@@ -259,7 +278,7 @@ def load_data(cfg: TrainConfig, origin: Origin, overrides: dict) -> Loaded:
 
     try:
         corpus = load_corpus(cfg.corpus, glob=cfg.glob, split_docs=cfg.split_docs,
-                             abc_headers=cfg.abc_headers)
+                             abc_headers=cfg.abc_headers, abc_normalise=cfg.abc_normalise)
     except DataError as e:
         if origin.saved is None or "corpus" in overrides:
             raise
