@@ -448,3 +448,18 @@ def test_library_misuse_is_a_usage_error():
     other = Tokenizer.build(["just a few letters"])
     with pytest.raises(UsageError, match="use the tokenizer of the model's own checkpoint"):
         generate(tiny_model("lstm"), other, "a", SampleConfig(length=3))
+
+
+def test_a_tune_prompt_with_line_break_marks_and_decorations_is_continued_under_the_grammar():
+    """irish.abc ends lines with `|!` and writes `!trill!`: a prompt in that notation is read
+    and continued under `--constrain abc`, not refused (issue 24, item 2)."""
+    abc = Tokenizer.build(["X:1\nT:Reel\nR:reel\nM:4/4\nL:1/8\nK:D\n"
+                           "|:!trill!d2fd AdfA|dfaf gefd|!\nB2GB A2FA|1 d4 d4:|2 d8|]\n"])
+    torch.manual_seed(0)
+    cfg = ModelConfig(kind="lstm", vocab_size=abc.vocab_size, hidden_size=16, num_layers=1,
+                      embed_dim=8)
+    model = build_model(cfg).eval()
+    prompt = "X:1\nM:4/4\nL:1/8\nK:D\n|:!trill!d2fd AdfA|!\n"
+    samples = generate(model, abc, prompt, SampleConfig(length=40, constrain="abc"),
+                       torch.Generator().manual_seed(1))
+    assert samples[0].prompt == prompt and samples[0].text  # read and continued
