@@ -197,6 +197,16 @@ class ConstrainedBatch:
         c = self.constraint
         return np.stack([c.mask(s) if s is not None else self._all for s in self.states])
 
+    def mask(self, b: int) -> np.ndarray:
+        """(V,) bool: the ids stream `b` may take next."""
+        s = self.states[b]
+        return self.constraint.mask(s) if s is not None else self._all
+
+    def allows(self, b: int, token: int) -> bool:
+        """Stream `b` may take `token` next (one move of the grammar, cached for `advance`)."""
+        s = self.states[b]
+        return s is None or self.constraint.advance(s, token) is not None
+
     def advance(self, tokens: Sequence[int]) -> None:
         """Move every stream on by its token (a stream given a refused token switches off)."""
         c = self.constraint
