@@ -252,7 +252,7 @@ class ConstrainedChooser:
                 rows = self._filtered(logits, g, out)
             else:  # the argmax over all tokens, kept where the grammar allows it
                 torch.argmax(c.scores(logits, g), dim=-1, out=out)
-                rows = [b for b, t in enumerate(out.tolist()) if not cons.allows(b, t)]
+                rows = [b for b, t in enumerate(out.tolist()) if not cons.takes(b, t)]
         if rows:  # the masked choice of the streams left
             import numpy as np
 
@@ -263,27 +263,56 @@ class ConstrainedChooser:
         return out
 
     def _filtered(self, logits: Tensor, g: Tensor, out: Tensor) -> list[int]:
-        """Top-k/top-p: the choice of every stream whose allowed nucleus `_nucleus` settles,
-        written into `out`; the streams left."""
+        """Top-k/top-p: the choice of every stream settled without its mask, written into
+        `out`; the streams left. First the argmax t over all tokens: where the grammar allows
+        it, fewer than k tokens rank above it and the mass u of those above it is below
+        p / (1 - p) times its own, t is in the allowed nucleus whatever else is allowed (the
+        allowed mass a above it is at most u, and a < p (a + p_t) is the nucleus's test), so
+        it is the choice. Else `_nucleus` reads the most likely tokens."""
         import torch
 
         c = self.chooser
+        scores = c.scores(logits, g, filtered=False)  # (B, V)
+        torch.argmax(scores, dim=-1, out=out)
+        probs = torch.softmax(logits, dim=-1)  # (B, V)
+        above = logits >= logits.gather(1, out[:, None])  # (B, V), t itself included
+        p_t = probs.gather(1, out[:, None]).squeeze(1)  # (B,)
+        ok = torch.ones_like(p_t, dtype=torch.bool)
+        if c.top_p < 1.0:
+            u = (probs * above).sum(-1) - p_t
+            ok &= (1.0 - c.top_p) * u < c.top_p * p_t - EPS
+        if c.top_k:
+            ok &= above.sum(-1) <= c.top_k
+        ids = out.tolist()
+        rows = [b for b, fine in enumerate(ok.tolist()) if not (fine and self.cons.takes(b, ids[b]))]
+        if rows:
+            return self._walk(rows, logits, scores, out)
+        return rows
+
+    def _walk(self, rows: list[int], logits: Tensor, scores: Tensor, out: Tensor) -> list[int]:
+        """`_nucleus` for the streams `rows`: the choice of those it settles, written into
+        `out`; the streams left."""
+        import torch
+
+        c = self.chooser
+        at = torch.tensor(rows, device=logits.device)
         m = min(WINDOW, logits.shape[-1])
-        vals, order = torch.sort(logits, dim=-1, descending=True)  # (B, V)
+        vals, order = torch.sort(logits[at], dim=-1, descending=True)  # (R, V)
         probs = torch.softmax(vals, dim=-1)[:, :m].tolist()
-        scores = c.scores(logits, g, filtered=False).gather(1, order[:, :m]).tolist()  # (B, m)
+        best = scores[at].gather(1, order[:, :m]).tolist()  # (R, m)
         ids, vals = order[:, :m].tolist(), vals[:, :m].tolist()
         full = m == logits.shape[-1]
-        left, chosen = [], []
-        for b in range(logits.shape[0]):
-            kept = _nucleus(ids[b], probs[b], vals[b], lambda t, b=b: self.cons.allows(b, t),
+        left, done, chosen = [], [], []
+        for r, b in enumerate(rows):
+            kept = _nucleus(ids[r], probs[r], vals[r], lambda t, b=b: self.cons.allows(b, t),
                             c.top_k, c.top_p, full)
             if kept is None:
                 left.append(b)
-                chosen.append(0)
             else:  # the first of the best (argmax's choice among equal scores: the lowest id)
-                chosen.append(ids[b][max(kept, key=lambda i: (scores[b][i], -ids[b][i]))])
-        out.copy_(torch.tensor(chosen, device=out.device))
+                done.append(b)
+                chosen.append(ids[r][max(kept, key=lambda i: (best[r][i], -ids[r][i]))])
+        if done:
+            out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
         return left
 
 
@@ -311,15 +340,14 @@ def _nucleus(ids: list[int], probs: list[float], vals: list[float], allows: Call
     else:
         if not full and (top_k or not _settled(before, mass, 1.0 - seen, top_p)):
             return None  # (top-k: k allowed not found among the window)
+    if not kept:
+        return None  # nothing allowed: the full mask's fallback (<eos>)
     if top_p >= 1.0:
         return kept
-    if top_k:  # the allowed mass is the top-k set's
-        if not _settled(before, mass, 0.0, top_p):
-            return None
-        return [i for i, b in zip(kept, before) if b < top_p * mass]
-    if not _settled(before, mass, 1.0 - seen if not full else 0.0, top_p):
+    # the allowed mass: the top-k set's, or between `mass` and mass + the unread mass
+    if not _settled(before, mass, 0.0 if top_k or full else 1.0 - seen, top_p):
         return None
-    return [i for i, b in zip(kept, before) if b < top_p * mass]
+    return [i for i, b in zip(kept, before, strict=True) if b < top_p * mass]
 
 
 def _settled(before: list[float], mass: float, rest: float, top_p: float) -> bool:

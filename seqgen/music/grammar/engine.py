@@ -49,6 +49,7 @@ class AbcConstraint:
         # body masks: one note letter stands for all (but after a tie); characters no body
         # state takes are refused at once
         self._letter, self._letters = letters[0], letters[1:]
+        self._letter_set = frozenset(letters)
         self._ids = [i for i, _ in self._chars]
         self._body_ids = [i for i, c in self._chars if c in BODY_CHARS]  # the rest: never
         self._body_other = [i for i in self._body_ids if i not in set(letters)]
@@ -97,6 +98,19 @@ class AbcConstraint:
                 nxt = None  # a move into a dead end (one step of look-ahead)
         self._moves[key] = nxt
         return nxt
+
+    def allows(self, s: State, token: int) -> bool:
+        """``mask(s)[token]``, without computing the mask when it is not cached: the move of
+        `s`'s class (`_sig`) by `token` (outside free text every note letter but after a tie
+        by the first one, as `mask` does), cached."""
+        s = self._sig(s)
+        m = self._masks.get(s)
+        if m is not None:
+            return bool(m[token])
+        if (token in self._letter_set and s.phase == BODY and not s.tie
+                and s.body not in TEXT_STATES):
+            token = self._letter
+        return self.advance(s, token) is not None
 
     def mask(self, s: State) -> np.ndarray:
         """The ids allowed after state `s` (bool array of vocab_size; never all False)."""
@@ -204,6 +218,13 @@ class ConstrainedBatch:
 
     def allows(self, b: int, token: int) -> bool:
         """Stream `b` may take `token` next (one move of the grammar, cached for `advance`)."""
+        s = self.states[b]
+        return s is None or self.constraint.allows(s, token)
+
+    def takes(self, b: int, token: int) -> bool:
+        """`allows`, read from the move itself (which `advance` then finds cached): for the
+        token the stream is about to take (tests check that a state's moves agree with its
+        mask)."""
         s = self.states[b]
         return s is None or self.constraint.advance(s, token) is not None
 
