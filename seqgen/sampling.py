@@ -27,6 +27,9 @@ How a sample is made (docs/sampling.md has the details):
 4. Tokens stay in a preallocated tensor; the Python side looks at them every few steps (a chunk
    that doubles from 1 to 32 steps, so the first character comes at once), decodes them, checks
    ``<eos>`` and the stop strings, and hands new text to the caller for streaming.
+5. With ``constrain="abc"`` the choice takes only tokens the ABC grammar allows: the same token
+   as masking the logits first, asking the grammar about the drawn token (and, with top-k/top-p,
+   the few most likely ones) instead of computing every mask (``ConstrainedChooser``).
 
 Speed: at the sizes this project trains, a step costs a few dozen tiny tensor operations, so the
 cost is per-operation overhead, not arithmetic. ``FastDecoder`` runs the model's own one-token

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import seqgen.sampling as sampling
 from seqgen.models import ModelConfig, build_model
 from seqgen.music.grammar import ConstrainedBatch
-from seqgen.sampling import ConstrainedChooser, Sampler, SampleConfig, TokenChooser, generate
+from seqgen.sampling import ConstrainedChooser, SampleConfig, Sampler, TokenChooser, generate
 from seqgen.tokenizer import Tokenizer
 
 # every construct of the grammar in few characters (as tests/test_music_grammar.py)

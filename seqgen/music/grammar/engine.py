@@ -2,10 +2,13 @@
 caches, and the streams of a batch. What may follow what is the rules' (rules/).
 
 Speed: states are small immutable tuples; both the mask of a state and the move (state, id) ->
-state are cached, so after warm-up a character costs two dictionary lookups. Masks are cached
-per `rules.signature` (states whose masks are equal share one), and a new mask computes one
-note letter's move for all of them (in the body they are allowed alike but after a tie). No
-torch here: masks are numpy bool arrays over the tokenizer's ids (``<eos>`` = id 0).
+state are cached. Masks are cached per `rules.signature` (states whose masks are equal share
+one), and a new mask computes one note letter's move for all of them (in the body they are
+allowed alike but after a tie). The counters of the bar, the line and the part make nearly every
+state new, so the sampler seldom asks for a mask: it asks whether the drawn token is allowed
+(`ConstrainedBatch.takes`, the move itself) or a few likely ones (`allows`, per class of states;
+seqgen.sampling.ConstrainedChooser). No torch here: masks are numpy bool arrays over the
+tokenizer's ids (``<eos>`` = id 0).
 """
 
 from __future__ import annotations
