@@ -214,9 +214,13 @@ def part_models(args) -> None:
 # ---------------------------------------------------------------------------- part: speed
 def part_speed(args) -> None:
     """The constraint's share of the decode: `seqgen sample default --tunes N` samples its tunes
-    as one batch; the time inside ConstrainedBatch.masks and .advance (the grammar's work at
-    each step: a mask per stream, moving every stream on) against the whole batch's time, in a
-    fresh process (the first batch builds the masks of the states it meets) and after."""
+    as one batch; the time inside ConstrainedBatch (the grammar's work at each step: which
+    tokens a stream may take, masks where needed, moving every stream on) against the whole
+    batch's time, in a fresh process (the first batch meets states no cache holds) and after.
+    `--code DIR` times another checkout's seqgen (a `git archive` of an older commit) in a
+    subprocess per batch, alternating with this one's: old new old new."""
+    if args.code:
+        return _speed_alternating(args)
     import torch
 
     from seqgen.checkpoint import load_checkpoint
@@ -235,15 +239,17 @@ def part_speed(args) -> None:
                 spent[0] += time.perf_counter() - t
         return wrapper
 
-    ConstrainedBatch.masks = timed(ConstrainedBatch.masks)
-    ConstrainedBatch.advance = timed(ConstrainedBatch.advance)
+    for name in ("masks", "mask", "allows", "takes", "advance"):  # (older code: masks, advance)
+        if name in vars(ConstrainedBatch):
+            setattr(ConstrainedBatch, name, timed(getattr(ConstrainedBatch, name)))
     ckpt = load_checkpoint(default_model_dir())
     plan = resolve_sampling(ckpt, SamplingRequest(tunes=True))
     torch.set_num_threads(1)
-    print(f"\n### The constraint's share of the decode: `seqgen sample default --tunes "
-          f"{args.tunes} --seed S` (one batch, 1 torch thread)\n")
-    print("| seed | batch | whole batch | in the grammar | share | grammar's cost per step |")
-    print("|---|---|---|---|---|---|")
+    if not args.quiet:
+        print(f"\n### The constraint's share of the decode: `seqgen sample default --tunes "
+              f"{args.tunes} --seed S` (one batch, 1 torch thread)\n")
+        print("| seed | batch | whole batch | in the grammar | share | grammar's cost per step |")
+        print("|---|---|---|---|---|---|")
     for i, seed in enumerate(args.seeds):
         spent[0] = 0.0
         t = time.perf_counter()
@@ -251,8 +257,41 @@ def part_speed(args) -> None:
                      torch.Generator().manual_seed(seed))
         total = time.perf_counter() - t
         g = spent[0]
-        print(f"| {seed} | {'first (cold caches)' if i == 0 else 'later'} | {total:.1f} s | "
-              f"{g:.1f} s | {g / total:.0%} | {g / (total - g):+.0%} |", flush=True)
+        print(f"| {seed} | {'first (cold caches)' if i == 0 else 'later'} | {total:.2f} s | "
+              f"{g:.2f} s | {g / total:.0%} | {g / (total - g):+.0%} |", flush=True)
+
+
+def _speed_alternating(args) -> None:
+    """part_speed for the code in args.code and this checkout's, one subprocess each (the
+    seeds one after another, so the later ones find warm caches), alternating --rounds times;
+    then the medians."""
+    here = Path(__file__).resolve().parent.parent
+    runs: dict[str, list[tuple[float, float]]] = {}
+    print(f"\n### The constraint's share of the decode, `seqgen sample default --tunes "
+          f"{args.tunes}`, seeds {' '.join(map(str, args.seeds))} in one process each, "
+          f"{args.rounds} rounds alternating\n")
+    print("| round | code | seed | whole batch | in the grammar | share | cost per step |")
+    print("|---|---|---|---|---|---|---|")
+    for r in range(args.rounds):
+        for label, root in (("before", Path(args.code).resolve()), ("after", here)):
+            cmd = [sys.executable, "-c", "import runpy, sys; sys.argv = sys.argv[1:]; "
+                   "runpy.run_path(sys.argv[0], run_name='__main__')", __file__, "--parts",
+                   "speed", "--quiet", "--tunes", str(args.tunes), "--seeds",
+                   *map(str, args.seeds)]
+            out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
+            for line in out.stdout.splitlines():
+                cells = [c.strip() for c in line.strip("|").split("|")]
+                if len(cells) == 6 and cells[0].isdigit():
+                    print(f"| {r + 1} | {label} | {cells[0]} | " + " | ".join(cells[2:]) + " |",
+                          flush=True)
+                    total, grammar = float(cells[2][:-2]), float(cells[3][:-2])
+                    runs.setdefault(f"{label}, seed {cells[0]}", []).append((total, grammar))
+    print("\n| code, seed | median whole batch | median in the grammar | share | cost per step |")
+    print("|---|---|---|---|---|")
+    for key, rows in runs.items():
+        total = statistics.median(t for t, _ in rows)
+        g = statistics.median(g for _, g in rows)
+        print(f"| {key} | {total:.2f} s | {g:.2f} s | {g / total:.0%} | {g / (total - g):+.0%} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,8 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="/tmp/seqgen-grammar-runs",
                     help="models: where the trained models go (reused when there)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--code", help="speed: also time the seqgen checkout in this folder (a "
+                    "`git archive` of an older commit), alternating with this one")
+    ap.add_argument("--rounds", type=int, default=3, help="speed with --code: rounds")
+    ap.add_argument("--quiet", action="store_true", help="speed: rows only (for --code)")
     args = ap.parse_args(argv)
-    print(f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}")
+    if not args.quiet:
+        print(f"{os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d')}")
     for part in args.parts:
         {"tools": part_tools, "meters": part_meters, "models": part_models,
          "speed": part_speed}[part](args)

@@ -27,6 +27,9 @@ How a sample is made (docs/sampling.md has the details):
 4. Tokens stay in a preallocated tensor; the Python side looks at them every few steps (a chunk
    that doubles from 1 to 32 steps, so the first character comes at once), decodes them, checks
    ``<eos>`` and the stop strings, and hands new text to the caller for streaming.
+5. With ``constrain="abc"`` the choice takes only tokens the ABC grammar allows: the same token
+   as masking the logits first, asking the grammar about the drawn token (and, with top-k/top-p,
+   the few most likely ones) instead of computing every mask (``ConstrainedChooser``).
 
 Speed: at the sizes this project trains, a step costs a few dozen tiny tensor operations, so the
 cost is per-operation overhead, not arithmetic. ``FastDecoder`` runs the model's own one-token
@@ -184,20 +187,177 @@ class TokenChooser:
         noise.exponential_(generator=self.generator).log_().neg_()  # Gumbel(0, 1)
         self._noise, self._next = noise.to(device), 0
 
+    @property
+    def filters(self) -> bool:
+        """Top-k or top-p is on (and the choice is a draw)."""
+        return not self.greedy and bool(self.top_k or self.top_p < 1.0)
+
+    def noise(self, logits: Tensor) -> Tensor | None:
+        """The Gumbel noise (B, V) of the next choice (None when greedy)."""
+        if self.greedy:
+            return None
+        if self._noise is None or self._next >= self._noise.shape[0]:
+            self.prepare(1, logits.shape[0], logits.shape[-1], logits.device)
+        self._next += 1
+        return self._noise[self._next - 1]
+
+    def scores(self, logits: Tensor, g: Tensor | None, filtered: bool = True) -> Tensor:
+        """(B, V): what the choice takes the argmax of (logits, or the filtered logits divided
+        by the temperature plus the noise `g`); `filtered` False skips top-k/top-p."""
+        import torch
+
+        if g is None:
+            return logits
+        if filtered and self.filters:
+            logits = _filter_logits(logits, self.top_k, self.top_p)
+        return torch.add(g, logits.float(), alpha=1.0 / self.temperature)
+
     def choose(self, logits: Tensor, out: Tensor | None = None) -> Tensor:
         """The chosen token ids (B,) for logits (B, V), written into `out` when given."""
         import torch
 
-        if self.greedy:
-            return torch.argmax(logits, dim=-1, out=out) if out is not None else logits.argmax(-1)
-        if self._noise is None or self._next >= self._noise.shape[0]:
-            self.prepare(1, logits.shape[0], logits.shape[-1], logits.device)
-        g = self._noise[self._next]  # (B, V)
-        self._next += 1
-        if self.top_k or self.top_p < 1.0:
-            logits = _filter_logits(logits, self.top_k, self.top_p)
-        scores = torch.add(g, logits.float(), alpha=1.0 / self.temperature)  # (B, V)
+        scores = self.scores(logits, self.noise(logits))  # (B, V)
         return torch.argmax(scores, dim=-1, out=out) if out is not None else scores.argmax(-1)
+
+
+# ====================================================================== constrained token choice
+WINDOW = 16  # the most likely tokens the constrained choice reads per stream before a full mask
+EPS = 1e-5  # mass margin: a nucleus edge closer than this to p is decided on the full mask
+
+
+class ConstrainedChooser:
+    """The token choice under a grammar (`cons`: a ConstrainedBatch): the same token, for the
+    same noise, as masking the logits with every stream's mask before `chooser` chooses, but
+    masks are seldom computed.
+
+    The draw is the argmax of noise plus (filtered) logits over the allowed tokens. Without
+    top-k/top-p the argmax over all tokens is that token whenever the grammar allows it (one
+    move of the grammar, which advancing needs anyway); only a refused token costs its stream a
+    mask. With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
+    tokens' renormalised distribution), so the allowed set is read from the most likely
+    tokens down, one move each, until the allowed nucleus is known: its mass bounds the
+    allowed mass from below, the unread tokens' mass from above (`_nucleus`). Streams it
+    cannot settle within WINDOW tokens or EPS of the edge take the full mask. `full_masks`
+    masks every stream at every step (the reference the tests compare with)."""
+
+    def __init__(self, chooser: TokenChooser, cons, full_masks: bool = False):
+        self.chooser, self.cons, self.full_masks = chooser, cons, full_masks
+
+    def choose(self, logits: Tensor, out: Tensor) -> Tensor:
+        """The chosen ids (B,) for logits (B, V), written into `out`."""
+        import torch
+
+        c, cons = self.chooser, self.cons
+        g = c.noise(logits)
+        rows = list(range(logits.shape[0]))
+        if not self.full_masks:
+            if c.filters:
+                rows = self._filtered(logits, g, out)
+            else:  # the argmax over all tokens, kept where the grammar allows it
+                torch.argmax(c.scores(logits, g), dim=-1, out=out)
+                rows = [b for b, t in enumerate(out.tolist()) if not cons.takes(b, t)]
+        if rows:  # the masked choice of the streams left
+            import numpy as np
+
+            at = torch.tensor(rows, device=logits.device)
+            allowed = torch.from_numpy(np.stack([cons.mask(b) for b in rows])).to(logits.device)
+            masked = logits[at].masked_fill(~allowed, float("-inf"))  # (R, V)
+            out[at] = c.scores(masked, None if g is None else g[at]).argmax(-1)
+        return out
+
+    def _filtered(self, logits: Tensor, g: Tensor, out: Tensor) -> list[int]:
+        """Top-k/top-p: the choice of every stream settled without its mask, written into
+        `out`; the streams left. First the argmax t over all tokens: where the grammar allows
+        it, fewer than k tokens rank above it and the mass u of those above it is below
+        p / (1 - p) times its own, t is in the allowed nucleus whatever else is allowed (the
+        allowed mass a above it is at most u, and a < p (a + p_t) is the nucleus's test), so
+        it is the choice. Else `_nucleus` reads the most likely tokens."""
+        import torch
+
+        c = self.chooser
+        scores = c.scores(logits, g, filtered=False)  # (B, V)
+        torch.argmax(scores, dim=-1, out=out)
+        probs = torch.softmax(logits, dim=-1)  # (B, V)
+        above = logits >= logits.gather(1, out[:, None])  # (B, V), t itself included
+        p_t = probs.gather(1, out[:, None]).squeeze(1)  # (B,)
+        ok = torch.ones_like(p_t, dtype=torch.bool)
+        if c.top_p < 1.0:
+            u = (probs * above).sum(-1) - p_t
+            ok &= (1.0 - c.top_p) * u < c.top_p * p_t - EPS
+        if c.top_k:
+            ok &= above.sum(-1) <= c.top_k
+        ids = out.tolist()
+        rows = [b for b, fine in enumerate(ok.tolist()) if not (fine and self.cons.takes(b, ids[b]))]
+        if rows:
+            return self._walk(rows, logits, scores, out)
+        return rows
+
+    def _walk(self, rows: list[int], logits: Tensor, scores: Tensor, out: Tensor) -> list[int]:
+        """`_nucleus` for the streams `rows`: the choice of those it settles, written into
+        `out`; the streams left."""
+        import torch
+
+        c = self.chooser
+        at = torch.tensor(rows, device=logits.device)
+        m = min(WINDOW, logits.shape[-1])
+        vals, order = torch.sort(logits[at], dim=-1, descending=True)  # (R, V)
+        probs = torch.softmax(vals, dim=-1)[:, :m].tolist()
+        best = scores[at].gather(1, order[:, :m]).tolist()  # (R, m)
+        ids, vals = order[:, :m].tolist(), vals[:, :m].tolist()
+        full = m == logits.shape[-1]
+        left, done, chosen = [], [], []
+        for r, b in enumerate(rows):
+            kept = _nucleus(ids[r], probs[r], vals[r], lambda t, b=b: self.cons.allows(b, t),
+                            c.top_k, c.top_p, full)
+            if kept is None:
+                left.append(b)
+            else:  # the first of the best (argmax's choice among equal scores: the lowest id)
+                done.append(b)
+                chosen.append(ids[r][max(kept, key=lambda i: (best[r][i], -ids[r][i]))])
+        if done:
+            out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
+        return left
+
+
+def _nucleus(ids: list[int], probs: list[float], vals: list[float], allows: Callable[[int], bool],
+             top_k: int, top_p: float, full: bool) -> list[int] | None:
+    """Positions (in `ids`, the most likely tokens first, with their probabilities and logits)
+    of the allowed tokens that top-k then top-p keep once the others are masked; None when that
+    is not settled within these tokens (`full`: they are the whole vocabulary) or within EPS."""
+    kept: list[int] = []  # positions of allowed tokens, in order
+    before: list[float] = []  # the allowed mass before each
+    mass = seen = 0.0  # allowed mass read, all mass read
+    kth = None
+    for i, t in enumerate(ids):
+        if kth is not None and vals[i] < kth:
+            break  # top-k: k allowed tokens (and the ties of the k-th) found
+        if not top_k and _settled(before, mass, 1.0 - seen, top_p):
+            break
+        seen += probs[i]
+        if allows(t):
+            kept.append(i)
+            before.append(mass)
+            mass += probs[i]
+            if top_k and len(kept) == top_k:
+                kth = vals[i]
+    else:
+        if not full and (top_k or not _settled(before, mass, 1.0 - seen, top_p)):
+            return None  # (top-k: k allowed not found among the window)
+    if not kept:
+        return None  # nothing allowed: the full mask's fallback (<eos>)
+    if top_p >= 1.0:
+        return kept
+    # the allowed mass: the top-k set's, or between `mass` and mass + the unread mass
+    if not _settled(before, mass, 0.0 if top_k or full else 1.0 - seen, top_p):
+        return None
+    return [i for i, b in zip(kept, before, strict=True) if b < top_p * mass]
+
+
+def _settled(before: list[float], mass: float, rest: float, top_p: float) -> bool:
+    """Whatever the unread tokens (mass `rest`) hold: no unread allowed token is in the top-p
+    nucleus, and each read one is in or out (allowed mass between `mass` and mass + rest)."""
+    lo, hi = top_p * mass, top_p * (mass + rest)
+    return mass >= hi + EPS and all(b < lo - EPS or b >= hi + EPS for b in before)
 
 
 def choose_tokens(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -422,6 +582,10 @@ class Sampler:
     checkpoint's `context` (None, the default, reads <eos>: a document's start).
     """
 
+    # True: the grammar masks every stream at every step (ConstrainedChooser's reference path,
+    # for tests and bench/); the tokens are the same
+    full_masks = False
+
     def __init__(self, model, tokenizer: Tokenizer, prompt: str = "",
                  config: SampleConfig | None = None, generator: torch.Generator | None = None,
                  context: str | None = None):
@@ -467,6 +631,7 @@ class Sampler:
         decode = self.tokenizer.decode
         chooser = TokenChooser(cfg.temperature, cfg.top_k, cfg.top_p, self.generator)
         cons = self.constraint
+        cons_chooser = ConstrainedChooser(chooser, cons, self.full_masks)
         if model.training:
             raise UsageError("the model is in training mode; call model.eval() before sampling")
         with torch.inference_mode():
@@ -479,10 +644,10 @@ class Sampler:
                 n = min(chunk, N - t)
                 chooser.prepare(n, B, logits.shape[-1], device)
                 for j in range(t, t + n):
-                    if cons is not None:  # the grammar's mask, per stream, before the choice
-                        allowed = torch.from_numpy(cons.masks()).to(device)  # (B, V)
-                        logits = logits.masked_fill(~allowed, float("-inf"))
-                    tok = chooser.choose(logits, out=out[j])  # (B,)
+                    if cons is not None:  # the grammar's choice (allowed tokens only)
+                        tok = cons_chooser.choose(logits, out[j])  # (B,)
+                    else:
+                        tok = chooser.choose(logits, out=out[j])  # (B,)
                     if cons is not None:
                         cons.advance(tok.tolist())
                     if j + 1 < N:

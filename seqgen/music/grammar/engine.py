@@ -2,10 +2,13 @@
 caches, and the streams of a batch. What may follow what is the rules' (rules/).
 
 Speed: states are small immutable tuples; both the mask of a state and the move (state, id) ->
-state are cached, so after warm-up a character costs two dictionary lookups. Masks are cached
-per `rules.signature` (states whose masks are equal share one), and a new mask computes one
-note letter's move for all of them (in the body they are allowed alike but after a tie). No
-torch here: masks are numpy bool arrays over the tokenizer's ids (``<eos>`` = id 0).
+state are cached. Masks are cached per `rules.signature` (states whose masks are equal share
+one), and a new mask computes one note letter's move for all of them (in the body they are
+allowed alike but after a tie). The counters of the bar, the line and the part make nearly every
+state new, so the sampler seldom asks for a mask: it asks whether the drawn token is allowed
+(`ConstrainedBatch.takes`, the move itself) or a few likely ones (`allows`, per class of states;
+seqgen.sampling.ConstrainedChooser). No torch here: masks are numpy bool arrays over the
+tokenizer's ids (``<eos>`` = id 0).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class AbcConstraint:
         # body masks: one note letter stands for all (but after a tie); characters no body
         # state takes are refused at once
         self._letter, self._letters = letters[0], letters[1:]
+        self._letter_set = frozenset(letters)
         self._ids = [i for i, _ in self._chars]
         self._body_ids = [i for i, c in self._chars if c in BODY_CHARS]  # the rest: never
         self._body_other = [i for i in self._body_ids if i not in set(letters)]
@@ -97,6 +101,19 @@ class AbcConstraint:
                 nxt = None  # a move into a dead end (one step of look-ahead)
         self._moves[key] = nxt
         return nxt
+
+    def allows(self, s: State, token: int) -> bool:
+        """``mask(s)[token]``, without computing the mask when it is not cached: the move of
+        `s`'s class (`_sig`) by `token` (outside free text every note letter but after a tie
+        by the first one, as `mask` does), cached."""
+        s = self._sig(s)
+        m = self._masks.get(s)
+        if m is not None:
+            return bool(m[token])
+        if (token in self._letter_set and s.phase == BODY and not s.tie
+                and s.body not in TEXT_STATES):
+            token = self._letter
+        return self.advance(s, token) is not None
 
     def mask(self, s: State) -> np.ndarray:
         """The ids allowed after state `s` (bool array of vocab_size; never all False)."""
@@ -196,6 +213,23 @@ class ConstrainedBatch:
 
         c = self.constraint
         return np.stack([c.mask(s) if s is not None else self._all for s in self.states])
+
+    def mask(self, b: int) -> np.ndarray:
+        """(V,) bool: the ids stream `b` may take next."""
+        s = self.states[b]
+        return self.constraint.mask(s) if s is not None else self._all
+
+    def allows(self, b: int, token: int) -> bool:
+        """Stream `b` may take `token` next (one move of the grammar, cached for `advance`)."""
+        s = self.states[b]
+        return s is None or self.constraint.allows(s, token)
+
+    def takes(self, b: int, token: int) -> bool:
+        """`allows`, read from the move itself (which `advance` then finds cached): for the
+        token the stream is about to take (tests check that a state's moves agree with its
+        mask)."""
+        s = self.states[b]
+        return s is None or self.constraint.advance(s, token) is not None
 
     def advance(self, tokens: Sequence[int]) -> None:
         """Move every stream on by its token (a stream given a refused token switches off)."""

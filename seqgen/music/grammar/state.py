@@ -153,3 +153,18 @@ class State(NamedTuple):
     inner: int = 0  # notes of the chord [...] so far, or characters of the annotation
     bang_gap: int = BANG_GAP  # characters since a '!' line break mark (counted up to BANG_GAP)
     deco: str = ""  # the decoration of the coming or current note ('.', '~', '!trill!')
+
+
+_FIELD_INDEX = {name: i for i, name in enumerate(State._fields)}
+
+
+def _replace(self: State, **changes) -> State:
+    """The state with `changes` (as NamedTuple._replace, about twice as fast: the rules make a
+    new state for nearly every character they read)."""
+    values = list(self)
+    for name, value in changes.items():
+        values[_FIELD_INDEX[name]] = value
+    return tuple.__new__(State, values)
+
+
+State._replace = _replace  # type: ignore[method-assign,assignment]

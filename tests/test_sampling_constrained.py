@@ -1,0 +1,121 @@
+"""seqgen.sampling.ConstrainedChooser: the token choice under the ABC grammar takes the same
+token, at the same seed, as masking every stream's logits before the choice, while it seldom
+computes a mask."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import seqgen.sampling as sampling
+from seqgen.models import ModelConfig, build_model
+from seqgen.music.grammar import ConstrainedBatch
+from seqgen.sampling import ConstrainedChooser, SampleConfig, Sampler, TokenChooser, generate
+from seqgen.tokenizer import Tokenizer
+
+# every construct of the grammar in few characters (as tests/test_music_grammar.py)
+VOCAB_TEXT = ("X:1\nT:Reel o' the Bog\nM:6/8 2/4 C|\nL:1/8 1/16\nK:Dmix Am G Minor\n"
+              "|:(3ABc d2>e f/g//a^b_c=d3/2|(AB)[1 {ga}Te-~f.uv z2:|[2 A,B'||C|]::\n"
+              '"G" "Bbmaj7/F#" "^fine" [CEG]2 !trill! \\ jig reel')
+TOK = Tokenizer.build([VOCAB_TEXT])
+SETTINGS = [dict(), dict(top_p=0.9), dict(top_p=0.5), dict(top_k=5), dict(top_k=3, top_p=0.8),
+            dict(temperature=0.0), dict(temperature=1.5, top_p=0.95), dict(top_k=1)]
+
+
+class FakeGrammar:
+    """The part of ConstrainedBatch the chooser reads, over a fixed (B, V) bool matrix of
+    allowed ids; a row with nothing allowed gets <eos> in its mask, as AbcConstraint.mask."""
+
+    def __init__(self, allowed: torch.Tensor):
+        self.allowed = allowed
+        self.masks = 0
+
+    def mask(self, b: int):
+        self.masks += 1
+        m = self.allowed[b].clone()
+        if not m.any():
+            m[0] = True
+        return m.numpy()
+
+    def allows(self, b: int, t: int) -> bool:
+        return bool(self.allowed[b, t])
+
+    takes = allows
+
+
+def masked_choice(chooser: TokenChooser, logits: torch.Tensor, grammar: FakeGrammar):
+    rows = range(logits.shape[0])
+    allowed = torch.stack([torch.from_numpy(grammar.mask(b)) for b in rows])
+    return chooser.choose(logits.masked_fill(~allowed, float("-inf")))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 6), vocab=st.integers(2, 40),
+       density=st.floats(0.0, 1.0), spread=st.floats(0.1, 8.0),
+       setting=st.sampled_from(SETTINGS))
+def test_the_choice_equals_masking_first_for_any_logits_and_allowed_set(seed, batch, vocab,
+                                                                     density, spread, setting):
+    gen = torch.Generator().manual_seed(seed)
+    logits = torch.randn(batch, vocab, generator=gen) * spread
+    allowed = torch.rand(batch, vocab, generator=gen) < density
+    cfg = dict(temperature=1.0, top_k=0, top_p=1.0) | setting
+    grammar = FakeGrammar(allowed)
+    want = masked_choice(TokenChooser(**cfg, generator=torch.Generator().manual_seed(seed)),
+                         logits, grammar)
+    lazy = ConstrainedChooser(TokenChooser(**cfg, generator=torch.Generator().manual_seed(seed)),
+                              grammar)
+    got = lazy.choose(logits, torch.empty(batch, dtype=torch.long))
+    assert got.tolist() == want.tolist()
+
+
+def tiny_model(seed: int, scale: float):
+    torch.manual_seed(seed)
+    cfg = ModelConfig(kind="lstm", vocab_size=TOK.vocab_size, hidden_size=32, num_layers=1,
+                      embed_dim=8)
+    model = build_model(cfg).eval()
+    with torch.no_grad():  # larger weights: peakier distributions, as a trained model's
+        model.head.weight.mul_(scale)
+    return model
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_generate_gives_the_same_tunes_as_masking_every_step(monkeypatch, setting):
+    counts = {True: 0, False: 0}  # masks computed, with and without full_masks
+    mask = ConstrainedBatch.mask
+
+    def counted(self, b):
+        counts[Sampler.full_masks] += 1
+        return mask(self, b)
+
+    monkeypatch.setattr(ConstrainedBatch, "mask", counted)
+    for scale in (1.0, 30.0):  # a flat and a peaked model
+        model = tiny_model(1, scale)
+        cfg = SampleConfig(length=150, num_samples=4, constrain="abc", **setting)
+        texts = {}
+        for full in (True, False):
+            monkeypatch.setattr(Sampler, "full_masks", full)
+            samples = generate(model, TOK, "X:", cfg, torch.Generator().manual_seed(7))
+            texts[full] = [s.tokens for s in samples]
+        assert texts[False] == texts[True]
+    assert counts[False] < counts[True]  # (this untrained model often wants a refused token)
+
+
+def test_nucleus_reads_only_what_decides_it():
+    reads = []
+
+    def allows(t):
+        reads.append(t)
+        return t != 1
+
+    # the first token holds 0.95 of the mass: with p = 0.9 nothing after it can be in
+    kept = sampling._nucleus([0, 1, 2, 3], [0.95, 0.03, 0.01, 0.01], [4.0, 0.5, 0.0, 0.0],
+                             allows, 0, 0.9, False)
+    assert kept == [0] and reads == [0]
+    reads.clear()  # top-k 2 with token 1 refused: tokens 0 and 2
+    assert sampling._nucleus([0, 1, 2, 3], [0.4, 0.3, 0.2, 0.1], [3.0, 2.0, 1.0, 0.0], allows,
+                             2, 1.0, False) == [0, 2]
+    assert reads == [0, 1, 2]
+    # nothing settles within a window that is not the whole vocabulary: the mask decides
+    assert sampling._nucleus([1], [0.9], [1.0], allows, 0, 0.9, False) is None
