@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 
 import numpy as np
@@ -359,12 +360,12 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
             assert torch.get_num_threads() == 2  # the caller's setting, back after the run
 
         run()
-        assert "cpu fp32 1 thread(s)" in starts[-1]
+        assert re.search(r"cpu (fp32|bf16) 1 thread\(s\)", starts[-1])
         run(threads=2)
-        assert "cpu fp32 2 thread(s)" in starts[-1]  # --threads decides
+        assert re.search(r"cpu (fp32|bf16) 2 thread\(s\)", starts[-1])  # --threads decides
         monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 7.0)  # never above torch's
         run()
-        assert "cpu fp32 2 thread(s)" in starts[-1]
+        assert re.search(r"cpu (fp32|bf16) 2 thread\(s\)", starts[-1])
     finally:
         torch.set_num_threads(before)
 
@@ -390,7 +391,7 @@ def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
     assert more.step == 12 and more.config.minutes == 30
 
 
-def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypatch):
+def test_precision_auto_is_bf16_where_the_hardware_has_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
                         not including_emulation or True)  # an Ampere GPU
     monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: False)
@@ -401,10 +402,11 @@ def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypa
                         including_emulation)  # bf16 only emulated (a T4, a V100)
     assert resolve_precision("auto", "cuda:1", "transformer") == "fp32"
     assert resolve_precision("auto", "cpu", "transformer") == "fp32"
-    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: True)  # AMX
-    assert resolve_precision("auto", "cpu", "transformer") == "bf16"
     assert resolve_precision("auto", "cpu", "lstm") == "fp32"
-    assert resolve_precision("bf16", "cpu", "lstm") == "bf16"  # asked for: given
+    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: True)  # AMX or AVX-512 BF16
+    for kind in ("transformer", "lstm", "gru", "rnn"):  # every kind on such a CPU
+        assert resolve_precision("auto", "cpu", kind) == "bf16"
+    assert resolve_precision("fp32", "cpu", "lstm") == "fp32"  # asked for: given
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):

@@ -41,16 +41,17 @@ def run_device(cfg: TrainConfig, dist: Dist) -> str:
 
 
 def resolve_precision(name: str, device: str, kind: str) -> str:
-    """fp32 or bf16. `auto`: bf16 for the transformer on hardware with native bf16 (a CUDA GPU
-    from Ampere on; a CPU with AMX/AVX-512 BF16), fp32 otherwise. The RNN kinds stay fp32: on
-    the CPU the benchmark shows bf16 autocast slowing torch's LSTM/GRU kernels down, and on CUDA
-    torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for, without a gradient
-    scaler (not measured here: no GPU was lent)."""
+    """fp32 or bf16. `auto`: bf16 for every kind on a CPU with native bf16 (AMX or AVX-512
+    BF16: there bf16 autocast trains the LSTM about 1.6-1.9x and the transformer about 2-3x
+    faster per second, and to a lower held-out loss per minute: docs/benchmarks.md), and for
+    the transformer on a CUDA GPU with native bf16 (Ampere on); fp32 otherwise. On CUDA the RNN
+    kinds stay fp32: torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for,
+    without a gradient scaler (not measured here: no GPU was lent)."""
     import torch
 
-    if name != "auto" or kind != "transformer":
-        return name if name != "auto" else "fp32"
-    if device.startswith("cuda"):
+    if name != "auto":
+        return name
+    if device.startswith("cuda") and kind == "transformer":
         try:
             native = torch.cuda.is_bf16_supported(including_emulation=False)
         except TypeError:  # (torch before the argument existed)
