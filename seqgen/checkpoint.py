@@ -286,13 +286,15 @@ def save_checkpoint(
     train_state: TrainState | None = None,
     corpus_split: str | None = None,
     context: str | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
     `corpus_split` is how training split the corpus (seqgen.data.Split.by): "document" (its
     documents each ended by <eos>) or "position" (one text, no <eos>); with "position",
     `context` is what sampling reads before a prompt (seqgen.sampling.text_context). Both are
-    saved under "corpus" (see `prompt_context`). The weights (and the training state, when
+    saved under "corpus" (see `prompt_context`). `calibration`: what `--preset auto` measured
+    and chose (seqgen.train.calibrate), saved as "calibration". The weights (and the training state, when
     given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
     those files, is written last.
     """
@@ -336,6 +338,7 @@ def save_checkpoint(
         "metrics": _json_safe(metrics or {}),
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
         "files": files,
+        **({"calibration": _json_safe(calibration)} if calibration is not None else {}),
     }
     atomic_write_text(directory / META, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
     try:

@@ -48,6 +48,8 @@ class RunState:
     replacing: bool = False  # --overwrite: the first save removes what the old run left there
     took_over: str | None = None  # the lock of a run that no longer runs, taken over
     fwd_model: Any = None  # the model as a step calls it (compiled, in DDP); set after restore
+    calibration: dict | None = None  # what `--preset auto` measured and chose (checkpoint.json)
+    calibrated: str = ""  # the start line's account of it (a new calibrated run only)
     # how far it has got
     step: int = 0
     elapsed: float = 0.0  # seconds of training and evaluation (the set-up does not count)
@@ -178,7 +180,7 @@ class RunState:
         split = self.data.split  # how sampling will read prompts (seqgen.sampling.encode_prompt)
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
-                      metrics=metrics, corpus_split=split.by,
+                      metrics=metrics, corpus_split=split.by, calibration=self.calibration,
                       context=text_context(split.train[0]) if split.by == "position" else None)
         self.metrics_log.write(self.history)
         if best:
