@@ -193,3 +193,25 @@ def test_threads_or_steps_or_a_preset_skip_calibration(tmp_path):
                                 eval_tokens=256, **kw))
         assert "calibration" not in ck.load_checkpoint(res.out).meta
         assert res.config.preset in ("tiny", "small", "medium")
+
+
+def test_each_candidate_keeps_its_faster_precision_and_the_run_takes_the_chosens(monkeypatch):
+    """The transformer is timed at bf16 and fp32 where the CPU has native bf16: small models
+    ran faster in fp32 there, large ones in bf16."""
+    fast = {("2x64", "fp32"): 90_000, ("2x64", "bf16"): 40_000,
+            ("4x128", "fp32"): 20_000, ("4x128", "bf16"): 30_000}
+
+    def fake_rate(model, c, mcfg, precision, *args, **kw):
+        return fast.get((c.name, precision))
+
+    monkeypatch.setattr(cal_mod, "_rate", fake_rate)
+    rows, _ = measure("transformer", 30, ("bf16", "fp32"), "cpu", 60.0,
+                      enough=lambda m: m.name == "4x128")
+    assert [(r.name, r.precision, r.tokens_per_s) for r in rows[:2]] == [
+        ("2x64", "fp32", 90_000), ("4x128", "bf16", 30_000)]
+    c = Calibration("transformer", "bf16", 1, 600.0, 1.0, rows)
+    c = choose(c, 10**6)
+    assert c.chosen == "4x128" and c.precision == "bf16"
+    assert "2x64 90,000 fp32, 4x128 30,000 bf16" in c.message()
+    c = choose(Calibration("transformer", "bf16", 1, 30.0, 1.0, rows), 10**6)
+    assert c.chosen == "2x64" and c.precision == "fp32"

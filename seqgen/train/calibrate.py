@@ -95,6 +95,7 @@ class Measured:
     name: str
     params: int
     tokens_per_s: float | None
+    precision: str = ""  # the one it was timed at (the faster, where several were)
 
 
 @dataclass
@@ -118,26 +119,30 @@ class Calibration:
         return asdict(self)
 
     def message(self) -> str:
-        timed = ", ".join(f"{m.name} {m.tokens_per_s:,.0f}" for m in self.measured
-                          if m.tokens_per_s is not None)
+        mixed = len({m.precision for m in self.measured if m.tokens_per_s}) > 1
+        timed = ", ".join(f"{m.name} {m.tokens_per_s:,.0f}" + (f" {m.precision}" if mixed else "")
+                          for m in self.measured if m.tokens_per_s is not None)
         head = (f"auto: timed {timed} tokens/s ({self.precision}, {self.threads} thread(s), "
                 f"{self.seconds:.1f} s) -> " if timed else "auto: ")
         return head + f"{self.chosen}, {self.reason}"
 
 
 # --------------------------------------------------------------------------------- measuring
-def measure(kind: str, vocab_size: int, precision: str, device: str, limit_s: float,
+def measure(kind: str, vocab_size: int, precision: str | tuple[str, ...], device: str,
+            limit_s: float,
             enough: Callable[[Measured], bool] = lambda m: False,
             clock: Callable[[], float] = time.perf_counter) -> tuple[list[Measured], float]:
     """Each candidate's training tokens/s (a few steps on random tokens: the speed depends on
     the shapes only), smallest first, until `limit_s` is spent or a candidate is `enough` (the
-    larger ones are then left untimed; a `limit_s` of 0 times none); and the seconds spent. Uses its own random generator
-    and restores torch's, so the run it precedes trains as it would have."""
+    larger ones are then left untimed; a `limit_s` of 0 times none); and the seconds spent.
+    With several precisions each candidate is timed at each and keeps the faster. Uses its own
+    random generator and restores torch's, so the run it precedes trains as it would have."""
     import torch
 
     from seqgen.models import ModelConfig, build_model
     from seqgen.train.start import adamw
 
+    precisions = (precision,) if isinstance(precision, str) else precision
     t0 = clock()
     rng = torch.get_rng_state()
     gen = torch.Generator().manual_seed(0)
@@ -148,19 +153,24 @@ def measure(kind: str, vocab_size: int, precision: str, device: str, limit_s: fl
             mcfg = ModelConfig(kind=kind, vocab_size=vocab_size, **c.model)
             model = build_model(mcfg).to(device).train()
             params = sum(p.numel() for p in model.parameters())
-            rate = None
+            rates: dict[str, float] = {}
             # (a candidate whose warm-up and timed steps would overrun the time is not started)
-            expected = (TIMED_STEPS + 1) * step_s_per_param * params
+            expected = len(precisions) * (TIMED_STEPS + 1) * step_s_per_param * params
             done = bool(out) and out[-1].tokens_per_s is None or any(map(enough, out))
             first = not out and limit_s > 0
             if first or not done and clock() + expected < t0 + limit_s:
-                # (the smallest is always timed, by one step at least: its warm-up step is
-                # the process's first, which the run would pay for anyway)
-                rate = _rate(model, c, mcfg, precision, device, gen, t0 + limit_s, clock, adamw,
-                             min_steps=0 if out else 2)
+                for p in precisions:
+                    # (the smallest is always timed, by one step at least: its warm-up step is
+                    # the process's first, which the run would pay for anyway)
+                    r = _rate(model, c, mcfg, p, device, gen, t0 + limit_s, clock, adamw,
+                              min_steps=0 if out else 2)
+                    if r is not None:
+                        rates[p] = r
+            best = max(rates, key=rates.__getitem__) if rates else precisions[0]
+            rate = rates.get(best)
             if rate is not None:
                 step_s_per_param = c.batch_size * _window(mcfg) / rate / params
-            out.append(Measured(c.name, params, rate))
+            out.append(Measured(c.name, params, rate, best))
     finally:
         torch.set_rng_state(rng)
     return out, clock() - t0
@@ -239,16 +249,21 @@ def choose(cal: Calibration, corpus_chars: int) -> Calibration:
                f"{chars:,} characters -> dropout {dropout:.2f}, batch {batch} x {seq_len}, "
                f"lr {c.lr:g}")
     cal.chosen, cal.tokens, cal.passes, cal.reason = pick.name, tokens, passes, why
+    if pick.precision:
+        cal.precision = pick.precision
     cal.values = {**c.model, "dropout": round(dropout, 3), "batch_size": batch,
                   "seq_len": seq_len, "lr": c.lr,
                   "weight_decay": 0.1 if fam == "transformer" else 0.0}
     return cal
 
 
-def calibrate(kind: str, vocab_size: int, corpus_chars: int, budget_s: float, precision: str,
-              device: str, threads: int) -> Calibration:
-    """Measure (unless the budget is under MIN_BUDGET_S) and choose."""
-    cal = Calibration(kind, precision, threads, budget_s, 0.0)
+def calibrate(kind: str, vocab_size: int, corpus_chars: int, budget_s: float,
+              precision: str | tuple[str, ...], device: str, threads: int) -> Calibration:
+    """Measure (unless the budget is under MIN_BUDGET_S) and choose. Several `precision`s: each
+    candidate is timed at each, and the run trains at the chosen one's faster
+    (`Calibration.precision`)."""
+    first = precision if isinstance(precision, str) else precision[0]
+    cal = Calibration(kind, first, threads, budget_s, 0.0)
     if budget_s < MIN_BUDGET_S:
         cal.measured, _ = measure(kind, vocab_size, precision, device, 0.0)
         return choose(cal, corpus_chars)

@@ -72,6 +72,8 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
     rcfg, mcfg = _run_configs(cfg, loaded, device, calibration)
     recurrent = family(mcfg.kind) == "rnn"
     _fit_batch_size(rcfg, cfg.batch_size, loaded, origin.saved is not None, dist.world, recurrent)
+    if calibration is not None and rcfg.precision == "auto":
+        rcfg.precision = calibration.precision  # (as timed: saved, so --resume keeps it)
     precision = resolve_precision(rcfg.precision, device, mcfg.kind)
     model = _model(mcfg, loaded.resumed or loaded.init_ckpt, rcfg.seed, dist.rank, device)
     optimizer = _optimizer(model, rcfg)
@@ -206,7 +208,11 @@ def _calibrate(cfg: TrainConfig, origin: Origin, loaded: Loaded, device: str,
     budget_s = budget_seconds(cfg)
     if budget_s is None or not calibrates(cfg, origin.saved is not None, dist.enabled, device):
         return None
-    precision = resolve_precision(cfg.precision, device, cfg.kind)
+    precision: str | tuple[str, ...] = resolve_precision(cfg.precision, device, cfg.kind)
+    if cfg.precision == "auto" and precision == "bf16" and cfg.kind == "transformer":
+        # bf16 pays for the transformer's large matrices only: each candidate is timed at
+        # both and trains at the faster (docs/benchmarks.md, "Precision")
+        precision = ("bf16", "fp32")
     return calibrate(cfg.kind, loaded.data.tokenizer.vocab_size, loaded.corpus.num_chars,
                      budget_s, precision, device, torch.get_num_threads())
 
