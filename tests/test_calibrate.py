@@ -43,8 +43,8 @@ def chosen(rates, budget_s=90.0, chars=1_000_000, seconds=4.0):
 
 # --------------------------------------------------------------------------------- the rule
 def test_a_faster_machine_gets_a_larger_model():
-    slow = chosen([60_000, 12_000, 5_000, 2_500, 1_000])  # 86 s left to train
-    fast = chosen([240_000, 90_000, 45_000, 30_000, 12_000])
+    slow = chosen([60_000, 15_000, 5_000, 2_500, 1_000])  # 86 s left to train
+    fast = chosen([240_000, 90_000, 60_000, 45_000, 12_000])
     assert slow.chosen == "1x256" and fast.chosen == "1x512"
     # each the largest that reads TOKENS_PER_PARAM tokens per parameter
     for c in (slow, fast):
@@ -58,8 +58,8 @@ def test_a_faster_machine_gets_a_larger_model():
 
 
 def test_a_longer_budget_gets_a_larger_model_and_many_passes_get_dropout():
-    rates = [240_000, 90_000, 45_000, 30_000, 12_000]
-    short, long = chosen(rates, budget_s=90), chosen(rates, budget_s=20 * 60)
+    rates = [240_000, 90_000, 60_000, 45_000, 12_000]
+    short, long = chosen(rates, budget_s=90, chars=2_000_000), chosen(rates, budget_s=20 * 60)
     assert short.values["dropout"] == 0.0 and short.passes < 3  # few passes: no dropout
     assert long.chosen == "1x768" and long.passes > 10
     assert long.values["dropout"] == cal_mod.MAX_DROPOUT["rnn"]
@@ -86,7 +86,7 @@ def test_a_budget_under_10_s_takes_the_smallest_and_says_so():
 
 
 def test_the_start_line_says_what_was_measured_and_why():
-    c = chosen([240_000, 90_000, 45_000, 30_000, 12_000])
+    c = chosen([240_000, 90_000, 60_000, 45_000, 12_000])
     m = c.message()
     assert m.startswith("auto: timed 1x128 240,000, 1x256 90,000")
     assert "-> 1x512" in m and "tokens per parameter" in m and "passes over 1,000,000" in m
