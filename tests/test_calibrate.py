@@ -67,7 +67,7 @@ def test_a_longer_budget_gets_a_larger_model_and_many_passes_get_dropout():
 
 def test_a_small_corpus_caps_the_model_size():
     c = chosen([240_000, 90_000, 45_000, 30_000, 12_000], budget_s=600, chars=100_000)
-    assert c.chosen == "1x256"  # 350K parameters; the next has more than 5 per character
+    assert c.chosen == "1x384"  # 720K parameters; the next has more than 10 per character
 
 
 def test_when_none_reads_enough_the_smallest_with_a_small_batch():
@@ -144,7 +144,7 @@ def test_which_runs_calibrate():
 
 
 def test_a_calibrated_run_trains_the_choice_records_it_and_resumes(tmp_path, monkeypatch):
-    corpus = make_text(tmp_path / "c.txt", n_chars=80_000)  # (up to 400K parameters)
+    corpus = make_text(tmp_path / "c.txt", n_chars=80_000)  # (up to 800K parameters)
     rates = [200_000, 100_000, 1, 1, 1]  # as if timed: the rule picks 1x256
 
     def fake_measure(kind, vocab, precision, device, limit, enough=None, clock=None):
