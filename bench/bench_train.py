@@ -54,8 +54,9 @@ def _cli_run(corpus: Path | str, extra: list[str], out: Path,
     env = dict(os.environ, COLUMNS="200",
                **({"PYTHONPATH": str(pythonpath)} if pythonpath else {}))
     t0 = time.perf_counter()
+    # (run from the tree: `python -m` puts the working directory ahead of PYTHONPATH)
     p = subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+                       stderr=subprocess.PIPE, text=True, cwd=pythonpath)
     wall = time.perf_counter() - t0
     # the run's own time (calibration, training, validation, the final save), as its summary
     # table says it: the time the budget counts
