@@ -348,6 +348,8 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
     import seqgen.devices
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(seqgen.devices, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet last minute
     monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 0.4)  # another job on the cores
     before = torch.get_num_threads()
     try:
@@ -366,6 +368,10 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
         monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 7.0)  # never above torch's
         run()
         assert re.search(r"cpu (fp32|bf16) 2 thread\(s\)", starts[-1])
+        # idle at this moment, but other jobs kept the cores busy over the last minute
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+        run()
+        assert re.search(r"cpu (fp32|bf16) 1 thread\(s\)", starts[-1])
     finally:
         torch.set_num_threads(before)
 
@@ -538,3 +544,15 @@ def test_compile_trains_the_same_model_as_eager(tmp_path):
     assert we.keys() == wc.keys()  # no torch.compile wrapper names in the checkpoint
     for k in we:
         torch.testing.assert_close(wc[k], we[k], rtol=0, atol=1e-4)
+
+
+def test_the_first_evaluation_is_foreseen_by_the_time_budget():
+    """Before any evaluation, the budget leaves room for one at half the training speed."""
+    from seqgen.train.meter import Meter
+
+    m = Meter(100)
+    assert m.eval_estimate(10_000) == 0.0  # no speed measured yet
+    m.tokens_per_s = 1_000.0
+    assert m.eval_estimate(10_000) == 5.0
+    m.last_eval_s = 2.0  # after one: as long as the last
+    assert m.eval_estimate(10_000) == 2.0

@@ -31,13 +31,26 @@ def run_device(cfg: TrainConfig, dist: Dist) -> str:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
-        from seqgen.devices import idle_threads
-
-        torch.set_num_threads(idle_threads(torch.get_num_threads()))
+        torch.set_num_threads(train_threads(torch.get_num_threads()))
     if dist.enabled and device == "cuda":
         device = f"cuda:{dist.local_rank}"
         torch.cuda.set_device(device)
     return device
+
+
+def train_threads(limit: int) -> int:
+    """Threads for a training run: the cores idle now (`idle_threads`, a 0.1 s look), and no
+    more than the last minute's load average leaves free (at least 1). A run lasts minutes: on
+    the shared 2-core development machine a run that took 2 threads at a quiet moment of a
+    busy minute (load 3-4) trained 3-10x slower than one thread (docs/benchmarks.md)."""
+    from seqgen.devices import idle_threads, usable_cores
+
+    threads = idle_threads(limit)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # (no load average: Windows)
+        return threads
+    return max(1, min(threads, round(usable_cores() - load)))
 
 
 def resolve_precision(name: str, device: str, kind: str) -> str:

@@ -140,7 +140,8 @@ class Trainer:
         loss.backward()
         grad_norm = _grad_norm(run.model, run.cfg.grad_clip)
         meter.clock(run)
-        step = self._agree(run, loss, meter.last_eval_s)
+        val_tokens = len(run.val_ids) if run.val_ids is not None else 0
+        step = self._agree(run, loss, meter.eval_estimate(val_tokens))
         step.grad_norm = float(grad_norm)
         if not math.isfinite(step.loss) or not math.isfinite(step.grad_norm):
             raise run.nonfinite_error(step.loss, step.grad_norm)
@@ -153,7 +154,7 @@ class Trainer:
 
     def _agree(self, run: RunState, loss: torch.Tensor, last_eval_s: float) -> _Step:
         """The step as every process sees it: whether to stop (the budget, leaving room for an
-        evaluation as long as the last one, or a stop request); with several processes, the
+        evaluation as long as the last one, or as estimated before the first; or a stop request); with several processes, the
         mean loss, rank 0's time and a stop anywhere, in one all-reduce."""
         local_stop = self._stop is not None
         if run.budget_s is not None and run.elapsed + last_eval_s >= run.budget_s:

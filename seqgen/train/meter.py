@@ -66,6 +66,14 @@ class Meter:
         if self.loss_n:
             self.train_loss = self.loss_sum / self.loss_n
 
+    def eval_estimate(self, val_tokens: int) -> float:
+        """How long the next evaluation and save may take: as long as the last one; before the
+        first, the held-out tokens at half the training speed (a forward pass costs about a
+        third of a step), so that a slow run's first evaluation does not overrun its budget."""
+        if self.last_eval_s or not self.tokens_per_s:
+            return self.last_eval_s
+        return val_tokens / self.tokens_per_s / 2
+
     def evaluated(self, t0: float, run: RunState) -> None:
         """An evaluation (and save) that began at `t0` is over: its time counts to the run's and
         to the next step's budget check, not to tokens/s."""
