@@ -72,7 +72,8 @@ def _cli_run(corpus: Path | str, extra: list[str], out: Path,
         "best_val": best["metrics"]["val_loss"], "best_step": best["step"],
         "tok_s": statistics.median(rates) if rates else float("nan"),
         "preset": meta["train_config"]["preset"], "precision": meta["train_config"]["precision"],
-        "auto": (meta.get("calibration") or {}).get("reason", "not calibrated"),
+        "auto": next((line.split(" | ")[-1] for line in p.stderr.splitlines()
+                      if " | auto: " in line), "not calibrated"),
         "run_s": float(run_s.group(1)) if run_s else float("nan"),
     }
 
