@@ -59,7 +59,7 @@ def test_a_faster_machine_gets_a_larger_model():
 
 def test_a_longer_budget_gets_a_larger_model_and_many_passes_get_dropout():
     rates = [240_000, 90_000, 60_000, 45_000, 12_000]
-    short, long = chosen(rates, budget_s=90, chars=2_000_000), chosen(rates, budget_s=20 * 60)
+    short, long = chosen(rates, budget_s=90, chars=2_000_000), chosen(rates, budget_s=30 * 60)
     assert short.values["dropout"] == 0.0 and short.passes < 3  # few passes: no dropout
     assert long.chosen == "1x768" and long.passes > 10
     assert long.values["dropout"] == cal_mod.MAX_DROPOUT["rnn"]

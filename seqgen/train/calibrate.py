@@ -39,7 +39,7 @@ TIMED_STEPS = 2  # steps timed per candidate (after one untimed warm-up step)
 # The rule's constants, fitted from bench/bench_train.py sweeps (docs/benchmarks.md, "auto").
 TOKENS_PER_PARAM = 3.0  # a model must read at least this many tokens per parameter
 PARAMS_PER_CHAR = 10.0  # and have at most this many parameters per corpus character
-FREE_PASSES = 3.0  # passes over the corpus that need no dropout
+FREE_PASSES = 8.0  # passes over the corpus that need no dropout
 DROPOUT_PER_PASS = 0.05
 MAX_DROPOUT = {"rnn": 0.35, "transformer": 0.2}
 BATCH, SMALL_BATCH, MIN_STEPS = 64, 32, 400
