@@ -4,13 +4,17 @@ Each scenario prints a Markdown table for docs/benchmarks.md ("Training") and th
 produced it. Variants compared with each other run interleaved in one process (A B A B ...), and
 tables quote medians. The reference corpora are read from ../shared/data/ (never copied).
 
-    python bench/bench_train.py shakespeare        # seqgen train tinyshakespeare.txt --minutes 1.5
-    python bench/bench_train.py irish              # seqgen train irish.abc --minutes 5
+    python bench/bench_train.py shakespeare --repeats 2   # seqgen train tinyshakespeare.txt
+                                   # --minutes 1.5 against bench/floor_lstm.py, interleaved
+    python bench/bench_train.py irish --repeats 1  # the same on irish.abc, 5 minutes
+    python bench/bench_train.py folk --baseline /tmp/main --repeats 1   # seqgen train --minutes 2
+                                   # from this checkout and from another (main's), interleaved
     python bench/bench_train.py presets --minutes 1.5
     python bench/bench_train.py batching --minutes 1
     python bench/bench_train.py precision --steps 40 --repeats 3
     python bench/bench_train.py transformer --steps 30 --repeats 3
     python bench/bench_train.py nanogpt --steps 30 --repeats 3   # side by side with a nanoGPT loop
+    python bench/bench_train.py nanogpt --shapes gpu --nanogpt /tmp/nanogpt --precisions bf16
     python bench/bench_train.py memory --mb 100
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shlex
 import statistics
@@ -40,13 +45,22 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.1f}"
 
 
-def _cli_run(corpus: Path, extra: list[str], out: Path) -> dict:
-    """`seqgen train CORPUS EXTRA --out OUT` in a subprocess; its final metrics and wall time."""
-    cmd = [sys.executable, "-m", "seqgen", "-q", "train", str(corpus), *extra, "--out", str(out),
+def _cli_run(corpus: Path | str, extra: list[str], out: Path,
+             pythonpath: Path | None = None) -> dict:
+    """`seqgen train CORPUS EXTRA --out OUT` in a subprocess (the seqgen of source tree
+    `pythonpath`, if given); its final metrics and wall time."""
+    cmd = [sys.executable, "-m", "seqgen", "train", str(corpus), *extra, "--out", str(out),
            "--overwrite", "--no-plot"]
+    env = dict(os.environ, COLUMNS="200",
+               **({"PYTHONPATH": str(pythonpath)} if pythonpath else {}))
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True)
+    # (run from the tree: `python -m` puts the working directory ahead of PYTHONPATH)
+    p = subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, cwd=pythonpath)
     wall = time.perf_counter() - t0
+    # the run's own time (calibration, training, validation, the final save), as its summary
+    # table says it: the time the budget counts
+    run_s = re.search(r"time\W+([\d.]+) s,", p.stderr)
     meta = json.loads((out / "checkpoint.json").read_text())
     best = json.loads((out / "best" / "checkpoint.json").read_text())
     hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -58,6 +72,9 @@ def _cli_run(corpus: Path, extra: list[str], out: Path) -> dict:
         "best_val": best["metrics"]["val_loss"], "best_step": best["step"],
         "tok_s": statistics.median(rates) if rates else float("nan"),
         "preset": meta["train_config"]["preset"], "precision": meta["train_config"]["precision"],
+        "auto": next((line.split(" | ")[-1] for line in p.stderr.splitlines()
+                      if " | auto: " in line), "not calibrated"),
+        "run_s": float(run_s.group(1)) if run_s else float("nan"),
     }
 
 
@@ -70,28 +87,79 @@ def _quality_table(rows: list[tuple[str, dict]]) -> None:
               f"| {r['final_val']:.4f} | {r['best_val']:.4f} @ {r['best_step']:,} |")
 
 
-def shakespeare(args) -> None:
+def _floor_run(corpus: Path, seconds: float, out: Path) -> dict:
+    """bench/floor_lstm.py CORPUS --seconds S in a subprocess; its result and wall time."""
+    cmd = [sys.executable, str(Path(__file__).with_name("floor_lstm.py")), str(corpus),
+           "--seconds", str(seconds), "--json", str(out)]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    r = json.loads(out.read_text())
+    best = min(r["history"], key=lambda h: h["val"])
+    return {"summary": f"floor: lstm 1x512, embed 64 ({r['precision']}, 1 thread)",
+            "step": r["steps"], "wall_s": time.perf_counter() - t0, "train_s": r["train_s"],
+            "final_val": r["final_val"], "best_val": r["best_val"], "best_step": best["step"],
+            "tok_s": r["tok_s"], "preset": "floor", "precision": r["precision"]}
+
+
+def _against_floor(corpus: Path, args, target: float | None) -> None:
+    """`seqgen train CORPUS --minutes M` (plus --extra) and the floor at the same budget,
+    interleaved (floor, seqgen, floor, seqgen, ...): a table, medians and the gap."""
+    rows, loads = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        r = _cli_run(SHAKESPEARE, ["--minutes", str(args.minutes), *args.extra],
-                     Path(tmp) / "run")
-    print(f"`{r['cmd']}` (load average {_load()}):\n")
-    _quality_table([("tinyshakespeare", r)])
-    print(f"\ntarget <= 1.45 nats/char: {'met' if r['best_val'] <= 1.45 else 'MISSED'}")
+        for i in range(args.repeats):
+            loads.append(_load())
+            rows.append((f"floor #{i + 1}", _floor_run(corpus, args.minutes * 60,
+                                                       Path(tmp) / "floor.json")))
+            loads.append(_load())
+            r = _cli_run(corpus, ["--minutes", str(args.minutes), *args.extra], Path(tmp) / "run")
+            rows.append((f"seqgen #{i + 1}", r))
+            print(f"{r['summary']}: {r['auto']}", file=sys.stderr, flush=True)
+    print(f"`seqgen train {corpus.name} --minutes {args.minutes} {' '.join(args.extra)}` against "
+          f"`bench/floor_lstm.py {corpus.name} --seconds {args.minutes * 60:g}`, interleaved "
+          f"(load average at each start: {', '.join(loads)}):\n")
+    _quality_table(rows)
+    floor = statistics.median(r["best_val"] for n, r in rows if n.startswith("floor"))
+    ours = [r for n, r in rows if n.startswith("seqgen")]
+    best = statistics.median(r["best_val"] for r in ours)
+    over = max(r["run_s"] / (args.minutes * 60) - 1 for r in ours)
+    print(f"\nmedian best held-out: seqgen {best:.4f}, floor {floor:.4f}, seqgen - floor "
+          f"{best - floor:+.4f} nats/char (target <= -0.03"
+          + (f"; and <= {target}" if target else "") + f"); seqgen's run time (calibration, "
+          f"training, validation, save) at most {over:+.1%} of the budget (target within 2%); "
+          f"whole-process wall time {', '.join(format(r['wall_s'], '.0f') for r in ours)} s")
+
+
+def shakespeare(args) -> None:
+    _against_floor(SHAKESPEARE, args, 1.42)
 
 
 def irish(args) -> None:
+    _against_floor(IRISH, args, None)
+
+
+def folk(args) -> None:
+    """`seqgen train --minutes M` (the bundled folk corpus) with this checkout and with the one
+    in --baseline (another seqgen source tree, e.g. main's), interleaved."""
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        r = _cli_run(IRISH, ["--minutes", str(args.minutes), *args.extra], Path(tmp) / "run")
-    print(f"`{r['cmd']}` (90/10 split by tune; load average {_load()}):\n")
-    _quality_table([("irish.abc", r)])
-    print(f"\ntarget <= 1.30 nats/char (held-out, best checkpoint kept): "
-          f"{'met' if r['best_val'] <= 1.30 else 'MISSED'}")
+        for i in range(args.repeats):
+            for name, tree in (("baseline", args.baseline), ("this", None)):
+                r = _cli_run("folk", ["--minutes", str(args.minutes), *args.extra],
+                             Path(tmp) / "run", pythonpath=tree)
+                rows.append((f"{name} #{i + 1} (load {_load()})", r))
+    print(f"`seqgen train --minutes {args.minutes}` (folk) from {args.baseline} and from this "
+          "checkout, interleaved:\n")
+    _quality_table(rows)
 
 
 def presets(args) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for variant in args.variants or ["tiny", "small", "medium"]:
+        for variant in args.variants or ["tiny", "small", "medium", "floor"]:
+            if variant == "floor":  # bench/floor_lstm.py at the same budget
+                rows.append(("floor", _floor_run(args.corpus, args.minutes * 60,
+                                                 Path(tmp) / "floor.json")))
+                continue
             opts = variant.split()
             if not variant.startswith("-"):
                 opts = ["--preset", *opts]
@@ -140,7 +208,10 @@ def precision(args) -> None:
     shapes = {
         "lstm 1x128 (tiny), batch 32x64": dict(kind="lstm", preset="tiny"),
         "lstm 1x256 (small), batch 32x64": dict(kind="lstm", preset="small"),
+        "lstm 1x512, batch 64x64": dict(kind="lstm", preset="small", hidden_size=512,
+                                        batch_size=64),
         "gru 1x256 (small), batch 32x64": dict(kind="gru", preset="small"),
+        "rnn 1x256 (small), batch 32x64": dict(kind="rnn", preset="small"),
         "transformer 4x128 ctx 64 (small), batch 12": dict(kind="transformer", preset="small",
                                                            dropout=0.0),
     }
@@ -226,13 +297,21 @@ def _nanogpt_rate(shape: dict, steps: int, ids, vocab: int) -> float:
     torch.manual_seed(1337)
     model = GPT()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    return _timed_loop(model, model, opt, ids, B, C, steps)
+
+
+def _timed_loop(model, loss_of, opt, ids, B: int, C: int, steps: int) -> float:
+    """nanoGPT's train.py loop (random windows, clip 1.0, optimizer step) for `steps` steps,
+    `loss_of(x, y)` giving the loss; median tokens/s over 5-step windows, the first left out."""
+    import torch
+
     data = torch.from_numpy(ids.astype("int64"))
     rates, t0 = [], time.perf_counter()
     for step in range(1, steps + 1):
         ix = torch.randint(len(data) - C, (B,))
         x = torch.stack([data[i : i + C] for i in ix])
         y = torch.stack([data[i + 1 : i + 1 + C] for i in ix])
-        loss = model(x, y)
+        loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -246,8 +325,41 @@ def _nanogpt_rate(shape: dict, steps: int, ids, vocab: int) -> float:
     return statistics.median(rates)
 
 
+def _nanogpt_own_rate(repo: Path, shape: dict, steps: int, ids, vocab: int,
+                     precision: str) -> float:
+    """Training tokens/s of nanoGPT's own model (`repo`/model.py, imported from there, never
+    copied) in train.py's loop: its configure_optimizers (fused AdamW), the forward under
+    torch.autocast(bfloat16) as train.py runs it on a GPU (`precision` bf16), clipping 1.0,
+    random windows; dropout 0, evaluation excluded. Median over 5-step windows."""
+    import contextlib
+    import importlib.util
+    import io
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("nanogpt_model", repo / "model.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    D, L, nh, C, B = (shape[k] for k in ("hidden_size", "num_layers", "num_heads",
+                                          "context_length", "batch_size"))
+    torch.manual_seed(1337)
+    with contextlib.redirect_stdout(io.StringIO()):  # (it prints its parameter count)
+        model = mod.GPT(mod.GPTConfig(block_size=C, vocab_size=vocab, n_layer=L, n_head=nh,
+                                      n_embd=D, dropout=0.0, bias=False))
+        opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.99), "cpu")
+    ctx = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+           else contextlib.nullcontext())
+
+    def loss_of(x, y):
+        with ctx:
+            return model(x, y)[1]
+
+    return _timed_loop(model, loss_of, opt, ids, B, C, steps)
+
+
 def nanogpt(args) -> None:
-    """seqgen's transformer and a nanoGPT-style loop at nanoGPT's two shapes, interleaved."""
+    """seqgen's transformer and nanoGPT at nanoGPT's two shapes, interleaved: nanoGPT's own
+    model.py with --nanogpt REPO (at each of --precisions), else a loop written after it."""
     import torch
 
     from seqgen.data import load_corpus, prepare_data
@@ -262,21 +374,26 @@ def nanogpt(args) -> None:
             hidden_size=384, num_layers=6, num_heads=6, context_length=256, batch_size=8),
     }
     shapes = {k: v for k, v in shapes.items() if k.split(" shape")[0].lower() in args.shapes}
+    precisions = args.precisions if args.nanogpt else ["fp32"]
     print(f"`python bench/bench_train.py nanogpt --steps {args.steps} --repeats {args.repeats} "
-          f"--shapes {' '.join(args.shapes)}` "
-          f"(tinyshakespeare, CPU fp32, dropout 0, {torch.get_num_threads()} threads; medians of "
-          f"{args.repeats} interleaved runs; load average {_load()}):\n")
-    print("| shape | nanoGPT-style loop tokens/s | seqgen tokens/s | seqgen / nanoGPT |")
-    print("|---|---:|---:|---:|")
+          f"--shapes {' '.join(args.shapes)}"
+          + (f" --nanogpt {args.nanogpt} --precisions {' '.join(precisions)}" if args.nanogpt
+             else "") + f"` (tinyshakespeare, CPU, dropout 0, {torch.get_num_threads()} "
+          f"threads; medians of {args.repeats} interleaved runs; load average {_load()}):\n")
+    who = "nanoGPT's model.py" if args.nanogpt else "nanoGPT-style loop"
+    print(f"| shape | precision | {who} tokens/s | seqgen tokens/s | seqgen / nanoGPT |")
+    print("|---|---|---:|---:|---:|")
+    ids, vocab = data.train_ids, data.tokenizer.vocab_size
     for name, shape in shapes.items():
-        ours, theirs = [], []
-        for _ in range(args.repeats):
-            theirs.append(_nanogpt_rate(shape, args.steps, data.train_ids,
-                                        data.tokenizer.vocab_size))
-            ours.append(_throughput(dict(shape, kind="transformer", dropout=0.0, precision="fp32",
-                                         seq_len=shape["context_length"]), args.steps))
-        a, b = statistics.median(theirs), statistics.median(ours)
-        print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |", flush=True)
+        for p in precisions:
+            ours, theirs = [], []
+            for _ in range(args.repeats):
+                theirs.append(_nanogpt_own_rate(args.nanogpt, shape, args.steps, ids, vocab, p)
+                              if args.nanogpt else _nanogpt_rate(shape, args.steps, ids, vocab))
+                ours.append(_throughput(dict(shape, kind="transformer", dropout=0.0, precision=p,
+                                             seq_len=shape["context_length"]), args.steps))
+            a, b = statistics.median(theirs), statistics.median(ours)
+            print(f"| {name} | {p} | {a:,.0f} | {b:,.0f} | {b / a:.2f} |", flush=True)
 
 
 def memory(args) -> None:
@@ -302,13 +419,17 @@ def memory(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("scenario", choices=["shakespeare", "irish", "presets", "batching",
+    p.add_argument("scenario", choices=["shakespeare", "irish", "folk", "presets", "batching",
                                         "precision", "transformer", "nanogpt", "memory"])
     p.add_argument("--minutes", type=float, default=None, help="training budget per run")
     p.add_argument("--steps", type=int, default=40, help="steps per throughput run")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats (medians)")
     p.add_argument("--corpus", type=Path, default=SHAKESPEARE)
-    p.add_argument("--variants", nargs="*", help="presets: presets or option strings to compare")
+    p.add_argument("--nanogpt", type=Path, help="nanogpt: a nanoGPT checkout (its model.py is "
+                   "imported from there)")
+    p.add_argument("--baseline", type=Path, help="folk: the seqgen source tree to compare with")
+    p.add_argument("--variants", nargs="*", help="presets: presets, option strings or 'floor' "
+                   "(bench/floor_lstm.py) to compare")
     p.add_argument("--compile", action="store_true", help="transformer: also time torch.compile")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"],
@@ -324,7 +445,7 @@ def main() -> None:
         THREADS = args.threads
         args.extra += ["--threads", str(args.threads)]
     if args.minutes is None:
-        args.minutes = {"irish": 5.0, "batching": 1.0}.get(args.scenario, 1.5)
+        args.minutes = {"irish": 5.0, "folk": 2.0, "batching": 1.0}.get(args.scenario, 1.5)
     globals()[args.scenario](args)
 
 

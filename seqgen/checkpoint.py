@@ -291,6 +291,7 @@ def save_checkpoint(
     context: str | None = None,
     forms: dict | None = None,
     held_out: dict | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     """Write a checkpoint into `directory` (created if needed) and return it.
 
@@ -300,7 +301,8 @@ def save_checkpoint(
     saved under "corpus" (see `prompt_context`), with `held_out` ({"of": what `val_fraction` was
     a share of, "share": the held-out share of the characters, "why": in words}; see
     `share_of`) and `forms`, the forms and part lengths of an ABC corpus's training tunes
-    (seqgen.music.form.corpus_forms). The weights (and the training state, when
+    (seqgen.music.form.corpus_forms). `calibration`: what `--preset auto` measured and chose
+    (seqgen.train.calibrate), saved as "calibration". The weights (and the training state, when
     given) are written first, each atomically; checkpoint.json, with the sizes and hashes of
     those files, is written last.
     """
@@ -346,6 +348,7 @@ def save_checkpoint(
         "metrics": _json_safe(metrics or {}),
         "summary": model.summary() if hasattr(model, "summary") else type(model).__name__,
         "files": files,
+        **({"calibration": _json_safe(calibration)} if calibration is not None else {}),
     }
     atomic_write_text(directory / META, json.dumps(meta, ensure_ascii=False, indent=1) + "\n")
     try:

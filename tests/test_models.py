@@ -503,3 +503,29 @@ def test_configs_refuse_values_of_the_wrong_type_naming_the_option():
     assert (t.corpus, t.out, type(t.steps), type(t.lr)) == ("poem.txt", "run", int, float)
     assert ModelConfig(kind="lstm", vocab_size=np.int32(10)).vocab_size == 10
     assert SampleConfig(stop="\n\n").stop == ("\n\n",)  # one string, not its characters
+
+
+def test_transformer_gelu_is_exact_and_old_checkpoints_keep_the_tanh_form():
+    """New transformers use the exact GELU (faster under bf16 autocast on a CPU); a config saved
+    before the field existed used the tanh form, and loads with it, so its model computes what
+    it was trained to."""
+    new = ModelConfig(kind="transformer", vocab_size=11, hidden_size=16, num_layers=1,
+                      num_heads=2, context_length=8)
+    assert new.gelu == "exact"
+    saved = {k: v for k, v in new.to_dict().items() if k != "gelu"}
+    old = ModelConfig.from_dict(saved)
+    assert old.gelu == "tanh" and ModelConfig.from_dict(new.to_dict()).gelu == "exact"
+    torch.manual_seed(0)
+    a, b = build_model(new).eval(), build_model(old).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(11, (2, 8))
+    with torch.no_grad():
+        fa, fb = a(x)[0], b(x)[0]
+        assert not torch.allclose(fa, fb, atol=0, rtol=0)  # two functions
+        for model, full in ((a, fa), (b, fb)):  # the one-token step computes the same one
+            stepper, cache = model.stepper(), None
+            for t in range(8):
+                logits, cache = stepper.step(x[:, t], cache)
+                torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-4)
+    with pytest.raises(CheckpointError, match="gelu"):
+        ModelConfig.from_dict({**saved, "gelu": "relu"})

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 
 import numpy as np
@@ -347,6 +348,8 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
     import seqgen.devices
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(seqgen.devices, "usable_cores", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet last minute
     monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 0.4)  # another job on the cores
     before = torch.get_num_threads()
     try:
@@ -359,12 +362,16 @@ def test_threads_follow_the_idle_cores_unless_given(tmp_path, monkeypatch):
             assert torch.get_num_threads() == 2  # the caller's setting, back after the run
 
         run()
-        assert "cpu fp32 1 thread(s)" in starts[-1]
+        assert re.search(r"cpu (fp32|bf16) 1 thread\(s\)", starts[-1])
         run(threads=2)
-        assert "cpu fp32 2 thread(s)" in starts[-1]  # --threads decides
+        assert re.search(r"cpu (fp32|bf16) 2 thread\(s\)", starts[-1])  # --threads decides
         monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: 7.0)  # never above torch's
         run()
-        assert "cpu fp32 2 thread(s)" in starts[-1]
+        assert re.search(r"cpu (fp32|bf16) 2 thread\(s\)", starts[-1])
+        # idle at this moment, but other jobs kept the cores busy over the last minute
+        monkeypatch.setattr(os, "getloadavg", lambda: (1.6, 1.0, 1.0))
+        run()
+        assert re.search(r"cpu (fp32|bf16) 1 thread\(s\)", starts[-1])
     finally:
         torch.set_num_threads(before)
 
@@ -390,7 +397,7 @@ def test_a_stopped_run_resumed_with_its_steps_keeps_its_time_left(tmp_path):
     assert more.step == 12 and more.config.minutes == 30
 
 
-def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypatch):
+def test_precision_auto_is_bf16_where_the_hardware_has_native_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True:
                         not including_emulation or True)  # an Ampere GPU
     monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: False)
@@ -401,10 +408,11 @@ def test_precision_auto_is_bf16_only_for_the_transformer_on_native_bf16(monkeypa
                         including_emulation)  # bf16 only emulated (a T4, a V100)
     assert resolve_precision("auto", "cuda:1", "transformer") == "fp32"
     assert resolve_precision("auto", "cpu", "transformer") == "fp32"
-    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: True)  # AMX
-    assert resolve_precision("auto", "cpu", "transformer") == "bf16"
     assert resolve_precision("auto", "cpu", "lstm") == "fp32"
-    assert resolve_precision("bf16", "cpu", "lstm") == "bf16"  # asked for: given
+    monkeypatch.setattr(hardware, "_cpu_has_bf16", lambda: True)  # AMX or AVX-512 BF16
+    for kind in ("transformer", "lstm", "gru", "rnn"):  # every kind on such a CPU
+        assert resolve_precision("auto", "cpu", kind) == "bf16"
+    assert resolve_precision("fp32", "cpu", "lstm") == "fp32"  # asked for: given
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, scale_training_loss):
@@ -541,3 +549,15 @@ def test_compile_trains_the_same_model_as_eager(tmp_path):
     assert we.keys() == wc.keys()  # no torch.compile wrapper names in the checkpoint
     for k in we:
         torch.testing.assert_close(wc[k], we[k], rtol=0, atol=1e-4)
+
+
+def test_the_first_evaluation_is_foreseen_by_the_time_budget():
+    """Before any evaluation, the budget leaves room for one at half the training speed."""
+    from seqgen.train.meter import Meter
+
+    m = Meter(100)
+    assert m.eval_estimate(10_000) == 0.0  # no speed measured yet
+    m.tokens_per_s = 1_000.0
+    assert m.eval_estimate(10_000) == 5.0
+    m.last_eval_s = 2.0  # after one: as long as the last
+    assert m.eval_estimate(10_000) == 2.0

@@ -27,8 +27,10 @@ def test_torchrun_two_processes_match_one(tmp_path, kind):
     corpus = tmp_path / "poem.txt"
     corpus.write_text("".join(f"line {i % 17}: the sea, the stars and the wind.\n"
                               for i in range(600)))
+    # (fp32: under bf16 autocast, which `auto` gives CPUs with native bf16, the rounding of two
+    # half batches differs from that of one whole batch by more than float32's)
     opts = dict(preset="tiny", hidden_size=24, embed_dim=8, batch_size=4, seq_len=16,
-                eval_every=4, warmup_steps=2, device="cpu", steps=8, kind=kind)
+                eval_every=4, warmup_steps=2, device="cpu", steps=8, kind=kind, precision="fp32")
     args = [str(corpus)]
     for k, v in opts.items():
         args += [f"--{k.replace('_', '-')}" if k != "kind" else "--model", str(v)]

@@ -28,9 +28,10 @@ Kind = Annotated[str, typer.Option(
     rich_help_panel=PM)]
 Preset = Annotated[str, typer.Option(
     "--preset",
-    help="Model size and optimisation settings: tiny, small, medium, or auto (chosen from the "
-    "corpus size, the budget and the device: e.g. medium when the budget allows many passes "
-    "over a small corpus). Individual options below override it.", rich_help_panel=PM)]
+    help="Model size and optimisation settings: tiny, small, medium, or auto (on a time "
+    "budget: times candidate sizes for a few seconds of it, then picks the size, dropout, batch "
+    "and learning rate for this machine, budget and corpus; with --steps or --threads: from "
+    "the corpus size and budget). Individual options below override it.", rich_help_panel=PM)]
 Embedding = Annotated[str | None, typer.Option(
     help="Input encoding: learned or onehot (default learned).", rich_help_panel=PM)]
 EmbedDim = Annotated[int | None, typer.Option(
@@ -132,7 +133,8 @@ InitFrom = Annotated[str | None, typer.Option(
 Device = Annotated[str, typer.Option(
     help="auto, cpu, cuda or mps.", rich_help_panel=PB)]
 Precision = Annotated[str, typer.Option(
-    help="fp32, bf16 (autocast) or auto (what the benchmarks found fastest).", rich_help_panel=PB)]
+    help="fp32, bf16 (autocast) or auto (bf16 where the hardware has native bf16, as the "
+    "benchmarks found best; else fp32).", rich_help_panel=PB)]
 Compile = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the model.", rich_help_panel=PB)]
 Threads = Annotated[int | None, typer.Option(

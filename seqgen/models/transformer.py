@@ -3,7 +3,7 @@
     x = wte[token] + pos[position]                 (B, T, D)
     for each of L blocks:
         x = x + proj(attention(ln_1(x)))           causal multi-head self-attention (SDPA)
-        x = x + proj(gelu(fc(ln_2(x))))            D -> 4D -> GELU (tanh form) -> D
+        x = x + proj(gelu(fc(ln_2(x))))            D -> 4D -> GELU -> D (exact; tanh form in old checkpoints)
     logits = ln_f(x) @ wte.T                       output layer tied to the token embedding
 
 Shapes: B batch, T time, V vocab_size, D hidden_size, nh num_heads, hd = D / nh, C context_length,
@@ -125,12 +125,18 @@ class Block(nn.Module):
         self.fc = nn.Linear(D, 4 * D, bias=False)
         self.proj = nn.Linear(4 * D, D, bias=False)
         self.dropout = config.dropout
+        self.gelu = _approximate(config.gelu)
 
     def forward(self, x: Tensor, cache: KVCache | None, layer: int, start: int) -> Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer, start)  # (B, T, D)
-        h = self.proj(F.gelu(self.fc(self.ln_2(x)), approximate="tanh"))  # (B, T, D)
+        h = self.proj(F.gelu(self.fc(self.ln_2(x)), approximate=self.gelu))  # (B, T, D)
         p = self.dropout if self.training else 0.0
         return x + (F.dropout(h, p, True) if p else h)
+
+
+def _approximate(gelu: str) -> str:
+    """F.gelu's `approximate` for ModelConfig.gelu: "none" (exact, erf) or "tanh"."""
+    return "none" if gelu == "exact" else gelu
 
 
 # Block.forward for one new token per stream, with the weights laid out by TransformerStepper:
@@ -139,7 +145,8 @@ class Block(nn.Module):
 BlockWeights = tuple[Tensor, Tensor, float, Tensor, Tensor, Tensor, Tensor, float, Tensor, Tensor]
 
 
-def block_step(x: Tensor, n: int, K: Tensor, V: Tensor, w: BlockWeights) -> Tensor:
+def block_step(x: Tensor, n: int, K: Tensor, V: Tensor, w: BlockWeights,
+               gelu: str = "none") -> Tensor:
     """x (B, D), the token at position n; K, V (B, nh, C, hd) the layer's cache -> x (B, D).
 
         q, k, v = ln_1(x) W_qkv;  K[n], V[n] = k, v;  x = x + SDPA(q, K[:n+1], V[:n+1]) W_o
@@ -156,7 +163,7 @@ def block_step(x: Tensor, n: int, K: Tensor, V: Tensor, w: BlockWeights) -> Tens
     y = F.scaled_dot_product_attention(q, Kn, Vn)  # (B, nh, 1, hd)
     x = torch.addmm(x, y.view(B, D), W_o)  # (B, D)
     h = F.layer_norm(x, (D,), ln2_w, ln2_b, ln2_eps)
-    return torch.addmm(x, F.gelu(torch.mm(h, W_fc), approximate="tanh"), W_proj)  # (B, D)
+    return torch.addmm(x, F.gelu(torch.mm(h, W_fc), approximate=gelu), W_proj)  # (B, D)
 
 
 def sinusoidal_table(C: int, D: int) -> Tensor:
@@ -309,6 +316,7 @@ class TransformerStepper:
     def __init__(self, model: TransformerLanguageModel, logit_bias: Tensor | None = None):
         self.model = model
         self.C = model.config.context_length
+        self.gelu = _approximate(model.config.gelu)
         self.wte = model.wte.weight.detach() if model.wte is not None else model.onehot  # (V, D)
         self.wpe = model.wpe.detach()  # (C, D)
         head = model.head.weight if model.head is not None else model.wte.weight  # (V, D)
@@ -340,6 +348,6 @@ class TransformerStepper:
         cache.length = n + 1
         x = F.embedding(tokens, self.wte).add_(self.wpe[n])  # (B, D)
         for w, (K, V) in zip(self.layers, cache.layers, strict=True):  # K, V: (B, nh, C, hd)
-            x = block_step(x, n, K, V, w)
+            x = block_step(x, n, K, V, w, self.gelu)
         x = F.layer_norm(x, (x.shape[1],), *self.ln_f)  # (B, D)
         return torch.addmm(self.b_y, x, self.W_head_T), cache  # (B, V)

@@ -243,19 +243,31 @@ def estimated_passes(corpus_chars: int, budget_s: float | None, steps: int | Non
     return min(tokens) / max(corpus_chars, 1) if tokens else 0.0
 
 
+def budget_seconds(config: TrainConfig) -> float | None:
+    """The run's time budget in seconds (--minutes, or the default when --steps is not given
+    either); None for a run bounded by --steps only."""
+    if config.minutes:
+        return config.minutes * 60
+    return DEFAULT_MINUTES * 60 if config.steps is None else None
+
+
 def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
-                   device: str = "cpu") -> tuple[TrainConfig, ModelConfig]:
-    """`config` with the preset and every None field filled in, and the model config."""
+                   device: str = "cpu", chosen: dict[str, Any] | None = None
+                   ) -> tuple[TrainConfig, ModelConfig]:
+    """`config` with the preset and every None field filled in, and the model config.
+    `chosen`: the fields a calibration chose for `--preset auto` (seqgen.train.calibrate),
+    which fill what the preset would (the preset stays `auto`)."""
     config.validate()
     fam = family(config.kind)
-    budget_s = config.minutes * 60 if config.minutes else None
-    if config.steps is None and config.minutes is None:
-        budget_s = DEFAULT_MINUTES * 60
     preset = config.preset
-    if preset == "auto":
-        preset = choose_preset(config.kind, corpus_chars, budget_s, config.steps, device)
-    model_fields = {f.name for f in fields(ModelConfig)}
-    values: dict[str, Any] = {**MODEL_PRESETS[preset][fam], **TRAIN_PRESETS[preset][fam]}
+    if chosen is not None and preset == "auto":
+        values: dict[str, Any] = dict(chosen)
+    else:
+        if preset == "auto":
+            preset = choose_preset(config.kind, corpus_chars, budget_seconds(config),
+                                   config.steps, device)
+        values = {**MODEL_PRESETS[preset][fam], **TRAIN_PRESETS[preset][fam]}
+    model_fields = {f.name for f in fields(ModelConfig)} - {"gelu"}  # (gelu: not a TrainConfig field)
     resolved = replace(config, preset=preset)
     for name, v in values.items():
         if getattr(resolved, name) is None:

@@ -31,26 +31,40 @@ def run_device(cfg: TrainConfig, dist: Dist) -> str:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     elif device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # (torchrun sets it)
-        from seqgen.devices import idle_threads
-
-        torch.set_num_threads(idle_threads(torch.get_num_threads()))
+        torch.set_num_threads(train_threads(torch.get_num_threads()))
     if dist.enabled and device == "cuda":
         device = f"cuda:{dist.local_rank}"
         torch.cuda.set_device(device)
     return device
 
 
+def train_threads(limit: int) -> int:
+    """Threads for a training run: the cores idle now (`idle_threads`, a 0.1 s look), and no
+    more than the last minute's load average leaves free (at least 1). A run lasts minutes: on
+    the shared 2-core development machine a run that took 2 threads at a quiet moment of a
+    busy minute (load 3-4) trained 3-10x slower than one thread (docs/benchmarks.md)."""
+    from seqgen.devices import idle_threads, usable_cores
+
+    threads = idle_threads(limit)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # (no load average: Windows)
+        return threads
+    return max(1, min(threads, round(usable_cores() - load)))
+
+
 def resolve_precision(name: str, device: str, kind: str) -> str:
-    """fp32 or bf16. `auto`: bf16 for the transformer on hardware with native bf16 (a CUDA GPU
-    from Ampere on; a CPU with AMX/AVX-512 BF16), fp32 otherwise. The RNN kinds stay fp32: on
-    the CPU the benchmark shows bf16 autocast slowing torch's LSTM/GRU kernels down, and on CUDA
-    torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for, without a gradient
-    scaler (not measured here: no GPU was lent)."""
+    """fp32 or bf16. `auto`: bf16 for every kind on a CPU with native bf16 (AMX or AVX-512
+    BF16: there bf16 autocast trains the LSTM about 1.6-1.9x and the transformer about 2-3x
+    faster per second, and to a lower held-out loss per minute: docs/benchmarks.md), and for
+    the transformer on a CUDA GPU with native bf16 (Ampere on); fp32 otherwise. On CUDA the RNN
+    kinds stay fp32: torch's autocast runs cuDNN RNNs in fp16 whatever dtype is asked for,
+    without a gradient scaler (not measured here: no GPU was lent)."""
     import torch
 
-    if name != "auto" or kind != "transformer":
-        return name if name != "auto" else "fp32"
-    if device.startswith("cuda"):
+    if name != "auto":
+        return name
+    if device.startswith("cuda") and kind == "transformer":
         try:
             native = torch.cuda.is_bf16_supported(including_emulation=False)
         except TypeError:  # (torch before the argument existed)

@@ -49,6 +49,8 @@ class RunState:
     took_over: str | None = None  # the lock of a run that no longer runs, taken over
     forms: dict | None = None  # an ABC corpus's forms (music.form.corpus_forms), for checkpoints
     fwd_model: Any = None  # the model as a step calls it (compiled, in DDP); set after restore
+    calibration: dict | None = None  # what `--preset auto` measured and chose (checkpoint.json)
+    calibrated: str = ""  # the start line's account of it (a new calibrated run only)
     # how far it has got
     step: int = 0
     elapsed: float = 0.0  # seconds of training and evaluation (the set-up does not count)
@@ -179,7 +181,7 @@ class RunState:
         split = self.data.split  # how sampling will read prompts (seqgen.sampling.encode_prompt)
         common = dict(tokenizer=self.data.tokenizer, train_config=self.cfg.to_dict(),
                       corpus_name=self.corpus.name, corpus_kind=self.corpus.kind, step=self.step,
-                      metrics=metrics, corpus_split=split.by,
+                      metrics=metrics, corpus_split=split.by, calibration=self.calibration,
                       context=text_context(split.train[0]) if split.by == "position" else None,
                       forms=self.forms,
                       held_out={"of": self.data.share_of, "share": round(split.share, 6),

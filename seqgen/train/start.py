@@ -19,6 +19,7 @@ from seqgen.train.config import (
     RESOLVED,
     RESUMABLE_OVERRIDES,
     TrainConfig,
+    budget_seconds,
     check_init_from_model,
     check_kind_options,
     family,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from seqgen.checkpoint import Checkpoint, TrainState
     from seqgen.data import Corpus, PreparedData
     from seqgen.models import ModelConfig
+    from seqgen.train.calibrate import Calibration
 
 
 @dataclass
@@ -67,9 +69,12 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
     cfg = origin.cfg
     device = run_device(cfg, dist)
     loaded = load_data(cfg, origin, overrides)
-    rcfg, mcfg = _run_configs(cfg, loaded, device)
+    calibration = _calibrate(cfg, origin, loaded, device, dist)
+    rcfg, mcfg = _run_configs(cfg, loaded, device, calibration)
     recurrent = family(mcfg.kind) == "rnn"
     _fit_batch_size(rcfg, cfg.batch_size, loaded, origin.saved is not None, dist.world, recurrent)
+    if calibration is not None and rcfg.precision == "auto":
+        rcfg.precision = calibration.precision  # (as timed: saved, so --resume keeps it)
     precision = resolve_precision(rcfg.precision, device, mcfg.kind)
     model = _model(mcfg, loaded.resumed or loaded.init_ckpt, rcfg.seed, dist.rank, device)
     optimizer = _optimizer(model, rcfg)
@@ -88,6 +93,12 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
         from seqgen.music.form import corpus_forms
 
         run.forms = corpus_forms(loaded.data.split.train)
+    if calibration is not None:
+        run.calibration = calibration.to_dict()
+        run.calibrated = calibration.message()
+        run.elapsed = calibration.seconds  # (the calibration is counted in the budget)
+    elif loaded.resumed is not None:
+        run.calibration = loaded.resumed.meta.get("calibration")
     if origin.saved is not None:
         run.restore(origin.saved)
     run.fwd_model = _forward_model(model, rcfg.compile, dist, run.dev_type)
@@ -111,6 +122,7 @@ def start_message(run: RunState) -> str:
         f"{run.device} {run.precision}"
         + (f" {torch.get_num_threads()} thread(s)" if run.device == "cpu" else "")
         + (f" x{run.dist.world} processes" if run.dist.enabled else "")
+        + (f" | {run.calibrated}" if run.calibrated else "")
         + (f" | took over the lock left by {run.took_over}, no longer running" if run.took_over
            else "")
         + ("" if len(data.val_ids) else " | no validation split: no validation loss, "
@@ -168,7 +180,7 @@ def _saved_config(src: Path, meta: dict) -> TrainConfig:
     cfg = TrainConfig.from_dict(meta["train_config"], source=str(src))
     unresolved = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) is None
                   and f.name in RESOLVED]
-    if unresolved or cfg.preset == "auto":
+    if unresolved:  # (a calibrated run's preset stays auto, with every field filled in)
         raise CheckpointError(f"{src}: \"train_config\" does not give "
                               f"{', '.join(unresolved) or 'the preset'}; it was not "
                               "written by seqgen train, so it cannot be resumed")
@@ -220,10 +232,31 @@ def _override(cfg: TrainConfig, overrides: dict, run_dir: Path, saved: TrainStat
                          "step N", params=True)
 
 
-def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str
-                 ) -> tuple[TrainConfig, ModelConfig]:
+def _calibrate(cfg: TrainConfig, origin: Origin, loaded: Loaded, device: str,
+               dist: Dist) -> Calibration | None:
+    """For `--preset auto` on a time budget: measure the machine and choose (calibrate.py;
+    `calibrates` says which runs do)."""
+    import torch
+
+    from seqgen.train.calibrate import calibrate, calibrates
+
+    budget_s = budget_seconds(cfg)
+    if budget_s is None or not calibrates(cfg, origin.saved is not None, dist.enabled, device):
+        return None
+    precision: str | tuple[str, ...] = resolve_precision(cfg.precision, device, cfg.kind)
+    if cfg.precision == "auto" and precision == "bf16" and cfg.kind == "transformer":
+        # bf16 pays for the transformer's large matrices only: each candidate is timed at
+        # both and trains at the faster (docs/benchmarks.md, "Precision")
+        precision = ("bf16", "fp32")
+    return calibrate(cfg.kind, loaded.data.tokenizer.vocab_size, loaded.corpus.num_chars,
+                     budget_s, precision, device, torch.get_num_threads())
+
+
+def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str,
+                 calibration: Calibration | None = None) -> tuple[TrainConfig, ModelConfig]:
     """The run's config with every field filled in, and its model's: the resumed run's own; the
-    --init-from model's architecture with this run's training options; or from the preset."""
+    --init-from model's architecture with this run's training options; the calibration's
+    choice; or from the preset."""
     vocab_size, chars = loaded.data.tokenizer.vocab_size, loaded.corpus.num_chars
     if loaded.resumed is not None:
         rcfg = cfg
@@ -239,7 +272,8 @@ def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str
         if family(mcfg.kind) == "transformer" and rcfg.seq_len > mcfg.context_length:
             rcfg.seq_len = mcfg.context_length
     else:
-        rcfg, mcfg = resolve_config(cfg, vocab_size, chars, device)
+        rcfg, mcfg = resolve_config(cfg, vocab_size, chars, device,
+                                    calibration.values if calibration else None)
     path = corpus_path(rcfg.corpus)
     if path is not None and path.exists():
         # saved absolute, so that --resume and eval find it from any working directory
