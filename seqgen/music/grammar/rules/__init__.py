@@ -91,6 +91,7 @@ from seqgen.music.grammar.rules import (
 )
 from seqgen.music.grammar.rules.barlines import eos
 from seqgen.music.grammar.rules.elements import split_pitch
+from seqgen.music.grammar.rules.form import last_part_tonic
 from seqgen.music.grammar.state import BANG_GAP, BODY, ENDING2, HEADER, Body, Header, State
 from seqgen.music.grammar.vocabulary import (
     BAR_WIDTH,
@@ -223,7 +224,9 @@ def signature(lx: Lexicon, s: State) -> State:
         rp, rend = _part_class(lx, s)
         rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
         acc, letter, marks = split_pitch(s.pitch)
-        pitch = ("=" if acc else "") + ("a" if letter.islower() else "A") + marks if s.pitch else ""
+        tonic = last_part_tonic(lx, s, letter)  # (form.cadence_note, notes.tie_ok)
+        pitch = ("=" if acc else "") + (letter if tonic else "a" if letter.islower() else "A") \
+            + marks if s.pitch else ""
         tied = split_pitch(s.tie)[1].upper()
         accs = ("A" if letter.upper() in s.bar_accs and s.pitch else "") + (
             tied if tied and tied in s.bar_accs else "")
