@@ -225,10 +225,12 @@ def signature(lx: Lexicon, s: State) -> State:
         rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
         acc, letter, marks = split_pitch(s.pitch)
         tonic = last_part_tonic(lx, s, letter)  # (form.cadence_note, notes.tie_ok)
-        pitch = ("=" if acc else "") + (letter if tonic else "a" if letter.islower() else "A") \
-            + marks if s.pitch else ""
+        other = "B" if s.tonic == "A" else "A"  # (a letter that is not the tonic)
+        pitch = ("=" if acc else "") + (letter if tonic else other.lower() if letter.islower()
+                                         else other) + marks if s.pitch else ""
         tied = split_pitch(s.tie)[1].upper()
-        accs = ("A" if letter.upper() in s.bar_accs and s.pitch else "") + (
+        accs = ((letter.upper() if tonic else other) if letter.upper() in s.bar_accs
+                and s.pitch else "") + (
             tied if tied and tied in s.bar_accs else "")
         rn = s.line_width if s.line_width + s.bar_notes + BAR_WIDTH >= LINE_WIDTH else 0
         rx = LINE_EXTRAS - min(LINE_EXTRAS - s.line_extras, 6)  # (no extra costs more)
