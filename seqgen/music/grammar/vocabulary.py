@@ -133,15 +133,15 @@ def form_problem(form: str) -> str | None:
     are parts, a letter doubled is a repeated part, a letter seen before returns (AABA); new
     letters come in order (A, then B...), and a letter at most twice in a row."""
     if not form or not all("A" <= c <= "Z" for c in form):
-        return "letters A-Z, one per part and doubled for a repeat, such as AABB, AB or AABA"
+        return "give letters A-Z, one a part, a letter doubled for a repeated part (AABB, AB, AABA)"
     runs = [m.group(0) for m in re.finditer(r"(.)\1*", form)]
     if any(len(r) > 2 for r in runs):
-        return "at most two of a letter in a row (a doubled letter is a repeated part)"
+        return "give a letter at most twice in a row (doubled, it is a repeated part)"
     seen = ""
     for c in form:
         if c not in seen:
             if c != chr(ord("A") + len(seen)):
-                return f"new parts lettered in order (A, then B, ...): {form!r} has {c!r} early"
+                return f"letter new parts in order (A, then B, ...): {c!r} comes early"
             seen += c
     return None
 
