@@ -79,6 +79,10 @@ def test_the_grammar_refuses_what_breaks_the_form():
     assert c.allowed_chars(c.feed_text(s, "|")) == "|"  # ... but '||' ('|]': B is to come)
     s = c.feed_text(c.start(), head + "ABc def|gfe dc")
     assert "G" in c.allowed_chars(s) or "g" in c.allowed_chars(s)
+    # a last bar that makes one bar with the part's pickup ends on the tonic too
+    s = c.feed_text(c.start(), head + "ABc def|gfe dcB||d|ABc def|gfe dc")
+    assert "|" not in c.allowed_chars(s)
+    assert "|" in c.allowed_chars(c.feed_text(s, "g"))
     # a 1/32 note left in the last bar: only the tonic (K:G) may take it
     s = c.feed_text(c.start(), head + "ABc def|gfe dcB||ABc def|gfe dcB/B//")
     assert set(c.allowed_chars(s)) & set("ABCDEFGabcdefg") == {"G", "g"}

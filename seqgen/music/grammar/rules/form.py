@@ -151,6 +151,8 @@ def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
         return in_budget(lx, _closed(nxt, kind))
     if first and short or not _bar_length_ok(s, True):
         return None
+    if short and final_bar(lx, s) and not cadence_note(s):
+        return None  # (a last bar that makes one with the pickup ends on the tonic too)
     ended = _end_part(lx, s, kind)
     return None if ended is None else in_budget(lx, _closed(ended, kind))
 
