@@ -62,6 +62,10 @@ Lines and the end (barlines.py, inline.py)
      starts), values as in the header.
  16. ``|]`` or ``<eos>`` ends the tune once every part is closed, no repeat is open, the tune
      has `min_bars` bars and 2 parts; after `max_bars` bars the next barline ends it.
+Form control (form.py; ``seqgen sample --form AABB --bars 8 --cadence tonic``)
+ 17. With a form (lx.form): exactly its parts, each of `bars` bars; a repeated one closed by
+     ``:|``, another by ``|| |] |:`` without ``|:`` or endings. With the tonic cadence the last
+     bar's last note is the plain tonic of ``K:`` (State.tonic; form.final_bar, cadence_note).
 
 Adding a rule: a position (a member of state.Body or state.Header, or a field of State) and a
 function ``rule(lx, s, ch) -> State | None`` (the state after character `ch`, None when it is
@@ -216,6 +220,7 @@ def signature(lx: Lexicon, s: State) -> State:
     (`_part_class`), the line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
     accidental, its letter's case and its octave marks (and whether there is one), the letters
     with accidentals in the bar only as whether they hold the note's or the tied note's,
+    (its letter kept when it is the tonic's in a --form tune's last part: form.last_part_tonic),
     the line's extra width only up to 6 short of LINE_EXTRAS, the line's width only as under LINE_WIDTH or not; the length of
     free header text only as empty, under the limit or at it. Masks are cached per
     representative, so a new bar or title seldom needs a new mask."""
