@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqgen.checkpoint import default_model_dir, share_of
-from seqgen.config import check_fields, plain_values, setting
+from seqgen.config import check_fields, like, plain_values, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
 from seqgen.music.tunes import TUNE_LENGTH
+from seqgen.sampling import SampleConfig
 
 if TYPE_CHECKING:
     from seqgen.checkpoint import Checkpoint
@@ -59,6 +60,11 @@ class EvalConfig:
     constrain: str = setting("both", choices=("both", *MODES), text="both, abc or none")
     eval_tokens: int = setting(0, ge=0, note="0: all")  # held-out tokens scored, at most
     jobs: int = setting(2, ge=1)  # music-check workers
+    # the form of the sampled tunes, as seqgen sample's --form, --bars, --cadence (the ABC
+    # constraint's column only: without it nothing follows a form)
+    form: str | None = like(SampleConfig, "form", None)
+    bars: int = like(SampleConfig, "bars", 8)
+    cadence: str = like(SampleConfig, "cadence", "tonic")
 
     def __post_init__(self) -> None:
         plain_values(self)
@@ -199,7 +205,7 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     # sampled as `seqgen sample --tunes` samples (each mode sets its own constraint)
     sampling = resolve_sampling(ckpt, SamplingRequest(
         tunes=tunes_too, length=config.length, temperature=config.temperature,
-        top_p=config.top_p))
+        top_p=config.top_p, form=config.form, bars=config.bars, cadence=config.cadence))
     report.config["top_p"] = sampling.config.top_p
     if tunes_too:
         train_tunes = data.split.train
@@ -215,7 +221,8 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
             ts = time.perf_counter()
             tunes, finished = sample_eval_tunes(
                 ckpt, config.tunes, config.seed,
-                replace(sampling.config, constrain=mode), sampling.prompt)
+                replace(sampling.config, constrain=mode,
+                        form=sampling.config.form if mode == "abc" else None), sampling.prompt)
             sample_s = time.perf_counter() - ts
             say(f"checking {len(tunes)} tunes (--constrain {mode})")
             st = check_tunes(tunes, mode, reference, novelty, config.jobs)

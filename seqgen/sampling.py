@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 
 from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import UsageError
+from seqgen.music.grammar.vocabulary import CADENCES, MAX_FORM_BARS, form_problem
 from seqgen.tokenizer import EOS_ID, UNK_ID
 
 if TYPE_CHECKING:
@@ -88,6 +89,11 @@ class SampleConfig:
     # "abc": mask characters that would break an ABC tune (music/grammar)
     constrain: str = setting("none", choices=CONSTRAINTS, text="abc or none")
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
+    # with constrain "abc": the tune's parts, 'AABB' (a letter a part, doubled: repeated)
+    form: str | None = setting(None, check=form_problem, link=": ")
+    bars: int = setting(8, ge=1, le=MAX_FORM_BARS)  # with `form`: bars in each part
+    # with `form`: "tonic" (the tune's last note is the tonic of K:) or "free"
+    cadence: str = setting("tonic", choices=CADENCES, text="tonic or free")
 
     def __post_init__(self) -> None:
         plain_values(self)
@@ -99,6 +105,9 @@ class SampleConfig:
     def validate(self) -> None:
         """UsageError naming the first bad field."""
         check_fields(self)
+        if self.form is not None and self.constrain != "abc":
+            raise UsageError("`form` needs the ABC constraint (`constrain` abc, the default for "
+                             "ABC models)", config=SampleConfig)
         if self.key is not None and self.constrain != "abc":
             raise UsageError("`key` without `meter` needs the ABC constraint (`constrain` abc, "
                              "the default for ABC models), or give `meter` too",
@@ -614,8 +623,9 @@ class Sampler:
                 grammar = abc_constraint(tokenizer)
             except ConstraintError as e:
                 raise ConstraintError(f"{e}; sample with --constrain none") from None
-            if config.key is not None:  # (its own error for a key the grammar cannot write)
-                grammar = abc_constraint(tokenizer, key=config.key)
+            if config.key is not None or config.form is not None:  # (a key's own error)
+                grammar = abc_constraint(tokenizer, key=config.key, form=config.form,
+                                         bars=config.bars, cadence=config.cadence)
             known = tokenizer.encode(prompt, errors=config.unknown)  # the prompt the text goes on
             self.constraint = ConstrainedBatch(grammar, config.num_samples, tokenizer.decode(known))
 

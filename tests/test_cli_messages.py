@@ -114,6 +114,18 @@ CASES: list[tuple[list[str], str]] = [
     (["sample", "ckpt", "--title", " "], "--title must not be empty"),
     (["sample", "ckpt", "--prompt", "X", "--meter", "6/8"],
      "give --prompt (or --prompt-file) or --meter/--key/--title, not both"),
+    (["sample", "ckpt", "--form", "AB1"],
+     "--form: give letters A-Z, one a part, a letter doubled for a repeated part (AABB, AB, "
+     "AABA), not 'AB1'"),
+    (["sample", "ckpt", "--form", "AAAB"],
+     "--form: give a letter at most twice in a row (doubled, it is a repeated part), not 'AAAB'"),
+    (["sample", "ckpt", "--form", "AB", "--bars", "0"], "--bars must be in [1, 64], not 0"),
+    (["sample", "ckpt", "--form", "AB", "--bars", "65"], "--bars must be in [1, 64], not 65"),
+    (["sample", "ckpt", "--form", "AABB"],
+     "--form needs a model trained on ABC tunes; ckpt was trained on text (poem.txt)"),
+    (["eval", "ckpt", "--form", "AABB"],
+     "--form: ckpt was trained on text, and the tune options apply to ABC models; drop it (eval "
+     "scores the held-out loss)"),
     (["sample", "badmodel"],
      "badmodel/checkpoint.json: model config is invalid: --num-layers must be > 0, not 0"),
     # EvalConfig

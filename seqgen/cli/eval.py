@@ -145,6 +145,13 @@ def eval_command(
                              rich_help_panel=PT),
     fmt: Format = typer.Option(Format.table, "--format", "-f",
                                help="table (rich tables) or json (one object) on stdout."),
+    form: str | None = typer.Option(
+        None, "--form", help="The tunes' parts, as seqgen sample --form (AABB, AB, AABA): "
+        "the --constrain abc column follows it.", rich_help_panel=PT, show_default=False),
+    bars: int = typer.Option(8, "--bars", help="With --form: bars in each part (1-64).",
+                             rich_help_panel=PT),
+    cadence: str = typer.Option("tonic", "--cadence", help="With --form: tonic (the last note "
+                                "is the tonic of K:) or free.", rich_help_panel=PT),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads for torch (default: 1, the fastest for one small "
         "model on CPU, and kind to a shared machine).",
@@ -165,13 +172,14 @@ def eval_command(
     torch.set_num_threads(threads or 1)
     config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
                         top_p=top_p, constrain=constrain.value, eval_tokens=eval_tokens,
-                        jobs=jobs, **({} if length is None else {"length": length}))
+                        jobs=jobs, form=form, bars=bars, cadence=cadence,
+                        **({} if length is None else {"length": length}))
     config.validate()
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     if ckpt.corpus_kind != "abc":
-        typed = [p for p in ("tunes", "seed", "temperature", "top_p", "length", "constrain",
-                             "jobs")
+        typed = [p for p in ("form", "tunes", "seed", "temperature", "top_p", "length",
+                             "constrain", "jobs", "bars", "cadence")
                  if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
                  and not (p == "tunes" and tunes == 0)]  # --tunes 0: loss only, as it will be
         if typed:

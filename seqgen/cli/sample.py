@@ -109,6 +109,15 @@ Key = Annotated[str | None, typer.Option(
     "--key", help="ABC models: the tune's key, e.g. D, Em, Dmix (without --meter the "
     "model writes M: and L:, and the ABC constraint fixes K:).",
     rich_help_panel=PS, show_default=False)]
+Form = Annotated[str | None, typer.Option(
+    "--form", help="ABC models: the tune's parts, a letter each, doubled for a repeated part: "
+    "AABB, AB, AABBCC, AABA. The ABC constraint makes each part exactly --bars bars (a pickup "
+    "and endings allowed) and closes each repeat.", rich_help_panel=PS, show_default=False)]
+Bars = Annotated[int, typer.Option(
+    "--bars", help="With --form: bars in each part (1-64).", rich_help_panel=PS)]
+Cadence = Annotated[str, typer.Option(
+    "--cadence", help="With --form: tonic (the tune's last note is the tonic of K:, modes "
+    "included: Ador ends on A) or free.", rich_help_panel=PS)]
 Title = Annotated[str | None, typer.Option(
     "--title", help="ABC models: the tune's title (T: field).", rich_help_panel=PS,
     show_default=False)]
@@ -137,6 +146,9 @@ def sample(
     meter: Meter = None,
     key: Key = None,
     title: Title = None,
+    form: Form = None,
+    bars: Bars = 8,
+    cadence: Cadence = "tonic",
 ) -> None:
     """Generate text (or ABC tunes with --tunes) from a trained checkpoint."""
     t_start = time.perf_counter()
@@ -149,7 +161,7 @@ def sample(
         tunes=tunes is not None, meter=meter, key=key, title=title, length=length,
         temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples,
         stop=tuple(unescape(s) for s in (stop or ())), constrain=constrain,
-        unknown=unknown.value)
+        unknown=unknown.value, form=form, bars=bars, cadence=cadence)
     request.validate()  # before loading the model
 
     import torch
@@ -257,6 +269,13 @@ def _samples(ckpt, prompt: str, config, generator, fmt: Format, seed: int,
     lead = f"; first after {first[0]:.2f} s from start" if first else ""
     ends = ", ".join(sorted({_why(s) for s in samples}))
     info(f"{chars:,} characters in {secs:.2f} s{rate}{lead}; ended by {ends}")
+    short = [s.index + 1 for s in samples if s.stop_reason == "length"]
+    if config.form is not None and short:
+        from seqgen.errors import UsageError
+
+        raise UsageError(f"--form {config.form}: sample(s) {', '.join(map(str, short))} reached "
+                         f"--length {config.length} before the form of {config.bars}-bar parts "
+                         "was complete (written above); raise --length")
 
 
 def _why(s) -> str:

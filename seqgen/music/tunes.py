@@ -160,6 +160,12 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
                 on_tune(tune)
         if len(tunes) == count:
             return tunes
+    if base.form is not None:
+        raise DataError(
+            f"only {len(tunes)} of {count} tunes completed the form {base.form} of {base.bars}-bar "
+            f"parts within `length` {base.length} characters after {max_rounds} rounds (the "
+            "tunes written are kept); raise `length`, or ask for fewer or shorter parts",
+            params=True)
     if not tunes and not_abc:
         raise DataError(f"{not_abc} samples ended, none of them an ABC tune (X: and K: headers): "
                         "give an ABC header as the prompt, such as 'X:1\\nM:6/8\\nK:D\\n', and "
@@ -270,6 +276,9 @@ class SamplingRequest:
     constrain: str | None = like(SampleConfig, "constrain", None)
     # prompt characters the model does not know: error, or "skip"
     unknown: str = like(SampleConfig, "unknown", "strict")
+    form: str | None = like(SampleConfig, "form", None)  # --form, --bars, --cadence
+    bars: int = like(SampleConfig, "bars", 8)
+    cadence: str = like(SampleConfig, "cadence", "tonic")
 
     def validate(self) -> None:
         """UsageError naming the first bad field: all that can be checked before a checkpoint
@@ -318,6 +327,9 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
     request.validate()
     tok, abc = ckpt.tokenizer, ckpt.corpus_kind == "abc"
     prompt = request.written_prompt()
+    if request.form is not None and not abc:
+        raise UsageError(f"`form` needs a model trained on ABC tunes; {ckpt.path} was trained "
+                         f"on text ({ckpt.corpus_name})", config=SamplingRequest)
     if request.tunes:
         if not abc:
             raise UsageError(f"`tunes` needs a model trained on ABC tunes; {ckpt.path} was "
@@ -341,6 +353,7 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
         num_samples=request.num_samples, stop=request.stop, unknown="strict",
         constrain=constrain,
         key=request.key if request.meter is None else None,  # with a meter, K: is in the prompt
+        form=request.form, bars=request.bars, cadence=request.cadence,
     )
     config.validate()
     return ResolvedSampling(config, prompt)

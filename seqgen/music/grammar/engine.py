@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from seqgen.music.grammar import rules
+from seqgen.music.grammar.rules.form import final_bar
 from seqgen.music.grammar.state import BODY, HEADER, TEXT_STATES, Header, State
 from seqgen.music.grammar.vocabulary import (
     BODY_CHARS,
@@ -43,10 +44,11 @@ class AbcConstraint:
     """
 
     def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
-                 key: str | None = None):
-        self.lex = Lexicon(itos, min_bars, max_bars, key)
+                 key: str | None = None, form: str | None = None, bars: int = 8,
+                 cadence: str = "tonic"):
+        self.lex = Lexicon(itos, min_bars, max_bars, key, form, bars, cadence)
         self.itos, self.stoi = self.lex.itos, self.lex.stoi
-        self.min_bars, self.max_bars = min_bars, max_bars
+        self.min_bars, self.max_bars = self.lex.min_bars, self.lex.max_bars
         self._chars = [(i, c) for i, c in enumerate(self.itos) if i > UNK_ID]
         letters = [i for i, c in self._chars if c in NOTE_LETTERS]
         # body masks: one note letter stands for all (but after a tie); characters no body
@@ -105,13 +107,13 @@ class AbcConstraint:
     def allows(self, s: State, token: int) -> bool:
         """``mask(s)[token]``, without computing the mask when it is not cached: the move of
         `s`'s class (`_sig`) by `token` (outside free text every note letter but after a tie
-        by the first one, as `mask` does), cached."""
+        or in a --form tune's last bar by the first one, as `mask` does), cached."""
         s = self._sig(s)
         m = self._masks.get(s)
         if m is not None:
             return bool(m[token])
         if (token in self._letter_set and s.phase == BODY and not s.tie
-                and s.body not in TEXT_STATES):
+                and s.body not in TEXT_STATES and not final_bar(self.lex, s)):
             token = self._letter
         return self.advance(s, token) is not None
 
@@ -124,7 +126,7 @@ class AbcConstraint:
 
             m = np.zeros(len(self.itos), dtype=bool)
             body = s.phase == BODY and s.body not in TEXT_STATES
-            if body and not s.tie:  # every note letter alike
+            if body and not s.tie and not final_bar(self.lex, s):  # every note letter alike
                 for i in self._body_other:
                     m[i] = self.advance(s, i) is not None
                 m[self._letters] = m[self._letter] = self.advance(s, self._letter) is not None
@@ -240,17 +242,21 @@ class ConstrainedBatch:
                 self.states[b] = c.advance(s, int(t))
 
 
-_CACHE: dict[tuple[tuple[str, ...], int, int, str | None], AbcConstraint] = {}
+_CACHE: dict[tuple, AbcConstraint] = {}
 
 
 def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64,
-                   key: str | None = None) -> AbcConstraint:
-    """The AbcConstraint of a tokenizer's vocabulary (with K: fixed to `key` when given), shared
-    (with its caches) by every sampler in this process that uses the same vocabulary."""
-    ident = (tuple(tokenizer.itos), min_bars, max_bars, key)
+                   key: str | None = None, form: str | None = None, bars: int = 8,
+                   cadence: str = "tonic") -> AbcConstraint:
+    """The AbcConstraint of a tokenizer's vocabulary (with K: fixed to `key` when given; with a
+    `form` such as 'AABB', parts of exactly `bars` bars, ending on the tonic with `cadence`
+    'tonic'), shared (with its caches) by every sampler in this process that uses the same
+    vocabulary and settings."""
+    ident = (tuple(tokenizer.itos), min_bars, max_bars, key, form, bars, cadence)
     c = _CACHE.get(ident)
     if c is None:
         if len(_CACHE) > 8:
             _CACHE.clear()
-        c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key)
+        c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key, form, bars,
+                                          cadence)
     return c

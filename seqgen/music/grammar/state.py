@@ -153,6 +153,7 @@ class State(NamedTuple):
     inner: int = 0  # notes of the chord [...] so far, or characters of the annotation
     bang_gap: int = BANG_GAP  # characters since a '!' line break mark (counted up to BANG_GAP)
     deco: str = ""  # the decoration of the coming or current note ('.', '~', '!trill!')
+    tonic: str = ""  # with a --form cadence: the letter of K:'s tonic ('A' for Ador)
 
 
 _FIELD_INDEX = {name: i for i, name in enumerate(State._fields)}

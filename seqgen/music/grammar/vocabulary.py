@@ -6,6 +6,7 @@ No torch, no numpy: plain Python values, so that the rules stay cheap to call.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
@@ -123,6 +124,41 @@ class ConstraintError(UsageError):
     """A prompt the ABC constraint cannot continue (or a vocabulary it cannot work with)."""
 
 
+MAX_FORM_BARS = 64  # --bars: bars per part, at most
+CADENCES = ("tonic", "free")
+
+
+def form_problem(form: str) -> str | None:
+    """What is wrong with a form such as 'AABB' (`seqgen sample --form`), or None: letters A-Z
+    are parts, a letter doubled is a repeated part, a letter seen before returns (AABA); new
+    letters come in order (A, then B...), and a letter at most twice in a row."""
+    if not form or not all("A" <= c <= "Z" for c in form):
+        return "give letters A-Z, one a part, a letter doubled for a repeated part (AABB, AB, AABA)"
+    runs = [m.group(0) for m in re.finditer(r"(.)\1*", form)]
+    if any(len(r) > 2 for r in runs):
+        return "give a letter at most twice in a row (doubled, it is a repeated part)"
+    seen = ""
+    for c in form:
+        if c not in seen:
+            if c != chr(ord("A") + len(seen)):
+                return f"letter new parts in order (A, then B, ...): {c!r} comes early"
+            seen += c
+    return None
+
+
+def tonic_letter(key: str) -> str:
+    """The letter of a key's tonic, upper case ('Ador' -> 'A', 'F#m' -> 'F'); '' for none."""
+    from seqgen.music.keys import read_key
+
+    k = read_key(key)
+    return k.tonic[0] if k is not None else ""
+
+
+def form_parts(form: str) -> tuple[bool, ...]:
+    """The parts of a form as written (each: repeated or not): 'AABA' -> (True, False, False)."""
+    return tuple(len(m.group(0)) == 2 for m in re.finditer(r"(.)\1?", form))
+
+
 def prefixes(words: Iterable[str]) -> frozenset[str]:
     """Every prefix of every word, the empty one included."""
     return frozenset(w[:i] for w in words for i in range(len(w) + 1))
@@ -139,9 +175,16 @@ class Lexicon:
     """
 
     def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
-                 key: str | None = None):
+                 key: str | None = None, form: str | None = None, bars: int = 8,
+                 cadence: str = "tonic"):
         if min_bars < 1 or max_bars < min_bars:
             raise UsageError("the ABC constraint needs 1 <= min_bars <= max_bars")
+        # --form: the parts (each repeated or not), each exactly `bars` bars long
+        self.form = form_parts(form) if form else ()
+        if self.form:
+            # the parts make the length (min_bars would only blur the signature's bar
+            # classes); a pickup closes a bar of its own, a second ending up to `bars` more
+            min_bars, max_bars = 1, len(self.form) * (bars + 1) + bars * sum(self.form)
         self.itos = list(itos)
         self.min_bars, self.max_bars = min_bars, max_bars
         self.stoi = {c: i for i, c in enumerate(self.itos) if i > UNK_ID}
@@ -156,6 +199,11 @@ class Lexicon:
         self.meters = {k: v for k, v in METERS.items() if spellable(k)}
         self.units = {k: v for k, v in UNIT_LENGTHS.items() if spellable(k)}
         self.keys = frozenset(k for k in KEYS if spellable(k))
+        # --cadence tonic: the tune's last note is the tonic of K: (rules/form.py final_bar)
+        self.cadence = bool(self.form) and cadence == "tonic"
+        if self.cadence:  # keys whose tonic letter the vocabulary has
+            self.keys = frozenset(k for k in self.keys if spellable(tonic_letter(k)) or
+                                  spellable(tonic_letter(k).lower()))
         if key is not None:
             self.keys = frozenset((self._only_key(key),))
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
@@ -176,6 +224,9 @@ class Lexicon:
                                     if n <= max_bars) or self.part_lengths[:1]
         self.min_parts = max(1, min(MIN_PARTS, max_bars // self.part_lengths[0]))
         self.max_parts = MAX_PARTS
+        if self.form:
+            self.part_lengths = self.repeat_lengths = (bars,)
+            self.min_parts = self.max_parts = len(self.form)
         self.length_prefixes = prefixes(self.lengths)
         quote = '"' in self.stoi
         self.roots = "".join(r for r in CHORD_ROOTS if r in self.stoi) if quote else ""
@@ -189,6 +240,8 @@ class Lexicon:
         self.continuation = "\\" in self.stoi  # a line ending in '\\' goes on on the next
         self.chords = "]" in self.stoi
         self.inline = "".join(f for f in INLINE_FIELDS if f in self.stoi) if self.chords else ""
+        if self.cadence:  # (one key to end in)
+            self.inline = self.inline.replace("K", "")
 
     def playable(self, step: int) -> tuple[int, ...]:
         """The lengths (in quarters of the unit, l4) a note may take when a quarter of the unit

@@ -62,6 +62,10 @@ Lines and the end (barlines.py, inline.py)
      starts), values as in the header.
  16. ``|]`` or ``<eos>`` ends the tune once every part is closed, no repeat is open, the tune
      has `min_bars` bars and 2 parts; after `max_bars` bars the next barline ends it.
+Form control (form.py; ``seqgen sample --form AABB --bars 8 --cadence tonic``)
+ 17. With a form (lx.form): exactly its parts, each of `bars` bars; a repeated one closed by
+     ``:|``, another by ``|| |] |:`` without ``|:`` or endings. With the tonic cadence the last
+     bar's last note is the plain tonic of ``K:`` (State.tonic; form.final_bar, cadence_note).
 
 Adding a rule: a position (a member of state.Body or state.Header, or a field of State) and a
 function ``rule(lx, s, ch) -> State | None`` (the state after character `ch`, None when it is
@@ -91,6 +95,7 @@ from seqgen.music.grammar.rules import (
 )
 from seqgen.music.grammar.rules.barlines import eos
 from seqgen.music.grammar.rules.elements import split_pitch
+from seqgen.music.grammar.rules.form import last_part_tonic
 from seqgen.music.grammar.state import BANG_GAP, BODY, ENDING2, HEADER, Body, Header, State
 from seqgen.music.grammar.vocabulary import (
     BAR_WIDTH,
@@ -215,6 +220,7 @@ def signature(lx: Lexicon, s: State) -> State:
     (`_part_class`), the line's bars at MAX_LINE_BARS - 1 and beyond, a note's pitch only as whether it has an
     accidental, its letter's case and its octave marks (and whether there is one), the letters
     with accidentals in the bar only as whether they hold the note's or the tied note's,
+    (its letter kept when it is the tonic's in a --form tune's last part: form.last_part_tonic),
     the line's extra width only up to 6 short of LINE_EXTRAS, the line's width only as under LINE_WIDTH or not; the length of
     free header text only as empty, under the limit or at it. Masks are cached per
     representative, so a new bar or title seldom needs a new mask."""
@@ -223,9 +229,13 @@ def signature(lx: Lexicon, s: State) -> State:
         rp, rend = _part_class(lx, s)
         rl = s.line_bars if s.line_bars >= MAX_LINE_BARS - 1 else 0
         acc, letter, marks = split_pitch(s.pitch)
-        pitch = ("=" if acc else "") + ("a" if letter.islower() else "A") + marks if s.pitch else ""
+        tonic = last_part_tonic(lx, s, letter)  # (form.cadence_note, notes.tie_ok)
+        other = "B" if s.tonic == "A" else "A"  # (a letter that is not the tonic)
+        pitch = ("=" if acc else "") + (letter if tonic else other.lower() if letter.islower()
+                                         else other) + marks if s.pitch else ""
         tied = split_pitch(s.tie)[1].upper()
-        accs = ("A" if letter.upper() in s.bar_accs and s.pitch else "") + (
+        accs = ((letter.upper() if tonic else other) if letter.upper() in s.bar_accs
+                and s.pitch else "") + (
             tied if tied and tied in s.bar_accs else "")
         rn = s.line_width if s.line_width + s.bar_notes + BAR_WIDTH >= LINE_WIDTH else 0
         rx = LINE_EXTRAS - min(LINE_EXTRAS - s.line_extras, 6)  # (no extra costs more)

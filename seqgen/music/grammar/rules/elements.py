@@ -8,7 +8,8 @@ None when the grammar does not allow it.
 
 from __future__ import annotations
 
-from seqgen.music.grammar.rules.timing import can_start_note
+from seqgen.music.grammar.rules.form import final_bar, last_part_tonic
+from seqgen.music.grammar.rules.timing import can_start_note, fits
 from seqgen.music.grammar.state import BANG_GAP, NO_SLUR, SLUR_WITH_NOTE, Body, State
 from seqgen.music.grammar.vocabulary import (
     CHORD_SYMBOL_WIDTH,
@@ -31,6 +32,9 @@ def start_element(lx: Lexicon, s: State, ch: str) -> State | None:
     group, triplet or slur, from a point between elements (barlines are the caller's)."""
     if not can_start_note(lx, s):
         return None
+    if (ch in "^_=[" or (ch in NOTE_LETTERS and ch.upper() != s.tonic)) and not s.tie and (
+            final_bar(lx, s) and not fits(lx, s, short=True)):
+        return None  # (only the tonic, a plain note, may end a --form tune)
     if s.tie:
         return _tied_note(s, ch)
     if ch in NOTE_LETTERS:
@@ -119,6 +123,8 @@ def accidental(lx: Lexicon, s: State, ch: str) -> State | None:
         return s._replace(partial=s.partial + ch)
     if ch in NOTE_LETTERS:
         if s.tie and (ch != tied_letter or s.partial != tied_acc):
+            return None
+        if final_bar(lx, s) and last_part_tonic(lx, s, ch):
             return None
         return begin_note(with_accidental(s, ch), Body.NOTE, pitch=s.partial + ch)
     return None

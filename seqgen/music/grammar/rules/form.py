@@ -38,6 +38,36 @@ from seqgen.music.grammar.vocabulary import BAR_WIDTH, LINE_WIDTH, MAX_LINE_BARS
 SECTION_BARS = ("||", "|]", "|:", ":|")
 
 
+def repeats(lx: Lexicon, part: int) -> bool:
+    """With a --form (lx.form): part number `part` (0, 1, ...) is a repeated one."""
+    return part < len(lx.form) and lx.form[part]
+
+
+def final_bar(lx: Lexicon, s: State) -> bool:
+    """With a --form cadence (lx.cadence): the current bar is the tune's last (the last bar of
+    the last part, or of its second ending), whose last note must be the tonic."""
+    if not (lx.cadence and s.tonic and s.parts == len(lx.form) - 1):
+        return False
+    if s.rep == ENDING2:
+        return s.ending_bars <= 1
+    return s.rep in (NO_REPEAT, REPEAT) and s.part_bars + 1 == lx.part_lengths[0]
+
+
+def cadence_note(s: State) -> bool:
+    """The note just read (s.pitch) sounds the tonic: its letter with no accidental, written
+    or earlier in the bar (the key signature gives the tonic its own: F# in K:F#m)."""
+    acc, letter = s.pitch[:1] in ("^", "_", "="), s.pitch[:1].upper()
+    return not acc and letter == s.tonic and letter not in s.bar_accs
+
+
+def last_part_tonic(lx: Lexicon, s: State, letter: str) -> bool:
+    """With a --form cadence, `letter` is the tonic's and the tune is in its last part: in its
+    last bar the tonic takes no accidental, nor is a tonic with one tied (the cadence needs the
+    plain tonic)."""
+    return (bool(s.tonic) and letter.upper() == s.tonic and lx.cadence
+            and s.parts == len(lx.form) - 1)
+
+
 def part_open(s: State) -> bool:
     """The current part has begun: a bar of it was closed, or a repeat or ending is open."""
     return s.rep != NO_REPEAT or s.part_bars > 0 or s.pickup >= 0
@@ -100,6 +130,8 @@ def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
         return None  # a tie goes on to the next bar's first note, not across a section
     first = s.pickup < 0
     short = s.bar_ticks is not None and s.filled < s.bar_ticks
+    if kind == "|:" and lx.form and not repeats(lx, s.parts + (not first or not short)):
+        return None  # '|:' opens a part the form repeats
     if kind == "|" or (kind == "|:" and first and short and s.rep == NO_REPEAT):
         # a bar inside the part: full, or the pickup ('|:' after the pickup opens the repeat)
         if not _bar_length_ok(s, False):
@@ -119,15 +151,20 @@ def close_bar(lx: Lexicon, s: State, kind: str) -> State | None:
         return in_budget(lx, _closed(nxt, kind))
     if first and short or not _bar_length_ok(s, True):
         return None
+    if short and final_bar(lx, s) and not cadence_note(s):
+        return None  # (a last bar that makes one with the pickup ends on the tonic too)
     ended = _end_part(lx, s, kind)
     return None if ended is None else in_budget(lx, _closed(ended, kind))
 
 
 def _end_part(lx: Lexicon, s: State, kind: str) -> State | None:
     """A section barline ends the part (or its first ending): what the repeat state allows."""
+    if lx.form and (kind == ":|") != repeats(lx, s.parts) and s.rep in (NO_REPEAT, REPEAT):
+        return None  # a part the form repeats ends with ':|', another with || |] |:
     if s.rep == ENDING2:
-        if kind == ":|":
-            return None  # a second ending is closed by || |] or |: (abc2midi, music21)
+        if kind == ":|" or (final_bar(lx, s._replace(ending_bars=1)) and s.ending_bars > 1):
+            return None  # a second ending is closed by || |] or |: (abc2midi, music21); the
+            # tune's last as long as the first (its last bar is the cadence's)
     elif s.part_bars + 1 not in lengths(lx, s) or not s.part_pitched:
         return None  # a part of 4, 8, 12 or 16 bars, with a note
     elif s.rep == ENDING1:
@@ -165,7 +202,8 @@ def _closed(s: State, kind: str) -> State:
 # --------------------------------------------------------------------- repeats and endings
 def opening_repeat(lx: Lexicon, s: State) -> State | None:
     """'|:' before any note of a part, at the start of the tune or of a line."""
-    if s.rep != NO_REPEAT or part_open(s) or s.bar_has_notes or s.tie:
+    if s.rep != NO_REPEAT or part_open(s) or s.bar_has_notes or s.tie or (
+            lx.form and not repeats(lx, s.parts)):
         return None
     return in_budget(lx, s._replace(body=Body.BAR_START, rep=REPEAT, last_bar="|:"))
 
@@ -174,7 +212,7 @@ def first_ending(lx: Lexicon, s: State) -> State | None:
     """'[1' (or '|1') at the start of a bar after a plain barline: in a repeat with a bar, or
     in a part without '|:' while no ':|' has closed a repeat without endings (after one
     abc2midi wants '|:': "found [1 or like before |:")."""
-    if s.last_bar != "|" or s.part_bars < 1 or s.tie:
+    if s.last_bar != "|" or s.part_bars < 1 or s.tie or (lx.form and not repeats(lx, s.parts)):
         return None
     if s.rep == REPEAT or (s.rep == NO_REPEAT and not s.plain_repeat):
         return in_budget(lx, s._replace(rep=ENDING1, last_bar="[1", ending_bars=0))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from seqgen.music.grammar.rules.elements import more, octave_mark, start_element, with_accidental
+from seqgen.music.grammar.rules.form import final_bar, last_part_tonic
 from seqgen.music.grammar.rules.timing import fits
 from seqgen.music.grammar.state import NO_SLUR, SLUR_EMPTY, Body, State
 from seqgen.music.grammar.vocabulary import MAX_CHORD_NOTES, NOTE_LETTERS, Lexicon
@@ -34,6 +35,8 @@ def chord_accidental(lx: Lexicon, s: State, ch: str) -> State | None:
     if ch == s.partial and ch in "^_" and len(s.partial) == 1:
         return s._replace(partial=s.partial + ch)
     if ch in NOTE_LETTERS:
+        if final_bar(lx, s) and last_part_tonic(lx, s, ch):
+            return None
         return with_accidental(s, ch)._replace(body=Body.CHORD_NOTE, partial="", pitch=ch,
                                                 inner=s.inner + 1)
     return None
@@ -63,6 +66,8 @@ def grace_accidental(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.GRACE_ACCIDENTAL: the grace note's letter."""
     if ch not in NOTE_LETTERS:
         return None
+    if final_bar(lx, s) and last_part_tonic(lx, s, ch):
+        return None
     return with_accidental(s, ch)._replace(body=Body.GRACE_NOTE, pitch=ch)
 
 
@@ -91,7 +96,8 @@ def grace_done(lx: Lexicon, s: State, ch: str) -> State | None:
 def paren(lx: Lexicon, s: State, ch: str) -> State | None:
     """Body.PAREN: '3' for a triplet (when three notes of the shortest length fit in the time
     of two, and no triplet or broken pair is open), else the first note of a slur."""
-    if ch == "3" and s.triplet_left == 0 and s.forced_length is None and fits(lx, s, 2, 3):
+    if ch == "3" and s.triplet_left == 0 and s.forced_length is None and fits(
+            lx, s, 2, 3, short=final_bar(lx, s)):
         return s._replace(body=Body.TRIPLET, triplet_left=3)
     opened = s._replace(body=Body.SLUR_OPEN, slur=SLUR_EMPTY)
     if ch in "({" or ")" not in lx.stoi:

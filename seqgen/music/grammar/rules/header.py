@@ -17,6 +17,7 @@ from seqgen.music.grammar.vocabulary import (
     TEXT_PUNCTUATION,
     TICKS,
     Lexicon,
+    tonic_letter,
 )
 
 
@@ -98,7 +99,7 @@ def end_field(lx: Lexicon, s: State) -> State | None:
     elif letter == "R":
         s = s._replace(rhythm=v)
     elif letter == "K":
-        return body_start(s)
+        return body_start(s._replace(tonic=tonic_letter(v) if lx.cadence else ""))
     return s
 
 

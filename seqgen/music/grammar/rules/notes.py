@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from seqgen.music.grammar.rules.barlines import between
 from seqgen.music.grammar.rules.elements import more, octave_mark, split_pitch, start_element
-from seqgen.music.grammar.rules.form import close_bar
+from seqgen.music.grammar.rules.form import cadence_note, close_bar, final_bar, last_part_tonic
 from seqgen.music.grammar.rules.timing import broken_pair, finish_note, fits, length_ok
 from seqgen.music.grammar.state import NO_SLUR, SLUR_WITH_NOTE, Body, State
 from seqgen.music.grammar.vocabulary import Lexicon
@@ -54,7 +54,12 @@ def tie_ok(lx: Lexicon, s: State) -> bool:
     to every octave: '=c2 C-|C' ties two pitches)."""
     if not s.pitch or s.body != Body.AFTER_NOTE:
         return False
+    acc, letter, _ = split_pitch(s.pitch)
+    if acc and last_part_tonic(lx, s, letter):
+        return False  # (the tied note could not be written in the tune's last bar)
     tied = s._replace(tie=s.pitch)
+    if final_bar(lx, s) and not cadence_note(s):  # (the tied note may not end the tune)
+        return fits(lx, tied, short=True)
     return fits(lx, tied) or close_bar(lx, tied, "|") is not None
 
 

@@ -7,7 +7,7 @@ or one finer than the ticks) switches the bar-length rules off.
 
 from __future__ import annotations
 
-from seqgen.music.grammar.rules.form import in_budget, part_open
+from seqgen.music.grammar.rules.form import cadence_note, final_bar, in_budget, part_open
 from seqgen.music.grammar.state import Body, State
 from seqgen.music.grammar.vocabulary import MAX_BAR_NOTES, Lexicon
 
@@ -32,17 +32,19 @@ def fill_count(lx: Lexicon, step: int, room: int) -> int:
     return n
 
 
-def fits(lx: Lexicon, s: State, times: int = 1, count: int = 1) -> bool:
+def fits(lx: Lexicon, s: State, times: int = 1, count: int = 1, short: bool = False) -> bool:
     """A new note (`count` notes lasting `times` times its length: 3 and 2 for a triplet)
     still fits in the bar: with some length, and the bar can still be filled with at most
-    MAX_BAR_NOTES notes (abcm2ps cannot fit a line of too many: "Line too much shrunk")."""
+    MAX_BAR_NOTES notes (abcm2ps cannot fit a line of too many: "Line too much shrunk").
+    `short`: and leaves room for one more (the tonic that ends a --form tune, form.final_bar)."""
     if s.forced_length is not None:
         return True
     if s.bar_ticks is None:
-        return s.bar_notes + count <= MAX_BAR_NOTES
+        return s.bar_notes + count + short <= MAX_BAR_NOTES
     q, room = s.quarter_unit_ticks, s.bar_ticks - s.filled
     return any(s.bar_notes + count + fill_count(lx, q, room - v * q * times) <= MAX_BAR_NOTES
-               for v in lx.playable(q) if v * q * times <= room)
+               for v in lx.playable(q) if v * q * times < room or (
+                   not short and v * q * times == room))
 
 
 def can_start_note(lx: Lexicon, s: State) -> bool:
@@ -65,6 +67,9 @@ def length_fits(lx: Lexicon, s: State, k: str) -> bool:
         return True
     room = s.bar_ticks - s.filled - v * q * s.times
     count = 3 if s.times == 2 else 1  # (the first note of a triplet counts for its three)
+    if room == 0 and final_bar(lx, s) and (s.body != Body.NOTE or s.times == 2
+                                           or not cadence_note(s)):
+        return False  # the tune's last note is the tonic (a note, not a rest, chord, triplet)
     return room >= 0 and s.bar_notes + count + fill_count(lx, q, room) <= MAX_BAR_NOTES
 
 
@@ -90,6 +95,7 @@ def finish_note(lx: Lexicon, s: State) -> State | None:
     staccato = s.deco == "." and s.body == Body.NOTE
     pairs = (s.body != Body.REST and s.deco not in (".", "!fermata!")
              and lx.l4[s.partial] in POWERS_OF_TWO)
+    fitting = s.forced_length is not None or length_fits(lx, s, s.partial)  # (s.pitch read)
     s = s._replace(deco="", pitch="" if staccato else s.pitch)
     if s.forced_length is not None:
         if s.partial != s.forced_length:
@@ -98,7 +104,7 @@ def finish_note(lx: Lexicon, s: State) -> State | None:
         return s._replace(body=Body.AFTER_NOTE, partial="",
                           forced_length=s.forced_length if left else None, triplet_left=left,
                           last_length=None, times=1)
-    if not length_fits(lx, s, s.partial):
+    if not fitting:
         return None
     filled = s.filled + lx.l4[s.partial] * s.quarter_unit_ticks * s.times
     if s.triplet_left == 3:  # (the triplet's three notes count now)
@@ -119,7 +125,8 @@ def broken_pair(lx: Lexicon, s: State) -> State | None:
     extra = lx.l4[s.last_length] * s.quarter_unit_ticks
     if s.bar_ticks is not None and (
             s.bar_notes + 1 + fill_count(lx, s.quarter_unit_ticks,
-                                         s.bar_ticks - s.filled - extra) > MAX_BAR_NOTES):
-        return None
+                                         s.bar_ticks - s.filled - extra) > MAX_BAR_NOTES
+            or (s.filled + extra == s.bar_ticks and final_bar(lx, s))):
+        return None  # (a pair does not end a --form tune: its second note is unknown yet)
     return s._replace(body=Body.BROKEN, forced_length=s.last_length, last_length=None,
                       filled=s.filled + extra, bar_notes=s.bar_notes + 1)
