@@ -555,9 +555,9 @@ def test_the_first_evaluation_is_foreseen_by_the_time_budget():
     """Before any evaluation, the budget leaves room for one at half the training speed."""
     from seqgen.train.meter import Meter
 
-    m = Meter(100)
-    assert m.eval_estimate(10_000) == 0.0  # no speed measured yet
+    m = Meter(100, eval_tokens=10_000)
+    assert m.eval_s() == 0.0  # no speed measured yet
     m.tokens_per_s = 1_000.0
-    assert m.eval_estimate(10_000) == 5.0
+    assert m.eval_s() == 5.0
     m.last_eval_s = 2.0  # after one: as long as the last
-    assert m.eval_estimate(10_000) == 2.0
+    assert m.eval_s() == 2.0
