@@ -60,7 +60,7 @@ def _cli_run(corpus: Path | str, extra: list[str], out: Path,
     wall = time.perf_counter() - t0
     # the run's own time (calibration, training, validation, the final save), as its summary
     # table says it: the time the budget counts
-    run_s = re.search(r"time\W+([\d.]+) s,", p.stderr)
+    run_s = re.search(r"time\W+([\d.]+) s of training", p.stderr)
     meta = json.loads((out / "checkpoint.json").read_text())
     best = json.loads((out / "best" / "checkpoint.json").read_text())
     hist = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
