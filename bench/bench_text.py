@@ -159,8 +159,8 @@ def rescore(src: Path, threads: int) -> float:
     spec = importlib.util.spec_from_file_location("nanogpt_model", src / "model.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    ckpt = torch.load(src / "out-shakespeare-char" / "ckpt.pt", map_location="cpu",
-                      weights_only=True)
+    path = src / "out-shakespeare-char" / "ckpt.pt"  # nanoGPT's own checkpoint, tensors only
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     with contextlib.redirect_stdout(sys.stderr):  # (it prints its parameter count)
         gpt = mod.GPT(mod.GPTConfig(**ckpt["model_args"]))
     state = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
