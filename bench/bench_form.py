@@ -3,6 +3,7 @@ an unseen human collection, with an independent music21 reading of some measures
 
     python bench/bench_form.py                       # 3 x 100 sampled tunes, 300 + 300 human
     python bench/bench_form.py --tunes 20 --seeds 1 --corpus-tunes 100
+    python bench/bench_form.py --model RUN/best --sample-args '--form AABB --bars 8'
 
 Sets: (1) the shipped model, ``seqgen sample default --tunes N --seed S`` for each seed (the
 command as a user runs it, its stdout read back); (2) --corpus-tunes tunes of its training
@@ -14,7 +15,9 @@ folk corpus; then a second reading by music21's own stock parser (converter.pars
 repeat barlines, its Key object's tonic), no seqgen code in it, for three measures: the last
 note is the tonic (per-tune agreement), no bar repeated (agreement; music21's measures as it
 reads them, pickups and second endings included) and the repeated parts (the count of
-end-repeat barlines against seqgen's repeated parts).
+end-repeat barlines against seqgen's repeated parts). For the sampled set, also the share of
+tunes that have 4 consecutive bars (notes and durations) equal to 4 consecutive bars of a folk
+tune (copying whole phrases, which the 40-character rule of `seqgen eval` can miss).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from pathlib import Path
 
 from seqgen.data import load_corpus
 from seqgen.music.abc import split_tunes
-from seqgen.music.form import FormStats, form_stats, read_form
+from seqgen.music.form import FormStats, bar_events, form_stats, read_form
 from seqgen.music.quality import _tvd, describe_tunes
 
+SHARED_BARS = 4  # issue 19: no sampled tune shares 4 whole bars with a training tune
 HUMAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "irish.abc"
 ROWS = (("AABB: two parts of 8 bars, each repeated", "aabb"),
         ("parts of exactly 8 bars (8 or 16 in 2/4)", "eight_bar_parts"),
@@ -44,9 +48,9 @@ ROWS = (("AABB: two parts of 8 bars, each repeated", "aabb"),
         ("tunes with any accidental", "accidentals"))
 
 
-def sampled(tunes: int, seed: int) -> list[str]:
-    cmd = [sys.executable, "-m", "seqgen", "-q", "sample", "default", "--tunes", str(tunes),
-           "--seed", str(seed)]
+def sampled(model: str, tunes: int, seed: int, extra: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "seqgen", "-q", "sample", model, "--tunes", str(tunes),
+           "--seed", str(seed), *extra]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return split_tunes(out)
 
@@ -103,11 +107,28 @@ def cross_check(tunes: list[str]) -> dict[str, str]:
             "repeated parts = end repeats, agree": f"{pct(agree['repeats'])}"}
 
 
+def shares_bars(tunes: list[str], training: list[str], n: int = SHARED_BARS) -> float:
+    """The share of `tunes` that have `n` consecutive bars (notes and durations, form.bar_events)
+    equal to `n` consecutive bars of a training tune."""
+    grams = set()
+    for t in training:
+        bars = bar_events(t) or []
+        grams.update(tuple(bars[i:i + n]) for i in range(len(bars) - n + 1))
+    hits = 0
+    for t in tunes:
+        bars = bar_events(t) or []
+        hits += any(tuple(bars[i:i + n]) in grams for i in range(len(bars) - n + 1))
+    return hits / max(len(tunes), 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tunes", type=int, default=100, help="sampled tunes per seed")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--corpus-tunes", type=int, default=300, help="tunes of each human set")
+    ap.add_argument("--model", default="default", help="the checkpoint to sample")
+    ap.add_argument("--sample-args", default="", help="more seqgen sample options, e.g. "
+                    "'--form AABB --bars 8'")
     args = ap.parse_args()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                 .splitlines() if ln.startswith("model name")), platform.processor())
@@ -115,9 +136,11 @@ def main() -> None:
     folk = load_corpus("folk", abc_headers="music").documents
     sets: dict[str, list[str]] = {}
     t0 = time.perf_counter()
-    sets["seqgen (shipped model)"] = [t for s in args.seeds for t in sampled(args.tunes, s)]
-    print(f"sampled {len(sets['seqgen (shipped model)'])} tunes in "
-          f"{time.perf_counter() - t0:.0f} s (seeds {args.seeds})")
+    name = "seqgen (shipped model)" if args.model == "default" else f"seqgen ({args.model})"
+    sets[name] = [t for s in args.seeds
+                  for t in sampled(args.model, args.tunes, s, args.sample_args.split())]
+    print(f"{name}: sampled {len(sets[name])} tunes in {time.perf_counter() - t0:.0f} s "
+          f"(seeds {args.seeds}{', ' + args.sample_args if args.sample_args else ''})")
     sets["O'Neill (folk)"] = evenly(folk, args.corpus_tunes)
     if HUMAN.is_file():
         sets["unseen human (irish.abc)"] = evenly(split_tunes(HUMAN.read_text()),
@@ -141,6 +164,9 @@ def main() -> None:
                 for n in names]
         print(f"| {what[:-1]} distance to folk (TVD) | "
               + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
+    shared = {n: shares_bars(sets[n], folk) for n in names if n.startswith("seqgen")}
+    print(f"| tunes sharing {SHARED_BARS} consecutive bars with a folk tune | " + " | ".join(
+        f"{100 * shared[n]:.1f}%" if n in shared else "-" for n in names) + " |")
     print("| most common forms | " + " | ".join(
         ", ".join(f"{k} {100 * v / stats[n].tunes:.0f}%" for k, v in
                   list(stats[n].forms.items())[:3]) for n in names) + " |")

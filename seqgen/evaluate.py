@@ -35,7 +35,7 @@ from seqgen.checkpoint import default_model_dir, share_of
 from seqgen.config import check_fields, like, plain_values, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.quality import TuneStats
-from seqgen.music.tunes import TUNE_LENGTH
+from seqgen.music.tunes import TUNE_LENGTH, SamplingRequest
 from seqgen.sampling import SampleConfig
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ class EvalConfig:
     jobs: int = setting(2, ge=1)  # music-check workers
     # the form of the sampled tunes, as seqgen sample's --form, --bars, --cadence (the ABC
     # constraint's column only: without it nothing follows a form)
-    form: str | None = like(SampleConfig, "form", None)
-    bars: int = like(SampleConfig, "bars", 8)
+    form: str | None = like(SamplingRequest, "form", None)
+    bars: int | None = like(SamplingRequest, "bars", None)
     cadence: str = like(SampleConfig, "cadence", "tonic")
 
     def __post_init__(self) -> None:

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING
 
 from seqgen.config import check_fields, plain_values, setting
 from seqgen.errors import UsageError
-from seqgen.music.grammar.vocabulary import CADENCES, MAX_FORM_BARS, form_problem
+from seqgen.music.grammar.vocabulary import CADENCES, FORM_CORPUS, MAX_FORM_BARS, form_problem
 from seqgen.tokenizer import EOS_ID, UNK_ID
 
 if TYPE_CHECKING:
@@ -89,11 +89,15 @@ class SampleConfig:
     # "abc": mask characters that would break an ABC tune (music/grammar)
     constrain: str = setting("none", choices=CONSTRAINTS, text="abc or none")
     key: str | None = None  # with constrain "abc": the only key the tune's K: may take
-    # with constrain "abc": the tune's parts, 'AABB' (a letter a part, doubled: repeated)
-    form: str | None = setting(None, check=form_problem, link=": ")
+    # with constrain "abc": the tune's parts, 'AABB' (a letter a part, doubled: repeated), or
+    # "corpus": each tune's drawn from `corpus_forms` for its meter and rhythm
+    form: str | None = setting(None, check=lambda f: None if f == FORM_CORPUS else form_problem(f),
+                               link=": ")
     bars: int = setting(8, ge=1, le=MAX_FORM_BARS)  # with `form`: bars in each part
     # with `form`: "tonic" (the tune's last note is the tonic of K:) or "free"
     cadence: str = setting("tonic", choices=CADENCES, text="tonic or free")
+    # with form "corpus": a checkpoint's form distribution (its corpus_forms, "corpus" "forms")
+    corpus_forms: dict | None = setting(None, flag=None)
 
     def __post_init__(self) -> None:
         plain_values(self)
@@ -108,6 +112,9 @@ class SampleConfig:
         if self.form is not None and self.constrain != "abc":
             raise UsageError("`form` needs the ABC constraint (`constrain` abc, the default for "
                              "ABC models)", config=SampleConfig)
+        if self.form == FORM_CORPUS and self.corpus_forms is None:
+            raise UsageError("`form` corpus needs the form distribution of a checkpoint trained "
+                             "on ABC (`corpus_forms`)", config=SampleConfig)
         if self.key is not None and self.constrain != "abc":
             raise UsageError("`key` without `meter` needs the ABC constraint (`constrain` abc, "
                              "the default for ABC models), or give `meter` too",
@@ -623,11 +630,25 @@ class Sampler:
                 grammar = abc_constraint(tokenizer)
             except ConstraintError as e:
                 raise ConstraintError(f"{e}; sample with --constrain none") from None
-            if config.key is not None or config.form is not None:  # (a key's own error)
-                grammar = abc_constraint(tokenizer, key=config.key, form=config.form,
+            letters = config.form if config.form != FORM_CORPUS else None
+            if config.key is not None or letters is not None:  # (a key's own error)
+                grammar = abc_constraint(tokenizer, key=config.key, form=letters,
                                          bars=config.bars, cadence=config.cadence)
+            per_tune = None
+            if config.form == FORM_CORPUS:  # each tune's form drawn when its header ends
+                import random
+
+                import torch
+
+                from seqgen.music.form import FormDraw
+
+                seed = int(torch.randint(0, 2**62, (1,), generator=generator,
+                                         device=generator.device if generator else "cpu"))
+                per_tune = FormDraw(tokenizer, config.corpus_forms or {}, random.Random(seed),
+                                    key=config.key, cadence=config.cadence)
             known = tokenizer.encode(prompt, errors=config.unknown)  # the prompt the text goes on
-            self.constraint = ConstrainedBatch(grammar, config.num_samples, tokenizer.decode(known))
+            self.constraint = ConstrainedBatch(grammar, config.num_samples, tokenizer.decode(known),
+                                               per_tune)
 
     def __iter__(self) -> Iterator[tuple[int, str]]:
         import torch

@@ -144,7 +144,13 @@ def test_cli_samples_tunes_of_the_form(abc_ckpt, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--form", "AB1"], "--form: give letters A-Z, one a part, a letter doubled for a repeated "
-                        "part (AABB, AB, AABA), not 'AB1'"),
+                        "part (AABB, AB, AABA); or corpus (drawn from the training tunes) or free "
+                        "(none), not 'AB1'"),
+    (["--bars", "4"], "--bars needs a --form of letters such as AABB (a form drawn from the "
+                      "training tunes has their part lengths)"),
+    (["--form", "free", "--bars", "4"], "--bars needs a --form of letters such as AABB (a "
+                                        "form drawn from the training tunes has their part "
+                                        "lengths)"),
     (["--form", "AB", "--bars", "0"], "--bars must be in [1, 64], not 0"),
     (["--form", "AB", "--bars", "65"], "--bars must be in [1, 64], not 65"),
     (["--form", "AB", "--cadence", "dominant"],
@@ -178,3 +184,91 @@ def test_cli_form_on_a_text_model_is_refused(tmp_path):
     assert r.exit_code == 2, r.output
     assert r.stderr.strip().splitlines()[-1].startswith(
         "error: --form needs a model trained on ABC tunes;")
+
+
+# ------------------------------------------------------------- forms drawn from the corpus
+FORMS = {"version": 1, "tunes": 13, "groups": [
+    {"meter": "6/8", "rhythm": "jig", "tunes": 6,
+     "forms": {"AB": {"6,6": 4, "8,6": 1}, "AABB": {"3,3": 1}}},
+    {"meter": "6/8", "rhythm": "", "tunes": 2, "forms": {"AABBCC": {"5,5,5": 2}}},
+    {"meter": "C|", "rhythm": "reel", "tunes": 5,
+     "forms": {"AABB": {"7,7": 3}, "AAA": {"8": 1}, "A": {"65": 1}}},
+]}
+
+
+def test_form_choices_follow_the_meter_and_rhythm_and_leave_out_what_cannot_be_drawn():
+    from seqgen.music.form import form_choices
+
+    # unequal parts (8,6), fragments (3,3) left out
+    assert form_choices(FORMS, "6/8", "Jig") == {("AB", 6): 4}
+    # no tune of the rhythm: the meter's tunes; 'AAA' is no --form, 65 bars too many
+    assert form_choices(FORMS, "6/8", "slide") == {("AB", 6): 4, ("AABBCC", 5): 2}
+    assert form_choices(FORMS, "C|", "") == {("AABB", 7): 3}
+    # a meter the corpus lacks: the whole corpus
+    assert form_choices(FORMS, "3/4", "") == {("AB", 6): 4, ("AABBCC", 5): 2, ("AABB", 7): 3}
+    assert form_choices({"version": 1, "tunes": 0, "groups": []}, "6/8") == {}
+
+
+def test_each_tune_gets_a_form_drawn_for_its_own_meter():
+    """The header is the model's: the form is drawn when it ends, for the meter and rhythm the
+    model wrote, and the tune has exactly that form; the same seed draws the same forms."""
+    from seqgen.music.form import form_choices
+
+    def tunes(seed):
+        return generate(_abc_model(), TOK, "X:1\n",
+                        SampleConfig(length=3000, constrain="abc", form="corpus",
+                                     corpus_forms=FORMS, num_samples=8),
+                        torch.Generator().manual_seed(seed))
+
+    samples = tunes(5)
+    seen = set()
+    for s in samples:
+        assert s.stop_reason == "eos", s.text
+        f = read_form(s.prompt + s.text)
+        bars = {p.bars for p in f.parts}
+        assert len(bars) == 1, s.text
+        form = "".join(p.letter * (2 if p.repeated else 1) for p in f.parts)
+        choices = form_choices(FORMS, f.meter, f.rhythm)
+        # (a part's letter comes from its notes: two parts that happen to be equal share one)
+        assert any(len(form) == len(k) and bars == {n} for k, n in choices), (form, bars, s.text)
+        assert f.last_note_tonic, s.text
+        seen.add(f.meter)
+    assert len(seen) > 1  # the untrained model writes several meters
+    assert [s.text for s in tunes(5)] == [s.text for s in samples]
+
+
+def test_default_sampling_draws_forms_where_the_checkpoint_has_them(tmp_path):
+    from seqgen.checkpoint import save_checkpoint
+
+    (tmp_path / "tunes.abc").write_text(VOCAB)
+    with_forms = save_checkpoint(tmp_path / "run", _abc_model(), TOK,
+                                 {"corpus": str(tmp_path / "tunes.abc")}, "tunes.abc", "abc", 1,
+                                 forms=FORMS)
+    prompt = ["--prompt", "X:1\\nM:6/8\\nL:1/8\\nR:jig\\nK:G\\n", "--seed", "2"]
+    r = runner.invoke(app, ["sample", str(with_forms), "--tunes", "3", *prompt, "--out",
+                            str(tmp_path / "t"), "--no-midi", "--no-page"])
+    assert r.exit_code == 0, r.output
+    assert "each tune's form drawn from the training tunes" in r.stderr
+    for name in ("tune_01.abc", "tune_02.abc", "tune_03.abc"):
+        f = read_form((tmp_path / "t" / name).read_text())
+        assert [p.bars for p in f.parts] == [6, 6] and not any(p.repeated for p in f.parts)
+    # --form free: the grammar's own limits (parts of 4 or 8 bars)
+    r = runner.invoke(app, ["sample", str(with_forms), "--tunes", "3", *prompt, "--form",
+                            "free", "--out", str(tmp_path / "free"), "--no-midi", "--no-page"])
+    assert r.exit_code == 0, r.output
+    assert "form drawn" not in r.stderr
+    for name in ("tune_01.abc", "tune_02.abc", "tune_03.abc"):
+        f = read_form((tmp_path / "free" / name).read_text())
+        assert {p.bars for p in f.parts} <= {4, 8}
+
+
+def test_form_corpus_needs_a_checkpoint_that_kept_its_forms(abc_ckpt):
+    r = runner.invoke(app, ["sample", str(abc_ckpt), "--tunes", "1", "--form", "corpus"])
+    assert r.exit_code == 2, r.output
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: --form corpus: {abc_ckpt} has no form distribution of its training tunes "
+        "(trained before seqgen kept one); give a form such as AABB, or train the model again")
+    # without --form, such a checkpoint samples as before (no form)
+    r = runner.invoke(app, ["sample", str(abc_ckpt), "--tunes", "1", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert "form drawn" not in r.stderr

@@ -148,3 +148,12 @@ def test_one_key_reading_for_key_and_the_tonic():
     assert read_key("D Mixolydian", strict=True) is None
     assert read_key("Dm clef=treble").name == "Dm"
     assert read_key("Dm clef=treble", strict=True) is None
+
+
+def test_bar_events_are_the_bars_of_the_parts_in_order():
+    from seqgen.music.form import bar_events
+
+    ev = bar_events(tune(f"A|:{bars(A)}:|\n|:{bars(B)}:|"))
+    assert len(ev) == 16  # the pickup left out
+    assert ev[:8] == bar_events(tune(bars(A) + "|]"))
+    assert ev[0] != ev[1] and ev[0] == bar_events(tune(f"{A[0]}|{A[0]}|]"))[1]

@@ -146,10 +146,13 @@ def eval_command(
     fmt: Format = typer.Option(Format.table, "--format", "-f",
                                help="table (rich tables) or json (one object) on stdout."),
     form: str | None = typer.Option(
-        None, "--form", help="The tunes' parts, as seqgen sample --form (AABB, AB, AABA): "
-        "the --constrain abc column follows it.", rich_help_panel=PT, show_default=False),
-    bars: int = typer.Option(8, "--bars", help="With --form: bars in each part (1-64).",
-                             rich_help_panel=PT),
+        None, "--form", help="The tunes' parts, as seqgen sample --form (AABB, AB, AABA; "
+        "corpus: each tune's drawn from the training tunes, the default where the checkpoint "
+        "has them; free: none): the --constrain abc column follows it.", rich_help_panel=PT,
+        show_default=False),
+    bars: int | None = typer.Option(
+        None, "--bars", help="With a --form of letters: bars in each part (1-64). Default: 8.",
+        rich_help_panel=PT, show_default=False),
     cadence: str = typer.Option("tonic", "--cadence", help="With --form: tonic (the last note "
                                 "is the tonic of K:) or free.", rich_help_panel=PT),
     threads: int | None = typer.Option(

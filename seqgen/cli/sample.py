@@ -112,9 +112,12 @@ Key = Annotated[str | None, typer.Option(
 Form = Annotated[str | None, typer.Option(
     "--form", help="ABC models: the tune's parts, a letter each, doubled for a repeated part: "
     "AABB, AB, AABBCC, AABA. The ABC constraint makes each part exactly --bars bars (a pickup "
-    "and endings allowed) and closes each repeat.", rich_help_panel=PS, show_default=False)]
-Bars = Annotated[int, typer.Option(
-    "--bars", help="With --form: bars in each part (1-64).", rich_help_panel=PS)]
+    "and endings allowed) and closes each repeat. corpus (the default where the checkpoint "
+    "has it): each tune's form and part length drawn from the training tunes of its meter and "
+    "rhythm; free: no form.", rich_help_panel=PS, show_default=False)]
+Bars = Annotated[int | None, typer.Option(
+    "--bars", help="With a --form of letters: bars in each part (1-64). Default: 8.",
+    rich_help_panel=PS, show_default=False)]
 Cadence = Annotated[str, typer.Option(
     "--cadence", help="With --form: tonic (the tune's last note is the tonic of K:, modes "
     "included: Ador ends on A) or free.", rich_help_panel=PS)]
@@ -147,7 +150,7 @@ def sample(
     key: Key = None,
     title: Title = None,
     form: Form = None,
-    bars: Bars = 8,
+    bars: Bars = None,
     cadence: Cadence = "tonic",
 ) -> None:
     """Generate text (or ABC tunes with --tunes) from a trained checkpoint."""
@@ -185,7 +188,9 @@ def sample(
         seed = secrets.randbelow(2**31)
     info(f"seed {seed}" + (f", top-p {config.top_p:g}" if config.top_p < 1 else "")
          + (", ABC constraint on (--constrain none to switch it off)"
-            if config.constrain == "abc" else ""))
+            if config.constrain == "abc" else "")
+         + ("; each tune's form drawn from the training tunes (--form free: none)"
+            if config.form == "corpus" else ""))
     generator = torch.Generator(device=device).manual_seed(seed)
     if tunes is not None:
         _tunes(ckpt, prompt, tunes, config, generator, out, midi, fmt, seed, page)
@@ -270,7 +275,9 @@ def _samples(ckpt, prompt: str, config, generator, fmt: Format, seed: int,
     ends = ", ".join(sorted({_why(s) for s in samples}))
     info(f"{chars:,} characters in {secs:.2f} s{rate}{lead}; ended by {ends}")
     short = [s.index + 1 for s in samples if s.stop_reason == "length"]
-    if config.form is not None and short:
+    from seqgen.music.grammar.vocabulary import FORM_CORPUS
+
+    if config.form not in (None, FORM_CORPUS) and short:
         from seqgen.errors import UsageError
 
         raise UsageError(f"--form {config.form}: sample(s) {', '.join(map(str, short))} reached "

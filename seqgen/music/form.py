@@ -242,6 +242,18 @@ def _letters(parts: list[tuple[list[_Bar], bool]]) -> list[Part]:
     return out
 
 
+def bar_events(tune: str) -> list[tuple[Event, ...]] | None:
+    """The notes and durations of each bar of a tune's parts, in order (pickups and second
+    endings left out, as `read_form` counts them); None when music21 cannot read it."""
+    try:
+        tokens = _tokens(tune)
+    except Exception:  # noqa: BLE001 (as read_form)
+        return None
+    r = _Reader(parse_header(tune))
+    r.read(tokens)
+    return [b.events for bars, _ in _split_parts(r.items) for b in bars]
+
+
 def read_form(tune: str) -> TuneForm | None:
     """The form and measures of one tune's ABC text; None when music21 cannot read it."""
     try:
@@ -357,3 +369,63 @@ def forms_problem(value: Any) -> str | None:
                     isinstance(k, str) and type(n) is int and n > 0 for k, n in shapes.items()):
                 return "each form must map part lengths to a positive count"
     return None
+
+
+# ------------------------------------------------------------ a tune's form drawn from them
+def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
+    """The (form, bars per part) a tune of `meter` and `rhythm` (R:) may be given, with their
+    counts in a corpus's form distribution `forms` (corpus_forms): the tunes of that meter and
+    rhythm (of that meter when none has the rhythm; of the whole corpus when none has the meter)
+    whose written parts all have one length of more than FRAGMENT bars, in a form the grammar
+    can write (`--form`'s letters). Empty when no tune qualifies."""
+    from seqgen.music.grammar.vocabulary import MAX_FORM_BARS, form_problem
+
+    def norm(m: str | None) -> str:
+        return "".join((m or "").split())
+
+    groups = [g for g in forms.get("groups", []) if norm(g["meter"]) == norm(meter)]
+    rhythm = " ".join(rhythm.lower().split())
+    groups = [g for g in groups if g["rhythm"] == rhythm] or groups or forms.get("groups", [])
+    out: Counter[tuple[str, int]] = Counter()
+    for g in groups:
+        for form, shapes in g["forms"].items():
+            if form_problem(form) is not None:
+                continue
+            for shape, n in shapes.items():
+                lengths = {int(b) for b in shape.split(",") if b.isdigit()}
+                if len(lengths) == 1 and FRAGMENT < (bars := lengths.pop()) <= MAX_FORM_BARS:
+                    out[(form, bars)] += n
+    return dict(out)
+
+
+def draw_form(forms: dict, meter: str | None, rhythm: str, rng: Any) -> tuple[str, int] | None:
+    """A (form, bars per part) for one tune, drawn from `form_choices` in proportion to their
+    counts with `rng` (a random.Random); None when there is no choice."""
+    choices = form_choices(forms, meter, rhythm)
+    if not choices:
+        return None
+    keys = sorted(choices)
+    return rng.choices(keys, weights=[choices[k] for k in keys])[0]
+
+
+class FormDraw:
+    """Draws each tune's form when its header ends (ConstrainedBatch's `per_tune`): a form and
+    part length from `forms` (a checkpoint's corpus_forms) for the tune's M: and R:, with `rng`
+    (a random.Random), and the ABC constraint of `tokenizer` for it (`key`, `cadence` as
+    abc_constraint takes them). `drawn` lists what it drew, in order."""
+
+    def __init__(self, tokenizer: Any, forms: dict, rng: Any, key: str | None = None,
+                 cadence: str = "tonic"):
+        self.tokenizer, self.forms, self.rng = tokenizer, forms, rng
+        self.key, self.cadence = key, cadence
+        self.drawn: list[tuple[str, int]] = []
+
+    def __call__(self, state: Any) -> Any:
+        from seqgen.music.grammar import abc_constraint
+
+        drawn = draw_form(self.forms, state.meter, state.rhythm, self.rng)
+        if drawn is None:
+            return None
+        self.drawn.append(drawn)
+        return abc_constraint(self.tokenizer, key=self.key, form=drawn[0], bars=drawn[1],
+                              cadence=self.cadence)

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seqgen.config import check_fields, like
+from seqgen.config import check_fields, like, setting
 from seqgen.errors import DataError, UsageError
 from seqgen.music.abc import parse_meter
+from seqgen.music.grammar.vocabulary import FORM_CORPUS, FORM_FREE, form_option_problem
 from seqgen.music.keys import read_key
 from seqgen.sampling import Sample, SampleConfig, generate
 
@@ -161,9 +162,10 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
         if len(tunes) == count:
             return tunes
     if base.form is not None:
+        what = (f"the form {base.form} of {base.bars}-bar parts" if base.form != FORM_CORPUS
+                else "the forms drawn for them")
         raise DataError(
-            f"only {len(tunes)} of {count} tunes completed the form {base.form} of {base.bars}-bar "
-            f"parts within `length` {base.length} characters after {max_rounds} rounds (the "
+            f"only {len(tunes)} of {count} tunes completed {what} within `length` {base.length} characters after {max_rounds} rounds (the "
             "tunes written are kept); raise `length`, or ask for fewer or shorter parts",
             params=True)
     if not tunes and not_abc:
@@ -276,14 +278,19 @@ class SamplingRequest:
     constrain: str | None = like(SampleConfig, "constrain", None)
     # prompt characters the model does not know: error, or "skip"
     unknown: str = like(SampleConfig, "unknown", "strict")
-    form: str | None = like(SampleConfig, "form", None)  # --form, --bars, --cadence
-    bars: int = like(SampleConfig, "bars", 8)
+    # --form: letters (AABB), "corpus" (each tune's drawn from the checkpoint's training tunes)
+    # or "free" (the grammar's own limits); None: corpus when the checkpoint has its forms
+    form: str | None = setting(None, check=form_option_problem, link=": ")
+    bars: int | None = like(SampleConfig, "bars", None)  # with a form of letters (None: 8)
     cadence: str = like(SampleConfig, "cadence", "tonic")
 
     def validate(self) -> None:
         """UsageError naming the first bad field: all that can be checked before a checkpoint
         is loaded."""
         check_fields(self)
+        if self.bars is not None and self.form in (None, FORM_CORPUS, FORM_FREE):
+            raise UsageError("`bars` needs a `form` of letters such as AABB (a form drawn from "
+                             "the training tunes has their part lengths)", config=SamplingRequest)
         self.written_prompt()
 
     def has_header(self) -> bool:
@@ -347,16 +354,39 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
     length = request.length
     if length is None:
         length = TUNE_LENGTH if request.tunes else SampleConfig.length
+    form, forms = _form(ckpt, request, constrain)
     config = SampleConfig(
         length=length, temperature=request.temperature, top_k=request.top_k,
         top_p=request.top_p if request.top_p is not None else default_top_p(ckpt.corpus_kind),
         num_samples=request.num_samples, stop=request.stop, unknown="strict",
         constrain=constrain,
         key=request.key if request.meter is None else None,  # with a meter, K: is in the prompt
-        form=request.form, bars=request.bars, cadence=request.cadence,
+        form=form, bars=request.bars or SampleConfig.bars, cadence=request.cadence,
+        corpus_forms=forms,
     )
     config.validate()
     return ResolvedSampling(config, prompt)
+
+
+def _form(ckpt: Checkpoint, request: SamplingRequest, constrain: str) -> tuple[str | None, dict | None]:
+    """SampleConfig's `form` and `corpus_forms` for `request`: by default, each tune's form drawn
+    from the checkpoint's training tunes when it has their forms and the ABC constraint is on
+    (else none); "free": none; UsageError for "corpus" on a checkpoint without them."""
+    from seqgen.music.form import FORMS_VERSION
+
+    forms = ckpt.forms if ckpt.forms is not None and ckpt.forms.get("version") == FORMS_VERSION \
+        else None
+    if request.form is None:
+        return (FORM_CORPUS, forms) if forms is not None and constrain == "abc" else (None, None)
+    if request.form == FORM_FREE:
+        return None, None
+    if request.form == FORM_CORPUS:
+        if forms is None:
+            raise UsageError(f"`form` corpus: {ckpt.path} has no form distribution of its "
+                             "training tunes (trained before seqgen kept one); give a form such "
+                             "as AABB, or train the model again", config=SamplingRequest)
+        return FORM_CORPUS, forms
+    return request.form, None
 
 
 def _known_characters(tok: Tokenizer, prompt: str, request: SamplingRequest,

@@ -13,7 +13,7 @@ tokenizer's ids (``<eos>`` = id 0).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from seqgen.music.grammar import rules
@@ -199,47 +199,82 @@ class AbcConstraint:
 class ConstrainedBatch:
     """The constraint for the streams of one batch: the masks of all streams as one array, and
     moving every stream on by its chosen token. A stream whose constraint is off (its state None,
-    after a token the grammar refused) allows everything."""
+    after a token the grammar refused) allows everything.
 
-    def __init__(self, constraint: AbcConstraint, batch: int, prompt: str = ""):
+    `per_tune(state)`, when given, is asked once per stream, when the stream's header ends (its
+    body starts: `state` holds M: and R:), for the constraint that stream then follows: one with
+    a form drawn for that tune (seqgen.music.form.draw_form), or None to go on as it is. The
+    stream's text so far is read again by the new constraint."""
+
+    def __init__(self, constraint: AbcConstraint, batch: int, prompt: str = "",
+                 per_tune: Callable[[State], AbcConstraint | None] | None = None):
         import numpy as np
 
         self.constraint = constraint
+        self.prompt = prompt
         s0 = constraint.feed_text(constraint.start(), prompt, lenient=True)
         self.states: list[State | None] = [s0] * batch
+        self.constraints: list[AbcConstraint] = [constraint] * batch
         self._all = np.ones(constraint.vocab_size, dtype=bool)
+        self.per_tune = per_tune
+        # the tokens each stream took since the prompt, until its header ends (None: ended)
+        self._heads: list[list[int] | None] = [[] if per_tune else None for _ in range(batch)]
+        if per_tune is not None and s0.phase == BODY:  # the prompt holds the whole header
+            for b in range(batch):
+                self._tune_starts(b)
 
     def masks(self) -> np.ndarray:
         """(B, V) bool: the ids each stream may take next."""
         import numpy as np
 
-        c = self.constraint
-        return np.stack([c.mask(s) if s is not None else self._all for s in self.states])
+        return np.stack([self.mask(b) for b in range(len(self.states))])
 
     def mask(self, b: int) -> np.ndarray:
         """(V,) bool: the ids stream `b` may take next."""
         s = self.states[b]
-        return self.constraint.mask(s) if s is not None else self._all
+        return self.constraints[b].mask(s) if s is not None else self._all
 
     def allows(self, b: int, token: int) -> bool:
         """Stream `b` may take `token` next (one move of the grammar, cached for `advance`)."""
         s = self.states[b]
-        return s is None or self.constraint.allows(s, token)
+        return s is None or self.constraints[b].allows(s, token)
 
     def takes(self, b: int, token: int) -> bool:
         """`allows`, read from the move itself (which `advance` then finds cached): for the
         token the stream is about to take (tests check that a state's moves agree with its
         mask)."""
         s = self.states[b]
-        return s is None or self.constraint.advance(s, token) is not None
+        return s is None or self.constraints[b].advance(s, token) is not None
 
     def advance(self, tokens: Sequence[int]) -> None:
         """Move every stream on by its token (a stream given a refused token switches off)."""
-        c = self.constraint
         for b, t in enumerate(tokens):
             s = self.states[b]
             if s is not None:
-                self.states[b] = c.advance(s, int(t))
+                s = self.states[b] = self.constraints[b].advance(s, int(t))
+                head = self._heads[b]
+                if head is not None:
+                    head.append(int(t))
+                    if s is None:
+                        self._heads[b] = None
+                    elif s.phase == BODY:
+                        self._tune_starts(b)
+
+    def _tune_starts(self, b: int) -> None:
+        """Stream `b`'s header has ended: switch it to the constraint `per_tune` gives (the
+        prompt and the tokens so far read again by it), if any and if it reads them."""
+        assert self.per_tune is not None
+        head, self._heads[b] = self._heads[b] or [], None
+        s = self.states[b]
+        c = self.per_tune(s) if s is not None else None
+        if c is None:
+            return
+        text = "".join(c.itos[t] for t in head if t > UNK_ID)
+        try:
+            s = c.feed_text(c.feed_text(c.start(), self.prompt, lenient=True), text)
+        except ConstraintError:
+            return  # (a header the other constraint does not take: go on as before)
+        self.constraints[b], self.states[b] = c, s
 
 
 _CACHE: dict[tuple, AbcConstraint] = {}
@@ -255,7 +290,7 @@ def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64,
     ident = (tuple(tokenizer.itos), min_bars, max_bars, key, form, bars, cadence)
     c = _CACHE.get(ident)
     if c is None:
-        if len(_CACHE) > 8:
+        if len(_CACHE) > 32:  # (forms drawn per tune: a few dozen at most)
             _CACHE.clear()
         c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key, form, bars,
                                           cadence)

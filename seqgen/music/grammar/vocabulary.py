@@ -126,6 +126,9 @@ class ConstraintError(UsageError):
 
 MAX_FORM_BARS = 64  # --bars: bars per part, at most
 CADENCES = ("tonic", "free")
+# --form corpus: each tune's form drawn from the training corpus's (seqgen.music.form.FormDraw)
+FORM_CORPUS = "corpus"
+FORM_FREE = "free"  # --form free: no form (the grammar's own limits on parts and bars)
 
 
 def form_problem(form: str) -> str | None:
@@ -144,6 +147,14 @@ def form_problem(form: str) -> str | None:
                 return f"letter new parts in order (A, then B, ...): {c!r} comes early"
             seen += c
     return None
+
+
+def form_option_problem(form: str) -> str | None:
+    """form_problem, "corpus" and "free" allowed (`seqgen sample --form`)."""
+    if form in (FORM_CORPUS, FORM_FREE):
+        return None
+    problem = form_problem(form)
+    return problem and f"{problem}; or corpus (drawn from the training tunes) or free (none)"
 
 
 def tonic_letter(key: str) -> str:
