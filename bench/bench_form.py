@@ -7,8 +7,8 @@ an unseen human collection, with an independent music21 reading of some measures
 
 Sets: (1) the shipped model, ``seqgen sample default --tunes N --seed S`` for each seed (the
 command as a user runs it, its stdout read back); (2) --corpus-tunes tunes of its training
-corpus, the bundled O'Neill's (folk) read with music headers as it trained, taken evenly
-through the collection; (3) an unseen human set, ../shared/data/irish.abc (the MIT 6.S191 lab's
+corpus (for the shipped model the bundled O'Neill's, folk), read as it trained (music headers;
+normalised when it trained on normalised ABC), taken evenly through the collection; (3) an unseen human set, ../shared/data/irish.abc (the MIT 6.S191 lab's
 Irish tunes) when it is there, as many tunes taken the same way. Each set gets
 seqgen.music.form.form_stats and the meter and key distance (total variation) to the whole
 folk corpus; then a second reading by music21's own stock parser (converter.parse: measures,
@@ -31,7 +31,8 @@ from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
-from seqgen.data import load_corpus
+from seqgen.checkpoint import load_checkpoint
+from seqgen.evaluate import checkpoint_corpus
 from seqgen.music.abc import split_tunes
 from seqgen.music.form import FormStats, bar_events, form_stats, read_form
 from seqgen.music.quality import _tvd, describe_tunes
@@ -133,7 +134,8 @@ def main() -> None:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
                 .splitlines() if ln.startswith("model name")), platform.processor())
     print(f"CPU: {cpu}")
-    folk = load_corpus("folk", abc_headers="music").documents
+    # the training corpus as the model read it (music headers; normalised when it trained so)
+    folk = checkpoint_corpus(load_checkpoint(args.model)).documents
     sets: dict[str, list[str]] = {}
     t0 = time.perf_counter()
     name = "seqgen (shipped model)" if args.model == "default" else f"seqgen ({args.model})"

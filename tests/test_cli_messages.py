@@ -116,9 +116,13 @@ CASES: list[tuple[list[str], str]] = [
      "give --prompt (or --prompt-file) or --meter/--key/--title, not both"),
     (["sample", "ckpt", "--form", "AB1"],
      "--form: give letters A-Z, one a part, a letter doubled for a repeated part (AABB, AB, "
-     "AABA), not 'AB1'"),
+     "AABA); or corpus (drawn from the training tunes) or free (none), not 'AB1'"),
     (["sample", "ckpt", "--form", "AAAB"],
-     "--form: give a letter at most twice in a row (doubled, it is a repeated part), not 'AAAB'"),
+     "--form: give a letter at most twice in a row (doubled, it is a repeated part); or corpus "
+     "(drawn from the training tunes) or free (none), not 'AAAB'"),
+    (["sample", "ckpt", "--bars", "8"],
+     "--bars needs a --form of letters such as AABB (a form drawn from the training tunes has "
+     "their part lengths)"),
     (["sample", "ckpt", "--form", "AB", "--bars", "0"], "--bars must be in [1, 64], not 0"),
     (["sample", "ckpt", "--form", "AB", "--bars", "65"], "--bars must be in [1, 64], not 65"),
     (["sample", "ckpt", "--form", "AABB"],
@@ -286,8 +290,10 @@ def test_every_declared_option_is_an_option_of_its_command(config, command):
     options = {o for p in click_command.params for o in p.opts + p.secondary_opts}
     arguments = {p.name for p in click_command.params if p.param_type_name == "argument"}
     # fields with no option of their own: the prompt's name in messages, the corpus argument,
-    # the transformer's GELU form (exact for new models, tanh for old checkpoints)
-    inner = {"prompt_source", "corpus", "vocab_size", "decoder", "stop_at_eos", "gelu"}
+    # the transformer's GELU form (exact for new models, tanh for old checkpoints), the form
+    # distribution a checkpoint gives --form corpus
+    inner = {"prompt_source", "corpus", "vocab_size", "decoder", "stop_at_eos", "gelu",
+             "corpus_forms"}
     for f in fields(cls):
         flag = flag_of(cls, f.name)
         if f.name in inner or f.name in arguments:
