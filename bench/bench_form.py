@@ -11,12 +11,12 @@ corpus (for the shipped model the bundled O'Neill's, folk), read as it trained (
 normalised when it trained on normalised ABC), taken evenly through the collection; (3) an unseen human set, ../shared/data/irish.abc (the MIT 6.S191 lab's
 Irish tunes) when it is there, as many tunes taken the same way. Each set gets
 seqgen.music.form.form_stats and the meter and key distance (total variation) to the whole
-folk corpus; then a second reading by music21's own stock parser (converter.parse: measures,
+training corpus; then a second reading by music21's own stock parser (converter.parse: measures,
 repeat barlines, its Key object's tonic), no seqgen code in it, for three measures: the last
 note is the tonic (per-tune agreement), no bar repeated (agreement; music21's measures as it
 reads them, pickups and second endings included) and the repeated parts (the count of
 end-repeat barlines against seqgen's repeated parts). For the sampled set, also the share of
-tunes that have 4 consecutive bars (notes and durations) equal to 4 consecutive bars of a folk
+tunes that have 4 consecutive bars (notes and durations) equal to 4 consecutive bars of a training
 tune (copying whole phrases, which the 40-character rule of `seqgen eval` can miss).
 """
 
@@ -135,7 +135,8 @@ def main() -> None:
                 .splitlines() if ln.startswith("model name")), platform.processor())
     print(f"CPU: {cpu}")
     # the training corpus as the model read it (music headers; normalised when it trained so)
-    folk = checkpoint_corpus(load_checkpoint(args.model)).documents
+    corpus = checkpoint_corpus(load_checkpoint(args.model))
+    folk = corpus.documents
     sets: dict[str, list[str]] = {}
     t0 = time.perf_counter()
     name = "seqgen (shipped model)" if args.model == "default" else f"seqgen ({args.model})"
@@ -143,7 +144,7 @@ def main() -> None:
                   for t in sampled(args.model, args.tunes, s, args.sample_args.split())]
     print(f"{name}: sampled {len(sets[name])} tunes in {time.perf_counter() - t0:.0f} s "
           f"(seeds {args.seeds}{', ' + args.sample_args if args.sample_args else ''})")
-    sets["O'Neill (folk)"] = evenly(folk, args.corpus_tunes)
+    sets[f"training corpus ({corpus.name})"] = evenly(folk, args.corpus_tunes)
     if HUMAN.is_file():
         sets["unseen human (irish.abc)"] = evenly(split_tunes(HUMAN.read_text()),
                                                    args.corpus_tunes)
@@ -164,10 +165,10 @@ def main() -> None:
     for what in ("meters", "keys"):
         vals = [_tvd(getattr(describe_tunes(sets[n], "x"), what), getattr(ref, what))
                 for n in names]
-        print(f"| {what[:-1]} distance to folk (TVD) | "
+        print(f"| {what[:-1]} distance to the training corpus (TVD) | "
               + " | ".join("-" if v is None else f"{v:.2f}" for v in vals) + " |")
     shared = {n: shares_bars(sets[n], folk) for n in names if n.startswith("seqgen")}
-    print(f"| tunes sharing {SHARED_BARS} consecutive bars with a folk tune | " + " | ".join(
+    print(f"| tunes sharing {SHARED_BARS} consecutive bars with a training tune | " + " | ".join(
         f"{100 * shared[n]:.1f}%" if n in shared else "-" for n in names) + " |")
     print("| most common forms | " + " | ".join(
         ", ".join(f"{k} {100 * v / stats[n].tunes:.0f}%" for k, v in

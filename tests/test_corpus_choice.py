@@ -68,18 +68,21 @@ def test_a_checkpoint_from_before_the_share_of_characters_keeps_its_split(tmp_pa
     assert ck.share_of(meta) == "tokens"
 
 
-def test_eval_of_the_shipped_model_says_which_folk_it_read(tmp_path, monkeypatch):
+def test_eval_of_the_shipped_model_says_which_corpus_it_read(tmp_path, monkeypatch):
     from seqgen.checkpoint import default_model_dir, load_checkpoint
     from seqgen.evaluate import EvalConfig, evaluate
 
-    if default_model_dir() is None or "folk" not in BUNDLED:
-        pytest.skip("no shipped model or no bundled folk corpus")
-    (tmp_path / "folk").mkdir()
-    (tmp_path / "folk" / "tune.mid").write_bytes(b"MThd\x00\x00\x00\x06")
+    if default_model_dir() is None:
+        pytest.skip("no shipped model")
+    ckpt = load_checkpoint("default")
+    name = ckpt.corpus_name  # the bundled corpus it trained on (folk-plus)
+    if name not in BUNDLED:
+        pytest.skip(f"the shipped model's corpus {name} is not bundled here")
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "tune.mid").write_bytes(b"MThd\x00\x00\x00\x06")
     monkeypatch.chdir(tmp_path)
     said: list[str] = []
-    report = evaluate(load_checkpoint("default"), EvalConfig(tunes=0, eval_tokens=200),
-                      notify=said.append)
-    assert report.corpus == "folk" and report.val_tokens > 0
-    assert said == ["folk: the bundled corpus, not the folder folk here (write ./folk to read "
-                    "the folder)"]
+    report = evaluate(ckpt, EvalConfig(tunes=0, eval_tokens=200), notify=said.append)
+    assert report.corpus == name and report.val_tokens > 0
+    assert said == [f"{name}: the bundled corpus, not the folder {name} here (write ./{name} "
+                    "to read the folder)"]

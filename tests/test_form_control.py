@@ -187,12 +187,13 @@ def test_cli_form_on_a_text_model_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------- forms drawn from the corpus
-FORMS = {"version": 1, "tunes": 13, "groups": [
+FORMS = {"version": 1, "tunes": 15, "groups": [
     {"meter": "6/8", "rhythm": "jig", "tunes": 6,
      "forms": {"AB": {"6,6": 4, "8,6": 1}, "AABB": {"3,3": 1}}},
     {"meter": "6/8", "rhythm": "", "tunes": 2, "forms": {"AABBCC": {"5,5,5": 2}}},
-    {"meter": "C|", "rhythm": "reel", "tunes": 5,
-     "forms": {"AABB": {"7,7": 3}, "AAA": {"8": 1}, "A": {"65": 1}}},
+    {"meter": "C|", "rhythm": "reel", "tunes": 7,
+     "forms": {"AABB": {"7,7": 3}, "AAA": {"8": 1}, "A": {"65": 1},
+               "AABBCCDDEE": {"8,8,8,8,8": 2}}},
 ]}
 
 
@@ -201,7 +202,8 @@ def test_form_choices_follow_the_meter_and_rhythm_and_leave_out_what_cannot_be_d
 
     # unequal parts (8,6), fragments (3,3) left out
     assert form_choices(FORMS, "6/8", "Jig") == {("AB", 6): 4}
-    # no tune of the rhythm: the meter's tunes; 'AAA' is no --form, 65 bars too many
+    # no tune of the rhythm: the meter's tunes; 'AAA' is no --form, 65 bars too many, five
+    # parts more than are drawn
     assert form_choices(FORMS, "6/8", "slide") == {("AB", 6): 4, ("AABBCC", 5): 2}
     assert form_choices(FORMS, "C|", "") == {("AABB", 7): 3}
     # a meter the corpus lacks: the whole corpus

@@ -372,13 +372,19 @@ def forms_problem(value: Any) -> str | None:
 
 
 # ------------------------------------------------------------ a tune's form drawn from them
+# at most this many written parts: the corpora's longer sets of variations (5 to 11 parts, 0.6%
+# of folk-plus's tunes) make tunes of 40-90 bars that music21's converter takes over 20 s to
+# write as MIDI (a 15-part sampled tune timed out)
+DRAWN_PARTS = 4
+
 def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
     """The (form, bars per part) a tune of `meter` and `rhythm` (R:) may be given, with their
     counts in a corpus's form distribution `forms` (corpus_forms): the tunes of that meter and
     rhythm (of that meter when none has the rhythm; of the whole corpus when none has the meter)
     whose written parts all have one length of more than FRAGMENT bars, in a form the grammar
-    can write (`--form`'s letters). Empty when no tune qualifies."""
-    from seqgen.music.grammar.vocabulary import MAX_FORM_BARS, form_problem
+    can write (`--form`'s letters) of at most DRAWN_PARTS written parts. Empty when no tune
+    qualifies."""
+    from seqgen.music.grammar.vocabulary import MAX_FORM_BARS, form_parts, form_problem
 
     def norm(m: str | None) -> str:
         return "".join((m or "").split())
@@ -389,7 +395,7 @@ def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple
     out: Counter[tuple[str, int]] = Counter()
     for g in groups:
         for form, shapes in g["forms"].items():
-            if form_problem(form) is not None:
+            if form_problem(form) is not None or len(form_parts(form)) > DRAWN_PARTS:
                 continue
             for shape, n in shapes.items():
                 lengths = {int(b) for b in shape.split(",") if b.isdigit()}
