@@ -136,7 +136,8 @@ def test_which_runs_calibrate():
     base = TrainConfig(minutes=1)
     assert calibrates(base, False, False, "cpu")
     for cfg in (TrainConfig(minutes=1, steps=100), TrainConfig(minutes=1, threads=1),
-                TrainConfig(minutes=1, preset="small"), TrainConfig(init_from="x")):
+                TrainConfig(minutes=1, preset="small"), TrainConfig(init_from="x"),
+                TrainConfig(minutes=1, hidden_size=192), TrainConfig(minutes=1, num_layers=2)):
         assert not calibrates(cfg, False, False, "cpu")
     assert not calibrates(base, True, False, "cpu")  # --resume
     assert not calibrates(base, False, True, "cpu")  # torchrun

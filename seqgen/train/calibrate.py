@@ -49,10 +49,12 @@ WINDOW = 64  # RNN truncated-BPTT window (the transformer's is its context lengt
 def calibrates(cfg: TrainConfig, resuming: bool, distributed: bool, device: str) -> bool:
     """Whether a run calibrates: `--preset auto` on a time budget, on one CPU process. Not a
     run given `--steps` (what it trains depends on its options and seed only, not on the
-    machine's speed), `--threads`, `--resume` or `--init-from` (the model is given), several
-    processes (each would measure its own) or a GPU (not measured here): those take
-    `choose_preset`."""
+    machine's speed), `--threads`, the model's size (`--hidden-size`, `--num-layers`: the
+    calibration chooses a size, and its learning rate and dropout are for the size it chose),
+    `--resume` or `--init-from` (the model is given), several processes (each would measure
+    its own) or a GPU (not measured here): those take `choose_preset`."""
     return (cfg.preset == "auto" and cfg.steps is None and cfg.threads is None
+            and cfg.hidden_size is None and cfg.num_layers is None
             and not resuming and not cfg.init_from and not distributed and device == "cpu")
 
 
