@@ -157,3 +157,19 @@ def test_bar_events_are_the_bars_of_the_parts_in_order():
     assert len(ev) == 16  # the pickup left out
     assert ev[:8] == bar_events(tune(bars(A) + "|]"))
     assert ev[0] != ev[1] and ev[0] == bar_events(tune(f"{A[0]}|{A[0]}|]"))[1]
+
+
+def test_the_corpus_forms_are_cached_by_the_tunes(monkeypatch, tmp_path):
+    import seqgen.music.form as form
+
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path))
+    tunes = [tune(f"|:{bars(A)}:|\n|:{bars(B)}:|"), tune(f"{bars(A)}||{bars(B)}|]", meter="6/8")]
+    first = form.cached_corpus_forms(tunes)
+    assert first == corpus_forms(tunes) and len(list(tmp_path.glob("forms-*.json"))) == 1
+    monkeypatch.setattr(form, "corpus_forms", lambda ts: pytest.fail("read again"))
+    assert form.cached_corpus_forms(tunes) == first  # from the cache
+    (next(tmp_path.glob("forms-*.json"))).write_text("{damaged")
+    monkeypatch.undo()
+    monkeypatch.setenv("SEQGEN_CACHE_DIR", str(tmp_path))
+    assert form.cached_corpus_forms(tunes) == first  # a damaged entry is computed again
+    assert form.cached_corpus_forms(tunes[:1]) != first  # other tunes, another entry

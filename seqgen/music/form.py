@@ -351,6 +351,40 @@ def corpus_forms(tunes: list[str]) -> dict:
     return {"version": FORMS_VERSION, "tunes": total, "groups": out}
 
 
+# bump when read_form reads tunes differently: cached distributions (cached_corpus_forms) are
+# then computed again
+READER_VERSION = 1
+
+
+def cached_corpus_forms(tunes: list[str]) -> dict:
+    """corpus_forms(tunes), kept under the cache directory by the tunes' digest (reading a
+    corpus's forms takes 10-20 s; training computes them at every start)."""
+    import hashlib
+    import json
+
+    from seqgen.data import default_cache_dir
+    from seqgen.errors import SeqgenError
+    from seqgen.fileio import atomic_write_text
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"forms {FORMS_VERSION} {READER_VERSION}\n".encode())
+    for t in tunes:
+        h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+    path = default_cache_dir() / f"forms-{h.hexdigest()}.json"
+    try:
+        forms = json.loads(path.read_text(encoding="utf-8"))
+        if forms_problem(forms) is None and forms.get("version") == FORMS_VERSION:
+            return forms
+    except (OSError, ValueError):
+        pass  # none yet, or damaged: computed again
+    forms = corpus_forms(tunes)
+    try:
+        atomic_write_text(path, json.dumps(forms))
+    except (OSError, SeqgenError):
+        pass  # no cache: computed again next time
+    return forms
+
+
 def forms_problem(value: Any) -> str | None:
     """What is wrong with a checkpoint.json "corpus" "forms" value (see corpus_forms), or None."""
     if not isinstance(value, dict) or type(value.get("version")) is not int:

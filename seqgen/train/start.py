@@ -90,9 +90,9 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
                    model=model, optimizer=optimizer, batches=batches, out=out,
                    replacing=replacing, took_over=took_over)
     if loaded.corpus.kind == "abc" and dist.rank == 0:  # saved in every checkpoint of the run
-        from seqgen.music.form import corpus_forms
+        from seqgen.music.form import cached_corpus_forms
 
-        run.forms = corpus_forms(loaded.data.split.train)
+        run.forms = cached_corpus_forms(loaded.data.split.train)
     if calibration is not None:
         run.calibration = calibration.to_dict()
         run.calibrated = calibration.message()
