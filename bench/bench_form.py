@@ -7,9 +7,10 @@ an unseen human collection, with an independent music21 reading of some measures
 
 Sets: (1) the shipped model, ``seqgen sample default --tunes N --seed S`` for each seed (the
 command as a user runs it, its stdout read back); (2) --corpus-tunes tunes of its training
-corpus (for the shipped model the bundled O'Neill's, folk), read as it trained (music headers;
-normalised when it trained on normalised ABC), taken evenly through the collection; (3) an unseen human set, ../shared/data/irish.abc (the MIT 6.S191 lab's
-Irish tunes) when it is there, as many tunes taken the same way. Each set gets
+corpus (for the shipped model the bundled folk-plus: O'Neill's, Ryan's and Aird's), read as it
+trained (music headers; normalised when it trained on normalised ABC), taken evenly through the
+collection; (3) an unseen human set, ../shared/data/irish.abc (the MIT 6.S191 lab's Irish
+tunes) when it is there, as many tunes taken the same way. Each set gets
 seqgen.music.form.form_stats and the meter and key distance (total variation) to the whole
 training corpus; then a second reading by music21's own stock parser (converter.parse: measures,
 repeat barlines, its Key object's tonic), no seqgen code in it, for three measures: the last

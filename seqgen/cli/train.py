@@ -31,7 +31,8 @@ Preset = Annotated[str, typer.Option(
     help="Model size and optimisation settings: tiny, small, medium, or auto (on a time "
     "budget: times candidate sizes for a few seconds of it, then picks the size, dropout, batch "
     "and learning rate for this machine, budget and corpus; with --steps, --threads, "
-    "--hidden-size or --num-layers: from the corpus size and budget). Individual options below override it.", rich_help_panel=PM)]
+    "--hidden-size or --num-layers: from the corpus size and budget). Individual options "
+    "below override it.", rich_help_panel=PM)]
 Embedding = Annotated[str | None, typer.Option(
     help="Input encoding: learned or onehot (default learned).", rich_help_panel=PM)]
 EmbedDim = Annotated[int | None, typer.Option(

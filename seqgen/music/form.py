@@ -411,6 +411,7 @@ def forms_problem(value: Any) -> str | None:
 # write as MIDI (a 15-part sampled tune timed out)
 DRAWN_PARTS = 4
 
+
 def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
     """The (form, bars per part) a tune of `meter` and `rhythm` (R:) may be given, with their
     counts in a corpus's form distribution `forms` (corpus_forms): the tunes of that meter and

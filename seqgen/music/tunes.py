@@ -165,8 +165,9 @@ def sample_tunes(model, tokenizer: Tokenizer, count: int, prompt: str = "X:",
         what = (f"the form {base.form} of {base.bars}-bar parts" if base.form != FORM_CORPUS
                 else "the forms drawn for them")
         raise DataError(
-            f"only {len(tunes)} of {count} tunes completed {what} within `length` {base.length} characters after {max_rounds} rounds (the "
-            "tunes written are kept); raise `length`, or ask for fewer or shorter parts",
+            f"only {len(tunes)} of {count} tunes completed {what} within `length` "
+            f"{base.length} characters after {max_rounds} rounds (the tunes written are kept); "
+            "raise `length`, or ask for fewer or shorter parts",
             params=True)
     if not tunes and not_abc:
         raise DataError(f"{not_abc} samples ended, none of them an ABC tune (X: and K: headers): "
@@ -368,7 +369,8 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
     return ResolvedSampling(config, prompt)
 
 
-def _form(ckpt: Checkpoint, request: SamplingRequest, constrain: str) -> tuple[str | None, dict | None]:
+def _form(ckpt: Checkpoint, request: SamplingRequest,
+          constrain: str) -> tuple[str | None, dict | None]:
     """SampleConfig's `form` and `corpus_forms` for `request`: by default, each tune's form drawn
     from the checkpoint's training tunes when it has their forms and the ABC constraint is on
     (else none); "free": none; UsageError for "corpus" on a checkpoint without them."""
