@@ -135,3 +135,29 @@ def test_a_form_tune_gives_the_same_tunes_as_masking_every_step(monkeypatch, set
         texts[full] = [s.text for s in samples]
     assert texts[False] == texts[True]
     assert any(t.rstrip().endswith(("|]", "||")) for t in texts[True])  # some tunes got to the end
+
+
+def test_bounded_caches_give_the_same_tunes(monkeypatch):
+    """The grammar's caches are emptied when full (engine.CACHE_LIMIT): they only save work, so
+    a limit small enough to empty them every few characters gives the same tunes; forms drawn
+    per tune (each stream switching constraint) included."""
+    from seqgen.music.grammar import engine
+
+    forms = {"version": 1, "tunes": 2, "groups": [
+        {"meter": "2/4", "rhythm": "", "tunes": 2, "forms": {"AB": {"6,6": 1}, "AABB": {"5,5": 1}}}]}
+    model = tiny_model(3, 30.0)
+    texts = {}
+    full = engine.CACHE_LIMIT
+    for limit in (full, 7):
+        monkeypatch.setattr(engine, "CACHE_LIMIT", limit)
+        engine._CACHE.clear()  # (fresh constraints: none keeps the other run's caches)
+        for form, kw in ((None, {}), ("corpus", {"corpus_forms": forms})):
+            cfg = SampleConfig(length=400, num_samples=4, constrain="abc", top_p=0.9, form=form,
+                               **kw)
+            samples = generate(model, TOK, "X:1\nM:2/4\nL:1/8\nK:D\n", cfg,
+                               torch.Generator().manual_seed(3))
+            texts[(limit, form)] = [s.text for s in samples]
+        assert all(len(c._moves) <= limit for c in engine._CACHE.values())
+    assert texts[(full, None)] == texts[(7, None)]
+    assert texts[(full, "corpus")] == texts[(7, "corpus")]
+    assert texts[(full, None)] != texts[(full, "corpus")]  # (the drawn forms made a difference)

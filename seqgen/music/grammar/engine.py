@@ -35,6 +35,20 @@ if TYPE_CHECKING:
     from seqgen.tokenizer import Tokenizer
 
 
+# entries each cache of an AbcConstraint keeps at most: nearly every state of a tune is new, so
+# the caches would grow with every tune sampled; a full cache is emptied and fills again (they
+# only save work: moves are pure). 500 tunes in one batch: peak memory 588 MB against 720 MB
+# unbounded, the same time and tunes (`seqgen sample default --tunes 500 --seed 9`)
+CACHE_LIMIT = 20_000
+
+
+def _room(cache: dict) -> dict:
+    """`cache`, emptied when it holds CACHE_LIMIT entries."""
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    return cache
+
+
 class AbcConstraint:
     """The ABC grammar over one tokenizer's vocabulary (see seqgen.music.grammar).
 
@@ -101,7 +115,7 @@ class AbcConstraint:
             nxt = rules.step(self.lex, s, self.itos[token])
             if nxt is not None and not self._live(nxt):
                 nxt = None  # a move into a dead end (one step of look-ahead)
-        self._moves[key] = nxt
+        _room(self._moves)[key] = nxt
         return nxt
 
     def allows(self, s: State, token: int) -> bool:
@@ -137,7 +151,7 @@ class AbcConstraint:
             if not m.any():  # never happens for states the grammar reaches (tested)
                 m[EOS_ID] = True
             m.flags.writeable = False
-            self._masks[s] = m
+            _room(self._masks)[s] = m
         return m
 
     def allowed_chars(self, s: State) -> str:
@@ -173,7 +187,7 @@ class AbcConstraint:
         """The representative of `s`'s class of states (rules.signature), cached."""
         r = self._sigs.get(s)
         if r is None:
-            r = self._sigs[s] = rules.signature(self.lex, s)
+            r = _room(self._sigs)[s] = rules.signature(self.lex, s)
         return r
 
     def _live(self, s: State) -> bool:
@@ -184,7 +198,7 @@ class AbcConstraint:
             lx, step = self.lex, rules.step
             live = rules.eos(lx, s) is not None or any(
                 step(lx, s, c) is not None for c in self._probe)
-            self._alive[s] = live
+            _room(self._alive)[s] = live
         return live
 
     def _viable(self, s: State) -> bool:
