@@ -259,15 +259,22 @@ def test_an_error_without_fields_keeps_its_backticks():
     assert str(e) == message(e) == "tune 1: a`b`c" and e.fields == ()
 
 
-def test_errors_keep_their_fields_through_pickling():
-    """Conversion workers send errors between processes."""
-    import pickle
-
-    from seqgen.cli.console import message
+def _raise_usage_error() -> None:
     from seqgen.errors import UsageError
     from seqgen.music.convert import Limits
 
-    e = pickle.loads(pickle.dumps(UsageError("`timeout_s` must be > 0", config=Limits)))
+    raise UsageError("`timeout_s` must be > 0", config=Limits)
+
+
+def test_errors_keep_their_fields_across_worker_processes():
+    """Conversion workers send errors between processes: one raised in a worker reaches the
+    parent with its fields (as the process pool carries it, no pickling of our own)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from seqgen.cli.console import message
+
+    with ProcessPoolExecutor(1) as pool:
+        e = pool.submit(_raise_usage_error).exception()
     assert (str(e), message(e)) == ("timeout_s must be > 0", "--timeout must be > 0")
 
 
