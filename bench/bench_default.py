@@ -16,30 +16,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from bench_sample import first_char_seconds  # (bench/ is on the path when run)
 
 from seqgen.checkpoint import load_checkpoint
 from seqgen.data import load_corpus, prepare_data
 from seqgen.evaluate import EvalConfig, evaluate, validation_loss
 
 COMMON = Path(__file__).resolve().parents[2] / "shared" / "data" / "irish.abc"
-
-
-def first_char_seconds(ckpt: str) -> float:
-    """Start `seqgen sample` and return the seconds until its first byte on stdout."""
-    cmd = [sys.executable, "-m", "seqgen", "--quiet", "sample", ckpt, "--length", "1",
-           "--seed", "1"]
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = p.stdout.read(1) if p.stdout else b""
-    t = time.perf_counter() - t0
-    _, err = p.communicate()
-    if p.returncode != 0 or not first:
-        sys.exit(f"{' '.join(cmd)} failed: {err.decode()}")
-    return t
 
 
 def main() -> None:
@@ -69,7 +54,7 @@ def main() -> None:
     firsts: dict[str, list[float]] = {spec: [] for spec in args.checkpoints}
     for _ in range(args.repeats):
         for spec in args.checkpoints:
-            firsts[spec].append(first_char_seconds(spec))
+            firsts[spec].append(first_char_seconds(Path(spec)))
     print("| checkpoint | model | parameters | files | held-out loss, own split (nats/char) | "
           "irish.abc held-out (nats/char) | first character (median) |")
     print("|---|---|---|---|---|---|---|")

@@ -453,13 +453,12 @@ class FormDraw:
     """Draws each tune's form when its header ends (ConstrainedBatch's `per_tune`): a form and
     part length from `forms` (a checkpoint's corpus_forms) for the tune's M: and R:, with `rng`
     (a random.Random), and the ABC constraint of `tokenizer` for it (`key`, `cadence` as
-    abc_constraint takes them). `drawn` lists what it drew, in order."""
+    abc_constraint takes them)."""
 
     def __init__(self, tokenizer: Any, forms: dict, rng: Any, key: str | None = None,
                  cadence: str = "tonic"):
         self.tokenizer, self.forms, self.rng = tokenizer, forms, rng
         self.key, self.cadence = key, cadence
-        self.drawn: list[tuple[str, int]] = []
 
     def __call__(self, state: Any) -> Any:
         from seqgen.music.grammar import abc_constraint
@@ -467,6 +466,5 @@ class FormDraw:
         drawn = draw_form(self.forms, state.meter, state.rhythm, self.rng)
         if drawn is None:
             return None
-        self.drawn.append(drawn)
         return abc_constraint(self.tokenizer, key=self.key, form=drawn[0], bars=drawn[1],
                               cadence=self.cadence)

@@ -224,7 +224,6 @@ class ConstrainedBatch:
                  per_tune: Callable[[State], AbcConstraint | None] | None = None):
         import numpy as np
 
-        self.constraint = constraint
         self.prompt = prompt
         s0 = constraint.feed_text(constraint.start(), prompt, lenient=True)
         self.states: list[State | None] = [s0] * batch
