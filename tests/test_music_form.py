@@ -126,15 +126,41 @@ def test_corpus_forms_group_by_meter_and_rhythm_and_validate():
     short = tune(f"{bars(A[:4])}||{bars(B)}|]", extra="R: reel \n")
     d = corpus_forms([reel, reel, short, jig])
     assert d["version"] == 1 and d["tunes"] == 4
+    # bar plans only for the forms a tune may be given (parts of one length: not AB 4,8)
     assert d["groups"][0] == {"meter": "C|", "rhythm": "reel", "tunes": 3,
-                              "forms": {"AABB": {"8,8": 2}, "AB": {"4,8": 1}}}
+                              "forms": {"AABB": {"8,8": 2}, "AB": {"4,8": 1}},
+                              "plans": {"AABB 8,8": {"": 2}}}
     assert d["groups"][1] == {"meter": "6/8", "rhythm": "jig", "tunes": 1,
-                              "forms": {"AA": {"8": 1}}}
+                              "forms": {"AA": {"8": 1}},
+                              "plans": {"AA 8": {"1=0 2=0 3=0 4=0 5=0 6=0 7=0": 1}}}
     assert forms_problem(d) is None
     assert forms_problem([]) is not None
     assert forms_problem({"version": 1, "tunes": 1, "groups": [{"meter": "C"}]}) is not None
     bad = {**d, "groups": [{**d["groups"][0], "forms": {"AABB": {"8,8": -1}}}]}
     assert forms_problem(bad) is not None
+    bad = {**d, "groups": [{**d["groups"][0], "plans": {"AABB 8,8": {"4=x": 1}}}]}
+    assert "bar plan" in forms_problem(bad)
+
+
+def test_bar_plans_name_each_bar_that_repeats_an_earlier_one():
+    """A reel whose bars 5-6 repeat bars 1-2 and whose part B ends as part A does: plan
+    '4=0 5=1 15=7' (bars counted from 0 over the written parts, the pickup left out), drawn for
+    its form and part length."""
+    from seqgen.music.form import parse_plan, plan_choices
+
+    a = A[:4] + A[:2] + A[6:]
+    b = B[:7] + [A[7]]
+    reel = tune(f"A|:{bars(a)}:|\n|:{bars(b)}:|", extra="R:reel\n")
+    f = read_form(reel)
+    assert f.copies == ((4, 0), (5, 1), (15, 7))
+    assert f.recurring == pytest.approx(6 / 16)
+    d = corpus_forms([reel, reel, tune(f"|:{bars(A)}:|\n|:{bars(B)}:|", extra="R:reel\n")])
+    assert plan_choices(d, "C|", "reel", "AABB", 8) == {"4=0 5=1 15=7": 2, "": 1}
+    assert plan_choices(d, "C|", "reel", "AB", 8) == {}
+    assert parse_plan("4=0 5=1 15=7") == {4: 0, 5: 1, 15: 7} and parse_plan("") == {}
+    # a distribution written before plans were kept draws none
+    old = {**d, "groups": [{k: v for k, v in g.items() if k != "plans"} for g in d["groups"]]}
+    assert forms_problem(old) is None and plan_choices(old, "C|", "reel", "AABB", 8) == {}
 
 
 def test_one_key_reading_for_key_and_the_tonic():

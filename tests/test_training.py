@@ -504,7 +504,7 @@ def test_abc_corpus_validation_in_nats_and_bits(tmp_path):
     n = loaded.forms["tunes"]
     assert 20 <= n < 29 and ck.load_checkpoint(res.out / ck.BEST).forms == loaded.forms
     assert loaded.forms["groups"] == [{"meter": "", "rhythm": "", "tunes": n,
-                                       "forms": {"AA": {"2": n}}}]
+                                       "forms": {"AA": {"2": n}}, "plans": {}}]
     hist = [json.loads(x) for x in (res.out / "metrics.jsonl").read_text().splitlines()]
     evals = [h for h in hist if "val_loss" in h]
     assert evals and all(h["val_bpc"] == pytest.approx(h["val_loss"] / math.log(2)) for h in evals)

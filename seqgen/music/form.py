@@ -63,6 +63,9 @@ class TuneForm:
     opening_returns: bool  # its first two bars come back, in that order, later on
     last_note_tonic: bool | None  # None: no readable key or no note
     accidental: bool  # any note written with ^, _ or =
+    # its bar plan: (i, j) for each bar i (counted as `recurring` counts them, from 0) that
+    # equals an earlier bar, j the first such
+    copies: tuple[tuple[int, int], ...] = ()
 
     @property
     def form(self) -> str:
@@ -266,6 +269,8 @@ def read_form(tune: str) -> TuneForm | None:
     parts = _split_parts(r.items)
     sigs = [b.events for bars, _ in parts for b in bars]
     counts = Counter(sigs)
+    first: dict[tuple, int] = {}
+    copies = tuple((i, j) for i, sig in enumerate(sigs) if (j := first.setdefault(sig, i)) != i)
     tonic = None
     if r.last_note is not None and r.last_key is not None:
         tonic = pitch_class(r.last_note) == r.last_key.tonic_class
@@ -275,7 +280,7 @@ def read_form(tune: str) -> TuneForm | None:
         recurring=sum(counts[s] > 1 for s in sigs) / len(sigs) if sigs else 0.0,
         opening_returns=len(sigs) >= 4 and any(sigs[i:i + 2] == sigs[:2]
                                                for i in range(2, len(sigs) - 1)),
-        last_note_tonic=tonic, accidental=r.accidental)
+        last_note_tonic=tonic, accidental=r.accidental, copies=copies)
 
 
 # ------------------------------------------------------------------------------- many tunes
@@ -330,10 +335,14 @@ FORMS_VERSION = 1
 def corpus_forms(tunes: list[str]) -> dict:
     """The forms and part lengths of `tunes` per meter and rhythm, as checkpoint.json keeps them
     ("corpus" "forms"): ``{"version": 1, "tunes": N, "groups": [{"meter": "6/8", "rhythm":
-    "jig", "tunes": n, "forms": {"AABB": {"8,8": count, ...}, ...}}, ...]}``, groups and forms
-    most common first. A form's key lists its written parts' bar counts ('8,8' for AABB's two
-    parts); tunes music21 cannot read, or without a bar, are left out."""
+    "jig", "tunes": n, "forms": {"AABB": {"8,8": count, ...}, ...}, "plans": {"AABB 8,8":
+    {"4=0 5=1 15=7": count, ...}, ...}}, ...]}``, groups and forms most common first. A form's
+    key lists its written parts' bar counts ('8,8' for AABB's two parts). "plans" holds, for
+    the forms a tune may be given (`drawable`), the bar plans of its tunes: 'i=j' for each bar
+    i that equals an earlier bar j (TuneForm.copies; '' for a tune with no bar that returns).
+    Tunes music21 cannot read, or without a bar, are left out."""
     groups: dict[tuple[str, str], Counter[tuple[str, str]]] = {}
+    plans: dict[tuple[str, str], Counter[tuple[str, str]]] = {}
     total = 0
     for t in tunes:
         f = read_form(t)
@@ -342,18 +351,25 @@ def corpus_forms(tunes: list[str]) -> dict:
         total += 1
         shape = ",".join(str(p.bars) for p in f.parts)
         groups.setdefault((f.meter, f.rhythm), Counter())[(f.form, shape)] += 1
+        if drawable(f.form, shape) is not None:
+            plan = " ".join(f"{i}={j}" for i, j in f.copies)
+            plans.setdefault((f.meter, f.rhythm), Counter())[(f"{f.form} {shape}", plan)] += 1
     out = []
     for (meter, rhythm), c in sorted(groups.items(), key=lambda kv: -sum(kv[1].values())):
         forms: dict[str, dict[str, int]] = {}
         for (form, shape), n in c.most_common():
             forms.setdefault(form, {})[shape] = n
-        out.append({"meter": meter, "rhythm": rhythm, "tunes": sum(c.values()), "forms": forms})
+        drawn: dict[str, dict[str, int]] = {}
+        for (key, plan), n in plans.get((meter, rhythm), Counter()).most_common():
+            drawn.setdefault(key, {})[plan] = n
+        out.append({"meter": meter, "rhythm": rhythm, "tunes": sum(c.values()), "forms": forms,
+                    "plans": drawn})
     return {"version": FORMS_VERSION, "tunes": total, "groups": out}
 
 
 # bump when read_form reads tunes differently: cached distributions (cached_corpus_forms) are
 # then computed again
-READER_VERSION = 1
+READER_VERSION = 2  # 2: with the bar plans
 
 
 def cached_corpus_forms(tunes: list[str]) -> dict:
@@ -402,7 +418,15 @@ def forms_problem(value: Any) -> str | None:
             if not isinstance(shapes, dict) or not all(
                     isinstance(k, str) and type(n) is int and n > 0 for k, n in shapes.items()):
                 return "each form must map part lengths to a positive count"
+        for plans in g.get("plans", {}).values():
+            if not isinstance(plans, dict) or not all(
+                    isinstance(k, str) and _PLAN.fullmatch(k) and type(n) is int and n > 0
+                    for k, n in plans.items()):
+                return "each bar plan must be 'i=j ...' (bar i repeats bar j < i) with a count"
     return None
+
+
+_PLAN = re.compile(r"(\d+=\d+( \d+=\d+)*)?")
 
 
 # ------------------------------------------------------------ a tune's form drawn from them
@@ -412,31 +436,61 @@ def forms_problem(value: Any) -> str | None:
 DRAWN_PARTS = 4
 
 
-def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
-    """The (form, bars per part) a tune of `meter` and `rhythm` (R:) may be given, with their
-    counts in a corpus's form distribution `forms` (corpus_forms): the tunes of that meter and
-    rhythm (of that meter when none has the rhythm; of the whole corpus when none has the meter)
-    whose written parts all have one length of more than FRAGMENT bars, in a form the grammar
-    can write (`--form`'s letters) of at most DRAWN_PARTS written parts. Empty when no tune
-    qualifies."""
+def drawable(form: str, shape: str) -> int | None:
+    """The bars per part of a form and shape (corpus_forms' keys: 'AABB', '8,8') that a tune
+    may be given, None when it may not: all its written parts have one length of more than
+    FRAGMENT bars, in a form the grammar can write (`--form`'s letters) of at most DRAWN_PARTS
+    written parts."""
     from seqgen.music.grammar.vocabulary import MAX_FORM_BARS, form_parts, form_problem
 
+    if form_problem(form) is not None or len(form_parts(form)) > DRAWN_PARTS:
+        return None
+    lengths = {int(b) for b in shape.split(",") if b.isdigit()}
+    if len(lengths) == 1 and FRAGMENT < (bars := lengths.pop()) <= MAX_FORM_BARS:
+        return bars
+    return None
+
+
+def _groups(forms: dict, meter: str | None, rhythm: str) -> list[dict]:
+    """The groups of `forms` a tune of `meter` and `rhythm` draws from (see form_choices)."""
     def norm(m: str | None) -> str:
         return "".join((m or "").split())
 
     groups = [g for g in forms.get("groups", []) if norm(g["meter"]) == norm(meter)]
     rhythm = " ".join(rhythm.lower().split())
-    groups = [g for g in groups if g["rhythm"] == rhythm] or groups or forms.get("groups", [])
+    return [g for g in groups if g["rhythm"] == rhythm] or groups or forms.get("groups", [])
+
+
+def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
+    """The (form, bars per part) a tune of `meter` and `rhythm` (R:) may be given, with their
+    counts in a corpus's form distribution `forms` (corpus_forms): the tunes of that meter and
+    rhythm (of that meter when none has the rhythm; of the whole corpus when none has the meter)
+    whose form and part lengths are `drawable`. Empty when no tune qualifies."""
     out: Counter[tuple[str, int]] = Counter()
-    for g in groups:
+    for g in _groups(forms, meter, rhythm):
         for form, shapes in g["forms"].items():
-            if form_problem(form) is not None or len(form_parts(form)) > DRAWN_PARTS:
-                continue
             for shape, n in shapes.items():
-                lengths = {int(b) for b in shape.split(",") if b.isdigit()}
-                if len(lengths) == 1 and FRAGMENT < (bars := lengths.pop()) <= MAX_FORM_BARS:
+                if (bars := drawable(form, shape)) is not None:
                     out[(form, bars)] += n
     return dict(out)
+
+
+def plan_choices(forms: dict, meter: str | None, rhythm: str, form: str,
+                 bars: int) -> dict[str, int]:
+    """The bar plans ('i=j ...', see corpus_forms) of the tunes `form_choices` counted for
+    (form, bars), with their counts; empty for a distribution without plans."""
+    from seqgen.music.grammar.vocabulary import form_parts
+
+    key = f"{form} {','.join([str(bars)] * len(form_parts(form)))}"
+    out: Counter[str] = Counter()
+    for g in _groups(forms, meter, rhythm):
+        out.update(g.get("plans", {}).get(key, {}))
+    return dict(out)
+
+
+def parse_plan(plan: str) -> dict[int, int]:
+    """'4=0 5=1' -> {4: 0, 5: 1}."""
+    return {int(i): int(j) for i, j in (p.split("=") for p in plan.split())}
 
 
 def draw_form(forms: dict, meter: str | None, rhythm: str, rng: Any) -> tuple[str, int] | None:
@@ -453,18 +507,31 @@ class FormDraw:
     """Draws each tune's form when its header ends (ConstrainedBatch's `per_tune`): a form and
     part length from `forms` (a checkpoint's corpus_forms) for the tune's M: and R:, with `rng`
     (a random.Random), and the ABC constraint of `tokenizer` for it (`key`, `cadence` as
-    abc_constraint takes them)."""
+    abc_constraint takes them); with `repeat_bars`, also the bar plan of one of the training
+    tunes of that form and length (`plan_choices`), which a BarCopier then follows
+    (seqgen.music.grammar.copies). `form`: (letters, bars) given by the user, not drawn (only
+    the plan is)."""
 
     def __init__(self, tokenizer: Any, forms: dict, rng: Any, key: str | None = None,
-                 cadence: str = "tonic"):
+                 cadence: str = "tonic", repeat_bars: bool = True,
+                 form: tuple[str, int] | None = None):
         self.tokenizer, self.forms, self.rng = tokenizer, forms, rng
-        self.key, self.cadence = key, cadence
+        self.key, self.cadence, self.repeat_bars, self.form = key, cadence, repeat_bars, form
 
     def __call__(self, state: Any) -> Any:
         from seqgen.music.grammar import abc_constraint
+        from seqgen.music.grammar.copies import BarCopier
 
-        drawn = draw_form(self.forms, state.meter, state.rhythm, self.rng)
+        drawn = self.form or draw_form(self.forms, state.meter, state.rhythm, self.rng)
         if drawn is None:
             return None
-        return abc_constraint(self.tokenizer, key=self.key, form=drawn[0], bars=drawn[1],
-                              cadence=self.cadence)
+        form, bars = drawn
+        c = abc_constraint(self.tokenizer, key=self.key, form=form, bars=bars,
+                           cadence=self.cadence)
+        plans = plan_choices(self.forms, state.meter, state.rhythm, form, bars) \
+            if self.repeat_bars else {}
+        if not plans:
+            return c, None
+        keys = sorted(plans)
+        plan = parse_plan(self.rng.choices(keys, weights=[plans[k] for k in keys])[0])
+        return c, (BarCopier(plan, bars, c.stoi) if plan else None)
