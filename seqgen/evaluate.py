@@ -65,6 +65,8 @@ class EvalConfig:
     form: str | None = like(SamplingRequest, "form", None)
     bars: int | None = like(SamplingRequest, "bars", None)
     cadence: str = like(SampleConfig, "cadence", "tonic")
+    repeat_bars: bool = like(SampleConfig, "repeat_bars", True)
+    whole_header: bool = like(SampleConfig, "whole_header", True)
 
     def __post_init__(self) -> None:
         plain_values(self)
@@ -205,7 +207,8 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     # sampled as `seqgen sample --tunes` samples (each mode sets its own constraint)
     sampling = resolve_sampling(ckpt, SamplingRequest(
         tunes=tunes_too, length=config.length, temperature=config.temperature,
-        top_p=config.top_p, form=config.form, bars=config.bars, cadence=config.cadence))
+        top_p=config.top_p, form=config.form, bars=config.bars, cadence=config.cadence,
+        repeat_bars=config.repeat_bars, whole_header=config.whole_header))
     report.config["top_p"] = sampling.config.top_p
     if tunes_too:
         train_tunes = data.split.train

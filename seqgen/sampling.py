@@ -96,8 +96,15 @@ class SampleConfig:
     bars: int = setting(8, ge=1, le=MAX_FORM_BARS)  # with `form`: bars in each part
     # with `form`: "tonic" (the tune's last note is the tonic of K:) or "free"
     cadence: str = setting("tonic", choices=CADENCES, text="tonic or free")
-    # with form "corpus": a checkpoint's form distribution (its corpus_forms, "corpus" "forms")
+    # with form "corpus": a checkpoint's form distribution (its corpus_forms, "corpus" "forms");
+    # with a form of letters, where its bar plans come from (`repeat_bars`)
     corpus_forms: dict | None = setting(None, flag=None)
+    # with a form and `corpus_forms`: bars return where a training tune of the tune's form and
+    # part length repeats its bars (its bar plan, seqgen.music.grammar.copies)
+    repeat_bars: bool = setting(True)
+    # with constrain "abc": a tune's header (M:, K:, ..., which the grammar keeps valid) drawn
+    # from the model's whole distribution, top-k/top-p applied from the body on
+    whole_header: bool = setting(True)
 
     def __post_init__(self) -> None:
         plain_values(self)
@@ -244,7 +251,8 @@ EPS = 1e-5  # mass margin: a nucleus edge closer than this to p is decided on th
 class ConstrainedChooser:
     """The token choice under a grammar (`cons`: a ConstrainedBatch): the same token, for the
     same noise, as masking the logits with every stream's mask before `chooser` chooses, but
-    masks are seldom computed.
+    masks are seldom computed. With `whole_header`, streams in a tune's header (`cons.in_header`)
+    choose without top-k/top-p.
 
     The draw is the argmax of noise plus (filtered) logits over the allowed tokens. Without
     top-k/top-p the argmax over all tokens is that token whenever the grammar allows it (one
@@ -256,38 +264,55 @@ class ConstrainedChooser:
     cannot settle within WINDOW tokens or EPS of the edge take the full mask. `full_masks`
     masks every stream at every step (the reference the tests compare with)."""
 
-    def __init__(self, chooser: TokenChooser, cons, full_masks: bool = False):
+    def __init__(self, chooser: TokenChooser, cons, full_masks: bool = False,
+                 whole_header: bool = False):
         self.chooser, self.cons, self.full_masks = chooser, cons, full_masks
+        self.whole_header = whole_header
 
     def choose(self, logits: Tensor, out: Tensor) -> Tensor:
-        """The chosen ids (B,) for logits (B, V), written into `out`."""
+        """The chosen ids (B,) for logits (B, V), written into `out`; streams that copy a bar
+        (`cons.forced()`) take the copy's next token, the noise drawn all the same."""
         import torch
 
         c, cons = self.chooser, self.cons
         g = c.noise(logits)
-        rows = list(range(logits.shape[0]))
+        forced = cons.forced()
+        # streams in a tune's header: drawn from the whole distribution (no top-k/top-p)
+        free = cons.in_header() if c.filters and self.whole_header else []
+        skip = set(forced).union(free)
+        rows = [b for b in range(logits.shape[0]) if b not in skip]
+        loose = free  # the streams left that choose without the filter
         if not self.full_masks:
             if c.filters:
-                rows = self._filtered(logits, g, out)
+                rows, ids = self._filtered(logits, g, out, skip)
+                loose = [b for b in free if not cons.takes(b, ids[b])]
             else:  # the argmax over all tokens, kept where the grammar allows it
                 torch.argmax(c.scores(logits, g), dim=-1, out=out)
-                rows = [b for b, t in enumerate(out.tolist()) if not cons.takes(b, t)]
-        if rows:  # the masked choice of the streams left
-            import numpy as np
+                rows = [b for b, t in enumerate(out.tolist())
+                        if b not in forced and not cons.takes(b, t)]
+        for left, filtered in ((rows, True), (loose, False)):
+            if left:  # the masked choice of the streams left
+                import numpy as np
 
-            at = torch.tensor(rows, device=logits.device)
-            allowed = torch.from_numpy(np.stack([cons.mask(b) for b in rows])).to(logits.device)
-            masked = logits[at].masked_fill(~allowed, float("-inf"))  # (R, V)
-            out[at] = c.scores(masked, None if g is None else g[at]).argmax(-1)
+                at = torch.tensor(left, device=logits.device)
+                allowed = torch.from_numpy(np.stack([cons.mask(b) for b in left])).to(
+                    logits.device)
+                masked = logits[at].masked_fill(~allowed, float("-inf"))  # (R, V)
+                out[at] = c.scores(masked, None if g is None else g[at],
+                                   filtered=filtered).argmax(-1)
+        if forced:
+            out[torch.tensor(list(forced), device=out.device)] = torch.tensor(
+                list(forced.values()), device=out.device)
         return out
 
-    def _filtered(self, logits: Tensor, g: Tensor, out: Tensor) -> list[int]:
-        """Top-k/top-p: the choice of every stream settled without its mask, written into
-        `out`; the streams left. First the argmax t over all tokens: where the grammar allows
-        it, fewer than k tokens rank above it and the mass u of those above it is below
-        p / (1 - p) times its own, t is in the allowed nucleus whatever else is allowed (the
-        allowed mass a above it is at most u, and a < p (a + p_t) is the nucleus's test), so
-        it is the choice. Else `_nucleus` reads the most likely tokens."""
+    def _filtered(self, logits: Tensor, g: Tensor, out: Tensor,
+                  skip: set[int]) -> tuple[list[int], list[int]]:
+        """Top-k/top-p: the choice of every stream settled without its mask (but the `forced`
+        ones), written into `out`; the streams left. First the argmax t over all tokens: where
+        the grammar allows it, fewer than k tokens rank above it and the mass u of those above
+        it is below p / (1 - p) times its own (the allowed mass a above it is at most u, and
+        a < p (a + p_t) is the nucleus's test), so it is the choice. Else `_nucleus` reads the
+        most likely tokens."""
         import torch
 
         c = self.chooser
@@ -303,10 +328,11 @@ class ConstrainedChooser:
         if c.top_k:
             ok &= above.sum(-1) <= c.top_k
         ids = out.tolist()
-        rows = [b for b, fine in enumerate(ok.tolist()) if not (fine and self.cons.takes(b, ids[b]))]
+        rows = [b for b, fine in enumerate(ok.tolist())
+                if b not in skip and not (fine and self.cons.takes(b, ids[b]))]
         if rows:
-            return self._walk(rows, logits, scores, out)
-        return rows
+            return self._walk(rows, logits, scores, out), ids
+        return rows, ids
 
     def _walk(self, rows: list[int], logits: Tensor, scores: Tensor, out: Tensor) -> list[int]:
         """`_nucleus` for the streams `rows`: the choice of those it settles, written into
@@ -635,7 +661,9 @@ class Sampler:
                 grammar = abc_constraint(tokenizer, key=config.key, form=letters,
                                          bars=config.bars, cadence=config.cadence)
             per_tune = None
-            if config.form == FORM_CORPUS:  # each tune's form drawn when its header ends
+            drawn = config.form == FORM_CORPUS
+            if drawn or (letters is not None and config.corpus_forms and config.repeat_bars):
+                # each tune's form (or only its bar plan) drawn when its header ends
                 import random
 
                 import torch
@@ -645,7 +673,9 @@ class Sampler:
                 seed = int(torch.randint(0, 2**62, (1,), generator=generator,
                                          device=generator.device if generator else "cpu"))
                 per_tune = FormDraw(tokenizer, config.corpus_forms or {}, random.Random(seed),
-                                    key=config.key, cadence=config.cadence)
+                                    key=config.key, cadence=config.cadence,
+                                    repeat_bars=config.repeat_bars,
+                                    form=None if drawn else (letters, config.bars))
             known = tokenizer.encode(prompt, errors=config.unknown)  # the prompt the text goes on
             self.constraint = ConstrainedBatch(grammar, config.num_samples, tokenizer.decode(known),
                                                per_tune)
@@ -662,7 +692,7 @@ class Sampler:
         decode = self.tokenizer.decode
         chooser = TokenChooser(cfg.temperature, cfg.top_k, cfg.top_p, self.generator)
         cons = self.constraint
-        cons_chooser = ConstrainedChooser(chooser, cons, self.full_masks)
+        cons_chooser = ConstrainedChooser(chooser, cons, self.full_masks, cfg.whole_header)
         if model.training:
             raise UsageError("the model is in training mode; call model.eval() before sampling")
         with torch.inference_mode():

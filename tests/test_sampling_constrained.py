@@ -44,6 +44,12 @@ class FakeGrammar:
 
     takes = allows
 
+    def forced(self) -> dict[int, int]:
+        return {}  # (no bar plans)
+
+    def in_header(self) -> list[int]:
+        return []  # (no tune header)
+
 
 def masked_choice(chooser: TokenChooser, logits: torch.Tensor, grammar: FakeGrammar):
     rows = range(logits.shape[0])
@@ -161,3 +167,33 @@ def test_bounded_caches_give_the_same_tunes(monkeypatch):
     assert texts[(full, None)] == texts[(7, None)]
     assert texts[(full, "corpus")] == texts[(7, "corpus")]
     assert texts[(full, None)] != texts[(full, "corpus")]  # (the drawn forms made a difference)
+
+
+@pytest.mark.parametrize("setting", [dict(top_p=0.9), dict(top_k=3, whole_header=False)])
+def test_bar_plans_and_the_whole_header_give_the_same_tunes_as_masking_every_step(monkeypatch,
+                                                                                  setting):
+    """Streams that copy a bar (their bar plan) and streams in a tune's header (drawn without
+    the filter) choose alike on both paths."""
+    forms = {"version": 1, "tunes": 2, "groups": [
+        {"meter": "2/4", "rhythm": "", "tunes": 2, "forms": {"AB": {"6,6": 1}, "AABB": {"5,5": 1}},
+         "plans": {"AB 6,6": {"2=0 3=1 11=5": 1}, "AABB 5,5": {"5=0 9=4": 1}}}]}
+    from seqgen.music.grammar.copies import BarCopier
+
+    copiers = []
+    init = BarCopier.__init__
+
+    def kept(self, *a, **k):
+        init(self, *a, **k)
+        copiers.append(self)
+
+    monkeypatch.setattr(BarCopier, "__init__", kept)
+    model = tiny_model(3, 30.0)
+    texts = {}
+    for full in (True, False):
+        monkeypatch.setattr(Sampler, "full_masks", full)
+        cfg = SampleConfig(length=600, num_samples=4, constrain="abc", form="corpus",
+                           corpus_forms=forms, **setting)
+        texts[full] = [s.text for s in generate(model, TOK, "X:1\n", cfg,
+                                                torch.Generator().manual_seed(3))]
+    assert texts[False] == texts[True]
+    assert len(copiers) == 8 and any(c.copied for c in copiers)  # (bars were copied)

@@ -155,6 +155,12 @@ def eval_command(
         rich_help_panel=PT, show_default=False),
     cadence: str = typer.Option("tonic", "--cadence", help="With --form: tonic (the last note "
                                 "is the tonic of K:) or free.", rich_help_panel=PT),
+    repeat_bars: bool = typer.Option(
+        True, "--repeat-bars/--no-repeat-bars", help="As seqgen sample --repeat-bars: bars "
+        "return where a training tune of the tune's form repeats its bars.", rich_help_panel=PT),
+    whole_header: bool = typer.Option(
+        True, "--whole-header/--no-whole-header", help="As seqgen sample --whole-header: the "
+        "tune's header drawn without top-p.", rich_help_panel=PT),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads for torch (default: 1, the fastest for one small "
         "model on CPU, and kind to a shared machine).",
@@ -176,13 +182,15 @@ def eval_command(
     config = EvalConfig(corpus=corpus, tunes=tunes, seed=seed, temperature=temperature,
                         top_p=top_p, constrain=constrain.value, eval_tokens=eval_tokens,
                         jobs=jobs, form=form, bars=bars, cadence=cadence,
+                        repeat_bars=repeat_bars, whole_header=whole_header,
                         **({} if length is None else {"length": length}))
     config.validate()
     path = resolve_checkpoint(checkpoint)
     ckpt = load_checkpoint(path)
     if ckpt.corpus_kind != "abc":
         typed = [p for p in ("form", "tunes", "seed", "temperature", "top_p", "length",
-                             "constrain", "jobs", "bars", "cadence")
+                             "constrain", "jobs", "bars", "cadence", "repeat_bars",
+                             "whole_header")
                  if getattr(ctx.get_parameter_source(p), "name", None) == "COMMANDLINE"
                  and not (p == "tunes" and tunes == 0)]  # --tunes 0: loss only, as it will be
         if typed:

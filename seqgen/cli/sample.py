@@ -121,6 +121,18 @@ Bars = Annotated[int | None, typer.Option(
 Cadence = Annotated[str, typer.Option(
     "--cadence", help="With --form: tonic (the tune's last note is the tonic of K:, modes "
     "included: Ador ends on A) or free.", rich_help_panel=PS)]
+RepeatBars = Annotated[bool, typer.Option(
+    "--repeat-bars/--no-repeat-bars", help="ABC models with a --form (or one drawn from the "
+    "training tunes): where one of the checkpoint's training tunes of the tune's form and part "
+    "length repeats a bar, the tune repeats its own bar there (that tune's bar plan; the "
+    "grammar checks every character). --no-repeat-bars: the model writes every bar.",
+    rich_help_panel=PS)]
+WholeHeader = Annotated[bool, typer.Option(
+    "--whole-header/--no-whole-header", help="ABC tunes with the ABC constraint: the header "
+    "(meter, key, title, ...; the grammar keeps its values valid) drawn from the model's whole "
+    "distribution, --top-k/--top-p applied from the body on, so that meters and keys come as "
+    "often as the model learned them. --no-whole-header: filtered as the body is.",
+    rich_help_panel=PS)]
 Title = Annotated[str | None, typer.Option(
     "--title", help="ABC models: the tune's title (T: field).", rich_help_panel=PS,
     show_default=False)]
@@ -152,6 +164,8 @@ def sample(
     form: Form = None,
     bars: Bars = None,
     cadence: Cadence = "tonic",
+    repeat_bars: RepeatBars = True,
+    whole_header: WholeHeader = True,
 ) -> None:
     """Generate text (or ABC tunes with --tunes) from a trained checkpoint."""
     t_start = time.perf_counter()
@@ -164,7 +178,8 @@ def sample(
         tunes=tunes is not None, meter=meter, key=key, title=title, length=length,
         temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples,
         stop=tuple(unescape(s) for s in (stop or ())), constrain=constrain,
-        unknown=unknown.value, form=form, bars=bars, cadence=cadence)
+        unknown=unknown.value, form=form, bars=bars, cadence=cadence, repeat_bars=repeat_bars,
+        whole_header=whole_header)
     request.validate()  # before loading the model
 
     import torch
@@ -190,7 +205,10 @@ def sample(
          + (", ABC constraint on (--constrain none to switch it off)"
             if config.constrain == "abc" else "")
          + ("; each tune's form drawn from the training tunes (--form free: none)"
-            if config.form == "corpus" else ""))
+            if config.form == "corpus" else "")
+         + (", bars repeated as one of them repeats its own (--no-repeat-bars: none)"
+            if config.corpus_forms and config.repeat_bars and _has_plans(config.corpus_forms)
+            else ""))
     generator = torch.Generator(device=device).manual_seed(seed)
     if tunes is not None:
         _tunes(ckpt, prompt, tunes, config, generator, out, midi, fmt, seed, page)
@@ -209,6 +227,10 @@ def _read_prompt(prompt: str, prompt_file: Path | None) -> str:
     from seqgen.data import read_text_file
 
     return read_text_file(prompt_file)
+
+
+def _has_plans(forms: dict) -> bool:
+    return any(g.get("plans") for g in forms.get("groups", []))
 
 
 def _check_outputs(tunes: int | None, out: Path | None, midi: bool, page: bool,

@@ -284,6 +284,8 @@ class SamplingRequest:
     form: str | None = setting(None, check=form_option_problem, link=": ")
     bars: int | None = like(SampleConfig, "bars", None)  # with a form of letters (None: 8)
     cadence: str = like(SampleConfig, "cadence", "tonic")
+    repeat_bars: bool = like(SampleConfig, "repeat_bars", True)
+    whole_header: bool = like(SampleConfig, "whole_header", True)
 
     def validate(self) -> None:
         """UsageError naming the first bad field: all that can be checked before a checkpoint
@@ -363,7 +365,7 @@ def resolve_sampling(ckpt: Checkpoint, request: SamplingRequest,
         constrain=constrain,
         key=request.key if request.meter is None else None,  # with a meter, K: is in the prompt
         form=form, bars=request.bars or SampleConfig.bars, cadence=request.cadence,
-        corpus_forms=forms,
+        corpus_forms=forms, repeat_bars=request.repeat_bars, whole_header=request.whole_header,
     )
     config.validate()
     return ResolvedSampling(config, prompt)
@@ -373,7 +375,8 @@ def _form(ckpt: Checkpoint, request: SamplingRequest,
           constrain: str) -> tuple[str | None, dict | None]:
     """SampleConfig's `form` and `corpus_forms` for `request`: by default, each tune's form drawn
     from the checkpoint's training tunes when it has their forms and the ABC constraint is on
-    (else none); "free": none; UsageError for "corpus" on a checkpoint without them."""
+    (else none); "free": none; UsageError for "corpus" on a checkpoint without them. With a
+    form of letters, the forms too (their bar plans) where `repeat_bars` asks for them."""
     from seqgen.music.form import FORMS_VERSION
 
     forms = ckpt.forms if ckpt.forms is not None and ckpt.forms.get("version") == FORMS_VERSION \
@@ -388,7 +391,7 @@ def _form(ckpt: Checkpoint, request: SamplingRequest,
                              "training tunes (trained before seqgen kept one); give a form such "
                              "as AABB, or train the model again", config=SamplingRequest)
         return FORM_CORPUS, forms
-    return request.form, None
+    return request.form, (forms if request.repeat_bars and constrain == "abc" else None)
 
 
 def _known_characters(tok: Tokenizer, prompt: str, request: SamplingRequest,

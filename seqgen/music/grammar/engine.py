@@ -32,6 +32,7 @@ from seqgen.music.grammar.vocabulary import (
 if TYPE_CHECKING:
     import numpy as np
 
+    from seqgen.music.grammar.copies import BarCopier
     from seqgen.tokenizer import Tokenizer
 
 
@@ -217,11 +218,13 @@ class ConstrainedBatch:
 
     `per_tune(state)`, when given, is asked once per stream, when the stream's header ends (its
     body starts: `state` holds M: and R:), for the constraint that stream then follows: one with
-    a form drawn for that tune (seqgen.music.form.draw_form), or None to go on as it is. The
-    stream's text so far is read again by the new constraint."""
+    a form drawn for that tune (seqgen.music.form.FormDraw), and the BarCopier of its bar plan
+    or None; or None to go on as it is. The stream's text so far is read again by the new
+    constraint. `forced()` gives the tokens the copiers write next."""
 
     def __init__(self, constraint: AbcConstraint, batch: int, prompt: str = "",
-                 per_tune: Callable[[State], AbcConstraint | None] | None = None):
+                 per_tune: Callable[[State], tuple[AbcConstraint, BarCopier | None] | None]
+                 | None = None):
         import numpy as np
 
         self.prompt = prompt
@@ -232,6 +235,7 @@ class ConstrainedBatch:
         self.per_tune = per_tune
         # the tokens each stream took since the prompt, until its header ends (None: ended)
         self._heads: list[list[int] | None] = [[] if per_tune else None for _ in range(batch)]
+        self.copiers: list[BarCopier | None] = [None] * batch
         if per_tune is not None and s0.phase == BODY:  # the prompt holds the whole header
             for b in range(batch):
                 self._tune_starts(b)
@@ -259,12 +263,41 @@ class ConstrainedBatch:
         s = self.states[b]
         return s is None or self.constraints[b].advance(s, token) is not None
 
+    def in_header(self) -> list[int]:
+        """The streams in a tune's header (constraint on)."""
+        return [b for b, s in enumerate(self.states) if s is not None and s.phase == HEADER]
+
+    def forced(self) -> dict[int, int]:
+        """The token each copying stream (BarCopier) must take next, by stream, where the
+        grammar takes it; a copy it refuses ends (the stream chooses freely)."""
+        out: dict[int, int] = {}
+        for b, copier in enumerate(self.copiers):
+            s = self.states[b]
+            if copier is None or s is None:
+                continue
+            c = self.constraints[b]
+            t = copier.next(s, _taken_by(c, s))
+            if t is None:
+                continue
+            if c.advance(s, t) is None:
+                copier.drop()
+            else:
+                out[b] = t
+        return out
+
     def advance(self, tokens: Sequence[int]) -> None:
         """Move every stream on by its token (a stream given a refused token switches off)."""
         for b, t in enumerate(tokens):
             s = self.states[b]
             if s is not None:
-                s = self.states[b] = self.constraints[b].advance(s, int(t))
+                prev, s = s, self.constraints[b].advance(s, int(t))
+                self.states[b] = s
+                copier = self.copiers[b]
+                if copier is not None:
+                    if s is None:
+                        self.copiers[b] = None
+                    else:
+                        copier.step(prev, s, self.constraints[b].itos[int(t)])
                 head = self._heads[b]
                 if head is not None:
                     head.append(int(t))
@@ -279,15 +312,21 @@ class ConstrainedBatch:
         assert self.per_tune is not None
         head, self._heads[b] = self._heads[b] or [], None
         s = self.states[b]
-        c = self.per_tune(s) if s is not None else None
-        if c is None:
+        drawn = self.per_tune(s) if s is not None else None
+        if drawn is None:
             return
+        c, copier = drawn
         text = "".join(c.itos[t] for t in head if t > UNK_ID)
         try:
             s = c.feed_text(c.feed_text(c.start(), self.prompt, lenient=True), text)
         except ConstraintError:
             return  # (a header the other constraint does not take: go on as before)
-        self.constraints[b], self.states[b] = c, s
+        self.constraints[b], self.states[b], self.copiers[b] = c, s, copier
+
+
+def _taken_by(c: AbcConstraint, s: State) -> Callable[[int], bool]:
+    """Whether constraint `c` takes a token from state `s`."""
+    return lambda t: c.advance(s, t) is not None
 
 
 _CACHE: dict[tuple, AbcConstraint] = {}
