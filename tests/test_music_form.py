@@ -157,6 +157,15 @@ def test_bar_plans_name_each_bar_that_repeats_an_earlier_one():
     d = corpus_forms([reel, reel, tune(f"|:{bars(A)}:|\n|:{bars(B)}:|", extra="R:reel\n")])
     assert plan_choices(d, "C|", "reel", "AABB", 8) == {"4=0 5=1 15=7": 2, "": 1}
     assert plan_choices(d, "C|", "reel", "AB", 8) == {}
+    # a form no tune of the meter and rhythm has (--form): the meter's, else the corpus's
+    jig = tune("|:" + bars(["dfd dfd"] * 4 + ["dfd dfd", "ABc dBA", "dfd dfd", "ABc dBA"])
+               + ":|\n|:" + bars(["ABc dBA"] * 8) + ":|", meter="6/8", extra="R:jig\n")
+    d = corpus_forms([reel, jig])
+    assert plan_choices(d, "6/8", "slide", "AABB", 8) == {
+        "1=0 2=0 3=0 4=0 6=0 7=5 8=5 9=5 10=5 11=5 12=5 13=5 14=5 15=5": 1}
+    assert plan_choices(d, "3/4", "", "AABB", 8) == {
+        "1=0 2=0 3=0 4=0 6=0 7=5 8=5 9=5 10=5 11=5 12=5 13=5 14=5 15=5": 1,
+        "4=0 5=1 15=7": 1}
     assert parse_plan("4=0 5=1 15=7") == {4: 0, 5: 1, 15: 7} and parse_plan("") == {}
     # a distribution written before plans were kept draws none
     old = {**d, "groups": [{k: v for k, v in g.items() if k != "plans"} for g in d["groups"]]}

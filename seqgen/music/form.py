@@ -453,12 +453,19 @@ def drawable(form: str, shape: str) -> int | None:
 
 def _groups(forms: dict, meter: str | None, rhythm: str) -> list[dict]:
     """The groups of `forms` a tune of `meter` and `rhythm` draws from (see form_choices)."""
+    return next((level for level in _group_levels(forms, meter, rhythm) if level), [])
+
+
+def _group_levels(forms: dict, meter: str | None, rhythm: str) -> list[list[dict]]:
+    """The groups of that meter and rhythm, of that meter, and all groups (the last: never
+    empty unless `forms` is)."""
     def norm(m: str | None) -> str:
         return "".join((m or "").split())
 
-    groups = [g for g in forms.get("groups", []) if norm(g["meter"]) == norm(meter)]
+    every = forms.get("groups", [])
+    groups = [g for g in every if norm(g["meter"]) == norm(meter)]
     rhythm = " ".join(rhythm.lower().split())
-    return [g for g in groups if g["rhythm"] == rhythm] or groups or forms.get("groups", [])
+    return [[g for g in groups if g["rhythm"] == rhythm], groups, every]
 
 
 def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple[str, int], int]:
@@ -477,15 +484,20 @@ def form_choices(forms: dict, meter: str | None, rhythm: str = "") -> dict[tuple
 
 def plan_choices(forms: dict, meter: str | None, rhythm: str, form: str,
                  bars: int) -> dict[str, int]:
-    """The bar plans ('i=j ...', see corpus_forms) of the tunes `form_choices` counted for
-    (form, bars), with their counts; empty for a distribution without plans."""
+    """The bar plans ('i=j ...', see corpus_forms) of the training tunes of (form, bars), with
+    their counts: those of the tune's meter and rhythm, else of its meter, else of the whole
+    corpus (a form given by --form may be one no tune of the rhythm has); empty for a
+    distribution without plans."""
     from seqgen.music.grammar.vocabulary import form_parts
 
     key = f"{form} {','.join([str(bars)] * len(form_parts(form)))}"
-    out: Counter[str] = Counter()
-    for g in _groups(forms, meter, rhythm):
-        out.update(g.get("plans", {}).get(key, {}))
-    return dict(out)
+    for groups in _group_levels(forms, meter, rhythm):
+        out: Counter[str] = Counter()
+        for g in groups:
+            out.update(g.get("plans", {}).get(key, {}))
+        if out:
+            return dict(out)
+    return {}
 
 
 def parse_plan(plan: str) -> dict[int, int]:
