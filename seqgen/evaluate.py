@@ -175,7 +175,12 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
     from seqgen.data import prepare_data
     from seqgen.music.form import form_stats
     from seqgen.music.quality import NoveltyIndex, check_tunes, describe_tunes
-    from seqgen.music.tunes import SamplingRequest, resolve_sampling, sample_eval_tunes
+    from seqgen.music.tunes import (
+        SamplingRequest,
+        default_top_p,
+        resolve_sampling,
+        sample_eval_tunes,
+    )
 
     config = config or EvalConfig()
     config.validate()
@@ -209,7 +214,8 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         tunes=tunes_too, length=config.length, temperature=config.temperature,
         top_p=config.top_p, form=config.form, bars=config.bars, cadence=config.cadence,
         repeat_bars=config.repeat_bars, whole_header=config.whole_header))
-    report.config["top_p"] = sampling.config.top_p
+    # (None where each mode took its own default; each mode's "top_p" says which)
+    report.config["top_p"] = config.top_p
     if tunes_too:
         train_tunes = data.split.train
         reference = describe_tunes(train_tunes, "corpus")
@@ -222,14 +228,17 @@ def evaluate(ckpt: Checkpoint, config: EvalConfig | None = None,
         for mode in modes:
             say(f"sampling {config.tunes} tunes (--constrain {mode})")
             ts = time.perf_counter()
+            # (each mode at its own default top-p unless one was given: default_top_p)
+            top_p = config.top_p if config.top_p is not None else default_top_p(
+                ckpt.corpus_kind, mode)
             tunes, finished = sample_eval_tunes(
                 ckpt, config.tunes, config.seed,
-                replace(sampling.config, constrain=mode,
+                replace(sampling.config, constrain=mode, top_p=top_p,
                         form=sampling.config.form if mode == "abc" else None), sampling.prompt)
             sample_s = time.perf_counter() - ts
             say(f"checking {len(tunes)} tunes (--constrain {mode})")
             st = check_tunes(tunes, mode, reference, novelty, config.jobs)
-            st.sample_seconds = sample_s
+            st.sample_seconds, st.top_p = sample_s, top_p
             st.finished = finished / max(len(tunes), 1)
             st.form = form_stats(tunes)
             st.examples = tunes[:3]

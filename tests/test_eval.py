@@ -245,8 +245,9 @@ def test_eval_cli_table_and_bad_input(abc_ckpt, tmp_path):
 
 @pytest.mark.slow
 def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatch):
-    """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.9),
-    --top-p to choose another (1: the model's whole distribution)."""
+    """Eval measures the tunes users get: seqgen sample's default top-p for ABC models (0.95
+    under the ABC constraint, 0.9 without), --top-p to choose another (1: the model's whole
+    distribution)."""
     import seqgen.music.tunes as tunes_module
 
     seen = []
@@ -258,15 +259,22 @@ def test_eval_samples_with_seqgen_samples_top_p_unless_told(abc_ckpt, monkeypatc
 
     monkeypatch.setattr(tunes_module, "sample_eval_tunes", spy)
     runner = CliRunner()
-    for args, want in (([], 0.9), (["--top-p", "1"], 1.0), (["--top-p", "0.5"], 0.5)):
+    for args, want in (([], [0.95, 0.9]), (["--top-p", "1"], [1.0, 1.0]),
+                       (["--top-p", "0.5"], [0.5, 0.5])):
         seen.clear()
         r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300",
-                                "--constrain", "none", "--format", "json", *args])
+                                "--format", "json", *args])
         assert r.exit_code == 0, r.output
-        assert seen == [want] and json.loads(r.stdout)["config"]["top_p"] == want
+        report = json.loads(r.stdout)
+        assert seen == want and [m["top_p"] for m in report["modes"]] == want
+        assert report["config"]["top_p"] == (None if not args else want[0])
+    r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300"])
+    # the table says how the tunes were sampled
+    assert "top-p 0.95 with --constrain abc, 0.9 with --constrain none" in " ".join(
+        r.stdout.split())
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--tunes", "2", "--length", "300",
                             "--constrain", "none"])
-    assert "top-p 0.9" in r.stdout  # the table says how the tunes were sampled
+    assert "top-p 0.9" in r.stdout
     r = runner.invoke(app, ["eval", str(abc_ckpt), "--top-p", "0"])
     assert r.exit_code == 2 and "--top-p must be in (0, 1], not 0.0" in r.stderr
 
@@ -281,7 +289,7 @@ def test_resolve_sampling_decides_the_defaults_of_sample_and_eval(abc_ckpt, tmp_
     notes = []
     r = resolve_sampling(ckpt, SamplingRequest(tunes=True), lambda *a: notes.append(a))
     c = r.config
-    assert (c.constrain, c.top_p, c.length, r.prompt) == ("abc", 0.9, 1500, "X:") and not notes
+    assert (c.constrain, c.top_p, c.length, r.prompt) == ("abc", 0.95, 1500, "X:") and not notes
     r = resolve_sampling(ckpt, SamplingRequest(prompt="X:1\nM:2/4\nK:D\n", tunes=True,
                                                top_p=1.0, constrain="none", length=300),
                          lambda *a: notes.append(a))

@@ -56,8 +56,11 @@ def render(report) -> None:
         return
     ref = report.corpus_stats
     cfg = report.config
+    tops = {st.top_p for st in report.modes}
+    top = (f"top-p {tops.pop():g}" if len(tops) == 1 else "top-p " + ", ".join(
+        f"{st.top_p:g} with --constrain {st.mode}" for st in report.modes))
     q = Table(title=f"{cfg['tunes']} tunes per column, seed {cfg['seed']}, temperature "
-              f"{cfg['temperature']:g}, top-p {cfg['top_p']:g}", title_justify="left")
+              f"{cfg['temperature']:g}, {top}", title_justify="left")
     q.add_column("")
     for st in report.modes:
         q.add_column(f"--constrain {st.mode}", justify="right")
@@ -131,7 +134,8 @@ def eval_command(
                                       rich_help_panel=PT),
     top_p: float | None = typer.Option(
         None, "--top-p", help="Sample only among the most likely characters whose probabilities "
-        "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (0.9 for ABC models).",
+        "add up to p, in (0, 1] (1 = all). Default: as seqgen sample (for ABC models 0.95 "
+        "with the ABC constraint, 0.9 without).",
         rich_help_panel=PT, show_default=False),
     length: int | None = typer.Option(
         None, "--length", "-n", help="Characters per tune, at most. Default: as seqgen sample --tunes "

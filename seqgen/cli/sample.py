@@ -54,8 +54,9 @@ TopK = Annotated[int, typer.Option(
     rich_help_panel=PS)]
 TopP = Annotated[float | None, typer.Option(
     "--top-p", help="Sample only among the most likely characters whose probabilities "
-    "add up to p, in (0, 1] (1 = all). Default: 0.9 for models trained on ABC (an unlikely "
-    "character can garble a tune), 1 otherwise.", rich_help_panel=PS, show_default=False)]
+    "add up to p, in (0, 1] (1 = all). Default for models trained on ABC: 0.95 under the ABC "
+    "constraint (from the tune's body on), 0.9 without it (an unlikely character can garble a "
+    "tune); 1 otherwise.", rich_help_panel=PS, show_default=False)]
 Seed = Annotated[int | None, typer.Option(
     "--seed", "-s", help="Random seed: the same seed gives the same text on the same "
     "machine. Default: a random one, reported on stderr.", rich_help_panel=PS,

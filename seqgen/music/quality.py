@@ -34,6 +34,7 @@ class TuneStats:
 
     mode: str  # "abc" | "none" | "corpus"
     tunes: int = 0
+    top_p: float | None = None  # what the tunes were sampled with (None: not sampled)
     # rates: None where not measured (the training tunes are described, not checked)
     finished: float | None = None  # share that ended (<eos> or the next X:) within --length
     converts: float | None = None
