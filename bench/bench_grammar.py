@@ -217,6 +217,8 @@ def part_speed(args) -> None:
     as one batch; the time inside ConstrainedBatch (the grammar's work at each step: which
     tokens a stream may take, masks where needed, moving every stream on) against the whole
     batch's time, in a fresh process (the first batch meets states no cache holds) and after.
+    Since the bar plans also the copies' next tokens (`forced`) and which streams are in a
+    header (`in_header`).
     `--code DIR` times another checkout's seqgen (a `git archive` of an older commit) in a
     subprocess per batch, alternating with this one's: old new old new."""
     if args.code:
@@ -239,7 +241,8 @@ def part_speed(args) -> None:
                 spent[0] += time.perf_counter() - t
         return wrapper
 
-    for name in ("masks", "mask", "allows", "takes", "advance"):  # (older code: masks, advance)
+    # (older code: masks, advance; forced and in_header since the bar plans, 2026-12-06)
+    for name in ("masks", "mask", "allows", "takes", "advance", "forced", "in_header"):
         if name in vars(ConstrainedBatch):
             setattr(ConstrainedBatch, name, timed(getattr(ConstrainedBatch, name)))
     ckpt = load_checkpoint(default_model_dir())

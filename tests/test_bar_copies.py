@@ -39,7 +39,7 @@ def feed(c, copier, state, text):
     """`text` through the grammar and the copier; the tokens the copier asked for on the way."""
     asked = []
     for ch in text:
-        t = copier.next(state, lambda t, s=state: c.advance(s, t) is not None)
+        t = copier.next(state, c)
         asked.append(None if t is None else c.itos[t])
         nxt = c.advance(state, c.stoi[ch])
         assert nxt is not None, (ch, text)

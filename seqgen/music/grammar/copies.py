@@ -19,7 +19,7 @@ a bar holding a line break, a '!' mark, an ending's or an inline field's start i
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from typing import Protocol
 
 from seqgen.music.grammar.state import AFTER_ENDING1, ENDING2, TEXT_STATES, Body, State
 
@@ -28,12 +28,17 @@ _BAR_EDGE = frozenset((Body.BARLINE, Body.BAR_START, Body.BAR_SPACE, Body.LINE_S
 _UNCOPIED = re.compile(r"[\n\\!]|^\[\d|^\d|\[[A-Za-z]:")
 
 
+class Moves(Protocol):
+    def advance(self, s: State, token: int) -> State | None: ...
+
+
 class BarCopier:
     """One stream's bar plan (`plan`: bar i -> the earlier bar j it repeats) in a tune whose
     parts have `bars` bars each; `stoi` maps characters to token ids.
 
     `step` follows the stream's characters (the states before and after each); `next` is the
-    token the stream must take next, or None. The constraint (ConstrainedBatch) asks `next`
+    token the stream must take next, or None (it returns at once away from a bar's edge and
+    outside a copy). The constraint (ConstrainedBatch) asks `next`
     before each choice and checks the token against the grammar; `drop` ends a copy the grammar
     refuses."""
 
@@ -51,10 +56,11 @@ class BarCopier:
             return None
         return s.parts * self.bars + s.part_bars
 
-    def next(self, s: State, allows: Callable[[int], bool]) -> int | None:
-        """The token the stream must take from state `s` (`allows(id)`: the grammar takes it),
-        or None. At a bar's edge, a copy the plan asks for begins when the grammar takes the
-        source's first character as the first of the bar the plan copies into."""
+    def next(self, s: State, grammar: Moves) -> int | None:
+        """The token the stream must take from state `s` (the stream's constraint `grammar`
+        tells which tokens it takes), or None. At a bar's edge, a copy the plan asks for begins
+        when the grammar takes the source's first character as the first of the bar the plan
+        copies into."""
         if self._queue:
             return self._queue[0]
         if s.body not in _BAR_EDGE or (s.body != Body.BARLINE and s.bar_has_notes):
@@ -73,7 +79,7 @@ class BarCopier:
             src = self.plan.get(target)
             if src is not None and src in self.sources and target not in self.copied:
                 ids = [self.stoi[c] for c in self.sources[src]]
-                if allows(ids[0]):
+                if grammar.advance(s, ids[0]) is not None:
                     self._queue = ids
                     self.copied.append(target)
                     return ids[0]

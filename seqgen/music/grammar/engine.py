@@ -236,6 +236,8 @@ class ConstrainedBatch:
         # the tokens each stream took since the prompt, until its header ends (None: ended)
         self._heads: list[list[int] | None] = [[] if per_tune else None for _ in range(batch)]
         self.copiers: list[BarCopier | None] = [None] * batch
+        self._copying: list[int] = []  # the streams given a copier
+        self._in_header = set(range(batch)) if s0.phase == HEADER else set()
         if per_tune is not None and s0.phase == BODY:  # the prompt holds the whole header
             for b in range(batch):
                 self._tune_starts(b)
@@ -265,18 +267,18 @@ class ConstrainedBatch:
 
     def in_header(self) -> list[int]:
         """The streams in a tune's header (constraint on)."""
-        return [b for b, s in enumerate(self.states) if s is not None and s.phase == HEADER]
+        return sorted(self._in_header)
 
     def forced(self) -> dict[int, int]:
         """The token each copying stream (BarCopier) must take next, by stream, where the
         grammar takes it; a copy it refuses ends (the stream chooses freely)."""
         out: dict[int, int] = {}
-        for b, copier in enumerate(self.copiers):
-            s = self.states[b]
+        for b in self._copying:
+            copier, s = self.copiers[b], self.states[b]
             if copier is None or s is None:
                 continue
             c = self.constraints[b]
-            t = copier.next(s, _taken_by(c, s))
+            t = copier.next(s, c)
             if t is None:
                 continue
             if c.advance(s, t) is None:
@@ -292,6 +294,8 @@ class ConstrainedBatch:
             if s is not None:
                 prev, s = s, self.constraints[b].advance(s, int(t))
                 self.states[b] = s
+                if prev.phase == HEADER and (s is None or s.phase != HEADER):
+                    self._in_header.discard(b)
                 copier = self.copiers[b]
                 if copier is not None:
                     if s is None:
@@ -322,11 +326,8 @@ class ConstrainedBatch:
         except ConstraintError:
             return  # (a header the other constraint does not take: go on as before)
         self.constraints[b], self.states[b], self.copiers[b] = c, s, copier
-
-
-def _taken_by(c: AbcConstraint, s: State) -> Callable[[int], bool]:
-    """Whether constraint `c` takes a token from state `s`."""
-    return lambda t: c.advance(s, t) is not None
+        if copier is not None:
+            self._copying.append(b)
 
 
 _CACHE: dict[tuple, AbcConstraint] = {}
