@@ -55,13 +55,14 @@ def test_the_copier_writes_the_planned_bar_where_the_plan_puts_it(shipped):
     copier = BarCopier({4: 0, 5: 1}, 8, c.stoi)
     s, asked = feed(c, copier, s, "|:" + "|".join(A[:4]) + "|")
     assert not any(asked)  # nothing to copy before bar 4
-    assert copier.sources == {0: A[0], 1: A[1], 2: A[2]}  # (bar 3 is not closed yet)
+    # each with its closing barline's first character (bar 3 is not closed yet)
+    assert copier.sources == {0: A[0] + "|", 1: A[1] + "|", 2: A[2] + "|"}
     # the grammar ends the line after 4 bars: the copy waits for the line break
     s, asked = feed(c, copier, s, "\n")
-    assert asked == [None] and copier.sources[3] == A[3] and copier.copied == []
-    # then bar 4 is bar 0 again, character by character
+    assert asked == [None] and copier.sources[3] == A[3] + "|" and copier.copied == []
+    # then bar 4 is bar 0 again, character by character, to its barline
     s, asked = feed(c, copier, s, A[0] + "|")
-    assert asked == list(A[0]) + [None] and copier.copied == [4]
+    assert asked == list(A[0] + "|") and copier.copied == [4]
     # the stream takes another character than bar 1's first: the copy ends there
     s, asked = feed(c, copier, s, "f")
     assert asked == ["g"]
@@ -75,7 +76,7 @@ def test_bars_that_cannot_be_copied_are_not_sources(shipped):
     copier = BarCopier({4: 0, 5: 1, 6: 2}, 8, c.stoi)
     # a pickup (not a full bar), a bar broken over two lines, a bar with a '!' decoration
     feed(c, copier, s, "A|:d2fd\\\nadfd|g2eg !trill!bgeg|f2df afdf|edcB A2FA|\n")
-    assert copier.sources == {2: "f2df afdf", 3: "edcB A2FA"}
+    assert copier.sources == {2: "f2df afdf|", 3: "edcB A2FA|"}
 
 
 def test_sampled_tunes_repeat_the_planned_bars(shipped):

@@ -12,8 +12,10 @@ what follows a copy follows from it.
 
 Bars are counted as seqgen.music.form counts them: the bars of the written parts in order, each
 part's `bars` bars (a pickup and the bars of a second ending not counted, a first ending's
-counted), from 0. A bar's text is what stands between its barlines, spaces around it left out;
-a bar holding a line break, a '!' mark, an ending's or an inline field's start is not copied.
+counted), from 0. A bar's text is what stands between its barlines, spaces around it left out,
+and the first character of its closing barline ('|' or ':'), so that the copy's last note ends
+where the source's did; a bar holding a line break, a '!' mark, an ending's or an inline
+field's start is not copied.
 """
 
 from __future__ import annotations
@@ -102,8 +104,11 @@ class BarCopier:
             text = "".join(self._buf[:end]).strip().lstrip("|:").strip()
             full = prev.bar_ticks is None or prev.filled == prev.bar_ticks
             at = self.index(prev)
-            if full and at is not None and text and not _UNCOPIED.search(text):
-                self.sources.setdefault(at, text)
+            if (full and at is not None and text and self._barline_at is not None
+                    and not _UNCOPIED.search(text)):
+                # the closing barline's first character too: the copy's last note ends there
+                # (the model would go on from 'A' with '/G/', and the bar would differ)
+                self.sources.setdefault(at, text + self._buf[end])
             self._buf, self._barline_at = [], None
             if nxt.body not in (Body.BAR_START, Body.BARLINE):
                 self._buf.append(ch)  # ('|a': the next bar's first character)
