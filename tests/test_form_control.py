@@ -63,6 +63,30 @@ def test_random_walks_have_exactly_the_form_and_end_on_the_tonic(form, bars, par
         assert f.last_note_tonic, tune
 
 
+@pytest.mark.parametrize("form, bars", [("AABB", 2), ("AB", 2), ("AABBCC", 1)])
+def test_a_cadence_part_ends_on_the_tonic_too(form, bars):
+    """cadence_parts=(0,) (a bar plan that ends the tune with part A's last bar): part A ends
+    on the tonic as the tune does, read by music21's tokens; every state still finishes."""
+    from seqgen.music.abc import parse_header
+    from seqgen.music.form import bar_events
+    from seqgen.music.keys import pitch_class, read_key
+
+    c = AbcConstraint(TOK.itos, form=form, bars=bars, cadence_parts=(0,))
+    prompts = ["X:1\nM:6/8\nL:1/8\nK:G\n", "X:1\nM:C|\nL:1/8\nK:Ador\n",
+               "X:1\nM:2/4\nL:1/16\nK:Dmix\n"]
+    read = 0
+    for seed in range(24):
+        tune = walk(c, seed, prompts[seed % len(prompts)])
+        assert read_form(tune).last_note_tonic, tune
+        if any(e in tune for e in ("[1", "|1", ":|2")):
+            continue  # (part A's cadence is its second ending's, which bar_events leaves out)
+        events = bar_events(tune)[bars - 1]
+        tonic = read_key(parse_header(tune).key).tonic_class
+        assert events[-1][0] is not None and pitch_class(events[-1][0][-1]) == tonic, tune
+        read += 1
+    assert read >= 8
+
+
 def test_cadence_free_leaves_the_last_note_alone():
     c = AbcConstraint(TOK.itos, form="AB", bars=2, cadence="free")
     endings = {read_form(walk(c, seed, "X:1\nM:6/8\nL:1/8\nK:G\n")).last_note_tonic

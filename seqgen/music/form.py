@@ -538,12 +538,25 @@ class FormDraw:
         if drawn is None:
             return None
         form, bars = drawn
-        c = abc_constraint(self.tokenizer, key=self.key, form=form, bars=bars,
-                           cadence=self.cadence)
         plans = plan_choices(self.forms, state.meter, state.rhythm, form, bars) \
             if self.repeat_bars else {}
-        if not plans:
-            return c, None
-        keys = sorted(plans)
-        plan = parse_plan(self.rng.choices(keys, weights=[plans[k] for k in keys])[0])
+        plan: dict[int, int] = {}
+        if plans:
+            keys = sorted(plans)
+            plan = parse_plan(self.rng.choices(keys, weights=[plans[k] for k in keys])[0])
+        c = abc_constraint(self.tokenizer, key=self.key, form=form, bars=bars,
+                           cadence=self.cadence, cadence_parts=cadence_parts(plan, form, bars))
         return c, (BarCopier(plan, bars, c.stoi) if plan else None)
+
+
+def cadence_parts(plan: dict[int, int], form: str, bars: int) -> tuple[int, ...]:
+    """The parts of a tune of `form` whose end the tonic cadence should end too, since `plan`
+    repeats that part's last bar as the tune's last (a reel's part B ending as part A does: its
+    copy would end on the tonic only if the source did)."""
+    from seqgen.music.grammar.vocabulary import form_parts
+
+    last = len(form_parts(form)) * bars - 1
+    src = plan.get(last)
+    if src is None or (src + 1) % bars or src == last:
+        return ()
+    return (src // bars,)

@@ -60,8 +60,8 @@ class AbcConstraint:
 
     def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
                  key: str | None = None, form: str | None = None, bars: int = 8,
-                 cadence: str = "tonic"):
-        self.lex = Lexicon(itos, min_bars, max_bars, key, form, bars, cadence)
+                 cadence: str = "tonic", cadence_parts: tuple[int, ...] = ()):
+        self.lex = Lexicon(itos, min_bars, max_bars, key, form, bars, cadence, cadence_parts)
         self.itos, self.stoi = self.lex.itos, self.lex.stoi
         self.min_bars, self.max_bars = self.lex.min_bars, self.lex.max_bars
         self._chars = [(i, c) for i, c in enumerate(self.itos) if i > UNK_ID]
@@ -335,16 +335,16 @@ _CACHE: dict[tuple, AbcConstraint] = {}
 
 def abc_constraint(tokenizer: Tokenizer, min_bars: int = 8, max_bars: int = 64,
                    key: str | None = None, form: str | None = None, bars: int = 8,
-                   cadence: str = "tonic") -> AbcConstraint:
+                   cadence: str = "tonic", cadence_parts: tuple[int, ...] = ()) -> AbcConstraint:
     """The AbcConstraint of a tokenizer's vocabulary (with K: fixed to `key` when given; with a
     `form` such as 'AABB', parts of exactly `bars` bars, ending on the tonic with `cadence`
-    'tonic'), shared (with its caches) by every sampler in this process that uses the same
-    vocabulary and settings."""
-    ident = (tuple(tokenizer.itos), min_bars, max_bars, key, form, bars, cadence)
+    'tonic', and so do the parts numbered in `cadence_parts`), shared (with its caches) by
+    every sampler in this process that uses the same vocabulary and settings."""
+    ident = (tuple(tokenizer.itos), min_bars, max_bars, key, form, bars, cadence, cadence_parts)
     c = _CACHE.get(ident)
     if c is None:
         if len(_CACHE) > 32:  # (forms drawn per tune: a few dozen at most)
             _CACHE.clear()
         c = _CACHE[ident] = AbcConstraint(tokenizer.itos, min_bars, max_bars, key, form, bars,
-                                          cadence)
+                                          cadence, cadence_parts)
     return c

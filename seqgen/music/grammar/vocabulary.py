@@ -187,7 +187,7 @@ class Lexicon:
 
     def __init__(self, itos: Sequence[str], min_bars: int = 8, max_bars: int = 64,
                  key: str | None = None, form: str | None = None, bars: int = 8,
-                 cadence: str = "tonic"):
+                 cadence: str = "tonic", cadence_parts: tuple[int, ...] = ()):
         if min_bars < 1 or max_bars < min_bars:
             raise UsageError("the ABC constraint needs 1 <= min_bars <= max_bars")
         # --form: the parts (each repeated or not), each exactly `bars` bars long
@@ -212,6 +212,10 @@ class Lexicon:
         self.keys = frozenset(k for k in KEYS if spellable(k))
         # --cadence tonic: the tune's last note is the tonic of K: (rules/form.py final_bar)
         self.cadence = bool(self.form) and cadence == "tonic"
+        # the parts whose last bar is a cadence: the last, and `cadence_parts` (a bar plan that
+        # ends the tune with the end of another part: seqgen.music.form.FormDraw)
+        self.cadence_parts = frozenset((len(self.form) - 1, *cadence_parts)) \
+            if self.cadence else frozenset()
         if self.cadence:  # keys whose tonic letter the vocabulary has
             self.keys = frozenset(k for k in self.keys if spellable(tonic_letter(k)) or
                                   spellable(tonic_letter(k).lower()))

@@ -45,8 +45,9 @@ def repeats(lx: Lexicon, part: int) -> bool:
 
 def final_bar(lx: Lexicon, s: State) -> bool:
     """With a --form cadence (lx.cadence): the current bar is the tune's last (the last bar of
-    the last part, or of its second ending), whose last note must be the tonic."""
-    if not (lx.cadence and s.tonic and s.parts == len(lx.form) - 1):
+    the last part, or of its second ending), or the last of another part of lx.cadence_parts,
+    whose last note must be the tonic."""
+    if not (lx.cadence and s.tonic and s.parts in lx.cadence_parts):
         return False
     if s.rep == ENDING2:
         return s.ending_bars <= 1
@@ -61,11 +62,11 @@ def cadence_note(s: State) -> bool:
 
 
 def last_part_tonic(lx: Lexicon, s: State, letter: str) -> bool:
-    """With a --form cadence, `letter` is the tonic's and the tune is in its last part: in its
-    last bar the tonic takes no accidental, nor is a tonic with one tied (the cadence needs the
-    plain tonic)."""
+    """With a --form cadence, `letter` is the tonic's and the tune is in a part that ends with
+    a cadence (its last, or one of lx.cadence_parts): in its last bar the tonic takes no
+    accidental, nor is a tonic with one tied (the cadence needs the plain tonic)."""
     return (bool(s.tonic) and letter.upper() == s.tonic and lx.cadence
-            and s.parts == len(lx.form) - 1)
+            and s.parts in lx.cadence_parts)
 
 
 def part_open(s: State) -> bool:
