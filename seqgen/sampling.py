@@ -307,8 +307,8 @@ class ConstrainedChooser:
 
     def _filtered(self, logits: Tensor, g: Tensor, out: Tensor,
                   skip: set[int]) -> tuple[list[int], list[int]]:
-        """Top-k/top-p: the choice of every stream settled without its mask (but the `forced`
-        ones), written into `out`; the streams left. First the argmax t over all tokens: where
+        """Top-k/top-p: the choice of every stream (but those in `skip`) settled without its
+        mask, written into `out`; the streams left, and the argmax ids. First the argmax t over all tokens: where
         the grammar allows it, fewer than k tokens rank above it and the mass u of those above
         it is below p / (1 - p) times its own (the allowed mass a above it is at most u, and
         a < p (a + p_t) is the nucleus's test), so it is the choice. Else `_nucleus` reads the

@@ -31,6 +31,8 @@ _UNCOPIED = re.compile(r"[\n\\!]|^\[\d|^\d|\[[A-Za-z]:")
 
 
 class Moves(Protocol):
+    """What the copier asks of a grammar (AbcConstraint): the state after a token, or None."""
+
     def advance(self, s: State, token: int) -> State | None: ...
 
 
@@ -40,9 +42,8 @@ class BarCopier:
 
     `step` follows the stream's characters (the states before and after each); `next` is the
     token the stream must take next, or None (it returns at once away from a bar's edge and
-    outside a copy). The constraint (ConstrainedBatch) asks `next`
-    before each choice and checks the token against the grammar; `drop` ends a copy the grammar
-    refuses."""
+    outside a copy). The constraint (ConstrainedBatch) asks `next` before each choice and
+    checks the token against the grammar; `drop` ends a copy the grammar refuses."""
 
     def __init__(self, plan: dict[int, int], bars: int, stoi: dict[str, int]):
         self.plan, self.bars, self.stoi = plan, bars, stoi
