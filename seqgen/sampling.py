@@ -660,15 +660,16 @@ class Sampler:
             if config.key is not None or letters is not None:  # (a key's own error)
                 grammar = abc_constraint(tokenizer, key=config.key, form=letters,
                                          bars=config.bars, cadence=config.cadence)
+            from seqgen.music.form import FormDraw, letter_plan
+
             per_tune = None
             drawn = config.form == FORM_CORPUS
-            if drawn or (letters is not None and config.corpus_forms and config.repeat_bars):
+            if drawn or (letters is not None and config.repeat_bars
+                         and (config.corpus_forms or letter_plan(letters, config.bars))):
                 # each tune's form (or only its bar plan) drawn when its header ends
                 import random
 
                 import torch
-
-                from seqgen.music.form import FormDraw
 
                 seed = int(torch.randint(0, 2**62, (1,), generator=generator,
                                          device=generator.device if generator else "cpu"))

@@ -74,9 +74,10 @@ def test_bars_that_cannot_be_copied_are_not_sources(shipped):
     c = abc_constraint(shipped.tokenizer, form="AABB", bars=8)
     s = c.feed_text(c.start(), HEADER, lenient=True)
     copier = BarCopier({4: 0, 5: 1, 6: 2}, 8, c.stoi)
-    # a pickup (not a full bar), a bar broken over two lines, a bar with a '!' decoration
+    # a pickup (not a full bar) and a bar broken over two lines are not; a bar with a '!'
+    # decoration is
     feed(c, copier, s, "A|:d2fd\\\nadfd|g2eg !trill!bgeg|f2df afdf|edcB A2FA|\n")
-    assert copier.sources == {2: "f2df afdf|", 3: "edcB A2FA|"}
+    assert copier.sources == {1: "g2eg !trill!bgeg|", 2: "f2df afdf|", 3: "edcB A2FA|"}
 
 
 def test_sampled_tunes_repeat_the_planned_bars(shipped):
@@ -125,3 +126,27 @@ def test_cli_repeat_bars_options(shipped, tmp_path):
                             "--no-repeat-bars", "--no-whole-header"])
     assert r.exit_code == 0, r.output
     assert "bars repeated" not in r.stderr and r.stdout.count("X:") == 2
+
+
+def test_a_letter_that_returns_repeats_its_part():
+    from seqgen.music.form import cadence_parts, letter_plan
+
+    assert letter_plan("AABA", 2) == {4: 0, 5: 1}
+    assert letter_plan("ABAC", 2) == {4: 0, 5: 1}
+    assert letter_plan("AABB", 8) == {} and letter_plan("ABCA", 1) == {3: 0}
+    # the tune ends with part A's last bar: part A ends on the tonic too
+    assert cadence_parts(letter_plan("AABA", 8), "AABA", 8) == (0,)
+    assert cadence_parts({15: 7}, "AABB", 8) == (0,) and cadence_parts({15: 6}, "AABB", 8) == ()
+
+
+@pytest.mark.parametrize("forms", [None, plans("4=0")])
+def test_sampled_aaba_tunes_read_as_aaba(shipped, forms):
+    """--form AABA: the last part repeats part A's bars, so music21's reading letters it A,
+    with the checkpoint's plans or without any."""
+    cfg = SampleConfig(length=2000, num_samples=6, constrain="abc", top_p=0.95, form="AABA",
+                       bars=8, corpus_forms=forms)
+    samples = generate(shipped.model, shipped.tokenizer, HEADER, cfg,
+                       torch.Generator().manual_seed(2))
+    got = [read_form(HEADER + s.text).form for s in samples]
+    assert got.count("AABA") >= 5, got
+    assert all(f.startswith("AAB") for f in got), got

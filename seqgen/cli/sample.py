@@ -126,7 +126,8 @@ RepeatBars = Annotated[bool, typer.Option(
     "--repeat-bars/--no-repeat-bars", help="ABC models with a --form (or one drawn from the "
     "training tunes): where one of the checkpoint's training tunes of the tune's form and part "
     "length repeats a bar, the tune repeats its own bar there (that tune's bar plan; the "
-    "grammar checks every character). --no-repeat-bars: the model writes every bar.",
+    "grammar checks every character); a letter that returns in --form (AABA) repeats its "
+    "first part's bars. --no-repeat-bars: the model writes every bar.",
     rich_help_panel=PS)]
 WholeHeader = Annotated[bool, typer.Option(
     "--whole-header/--no-whole-header", help="ABC tunes with the ABC constraint: the header "

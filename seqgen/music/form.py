@@ -520,9 +520,9 @@ class FormDraw:
     part length from `forms` (a checkpoint's corpus_forms) for the tune's M: and R:, with `rng`
     (a random.Random), and the ABC constraint of `tokenizer` for it (`key`, `cadence` as
     abc_constraint takes them); with `repeat_bars`, also the bar plan of one of the training
-    tunes of that form and length (`plan_choices`), which a BarCopier then follows
-    (seqgen.music.grammar.copies). `form`: (letters, bars) given by the user, not drawn (only
-    the plan is)."""
+    tunes of that form and length (`plan_choices`), and the part a letter that returns repeats
+    (`letter_plan`), which a BarCopier then follows (seqgen.music.grammar.copies). `form`:
+    (letters, bars) given by the user, not drawn (only the plan is)."""
 
     def __init__(self, tokenizer: Any, forms: dict, rng: Any, key: str | None = None,
                  cadence: str = "tonic", repeat_bars: bool = True,
@@ -544,9 +544,24 @@ class FormDraw:
         if plans:
             keys = sorted(plans)
             plan = parse_plan(self.rng.choices(keys, weights=[plans[k] for k in keys])[0])
+        if self.repeat_bars:  # a letter that returns: that part's bars again
+            plan.update(letter_plan(form, bars))
         c = abc_constraint(self.tokenizer, key=self.key, form=form, bars=bars,
                            cadence=self.cadence, cadence_parts=cadence_parts(plan, form, bars))
         return c, (BarCopier(plan, bars, c.stoi) if plan else None)
+
+
+def letter_plan(form: str, bars: int) -> dict[int, int]:
+    """The bar plan a form's letters make: each bar of a written part whose letter came before
+    repeats the same bar of that letter's first part ('AABA', 8 bars: bars 8-15 are part B's,
+    16-23 repeat 0-7)."""
+    letters = [m.group(1) for m in re.finditer(r"(.)\1?", form)]
+    plan: dict[int, int] = {}
+    for p, letter in enumerate(letters):
+        q = letters.index(letter)
+        if q < p:
+            plan.update({p * bars + k: q * bars + k for k in range(bars)})
+    return plan
 
 
 def cadence_parts(plan: dict[int, int], form: str, bars: int) -> tuple[int, ...]:

@@ -14,8 +14,8 @@ Bars are counted as seqgen.music.form counts them: the bars of the written parts
 part's `bars` bars (a pickup and the bars of a second ending not counted, a first ending's
 counted), from 0. A bar's text is what stands between its barlines, spaces around it left out,
 and the first character of its closing barline ('|' or ':'), so that the copy's last note ends
-where the source's did; a bar holding a line break, a '!' mark, an ending's or an inline
-field's start is not copied.
+where the source's did; a bar holding a line break, an ending's or an inline field's start
+is not copied (a '!' line-break mark comes with its line break).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from seqgen.music.grammar.state import AFTER_ENDING1, ENDING2, TEXT_STATES, Body
 
 # where the next character may start a bar's first element
 _BAR_EDGE = frozenset((Body.BARLINE, Body.BAR_START, Body.BAR_SPACE, Body.LINE_START))
-_UNCOPIED = re.compile(r"[\n\\!]|^\[\d|^\d|\[[A-Za-z]:")
+_UNCOPIED = re.compile(r"[\n\\]|^\[\d|^\d|\[[A-Za-z]:")
 
 
 class Moves(Protocol):
