@@ -59,6 +59,11 @@ class BarCopier:
             return None
         return s.parts * self.bars + s.part_bars
 
+    def may_copy(self, s: State) -> bool:
+        """A copy is under way, or `s` is at a bar's edge (where `next` may start one): the
+        cheap test before `next`, asked of every stream at every step."""
+        return bool(self._queue) or s.body in _BAR_EDGE
+
     def next(self, s: State, grammar: Moves) -> int | None:
         """The token the stream must take from state `s` (the stream's constraint `grammar`
         tells which tokens it takes), or None. At a bar's edge, a copy the plan asks for begins

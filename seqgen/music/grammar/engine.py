@@ -275,7 +275,7 @@ class ConstrainedBatch:
         out: dict[int, int] = {}
         for b in self._copying:
             copier, s = self.copiers[b], self.states[b]
-            if copier is None or s is None:
+            if copier is None or s is None or not copier.may_copy(s):
                 continue
             c = self.constraints[b]
             t = copier.next(s, c)
