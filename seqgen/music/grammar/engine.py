@@ -75,8 +75,11 @@ class AbcConstraint:
         self._body_other = [i for i in self._body_ids if i not in set(letters)]
         text = [i for i, c in self._chars if c != " " and (c.isalnum() or c in TEXT_PUNCTUATION)]
         self._text_rep = {i: text[0] for i in text} if text else {}
-        # the order in which _live tries characters: the ones most states allow first
-        likely = "abcdefgABCDEFG|\n z2"
+        # the order in which _live tries characters (any order gives the same answer): each
+        # one the first that most of the states left allow, read greedily from the states the
+        # look-ahead met in 60 tunes of the shipped model (17,648 states: 35,381 rule calls
+        # against 89,018 in the order "abcdefgABCDEFG|\n z2"; _live's time about halved)
+        likely = "D\\/\nG|: B)4iAaerop2nlg]6bjdtuy8x"
         self._probe = sorted((c for _, c in self._chars),
                              key=lambda c: likely.index(c) if c in likely else len(likely))
         self._masks: dict[State, np.ndarray] = {}
