@@ -224,6 +224,7 @@ class Lexicon:
         self.lengths = {k: v for k, v in LENGTHS.items() if spellable(k)}
         self.l4 = {k: int(v * 4) for k, v in self.lengths.items()}  # in quarters of the unit
         self.fill_cache: dict[tuple[int, int], int] = {}  # (rules/timing.py's fill_count)
+        self.fits_cache: dict[tuple[int, int, int, int, int, bool], bool] = {}  # (its fits)
         self._playable: dict[int, tuple[int, ...]] = {}
         if not (self.meters and self.units and self.keys):
             raise ConstraintError("the model's vocabulary cannot spell an ABC meter, unit length "

@@ -42,9 +42,14 @@ def fits(lx: Lexicon, s: State, times: int = 1, count: int = 1, short: bool = Fa
     if s.bar_ticks is None:
         return s.bar_notes + count + short <= MAX_BAR_NOTES
     q, room = s.quarter_unit_ticks, s.bar_ticks - s.filled
-    return any(s.bar_notes + count + fill_count(lx, q, room - v * q * times) <= MAX_BAR_NOTES
-               for v in lx.playable(q) if v * q * times < room or (
-                   not short and v * q * times == room))
+    key = (q, room, s.bar_notes, times, count, short)
+    ok = lx.fits_cache.get(key)
+    if ok is None:  # (a few hundred keys: nearly every call is a look-up)
+        ok = lx.fits_cache[key] = any(
+            s.bar_notes + count + fill_count(lx, q, room - v * q * times) <= MAX_BAR_NOTES
+            for v in lx.playable(q) if v * q * times < room or (
+                not short and v * q * times == room))
+    return ok
 
 
 def can_start_note(lx: Lexicon, s: State) -> bool:
