@@ -43,6 +43,7 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
@@ -402,7 +403,12 @@ def _settled(before: list[float], mass: float, rest: float, top_p: float) -> boo
     """Whatever the unread tokens (mass `rest`) hold: no unread allowed token is in the top-p
     nucleus, and each read one is in or out (allowed mass between `mass` and mass + rest)."""
     lo, hi = top_p * mass, top_p * (mass + rest)
-    return mass >= hi + EPS and all(b < lo - EPS or b >= hi + EPS for b in before)
+    if mass < hi + EPS:
+        return False
+    # `before` rises (masses add up): the first at or above lo - EPS is the only one that can
+    # fall in [lo - EPS, hi + EPS)
+    i = bisect_left(before, lo - EPS)
+    return i == len(before) or before[i] >= hi + EPS
 
 
 def choose_tokens(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
