@@ -5,8 +5,9 @@ touched.
 
     python bench/refresh_forms.py seqgen/assets/default
 
-The training split is made again from the checkpoint's saved train config (corpus, ABC
-normalisation, held-out share, seed), as `seqgen train` made it. Refused unless the recomputed
+The training split is made again as `seqgen eval` makes it (seqgen.evaluate.checkpoint_corpus
+and the saved train config: corpus, ABC normalisation, held-out share, seed), as `seqgen train`
+made it. Refused unless the recomputed
 forms and part lengths equal the ones the checkpoint holds (the proof that the split is the
 same); then only the new keys are added, and the file is replaced atomically.
 """
@@ -24,20 +25,23 @@ def main() -> int:
     ap.add_argument("checkpoint", type=Path, help="a checkpoint directory (checkpoint.json)")
     args = ap.parse_args()
 
-    from seqgen.checkpoint import share_of
-    from seqgen.data import load_corpus, prepare_data
+    from seqgen.checkpoint import load_checkpoint, share_of
+    from seqgen.data import prepare_data
+    from seqgen.evaluate import checkpoint_corpus
     from seqgen.fileio import atomic_write_text
     from seqgen.music.form import corpus_forms
 
     path = args.checkpoint / "checkpoint.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    tc, old = meta["train_config"], meta["corpus"].get("forms")
+    old = meta["corpus"].get("forms")
     if old is None:
         print(f"{path}: no form distribution to refresh (not an ABC model?)", file=sys.stderr)
         return 2
-    corpus = load_corpus(tc["corpus"], glob=tc["glob"], split_docs=tc["split_docs"],
-                         abc_headers=tc["abc_headers"], abc_normalise=tc["abc_normalise"])
-    data = prepare_data(corpus, None, tc["val_fraction"], tc["seed"], share_of=share_of(meta))
+    # the training split as `seqgen eval` makes it again: the corpus read as the model read it
+    ckpt = load_checkpoint(args.checkpoint)
+    tc = ckpt.train_config
+    data = prepare_data(checkpoint_corpus(ckpt), ckpt.tokenizer, float(tc.get("val_fraction", 0.1)),
+                        int(tc.get("seed", 1337)), share_of=share_of(ckpt.meta))
     new = corpus_forms(data.split.train)
     strip = [{k: v for k, v in g.items() if k != "plans"} for g in new["groups"]]
     if new["tunes"] != old["tunes"] or strip != old["groups"]:
