@@ -284,16 +284,16 @@ class ConstrainedChooser:
         # streams in a tune's header: drawn from the whole distribution (no top-k/top-p)
         free = cons.in_header() if c.filters and self.whole_header else []
         skip = set(forced).union(free)
-        rows = [b for b in range(logits.shape[0]) if b not in skip]
         loose = free  # the streams left that choose without the filter
-        if not self.full_masks:
-            if c.filters:
-                rows, ids = self._filtered(logits, g, out, skip)
-                loose = [b for b in free if not cons.takes(b, ids[b])]
-            else:  # the argmax over all tokens, kept where the grammar allows it
-                torch.argmax(c.scores(logits, g), dim=-1, out=out)
-                rows = [b for b, t in enumerate(out.tolist())
-                        if b not in forced and not cons.takes(b, t)]
+        if self.full_masks:
+            rows = [b for b in range(logits.shape[0]) if b not in skip]
+        elif c.filters:
+            rows, ids = self._filtered(logits, g, out, skip)
+            loose = [b for b in free if not cons.takes(b, ids[b])]
+        else:  # the argmax over all tokens, kept where the grammar allows it
+            torch.argmax(c.scores(logits, g), dim=-1, out=out)
+            rows = [b for b, t in enumerate(out.tolist())
+                    if b not in forced and not cons.takes(b, t)]
         for left, filtered in ((rows, True), (loose, False)):
             if left:  # the masked choice of the streams left
                 import numpy as np

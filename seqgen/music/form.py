@@ -555,7 +555,9 @@ def letter_plan(form: str, bars: int) -> dict[int, int]:
     """The bar plan a form's letters make: each bar of a written part whose letter came before
     repeats the same bar of that letter's first part ('AABA', 8 bars: bars 8-15 are part B's,
     16-23 repeat 0-7)."""
-    letters = [m.group(1) for m in re.finditer(r"(.)\1?", form)]
+    from seqgen.music.grammar.vocabulary import form_letters
+
+    letters = form_letters(form)
     plan: dict[int, int] = {}
     for p, letter in enumerate(letters):
         q = letters.index(letter)

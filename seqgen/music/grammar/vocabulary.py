@@ -170,6 +170,11 @@ def form_parts(form: str) -> tuple[bool, ...]:
     return tuple(len(m.group(0)) == 2 for m in re.finditer(r"(.)\1?", form))
 
 
+def form_letters(form: str) -> tuple[str, ...]:
+    """The letter of each part of a form as written: 'AABA' -> ('A', 'B', 'A')."""
+    return tuple(m.group(1) for m in re.finditer(r"(.)\1?", form))
+
+
 def prefixes(words: Iterable[str]) -> frozenset[str]:
     """Every prefix of every word, the empty one included."""
     return frozenset(w[:i] for w in words for i in range(len(w) + 1))
