@@ -63,6 +63,10 @@ def test_a_longer_budget_gets_a_larger_model_and_many_passes_get_dropout():
     assert short.values["dropout"] == 0.0 and short.passes < 3  # few passes: no dropout
     assert long.chosen == "1x768" and long.passes > 10
     assert long.values["dropout"] == cal_mod.MAX_DROPOUT["rnn"]
+    # the RNN kinds drop their inputs as much; few passes drop neither
+    assert long.values["input_dropout"] == long.values["dropout"]
+    assert short.values["input_dropout"] == 0.0
+    assert "dropout 0.35 (output and inputs)" in long.reason
 
 
 def test_a_small_corpus_caps_the_model_size():

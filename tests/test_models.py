@@ -52,6 +52,31 @@ def test_config_round_trips_through_dict():
     assert ModelConfig.from_dict({**c.to_dict(), "dropout": 0}).dropout == 0.0
 
 
+def test_a_config_saved_before_input_dropout_loads_without_it():
+    d = ModelConfig(kind="lstm", vocab_size=10, dropout=0.35).to_dict()
+    del d["input_dropout"]
+    assert ModelConfig.from_dict(d).input_dropout == 0.0
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_input_dropout_drops_the_inputs_in_training_only(kind):
+    """x_t dropped before the first layer: at p near 1 the training-mode logits of the first
+    step no longer depend on the token read (every input is zero); eval mode is untouched."""
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(kind=kind, vocab_size=V, hidden_size=8, num_layers=1,
+                                embed_dim=4, input_dropout=0.999999))
+    a, b = torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.long)
+    m.train()
+    assert torch.allclose(m(a)[0], m(b)[0])
+    m.eval()
+    assert not torch.allclose(m(a)[0], m(b)[0])
+    plain = build_model(ModelConfig(kind=kind, vocab_size=V, hidden_size=8, num_layers=1,
+                                    embed_dim=4))
+    plain.load_state_dict(m.state_dict())  # the same weights: dropout holds none
+    plain.eval()
+    assert torch.equal(plain(a)[0], m(a)[0])
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"unknown_key": 1}, "unknown keys"),
     ({"hidden_size": "256"}, "'hidden_size' must be int"),
@@ -69,6 +94,8 @@ def test_config_from_dict_is_strict(bad, message):
     ({"hidden_size": 0}, "hidden_size"),
     ({"num_layers": -1}, "num_layers"),
     ({"dropout": 1.0}, "dropout"),
+    ({"input_dropout": -0.1}, "input_dropout"),
+    ({"kind": "transformer", "input_dropout": 0.2}, "input_dropout applies to the RNN kinds"),
     ({"embedding": "bytes"}, "embedding"),
     ({"kind": "rnn", "activation": "sigmoid"}, "activation"),
     ({"kind": "lstm", "init": "identity"}, "init applies to the vanilla rnn only"),

@@ -216,11 +216,13 @@ def test_resume_after_interrupt_equals_straight_run(tmp_path, kind, dropout, mon
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(seqgen.devices, "idle_cores", lambda: next(idle))
     corpus = str(make_text(tmp_path / "c.txt"))
-    straight = train(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout, threads=THREADS,
+    # (the LSTM drops its inputs too: their masks must repeat exactly after the resume)
+    drop = dict(dropout=dropout) | ({"input_dropout": dropout} if kind == "lstm" else {})
+    straight = train(tiny(tmp_path, corpus=corpus, kind=kind, threads=THREADS, **drop,
                           out=str(tmp_path / "a")))
     assert straight.step == 12
 
-    trainer = Trainer(tiny(tmp_path, corpus=corpus, kind=kind, dropout=dropout, threads=THREADS,
+    trainer = Trainer(tiny(tmp_path, corpus=corpus, kind=kind, threads=THREADS, **drop,
                            out=str(tmp_path / "b")))
     trainer.callback = lambda ev: ev.step == 6 and trainer.request_stop()
     with pytest.raises(Interrupted, match=r"--resume .*b"):
@@ -430,6 +432,12 @@ def test_init_from_fine_tunes_and_refuses_new_characters(tmp_path):
     tuned = train(tiny(tmp_path, corpus=str(other), steps=4, init_from=str(base.out),
                        hidden_size=None, out=str(tmp_path / "tuned")))
     assert tuned.model_config == ck.load_checkpoint(base.out).model_config
+    # the dropouts are the fine-tune's own to set; the architecture stays
+    drop = train(tiny(tmp_path, corpus=str(other), steps=2, init_from=str(base.out),
+                      hidden_size=None, dropout=0.1, input_dropout=0.2, out=str(tmp_path / "d")))
+    mc = ck.load_checkpoint(drop.out).model_config
+    assert (mc.dropout, mc.input_dropout, mc.hidden_size) == (0.1, 0.2, tuned.model_config.hidden_size)
+    assert ck.load_checkpoint(drop.out).train_config["input_dropout"] == 0.2
     new = make_text(tmp_path / "new.txt", extra=" Zebra ~")
     with pytest.raises(DataError, match=r"2 character\(s\) not in the vocabulary.*'Z'.*'~'"):
         train(tiny(tmp_path, corpus=str(new), init_from=str(base.out), out=str(tmp_path / "x")))

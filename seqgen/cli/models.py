@@ -14,9 +14,10 @@ DESCRIPTIONS = {
     "KV cache sliding past the context length.",
 }
 OPTIONS = {
-    "rnn": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "activation", "init"],
-    "lstm": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout"],
-    "gru": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout"],
+    "rnn": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "input_dropout",
+            "activation", "init"],
+    "lstm": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "input_dropout"],
+    "gru": ["embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "input_dropout"],
     "transformer": ["embedding", "hidden_size", "num_layers", "num_heads", "context_length",
                     "positional", "dropout"],
 }

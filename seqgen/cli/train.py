@@ -42,7 +42,12 @@ HiddenSize = Annotated[int | None, typer.Option(
 NumLayers = Annotated[int | None, typer.Option(
     help="Number of stacked layers." + FP, rich_help_panel=PM)]
 Dropout = Annotated[float | None, typer.Option(
-    help="Dropout probability, in [0, 1)." + FP, rich_help_panel=PM)]
+    help="Dropout probability, in [0, 1): RNN kinds on the last layer's output (and between "
+    "layers), the transformer on its embeddings, attention and MLP outputs." + FP,
+    rich_help_panel=PM)]
+InputDropout = Annotated[float | None, typer.Option(
+    help="RNN kinds: dropout probability on the inputs (the embeddings), in [0, 1). Default: "
+    "--preset auto's dropout, 0 with a named preset.", rich_help_panel=PM)]
 Activation = Annotated[str | None, typer.Option(
     help="Vanilla rnn only: tanh or relu (default tanh).", rich_help_panel=PM)]
 Init = Annotated[str | None, typer.Option(
@@ -155,6 +160,7 @@ def train(
     hidden_size: HiddenSize = None,
     num_layers: NumLayers = None,
     dropout: Dropout = None,
+    input_dropout: InputDropout = None,
     activation: Activation = None,
     init: Init = None,
     num_heads: NumHeads = None,

@@ -30,6 +30,9 @@ class ModelConfig:
     hidden_size: int = setting(256, gt=0)  # RNN hidden units per layer / transformer width d_model
     num_layers: int = setting(2, gt=0)
     dropout: float = setting(0.0, ge=0, lt=1)
+    # RNN kinds: dropout on the inputs x_t too (the transformer's `dropout` covers its
+    # embeddings already); configs saved before the field existed have none
+    input_dropout: float = setting(0.0, ge=0, lt=1)
     activation: str = setting("tanh", choices=ACTIVATIONS)  # vanilla rnn only
     init: str = setting("default", choices=INITS)  # vanilla rnn only (identity: IRNN, W_hh = I)
     num_heads: int = setting(4, gt=0)  # transformer
@@ -56,6 +59,9 @@ class ModelConfig:
                     raise bad(f"`{name}` applies to the vanilla rnn only (`kind` rnn), not to "
                               f"{self.kind}")
         if self.kind == "transformer":
+            if self.input_dropout:
+                raise bad("`input_dropout` applies to the RNN kinds only (the transformer's "
+                          "`dropout` covers its embeddings)")
             if self.hidden_size % self.num_heads:
                 raise bad(f"`hidden_size` ({self.hidden_size}) must be a multiple of "
                           f"`num_heads` ({self.num_heads})")

@@ -164,6 +164,7 @@ class RNNLanguageModel(nn.Module):
         else:
             raise ValueError(f"not a recurrent kind: {config.kind}")
         self.drop = nn.Dropout(config.dropout)  # on the last layer's output, before W_hy
+        self.drop_in = nn.Dropout(config.input_dropout)  # on x_t, before the first layer
         self.head = nn.Linear(H, V, bias=False)  # W_hy (V, H)
         if config.kind == "rnn" and config.init == "identity":
             # IRNN (Le, Jaitly & Hinton 2015): W_hh = I and b = 0, so at the start h_t carries
@@ -188,7 +189,7 @@ class RNNLanguageModel(nn.Module):
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         # tokens (B, T) -> logits (B, T, V), state as in init_state (float32, also under autocast)
-        x = self._inputs(tokens)  # (B, T, E)
+        x = self.drop_in(self._inputs(tokens))  # (B, T, E)
         state = stacked(state)
         dev = x.device.type
         if self.config.kind == "lstm" and torch.is_autocast_enabled(dev):
@@ -240,6 +241,8 @@ class RNNLanguageModel(nn.Module):
         parts.append(f"one-hot {c.vocab_size}" if c.embedding == "onehot" else f"embed {c.embed_dim}")
         if c.dropout:
             parts.append(f"dropout {c.dropout:g}")
+        if c.input_dropout:
+            parts.append(f"input dropout {c.input_dropout:g}")
         parts.append(f"{format_count(self.num_params())} params")
         return ", ".join(parts)
 

@@ -64,7 +64,7 @@ def family(kind: str) -> str:
 
 
 # The ModelConfig fields a run may set; --init-from takes them all from its checkpoint
-# (only dropout may change).
+# (only dropout and input_dropout may change).
 ARCHITECTURE = ("embedding", "embed_dim", "hidden_size", "num_layers", "activation", "init",
                 "num_heads", "context_length", "positional")
 
@@ -73,7 +73,7 @@ def check_kind_options(cfg: TrainConfig) -> None:
     """UsageError for a model option given (not None) that the kind has no use for, on a new
     run (a saved config holds every field, filled in from the preset). `activation` and `init`
     are checked with the model config."""
-    unused = ("embed_dim",) if cfg.kind == "transformer" else (
+    unused = ("embed_dim", "input_dropout") if cfg.kind == "transformer" else (
         "num_heads", "context_length", "positional")
     for name in unused:
         if getattr(cfg, name) is not None:
@@ -124,6 +124,7 @@ class TrainConfig:
     hidden_size: int | None = like(ModelConfig, "hidden_size", None)
     num_layers: int | None = like(ModelConfig, "num_layers", None)
     dropout: float | None = like(ModelConfig, "dropout", None)
+    input_dropout: float | None = like(ModelConfig, "input_dropout", None)
     activation: str | None = None
     init: str | None = None
     num_heads: int | None = like(ModelConfig, "num_heads", None)
@@ -175,6 +176,8 @@ class TrainConfig:
             d = {**d, "abc_headers": "all"}
         if "abc_normalise" not in d:  # saved before the field existed: not normalised
             d = {**d, "abc_normalise": False}
+        if "input_dropout" not in d:  # saved before the field existed: none
+            d = {**d, "input_dropout": 0.0}
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
@@ -195,8 +198,8 @@ class TrainConfig:
 
 
 # TrainConfig fields that resolve_config always fills (a run to resume must have them all).
-RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "activation", "init",
-            "num_heads", "context_length", "positional", "batch_size", "seq_len", "lr",
+RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "input_dropout",
+            "activation", "init", "num_heads", "context_length", "positional", "batch_size", "seq_len", "lr",
             "weight_decay")
 
 

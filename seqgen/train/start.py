@@ -263,10 +263,11 @@ def _run_configs(cfg: TrainConfig, loaded: Loaded, device: str,
         mcfg = replace(loaded.resumed.model_config)
     elif loaded.init_ckpt is not None:
         mcfg = replace(loaded.init_ckpt.model_config)
-        if cfg.dropout is not None:
-            mcfg.dropout = cfg.dropout
+        for name in ("dropout", "input_dropout"):
+            if getattr(cfg, name) is not None:
+                setattr(mcfg, name, getattr(cfg, name))
         rcfg, _ = resolve_config(replace(cfg, kind=mcfg.kind), vocab_size, chars, device)
-        for name in (*ARCHITECTURE, "dropout"):
+        for name in (*ARCHITECTURE, "dropout", "input_dropout"):
             setattr(rcfg, name, getattr(mcfg, name))
         rcfg.kind = mcfg.kind
         if family(mcfg.kind) == "transformer" and rcfg.seq_len > mcfg.context_length:
