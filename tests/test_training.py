@@ -129,6 +129,20 @@ def test_train_config_saved_before_abc_headers_existed_reads_abc_as_written():
     assert TrainConfig.from_dict(TrainConfig().to_dict()).abc_headers == "music"
 
 
+def test_a_run_saved_before_input_dropout_existed_resumes_without_it(tmp_path):
+    res = train(tiny(tmp_path, steps=2, dropout=0.2))
+    meta_path = res.out / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("train_config", "model_config"):
+        del meta[key]["input_dropout"]  # as a checkpoint written before the field
+    meta_path.write_text(json.dumps(meta))
+    resumed = train(resume=res.out, overrides={"steps": 4})
+    assert resumed.step == 4
+    saved = ck.load_checkpoint(res.out)
+    assert saved.model_config.input_dropout == 0.0 and saved.model_config.dropout == 0.2
+    assert saved.train_config["input_dropout"] == 0.0
+
+
 def test_cuda_without_cuda_is_a_usage_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
