@@ -264,7 +264,9 @@ class ConstrainedChooser:
     mask. With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
     tokens' renormalised distribution), so the allowed set is read from the most likely
     tokens down, one move each, until the allowed nucleus is known: its mass bounds the
-    allowed mass from below, the unread tokens' mass from above (`_nucleus`). Streams it
+    allowed mass from below, the unread tokens' mass from above (`_nucleus`); with top-p
+    alone, or until the best-scoring allowed token surely in the nucleus outscores every token
+    that may still be in it (`_chosen`: then it is the choice, whatever the rest). Streams it
     cannot settle within WINDOW tokens or EPS of the edge take the full mask. `full_masks`
     masks every stream at every step (the reference the tests compare with)."""
 
@@ -345,16 +347,22 @@ class ConstrainedChooser:
 
         c = self.chooser
         at = torch.tensor(rows, device=logits.device)
-        m = min(WINDOW, logits.shape[-1])
+        V = logits.shape[-1]
+        m = min(WINDOW, V)
         vals, order = torch.sort(logits[at], dim=-1, descending=True)  # (R, V)
         probs = torch.softmax(vals, dim=-1)[:, :m].tolist()
-        best = scores[at].gather(1, order[:, :m]).tolist()  # (R, m)
+        ranked = scores[at].gather(1, order)  # (R, V) the scores, the likeliest token first
+        best = ranked[:, :m].tolist()  # (R, m)
+        # the highest score from each place on (R, m + 1): what the tokens not read yet may hold
+        beyond = torch.flip(torch.cummax(torch.flip(ranked, [1]), 1).values, [1])
+        beyond = torch.cat([beyond, beyond.new_full((len(rows), 1), float("-inf"))], 1)
+        beyond = beyond[:, : m + 1].tolist()
         ids, vals = order[:, :m].tolist(), vals[:, :m].tolist()
-        full = m == logits.shape[-1]
+        full = m == V
         left, done, chosen = [], [], []
         for r, b in enumerate(rows):
             kept = _nucleus(ids[r], probs[r], vals[r], lambda t, b=b: self.cons.allows(b, t),
-                            c.top_k, c.top_p, full)
+                            c.top_k, c.top_p, full, best[r], beyond[r])
             if kept is None:
                 left.append(b)
             else:  # the first of the best (argmax's choice among equal scores: the lowest id)
@@ -366,21 +374,36 @@ class ConstrainedChooser:
 
 
 def _nucleus(ids: list[int], probs: list[float], vals: list[float], allows: Callable[[int], bool],
-             top_k: int, top_p: float, full: bool) -> list[int] | None:
+             top_k: int, top_p: float, full: bool, scores: list[float] | None = None,
+             beyond: list[float] | None = None) -> list[int] | None:
     """Positions (in `ids`, the most likely tokens first, with their probabilities and logits)
     of the allowed tokens that top-k then top-p keep once the others are masked; None when that
-    is not settled within these tokens (`full`: they are the whole vocabulary) or within EPS."""
+    is not settled within these tokens (`full`: they are the whole vocabulary) or within EPS.
+
+    With `scores` (each token's, what the choice takes the argmax of) and `beyond` (beyond[i]:
+    the highest score of the tokens from place i on, read or not), top-p alone stops early with
+    the one position that is the choice: once an allowed token surely in the nucleus scores
+    above every token that may still be in it (`_chosen`)."""
     kept: list[int] = []  # positions of allowed tokens, in order
     before: list[float] = []  # the allowed mass before each
+    lead: list[int] = []  # lead[j]: the best-scoring of kept[: j + 1] (the lowest id on a tie)
     mass = seen = 0.0  # allowed mass read, all mass read
     kth = None
+    early = scores is not None and beyond is not None and not top_k and top_p < 1.0
     for i, t in enumerate(ids):
         if kth is not None and vals[i] < kth:
             break  # top-k: k allowed tokens (and the ties of the k-th) found
         if not top_k and _settled(before, mass, 1.0 - seen, top_p):
             break
+        if early and kept:
+            pos = _chosen(kept, before, lead, scores, beyond[i], mass, 1.0 - seen, top_p)
+            if pos is not None:
+                return [pos]
         seen += probs[i]
         if allows(t):
+            if early:
+                j = lead[-1] if lead else i
+                lead.append(i if (scores[i], -t) > (scores[j], -ids[j]) else j)
             kept.append(i)
             before.append(mass)
             mass += probs[i]
@@ -397,6 +420,24 @@ def _nucleus(ids: list[int], probs: list[float], vals: list[float], allows: Call
     if not _settled(before, mass, 0.0 if top_k or full else 1.0 - seen, top_p):
         return None
     return [i for i, b in zip(kept, before, strict=True) if b < top_p * mass]
+
+
+def _chosen(kept: list[int], before: list[float], lead: list[int], scores: list[float],
+            unread: float, mass: float, rest: float, top_p: float) -> int | None:
+    """The choice among the allowed tokens read (`kept`, `before`, `lead` as in `_nucleus`),
+    if already certain: the best of those surely in the nucleus (whatever the unread tokens,
+    of mass `rest`, hold) scores above every other token that may be in it, the read ones and
+    `unread`, the highest score of the tokens not read. None when not certain."""
+    # surely in: before < p x (the least allowed mass); maybe in: before < p x (the most)
+    sure = bisect_left(before, top_p * mass - EPS)
+    if not sure:
+        return None
+    maybe = bisect_left(before, top_p * (mass + rest) + EPS)
+    pos = lead[sure - 1]
+    top = scores[pos]
+    if top <= unread or any(scores[kept[j]] >= top for j in range(sure, maybe)):
+        return None
+    return pos
 
 
 def _settled(before: list[float], mass: float, rest: float, top_p: float) -> bool:

@@ -127,6 +127,33 @@ def test_nucleus_reads_only_what_decides_it():
     assert sampling._nucleus([1], [0.9], [1.0], allows, 0, 0.9, False) is None
 
 
+def test_nucleus_stops_once_the_choice_is_certain():
+    """Top-p alone: a flat tail would take every token to settle the nucleus, but once the
+    best-scoring allowed token surely in it outscores every token that may still be in it, the
+    choice is made (the argmax over the allowed nucleus is that token whatever the rest holds)."""
+    probs = [0.5, 0.3] + [0.2 / 8] * 8
+    ids, vals = list(range(10)), [float(-i) for i in range(10)]
+    reads = []
+
+    def allows(t):
+        reads.append(t)
+        return True
+
+    scores = [5.0, 1.0] + [0.0] * 8  # token 0 outscores all
+    beyond = [max(scores[i:], default=float("-inf")) for i in range(11)]
+    assert sampling._nucleus(ids, probs, vals, allows, 0, 0.87, True, scores, beyond) == [0]
+    assert reads == [0]  # (0.5 of the mass read: token 0 is in the nucleus whatever follows)
+    reads.clear()  # without scores: read until the unread mass cannot matter
+    assert sampling._nucleus(ids, probs, vals, allows, 0, 0.87, True) == [0, 1, 2, 3, 4]
+    assert len(reads) == 10
+    reads.clear()  # an unread token that may be in the nucleus and scores higher: read on
+    scores = [5.0, 1.0, 6.0] + [0.0] * 7
+    beyond = [max(scores[i:], default=float("-inf")) for i in range(11)]
+    # (token 2 is surely in once 0.925 of the mass is read: 0.8 before it < 0.87 x 0.925)
+    assert sampling._nucleus(ids, probs, vals, allows, 0, 0.87, True, scores, beyond) == [2]
+    assert reads == [0, 1, 2, 3, 4, 5, 6]
+
+
 @pytest.mark.parametrize("setting", [dict(), dict(top_p=0.9)])
 def test_a_form_tune_gives_the_same_tunes_as_masking_every_step(monkeypatch, setting):
     """With --form and a tonic cadence the last bar's note letters are not alike: the draw-first
