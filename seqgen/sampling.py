@@ -264,8 +264,8 @@ class ConstrainedChooser:
     mask. With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
     tokens' renormalised distribution), so the allowed set is read from the most likely
     tokens down, one move each, until the allowed nucleus is known: its mass bounds the
-    allowed mass from below, the unread tokens' mass from above (`_nucleus`); with top-p
-    alone, or until the best-scoring allowed token surely in the nucleus outscores every token
+    allowed mass from below, the unread tokens' mass from above (`_nucleus`), or, with top-p
+    alone, until the best-scoring allowed token surely in the nucleus outscores every token
     that may still be in it (`_chosen`: then it is the choice, whatever the rest). Streams it
     cannot settle within WINDOW tokens or EPS of the edge take the full mask. `full_masks`
     masks every stream at every step (the reference the tests compare with)."""

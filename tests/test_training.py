@@ -85,6 +85,22 @@ def test_presets_fill_fields_and_explicit_options_win():
     assert t.seq_len == tm.context_length
 
 
+def test_a_calibrated_run_drops_the_inputs_as_its_output():
+    chosen = dict(hidden_size=512, num_layers=1, embed_dim=64, dropout=0.35, input_dropout=0.35,
+                  batch_size=64, seq_len=64, lr=4e-3, weight_decay=0.0)
+    cfg, mc = resolve_config(TrainConfig(minutes=5), 40, 180_000, chosen=chosen)
+    assert (mc.dropout, mc.input_dropout, cfg.input_dropout) == (0.35, 0.35, 0.35)
+    # a dropout given by hand: the inputs follow it, unless given too
+    _, mc = resolve_config(TrainConfig(minutes=5, dropout=0.1), 40, 180_000, chosen=chosen)
+    assert (mc.dropout, mc.input_dropout) == (0.1, 0.1)
+    _, mc = resolve_config(TrainConfig(minutes=5, dropout=0.1, input_dropout=0.0), 40, 180_000,
+                           chosen=chosen)
+    assert (mc.dropout, mc.input_dropout) == (0.1, 0.0)
+    # a named preset drops no inputs
+    _, mc = resolve_config(TrainConfig(preset="medium"), 40, 180_000)
+    assert mc.dropout == 0.35 and mc.input_dropout == 0.0
+
+
 def test_auto_preset_depends_on_corpus_size_and_budget():
     small, _ = resolve_config(TrainConfig(), 40, 5_000)
     assert small.preset == "tiny"

@@ -47,7 +47,8 @@ Dropout = Annotated[float | None, typer.Option(
     rich_help_panel=PM)]
 InputDropout = Annotated[float | None, typer.Option(
     help="RNN kinds: dropout probability on the inputs (the embeddings), in [0, 1). Default: "
-    "--preset auto's dropout, 0 with a named preset.", rich_help_panel=PM)]
+    "the run's dropout where --preset auto calibrates (a --minutes budget), else 0.",
+    rich_help_panel=PM)]
 Activation = Annotated[str | None, typer.Option(
     help="Vanilla rnn only: tanh or relu (default tanh).", rich_help_panel=PM)]
 Init = Annotated[str | None, typer.Option(

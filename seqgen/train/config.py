@@ -265,6 +265,8 @@ def resolve_config(config: TrainConfig, vocab_size: int, corpus_chars: int,
     preset = config.preset
     if chosen is not None and preset == "auto":
         values: dict[str, Any] = dict(chosen)
+        if config.dropout is not None and "input_dropout" in values:
+            values["input_dropout"] = config.dropout  # (the inputs dropped as the output)
     else:
         if preset == "auto":
             preset = choose_preset(config.kind, corpus_chars, budget_seconds(config),
