@@ -295,7 +295,7 @@ class ConstrainedChooser:
         else:  # the argmax over all tokens, kept where the grammar allows it
             torch.argmax(c.scores(logits, g), dim=-1, out=out)
             rows = [b for b, t in enumerate(out.tolist())
-                    if b not in forced and not cons.takes(b, t)]
+                    if b not in skip and not cons.takes(b, t)]
         for left, filtered in ((rows, True), (loose, False)):
             if left:  # the masked choice of the streams left
                 import numpy as np
@@ -314,11 +314,11 @@ class ConstrainedChooser:
     def _filtered(self, logits: Tensor, g: Tensor, out: Tensor,
                   skip: set[int]) -> tuple[list[int], list[int]]:
         """Top-k/top-p: the choice of every stream (but those in `skip`) settled without its
-        mask, written into `out`; the streams left, and the argmax ids. First the argmax t over all tokens: where
-        the grammar allows it, fewer than k tokens rank above it and the mass u of those above
-        it is below p / (1 - p) times its own (the allowed mass a above it is at most u, and
-        a < p (a + p_t) is the nucleus's test), so it is the choice. Else `_nucleus` reads the
-        most likely tokens."""
+        mask, written into `out`; the streams left, and the argmax ids. First the argmax t over
+        all tokens: where the grammar allows it, fewer than k tokens rank above it and the mass
+        u of those above it is below p / (1 - p) times its own (the allowed mass a above it is
+        at most u, and a < p (a + p_t) is the nucleus's test), so it is the choice. Else
+        `_nucleus` reads the most likely tokens."""
         import torch
 
         c = self.chooser
@@ -353,10 +353,12 @@ class ConstrainedChooser:
         probs = torch.softmax(vals, dim=-1)[:, :m].tolist()
         ranked = scores[at].gather(1, order)  # (R, V) the scores, the likeliest token first
         best = ranked[:, :m].tolist()  # (R, m)
-        # the highest score from each place on (R, m + 1): what the tokens not read yet may hold
-        beyond = torch.flip(torch.cummax(torch.flip(ranked, [1]), 1).values, [1])
-        beyond = torch.cat([beyond, beyond.new_full((len(rows), 1), float("-inf"))], 1)
-        beyond = beyond[:, : m + 1].tolist()
+        beyond: list[list[float]] | list[None] = [None] * len(rows)
+        if not c.top_k:  # (what `_nucleus` stops early with: top-p alone)
+            # the highest score from each place on (R, m + 1): what the unread tokens may hold
+            top = torch.flip(torch.cummax(torch.flip(ranked, [1]), 1).values, [1])
+            top = torch.cat([top, top.new_full((len(rows), 1), float("-inf"))], 1)
+            beyond = top[:, : m + 1].tolist()
         ids, vals = order[:, :m].tolist(), vals[:, :m].tolist()
         full = m == V
         left, done, chosen = [], [], []

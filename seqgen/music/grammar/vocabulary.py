@@ -167,12 +167,15 @@ def tonic_letter(key: str) -> str:
 
 def form_parts(form: str) -> tuple[bool, ...]:
     """The parts of a form as written (each: repeated or not): 'AABA' -> (True, False, False)."""
-    return tuple(len(m.group(0)) == 2 for m in re.finditer(r"(.)\1?", form))
+    return tuple(len(m.group(0)) == 2 for m in _PART.finditer(form))
 
 
 def form_letters(form: str) -> tuple[str, ...]:
     """The letter of each part of a form as written: 'AABA' -> ('A', 'B', 'A')."""
-    return tuple(m.group(1) for m in re.finditer(r"(.)\1?", form))
+    return tuple(m.group(1) for m in _PART.finditer(form))
+
+
+_PART = re.compile(r"(.)\1?")  # a part as a form writes it: its letter, doubled when repeated
 
 
 def prefixes(words: Iterable[str]) -> frozenset[str]:
