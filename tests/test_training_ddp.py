@@ -54,10 +54,21 @@ def test_torchrun_two_processes_match_one(tmp_path, kind):
 
 # rank 0 asks to stop after step 4 (as Ctrl-C does); the request goes round with step 5's
 # all-reduce, so both processes stop and save together after step 5
+# It also checks that no DistributedDataParallel wrapper is left when the process group is
+# destroyed: one freed later (it sits in a reference cycle) could abort the process at exit,
+# after a run that had finished and saved (gloo: "terminate called without an active exception").
 STOP_AT_5 = """
-import json, sys
+import gc, json, sys
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from seqgen.errors import Interrupted
 from seqgen.train import TrainConfig, Trainer
+destroy = dist.destroy_process_group
+def checked_destroy(*args, **kwargs):
+    if any(isinstance(o, DistributedDataParallel) for o in gc.get_objects()):
+        sys.exit("a DistributedDataParallel wrapper outlives the run")
+    destroy(*args, **kwargs)
+dist.destroy_process_group = checked_destroy
 trainer = Trainer(TrainConfig(**json.loads(sys.argv[1])))
 trainer.callback = lambda ev: ev.step == 4 and trainer.request_stop()
 try:

@@ -102,7 +102,21 @@ def start_run(config: TrainConfig, resume: str | os.PathLike | None, overrides: 
     if origin.saved is not None:
         run.restore(origin.saved)
     run.fwd_model = _forward_model(model, rcfg.compile, dist, run.dev_type)
+    if dist.enabled:
+        hold.callback(_release_ddp, run)
     return run
+
+
+def _release_ddp(run: RunState) -> None:
+    """Free the DistributedDataParallel wrapper when the run ends, while the process group is
+    still up. It holds the group and sits in a reference cycle of its own, so without a collection
+    here it is freed at whatever collection comes next: after the group is destroyed, or at exit,
+    where gloo can abort the process (SIGABRT, "terminate called without an active exception")
+    after a run that finished and saved."""
+    import gc
+
+    run.fwd_model = None
+    gc.collect()
 
 
 def start_message(run: RunState) -> str:
