@@ -155,7 +155,9 @@ def test_bar_plans_name_each_bar_that_repeats_an_earlier_one():
     assert f.copies == ((4, 0), (5, 1), (15, 7))
     assert f.recurring == pytest.approx(6 / 16)
     d = corpus_forms([reel, reel, tune(f"|:{bars(A)}:|\n|:{bars(B)}:|", extra="R:reel\n")])
-    assert plan_choices(d, "C|", "reel", "AABB", 8) == {"4=0 5=1 15=7": 2, "": 1}
+    assert d["groups"][0]["plans"]["AABB 8,8"] == {"4=0 5=1 15=7": 2, "": 1}
+    # the tune that repeats no bar is counted but its plan is not drawn
+    assert plan_choices(d, "C|", "reel", "AABB", 8) == {"4=0 5=1 15=7": 2}
     assert plan_choices(d, "C|", "reel", "AB", 8) == {}
     # a form no tune of the meter and rhythm has (--form): the meter's, else the corpus's
     jig = tune("|:" + bars(["dfd dfd"] * 4 + ["dfd dfd", "ABc dBA", "dfd dfd", "ABc dBA"])
@@ -167,6 +169,11 @@ def test_bar_plans_name_each_bar_that_repeats_an_earlier_one():
         "1=0 2=0 3=0 4=0 6=0 7=5 8=5 9=5 10=5 11=5 12=5 13=5 14=5 15=5": 1,
         "4=0 5=1 15=7": 1}
     assert parse_plan("4=0 5=1 15=7") == {4: 0, 5: 1, 15: 7} and parse_plan("") == {}
+    # where the tunes of the rhythm repeat no bar, the meter's tunes that do give the plan
+    plain = tune(f"|:{bars(A)}:|\n|:{bars(B)}:|", extra="R:hornpipe\n")
+    d = corpus_forms([plain, reel])
+    assert plan_choices(d, "C|", "hornpipe", "AABB", 8) == {"4=0 5=1 15=7": 1}
+    assert plan_choices(corpus_forms([plain]), "C|", "hornpipe", "AABB", 8) == {}
     # a distribution written before plans were kept draws none
     old = {**d, "groups": [{k: v for k, v in g.items() if k != "plans"} for g in d["groups"]]}
     assert forms_problem(old) is None and plan_choices(old, "C|", "reel", "AABB", 8) == {}
