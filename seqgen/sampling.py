@@ -42,6 +42,7 @@ fused SDPA call per layer over the preallocated KV cache, no allocations besides
 
 from __future__ import annotations
 
+import math
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
@@ -260,8 +261,8 @@ class ConstrainedChooser:
 
     The draw is the argmax of noise plus (filtered) logits over the allowed tokens. Without
     top-k/top-p the argmax over all tokens is that token whenever the grammar allows it (one
-    move of the grammar, which advancing needs anyway); only a refused token costs its stream a
-    mask. With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
+    move of the grammar, which advancing needs anyway); after a refused token the tokens are
+    read from the best score down, one move each, until one is allowed (`_best_allowed`). With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
     tokens' renormalised distribution), so the allowed set is read from the most likely
     tokens down, one move each, until the allowed nucleus is known: its mass bounds the
     allowed mass from below, the unread tokens' mass from above (`_nucleus`), or, with top-p
@@ -289,13 +290,18 @@ class ConstrainedChooser:
         loose = free  # the streams left that choose without the filter
         if self.full_masks:
             rows = [b for b in range(logits.shape[0]) if b not in skip]
-        elif c.filters:
-            rows, ids = self._filtered(logits, g, out, skip)
-            loose = [b for b in free if not cons.takes(b, ids[b])]
-        else:  # the argmax over all tokens, kept where the grammar allows it
-            torch.argmax(c.scores(logits, g), dim=-1, out=out)
-            rows = [b for b, t in enumerate(out.tolist())
-                    if b not in skip and not cons.takes(b, t)]
+        else:
+            scores = c.scores(logits, g, filtered=False)  # (B, V)
+            torch.argmax(scores, dim=-1, out=out)  # the argmax over all tokens
+            ids = out.tolist()
+            if c.filters:
+                rows = self._filtered(logits, scores, ids, out, skip)
+            else:  # kept where the grammar allows it
+                rows = self._best_allowed(
+                    [b for b, t in enumerate(ids) if b not in skip and not cons.takes(b, t)],
+                    scores, out)
+            loose = self._best_allowed([b for b in free if not cons.takes(b, ids[b])], scores,
+                                       out)
         for left, filtered in ((rows, True), (loose, False)):
             if left:  # the masked choice of the streams left
                 import numpy as np
@@ -311,34 +317,60 @@ class ConstrainedChooser:
                 list(forced.values()), device=out.device)
         return out
 
-    def _filtered(self, logits: Tensor, g: Tensor, out: Tensor,
-                  skip: set[int]) -> tuple[list[int], list[int]]:
+    def _best_allowed(self, rows: list[int], scores: Tensor, out: Tensor) -> list[int]:
+        """Without top-k/top-p: the choice of the streams `rows` (whose argmax the grammar
+        refused) is their best-scoring allowed token, found by reading the tokens from the best
+        score down (equal scores: the lowest id first, as argmax takes it), one move each,
+        written into `out`; the streams left (none allowed with a finite score within WINDOW
+        tokens) take the mask."""
+        import torch
+
+        if not rows:
+            return rows
+        at = torch.tensor(rows, device=scores.device)
+        m = min(WINDOW, scores.shape[-1])
+        best, order = torch.sort(scores[at], dim=-1, descending=True, stable=True)  # (R, V)
+        best, order = best[:, :m].tolist(), order[:, :m].tolist()
+        left, done, chosen = [], [], []
+        for r, b in enumerate(rows):
+            t = next((t for t, v in zip(order[r], best[r], strict=True)
+                      if v > -math.inf and self.cons.allows(b, t)), None)
+            if t is None:
+                left.append(b)
+            else:
+                done.append(b)
+                chosen.append(t)
+        if done:
+            out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
+        return left
+
+    def _filtered(self, logits: Tensor, scores: Tensor, ids: list[int], out: Tensor,
+                  skip: set[int]) -> list[int]:
         """Top-k/top-p: the choice of every stream (but those in `skip`) settled without its
-        mask, written into `out`; the streams left, and the argmax ids. First the argmax t over
-        all tokens: where the grammar allows it, fewer than k tokens rank above it and the mass
-        u of those above it is below p / (1 - p) times its own (the allowed mass a above it is
-        at most u, and a < p (a + p_t) is the nucleus's test), so it is the choice. Else
-        `_nucleus` reads the most likely tokens."""
+        mask, written into `out`; the streams left. `scores` (B, V) before the filter, `ids`
+        their argmax t (in `out` too): where the grammar allows t, fewer than k tokens rank
+        above it and the mass u of those above it is below p / (1 - p) times its own (the
+        allowed mass a above it is at most u, and a < p (a + p_t) is the nucleus's test), so it
+        is the choice. Else `_nucleus` reads the most likely tokens."""
         import torch
 
         c = self.chooser
-        scores = c.scores(logits, g, filtered=False)  # (B, V)
-        torch.argmax(scores, dim=-1, out=out)
-        probs = torch.softmax(logits, dim=-1)  # (B, V)
-        above = logits >= logits.gather(1, out[:, None])  # (B, V), t itself included
-        p_t = probs.gather(1, out[:, None]).squeeze(1)  # (B,)
-        ok = torch.ones_like(p_t, dtype=torch.bool)
-        if c.top_p < 1.0:
-            u = (probs * above).sum(-1) - p_t
-            ok &= (1.0 - c.top_p) * u < c.top_p * p_t - EPS
-        if c.top_k:
-            ok &= above.sum(-1) <= c.top_k
-        ids = out.tolist()
-        rows = [b for b, fine in enumerate(ok.tolist())
+        if len(ids) == 1:  # one stream: in Python floats, half the time of ten tensor operations
+            sure = [_sure(logits[0].tolist(), ids[0], c.top_k, c.top_p)]
+        else:
+            probs = torch.softmax(logits, dim=-1)  # (B, V)
+            above = logits >= logits.gather(1, out[:, None])  # (B, V), t itself included
+            p_t = probs.gather(1, out[:, None]).squeeze(1)  # (B,)
+            ok = torch.ones_like(p_t, dtype=torch.bool)
+            if c.top_p < 1.0:
+                u = (probs * above).sum(-1) - p_t
+                ok &= (1.0 - c.top_p) * u < c.top_p * p_t - EPS
+            if c.top_k:
+                ok &= above.sum(-1) <= c.top_k
+            sure = ok.tolist()
+        rows = [b for b, fine in enumerate(sure)
                 if b not in skip and not (fine and self.cons.takes(b, ids[b]))]
-        if rows:
-            return self._walk(rows, logits, scores, out), ids
-        return rows, ids
+        return self._walk(rows, logits, scores, out) if rows else rows
 
     def _walk(self, rows: list[int], logits: Tensor, scores: Tensor, out: Tensor) -> list[int]:
         """`_nucleus` for the streams `rows`: the choice of those it settles, written into
@@ -373,6 +405,23 @@ class ConstrainedChooser:
         if done:
             out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
         return left
+
+
+def _sure(logits: list[float], t: int, top_k: int, top_p: float) -> bool:
+    """`_filtered`'s test for one stream: token t (the argmax of its scores) is the choice if the
+    grammar allows it (fewer than k tokens above it; the mass u above it below p / (1 - p) times
+    its own, EPS kept as a margin)."""
+    lt, top = logits[t], max(logits)
+    ex = [math.exp(x - top) for x in logits]
+    above = [e for x, e in zip(logits, ex, strict=True) if x >= lt]  # t itself included
+    ok = True
+    if top_p < 1.0:
+        z = sum(ex)
+        p_t, u = ex[t] / z, (sum(above) - ex[t]) / z
+        ok = (1.0 - top_p) * u < top_p * p_t - EPS
+    if top_k:
+        ok = ok and len(above) <= top_k
+    return ok
 
 
 def _nucleus(ids: list[int], probs: list[float], vals: list[float], allows: Callable[[int], bool],

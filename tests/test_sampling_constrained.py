@@ -86,8 +86,9 @@ def tiny_model(seed: int, scale: float):
     return model
 
 
+@pytest.mark.parametrize("batch", [4, 1])  # (one stream takes the quick test in Python floats)
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_generate_gives_the_same_tunes_as_masking_every_step(monkeypatch, setting):
+def test_generate_gives_the_same_tunes_as_masking_every_step(monkeypatch, setting, batch):
     counts = {True: 0, False: 0}  # masks computed, with and without full_masks
     mask = ConstrainedBatch.mask
 
@@ -98,7 +99,7 @@ def test_generate_gives_the_same_tunes_as_masking_every_step(monkeypatch, settin
     monkeypatch.setattr(ConstrainedBatch, "mask", counted)
     for scale in (1.0, 30.0):  # a flat and a peaked model
         model = tiny_model(1, scale)
-        cfg = SampleConfig(length=150, num_samples=4, constrain="abc", **setting)
+        cfg = SampleConfig(length=150, num_samples=batch, constrain="abc", **setting)
         texts = {}
         for full in (True, False):
             monkeypatch.setattr(Sampler, "full_masks", full)
