@@ -322,26 +322,18 @@ class ConstrainedChooser:
         refused) is their best-scoring allowed token, found by reading the tokens from the best
         score down (equal scores: the lowest id first, as argmax takes it), one move each,
         written into `out`; the streams left (none allowed with a finite score within WINDOW
-        tokens) take the mask."""
-        import torch
-
-        if not rows:
-            return rows
-        at = torch.tensor(rows, device=scores.device)
-        m = min(WINDOW, scores.shape[-1])
-        best, order = torch.sort(scores[at], dim=-1, descending=True, stable=True)  # (R, V)
-        best, order = best[:, :m].tolist(), order[:, :m].tolist()
-        left, done, chosen = [], [], []
-        for r, b in enumerate(rows):
-            t = next((t for t, v in zip(order[r], best[r], strict=True)
-                      if v > -math.inf and self.cons.allows(b, t)), None)
+        tokens) take the mask. In Python lists: a few rows a step, where torch's sort and
+        indexing cost more than the reading."""
+        left = []
+        for b in rows:
+            row = scores[b].tolist()
+            order = sorted(range(len(row)), key=row.__getitem__, reverse=True)  # (stable)
+            t = next((t for t in order[:WINDOW]
+                      if row[t] > -math.inf and self.cons.allows(b, t)), None)
             if t is None:
                 left.append(b)
             else:
-                done.append(b)
-                chosen.append(t)
-        if done:
-            out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
+                out[b] = t
         return left
 
     def _filtered(self, logits: Tensor, scores: Tensor, ids: list[int], out: Tensor,
@@ -374,37 +366,35 @@ class ConstrainedChooser:
 
     def _walk(self, rows: list[int], logits: Tensor, scores: Tensor, out: Tensor) -> list[int]:
         """`_nucleus` for the streams `rows`: the choice of those it settles, written into
-        `out`; the streams left."""
-        import torch
-
+        `out`; the streams left. In Python lists, row by row (a few rows a step, where torch's
+        sort, softmax and indexing cost more at this size)."""
         c = self.chooser
-        at = torch.tensor(rows, device=logits.device)
-        V = logits.shape[-1]
-        m = min(WINDOW, V)
-        vals, order = torch.sort(logits[at], dim=-1, descending=True)  # (R, V)
-        probs = torch.softmax(vals, dim=-1)[:, :m].tolist()
-        ranked = scores[at].gather(1, order)  # (R, V) the scores, the likeliest token first
-        best = ranked[:, :m].tolist()  # (R, m)
-        beyond: list[list[float]] | list[None] = [None] * len(rows)
-        if not c.top_k:  # (what `_nucleus` stops early with: top-p alone)
-            # the highest score from each place on (R, m + 1): what the unread tokens may hold
-            top = torch.flip(torch.cummax(torch.flip(ranked, [1]), 1).values, [1])
-            top = torch.cat([top, top.new_full((len(rows), 1), float("-inf"))], 1)
-            beyond = top[:, : m + 1].tolist()
-        ids, vals = order[:, :m].tolist(), vals[:, :m].tolist()
-        full = m == V
-        left, done, chosen = [], [], []
-        for r, b in enumerate(rows):
-            kept = _nucleus(ids[r], probs[r], vals[r], lambda t, b=b: self.cons.allows(b, t),
-                            c.top_k, c.top_p, full, best[r], beyond[r])
+        left = []
+        for b in rows:
+            row, sc = logits[b].tolist(), scores[b].tolist()  # (V,)
+            order = sorted(range(len(row)), key=row.__getitem__, reverse=True)  # likeliest first
+            ex = [math.exp(x - row[order[0]]) for x in row]
+            z = sum(ex)
+            ids = order[:WINDOW]
+            best = [sc[t] for t in ids]
+            # top-p alone (`_nucleus` stops early): the highest score from each place on
+            beyond = None if c.top_k else _suffix_max([sc[t] for t in order])[: len(ids) + 1]
+            kept = _nucleus(ids, [ex[t] / z for t in ids], [row[t] for t in ids],
+                            lambda t, b=b: self.cons.allows(b, t), c.top_k, c.top_p,
+                            len(ids) == len(row), best, beyond)
             if kept is None:
                 left.append(b)
             else:  # the first of the best (argmax's choice among equal scores: the lowest id)
-                done.append(b)
-                chosen.append(ids[r][max(kept, key=lambda i: (best[r][i], -ids[r][i]))])
-        if done:
-            out[torch.tensor(done, device=out.device)] = torch.tensor(chosen, device=out.device)
+                out[b] = ids[max(kept, key=lambda i: (best[i], -ids[i]))]
         return left
+
+
+def _suffix_max(xs: list[float]) -> list[float]:
+    """[max(xs[i:]) for i in 0..len(xs)], -inf past the end."""
+    out = [-math.inf] * (len(xs) + 1)
+    for i in range(len(xs) - 1, -1, -1):
+        out[i] = xs[i] if xs[i] > out[i + 1] else out[i + 1]
+    return out
 
 
 def _sure(logits: list[float], t: int, top_k: int, top_p: float) -> bool:

@@ -195,13 +195,18 @@ class AbcConstraint:
         return r
 
     def _live(self, s: State) -> bool:
-        """Some character or <eos> may follow state `s`."""
+        """Some character or <eos> may follow state `s`. The likeliest character is tried on
+        `s` itself first: it answers about 80% of the states, nearly all of them new, in one
+        rule step, where their class (`_sig`) would cost about as much again; the rest are
+        answered per class, cached (a class's states allow the same characters)."""
+        lx, step = self.lex, rules.step
+        if step(lx, s, self._probe[0]) is not None:
+            return True
         s = self._sig(s)
         live = self._alive.get(s)
         if live is None:
-            lx, step = self.lex, rules.step
             live = rules.eos(lx, s) is not None or any(
-                step(lx, s, c) is not None for c in self._probe)
+                step(lx, s, c) is not None for c in self._probe[1:])
             _room(self._alive)[s] = live
         return live
 
