@@ -206,7 +206,7 @@ class AbcConstraint:
         live = self._alive.get(s)
         if live is None:
             live = rules.eos(lx, s) is not None or any(
-                step(lx, s, c) is not None for c in self._probe[1:])
+                step(lx, s, c) is not None for c in self._probe)
             _room(self._alive)[s] = live
         return live
 
