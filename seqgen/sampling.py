@@ -262,8 +262,9 @@ class ConstrainedChooser:
     The draw is the argmax of noise plus (filtered) logits over the allowed tokens. Without
     top-k/top-p the argmax over all tokens is that token whenever the grammar allows it (one
     move of the grammar, which advancing needs anyway); after a refused token the tokens are
-    read from the best score down, one move each, until one is allowed (`_best_allowed`). With top-k/top-p the filter reads the masked logits (the nucleus of the allowed
-    tokens' renormalised distribution), so the allowed set is read from the most likely
+    read from the best score down, one move each, until one is allowed (`_best_allowed`).
+    With top-k/top-p the filter reads the masked logits (the nucleus of the allowed tokens'
+    renormalised distribution), so the allowed set is read from the most likely
     tokens down, one move each, until the allowed nucleus is known: its mass bounds the
     allowed mass from below, the unread tokens' mass from above (`_nucleus`), or, with top-p
     alone, until the best-scoring allowed token surely in the nucleus outscores every token
