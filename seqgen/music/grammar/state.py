@@ -162,9 +162,9 @@ _FIELD_INDEX = {name: i for i, name in enumerate(State._fields)}
 def _replace(self: State, **changes) -> State:
     """The state with `changes` (as NamedTuple._replace, about twice as fast: the rules make a
     new state for nearly every character they read)."""
-    values = list(self)
-    for name, value in changes.items():
-        values[_FIELD_INDEX[name]] = value
+    values = [*self]
+    for name in changes:
+        values[_FIELD_INDEX[name]] = changes[name]
     return tuple.__new__(State, values)
 
 

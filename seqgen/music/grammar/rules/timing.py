@@ -101,7 +101,8 @@ def finish_note(lx: Lexicon, s: State) -> State | None:
     pairs = (s.body != Body.REST and s.deco not in (".", "!fermata!")
              and lx.l4[s.partial] in POWERS_OF_TWO)
     fitting = s.forced_length is not None or length_fits(lx, s, s.partial)  # (s.pitch read)
-    s = s._replace(deco="", pitch="" if staccato else s.pitch)
+    if s.deco or staccato:  # (most notes have neither: no new state for them)
+        s = s._replace(deco="", pitch="" if staccato else s.pitch)
     if s.forced_length is not None:
         if s.partial != s.forced_length:
             return None
