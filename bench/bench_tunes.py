@@ -11,9 +11,10 @@ speed` times): --tunes tunes one after another from 'X:' (seeds 0, 1, ...), each
 <eos>, with the ABC constraint (the default) and without, at top-p 1, 0.9 and 0.95, after one
 warm-up tune per case (the grammar's masks are built the first time a state is seen and cached;
 docs/quality.md); the table gives the median characters per second over the tunes, and what
-the constraint adds to a character at the same top-p (issue 18's measure, one stream). The cases run round-robin, so
-machine noise hits every case alike. Library generate(), the decoder `seqgen sample` uses, on one
-torch thread. docs/benchmarks.md ("What top-p and the constraint cost in speed") has a run of it.
+the constraint adds to a character at the same top-p (issue 18's measure, one stream). The
+cases run round-robin, so machine noise hits every case alike. Library generate(), the decoder
+`seqgen sample` uses, on one torch thread. docs/benchmarks.md ("What top-p and the constraint
+cost in speed") has a run of it.
 """
 
 from __future__ import annotations

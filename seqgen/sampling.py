@@ -328,7 +328,7 @@ class ConstrainedChooser:
         left = []
         for b in rows:
             row = scores[b].tolist()
-            order = sorted(range(len(row)), key=row.__getitem__, reverse=True)  # (stable)
+            order = _descending(row)
             t = next((t for t in order[:WINDOW]
                       if row[t] > -math.inf and self.cons.allows(b, t)), None)
             if t is None:
@@ -373,8 +373,8 @@ class ConstrainedChooser:
         left = []
         for b in rows:
             row, sc = logits[b].tolist(), scores[b].tolist()  # (V,)
-            order = sorted(range(len(row)), key=row.__getitem__, reverse=True)  # likeliest first
-            ex = [math.exp(x - row[order[0]]) for x in row]
+            order = _descending(row)  # the likeliest first
+            ex = _exps(row)
             z = sum(ex)
             ids = order[:WINDOW]
             best = [sc[t] for t in ids]
@@ -390,6 +390,18 @@ class ConstrainedChooser:
         return left
 
 
+def _descending(xs: list[float]) -> list[int]:
+    """The positions of `xs`, largest value first; equal values in order (the lowest id first,
+    as argmax takes it: Python's sort is stable, reversed too)."""
+    return sorted(range(len(xs)), key=xs.__getitem__, reverse=True)
+
+
+def _exps(logits: list[float]) -> list[float]:
+    """exp(logit - the largest): the unnormalised probabilities."""
+    top = max(logits)
+    return [math.exp(x - top) for x in logits]
+
+
 def _suffix_max(xs: list[float]) -> list[float]:
     """[max(xs[i:]) for i in 0..len(xs)], -inf past the end."""
     out = [-math.inf] * (len(xs) + 1)
@@ -402,8 +414,7 @@ def _sure(logits: list[float], t: int, top_k: int, top_p: float) -> bool:
     """`_filtered`'s test for one stream: token t (the argmax of its scores) is the choice if the
     grammar allows it (fewer than k tokens above it; the mass u above it below p / (1 - p) times
     its own, EPS kept as a margin)."""
-    lt, top = logits[t], max(logits)
-    ex = [math.exp(x - top) for x in logits]
+    lt, ex = logits[t], _exps(logits)
     above = [e for x, e in zip(logits, ex, strict=True) if x >= lt]  # t itself included
     ok = True
     if top_p < 1.0:

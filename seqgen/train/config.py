@@ -199,8 +199,8 @@ class TrainConfig:
 
 # TrainConfig fields that resolve_config always fills (a run to resume must have them all).
 RESOLVED = ("embedding", "embed_dim", "hidden_size", "num_layers", "dropout", "input_dropout",
-            "activation", "init", "num_heads", "context_length", "positional", "batch_size", "seq_len", "lr",
-            "weight_decay")
+            "activation", "init", "num_heads", "context_length", "positional", "batch_size",
+            "seq_len", "lr", "weight_decay")
 
 
 # TrainConfig fields that may change on --resume: the budget, evaluation, device and precision.
