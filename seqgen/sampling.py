@@ -287,7 +287,7 @@ class ConstrainedChooser:
         forced = cons.forced()
         # streams in a tune's header: drawn from the whole distribution (no top-k/top-p)
         free = cons.in_header() if c.filters and self.whole_header else []
-        skip = set(forced).union(free)
+        skip = set(forced).union(free) if forced or free else ()
         loose = free  # the streams left that choose without the filter
         if self.full_masks:
             rows = [b for b in range(logits.shape[0]) if b not in skip]
@@ -298,12 +298,11 @@ class ConstrainedChooser:
             if c.filters:
                 rows = self._filtered(logits, scores, ids, out, skip)
             else:  # kept where the grammar allows it
-                rows = self._best_allowed(
-                    [b for b, t in enumerate(ids) if b not in skip and not cons.takes(b, t)],
-                    scores, out)
-            loose = self._best_allowed([b for b in free if not cons.takes(b, ids[b])], scores,
-                                       out)
-        for left, filtered in ((rows, True), (loose, False)):
+                rows = [b for b, t in enumerate(ids) if b not in skip and not cons.takes(b, t)]
+                rows = self._best_allowed(rows, scores, out) if rows else rows
+            loose = [b for b in free if not cons.takes(b, ids[b])]
+            loose = self._best_allowed(loose, scores, out) if loose else loose
+        for left, filtered in ((rows, True), (loose, False)) if rows or loose else ():
             if left:  # the masked choice of the streams left
                 import numpy as np
 
