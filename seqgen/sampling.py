@@ -803,17 +803,28 @@ class Sampler:
             prompt = torch.tensor(self.prompt_ids, dtype=torch.long, device=device)
             logits = decoder.prefill(prompt.expand(B, -1))  # (B, V)
             out = torch.empty(max(N, 1), B, dtype=torch.long, device=device)  # (N, B)
+            # each <eos> seen at once where that costs no wait on a GPU (the grammar reads every
+            # token anyway): the last stream's <eos> ends the decoding there, not at its chunk's end
+            see_ends = cfg.stop_at_eos and (cons is not None or device.type == "cpu")
             t, chunk = 0, 1
             while t < N:
                 n = min(chunk, N - t)
                 chooser.prepare(n, B, logits.shape[-1], device)
+                going = {b for b, s in enumerate(streams) if not s.reason}
                 for j in range(t, t + n):
                     if cons is not None:  # the grammar's choice (allowed tokens only)
                         tok = cons_chooser.choose(logits, out[j])  # (B,)
                     else:
                         tok = chooser.choose(logits, out=out[j])  # (B,)
-                    if cons is not None:
-                        cons.advance(tok.tolist())
+                    if see_ends or cons is not None:
+                        ids = tok.tolist()
+                        if cons is not None:
+                            cons.advance(ids)
+                        if see_ends:
+                            going.difference_update([b for b in going if ids[b] == EOS_ID])
+                            if not going:
+                                n = j + 1 - t  # (every stream has ended)
+                                break
                     if j + 1 < N:
                         logits = decoder.step(tok)
                 new = out[t : t + n].t().tolist()  # (B, n): the one look per chunk

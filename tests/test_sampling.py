@@ -273,6 +273,19 @@ def test_stops_at_eos_and_reports_it():
     assert s.text.startswith("abcd|") and len(s.tokens) > 5 and s.stop_reason == "length"
 
 
+def test_decoding_stops_at_the_last_streams_eos(monkeypatch):
+    """On the CPU the model is not run past the step at which every stream has drawn <eos>
+    (tokens are generated in chunks between two looks from Python; a chunk would run on)."""
+    steps = []
+    real = FastDecoder.step
+    monkeypatch.setattr(FastDecoder, "step", lambda self, tok: steps.append(1) or real(self, tok))
+    model = bigram_model(CHAIN)
+    samples = generate(model, TOK, "X:1\nK:D\n", SampleConfig(length=100, num_samples=2),
+                       torch.Generator().manual_seed(0))
+    assert [s.text for s in samples] == ["abcd|"] * 2
+    assert len(steps) == 5  # one after each of a b c d |: none after <eos>
+
+
 @pytest.mark.parametrize("stops,text,hit", [
     (("cd",), "ab", "cd"),
     (("d|", "bc"), "a", "bc"),  # the earliest occurrence wins, not the first listed
