@@ -5,8 +5,9 @@ Speed: states are small immutable tuples; both the mask of a state and the move 
 state are cached (but for a stream's own moves in the body, which nearly never recur: only the
 last one per stream is kept, for the advance that follows `takes`). Masks are cached per
 `rules.signature` (states whose masks are equal share one), and a new mask computes one note
-letter's move for all of them (in the body they are allowed alike but after a tie). The counters of the bar, the line and the part make nearly every
-state new, so the sampler seldom asks for a mask: it asks whether the drawn token is allowed
+letter's move for all of them (in the body they are allowed alike but after a tie). The
+counters of the bar, the line and the part make nearly every state new, so the sampler seldom
+asks for a mask: it asks whether the drawn token is allowed
 (`ConstrainedBatch.takes`, the move itself) or a few likely ones (`allows`, per class of states;
 seqgen.sampling.ConstrainedChooser). No torch here: masks are numpy bool arrays over the
 tokenizer's ids (``<eos>`` = id 0).
@@ -225,12 +226,13 @@ class AbcConstraint:
         live = self._alive.get(s)
         if live is None:
             live = rules.eos(lx, s) is not None
-            for i, c in enumerate(order if not live else ()):
-                if step(lx, s, c) is not None:
-                    if i:
-                        order[i - 1], order[i] = c, order[i - 1]
-                    live = True
-                    break
+            if not live:
+                for i, c in enumerate(order):
+                    if step(lx, s, c) is not None:
+                        if i:
+                            order[i - 1], order[i] = c, order[i - 1]
+                        live = True
+                        break
             _room(self._alive)[s] = live
         return live
 
@@ -270,8 +272,9 @@ class ConstrainedBatch:
         self.copiers: list[BarCopier | None] = [None] * batch
         self._copying: list[int] = []  # the streams given a copier
         self._in_header = set(range(batch)) if s0.phase == HEADER else set()
-        # each stream's last `takes`: the state, the token, the move (`advance` reads it)
-        self._taken: list[tuple] = [(None, -1, None)] * batch
+        # each stream's last `takes`: its constraint, the state, the token, the move (`advance`
+        # reads it)
+        self._taken: list[tuple] = [(None, None, -1, None)] * batch
         if per_tune is not None and s0.phase == BODY:  # the prompt holds the whole header
             for b in range(batch):
                 self._tune_starts(b)
@@ -299,8 +302,9 @@ class ConstrainedBatch:
         s = self.states[b]
         if s is None:
             return True
-        nxt = self.constraints[b].advance(s, token, keep=False)
-        self._taken[b] = (s, token, nxt)  # (for `advance`)
+        c = self.constraints[b]
+        nxt = c.advance(s, token, keep=False)
+        self._taken[b] = (c, s, token, nxt)  # (for `advance`)
         return nxt is not None
 
     def in_header(self) -> list[int]:
@@ -330,11 +334,11 @@ class ConstrainedBatch:
         for b, t in enumerate(tokens):
             s = self.states[b]
             if s is not None:
-                taken = self._taken[b]
-                if taken[0] is s and taken[1] == t:
-                    prev, s = s, taken[2]
+                c, taken = self.constraints[b], self._taken[b]
+                if taken[0] is c and taken[1] is s and taken[2] == t:
+                    prev, s = s, taken[3]
                 else:
-                    prev, s = s, self.constraints[b].advance(s, int(t))
+                    prev, s = s, c.advance(s, int(t))
                 self.states[b] = s
                 if prev.phase == HEADER and (s is None or s.phase != HEADER):
                     self._in_header.discard(b)
