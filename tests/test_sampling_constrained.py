@@ -109,6 +109,24 @@ def test_generate_gives_the_same_tunes_as_masking_every_step(monkeypatch, settin
     assert counts[False] < counts[True]  # (this untrained model often wants a refused token)
 
 
+def test_the_look_ahead_keeps_every_character_in_its_learnt_orders():
+    """The dead-end look-ahead reorders, per position, the characters it tries as it learns
+    which answer; each order must stay a permutation of the vocabulary's characters (a lost
+    one would make a live state read as a dead end: a refused token the mask allows)."""
+    from seqgen.music.grammar import engine
+
+    engine._CACHE.clear()  # (a constraint of its own, its orders learnt here)
+    for scale in (1.0, 30.0):
+        generate(tiny_model(2, scale), TOK, "X:",
+                 SampleConfig(length=300, num_samples=3, constrain="abc", top_p=1.0),
+                 torch.Generator().manual_seed(5))
+    [grammar] = engine._CACHE.values()
+    moved = [order for order in grammar._probes.values() if order != grammar._probe]
+    assert moved  # (the orders were learnt: the test reads what it means to)
+    for order in grammar._probes.values():
+        assert sorted(order) == sorted(grammar._probe)
+
+
 def test_nucleus_reads_only_what_decides_it():
     reads = []
 

@@ -219,8 +219,8 @@ class AbcConstraint:
             order = self._probes[key] = list(self._probe)
         for i in self._on_state:
             if step(lx, s, order[i]) is not None:
-                if i:
-                    order[0], order[1] = order[1], order[0]
+                if i:  # (a new list, stored at once: a thread reading the old one sees it whole)
+                    self._probes[key] = [order[1], order[0], *order[2:]]
                 return True
         s = self._sig(s)
         live = self._alive.get(s)
@@ -230,7 +230,7 @@ class AbcConstraint:
                 for i, c in enumerate(order):
                     if step(lx, s, c) is not None:
                         if i:
-                            order[i - 1], order[i] = c, order[i - 1]
+                            self._probes[key] = [*order[: i - 1], c, order[i - 1], *order[i + 1:]]
                         live = True
                         break
             _room(self._alive)[s] = live
