@@ -821,7 +821,7 @@ class Sampler:
                         if cons is not None:
                             cons.advance(ids)
                         if see_ends:
-                            going.difference_update([b for b in going if ids[b] == EOS_ID])
+                            going = {b for b in going if ids[b] != EOS_ID}
                             if not going:
                                 n = j + 1 - t  # (every stream has ended)
                                 break

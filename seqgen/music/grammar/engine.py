@@ -347,7 +347,7 @@ class ConstrainedBatch:
                     if s is None:
                         self.copiers[b] = None
                     else:
-                        copier.step(prev, s, self.constraints[b].itos[int(t)])
+                        copier.step(prev, s, c.itos[int(t)])
                 head = self._heads[b]
                 if head is not None:
                     head.append(int(t))
